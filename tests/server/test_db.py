@@ -1,0 +1,63 @@
+"""The clinic database: schema, WAL, migrations applied once."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+from server.db import open_db, schema_version
+
+TABLES = {
+    "patients", "devices", "nights", "lm_events", "rejected",
+    "users", "sessions", "api_tokens", "treatment_notes",
+}
+
+
+def test_new_database_has_schema_in_wal_mode(tmp_path):
+    db = open_db(tmp_path / "s.db")
+    assert TABLES <= set(db.table_names())
+    assert db.journal_mode == "wal"
+    assert schema_version(db) == ["0001_initial"]
+    assert db["nights"].pks == ["device_id", "night"]
+
+
+def test_reopening_applies_nothing_twice(tmp_path):
+    open_db(tmp_path / "s.db")["patients"].insert({"pseudonym": "P-1", "created_at": "x"})
+    db = open_db(tmp_path / "s.db")
+    assert schema_version(db) == ["0001_initial"]
+    assert db["patients"].count == 1
+
+
+def test_two_processes_opening_at_once_both_succeed(tmp_path):
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def opener() -> None:
+        start.wait()
+        try:
+            open_db(tmp_path / "s.db").close()
+        except BaseException as e:  # collected, asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=opener) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    assert schema_version(open_db(tmp_path / "s.db")) == ["0001_initial"]
+
+
+def test_foreign_keys_and_constraints_are_enforced(tmp_path):
+    db = open_db(tmp_path / "s.db")
+    with pytest.raises(sqlite3.IntegrityError):
+        db["treatment_notes"].insert(
+            {"patient_id": 99, "date": "2026-01-01", "text": "x", "created_by": "u", "created_at": "x"}
+        )
+    with pytest.raises(sqlite3.IntegrityError):
+        db["devices"].insert({"device_id": "d", "status": "asleep", "created_at": "x"})
+    db["patients"].insert({"pseudonym": "P-1", "created_at": "x"})
+    with pytest.raises(sqlite3.IntegrityError):
+        db["patients"].insert({"pseudonym": "P-1", "created_at": "y"})
