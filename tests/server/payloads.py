@@ -1,0 +1,103 @@
+"""Valid night summaries for the server tests and the ingest benchmark, built to the contract
+(docs/summary.md): counts agree with the events, PLM series of CLMs at 20-s intervals."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+CAVEATS = [
+    "Respiratory-related leg movements are not excluded: no respiratory signals are recorded.",
+    "Indices are per hour in bed, not per hour of sleep: no EEG is recorded.",
+]
+
+
+def make_summary(
+    device_id: str = "dev-a",
+    night: str = "2026-01-05",
+    n_lms: int = 40,
+    *,
+    generated_at: datetime | None = None,
+    summary_id: str | None = None,
+) -> dict[str, Any]:
+    """A consistent published night with `n_lms` LMs: series of 5 periodic CLMs 20 s apart, then one
+    long non-CLM LM that breaks the series, repeated."""
+    start = datetime.combine(date.fromisoformat(night), datetime.min.time(), timezone.utc) + timedelta(
+        hours=22
+    )
+    events = []
+    series = -1
+    t_s = 600.0
+    for i in range(n_lms):
+        k = i % 6
+        if k < 5:
+            if k == 0:
+                series += 1
+            duration_s = 2.0
+            events.append(
+                {"onset_s": t_s, "offset_s": t_s + duration_s, "duration_s": duration_s,
+                 "periodic": True, "clm": True, "bilateral": False, "series": series,
+                 "imi_s": 20.0 if k else None}
+            )
+            t_s += 20.0
+        else:
+            duration_s = 12.0
+            events.append(
+                {"onset_s": t_s, "offset_s": t_s + duration_s, "duration_s": duration_s,
+                 "periodic": False, "clm": False, "bilateral": True, "series": None, "imi_s": None}
+            )
+            t_s += 120.0
+    duration_s = max(t_s + 600.0, 8 * 3600.0)
+    in_bed_s = duration_s - 600.0
+    plm = sum(e["periodic"] for e in events)
+    clm = sum(e["clm"] for e in events)
+    hist = [0] * 45
+    hist[10] = sum(1 for e in events if e["imi_s"] is not None)
+    plm_index = plm / (in_bed_s / 3600.0)
+    return {
+        "schema": "rlsmon.night/1",
+        "rules": "WASM2016",
+        "algorithm_version": "0.1.0",
+        "recording_start": start.isoformat(),
+        "duration_s": duration_s,
+        "lm_events": events,
+        "lm_count": len(events),
+        "clm_count": clm,
+        "plm_count": plm,
+        "plm_series_count": series + 1,
+        "in_bed": [{"start_s": 300.0, "end_s": 300.0 + in_bed_s}],
+        "time_in_bed_s": in_bed_s,
+        "lm_index": len(events) / (in_bed_s / 3600.0),
+        "plm_index": plm_index,
+        "periodicity_index": 0.8 if events else 0.0,
+        "imi_histogram": {"bin_width_s": 2, "counts": hist, "below_10_s": 0,
+                          "from_10_to_90_s": hist[10], "above_90_s": 0},
+        "hourly": [
+            {"start_s": h * 3600.0, "end_s": min((h + 1) * 3600.0, duration_s),
+             "clock_hour": (22 + h) % 24, "lm_count": 0, "plm_count": 0}
+            for h in range(int(duration_s // 3600) + 1)
+        ],
+        "coverage": {"recorded_s": duration_s - 30.0, "gaps": [{"start_s": 100.0, "end_s": 130.0}]},
+        "severity": "normal" if plm_index < 5 else "mild" if plm_index < 25
+        else "moderate" if plm_index < 50 else "severe",
+        "clinically_significant": plm_index > 15,
+        "caveats": CAVEATS,
+        "device_id": device_id,
+        "night": night,
+        "summary_id": summary_id or str(uuid.uuid4()),
+        "generated_at": (generated_at or datetime.now(timezone.utc)).isoformat(),
+        "window": {"start": start.isoformat(), "end": (start + timedelta(hours=10)).isoformat(),
+                   "timezone": "Europe/Berlin"},
+        "software_version": "0.1.0",
+        "sensor": {"chip": "LSM6DSOX", "who_am_i": 0x6C, "driver": "fifo", "legs": 2,
+                   "odr_hz": 52.0, "odr_measured_hz": 51.9, "accel_fs_g": 4.0, "gyro_fs_dps": 500.0},
+        "clock_synced": True,
+        "markers": [{"t_s": 300.0, "kind": "lights_off"}, {"t_s": 300.0 + in_bed_s, "kind": "lights_on"}],
+    }
+
+
+def encode(summary: dict[str, Any]) -> bytes:
+    """The summary as the daemon puts it on the wire."""
+    return json.dumps(summary, separators=(",", ":")).encode()

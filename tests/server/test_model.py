@@ -1,0 +1,96 @@
+"""The summary contract: valid nights pass, garbage is refused, the checked-in JSON Schema is current."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema_rs
+import pytest
+from pydantic import ValidationError
+
+from server.model import SCHEMA_FILE, NightCore, NightSummary, render_json_schema
+from tests.server.payloads import encode, make_summary
+
+CORE_KEYS = set(NightCore.model_fields) - {"schema_"} | {"schema"}
+
+
+def core_of(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k in CORE_KEYS}
+
+
+def test_checked_in_schema_is_current():
+    assert SCHEMA_FILE.read_text() == render_json_schema(), (
+        "server/nightly-summary.schema.json is stale: run "
+        "`python -c 'from server.model import write_json_schema; write_json_schema()'`"
+    )
+
+
+def test_valid_night_passes_pydantic_and_json_schema():
+    summary = make_summary(n_lms=60)
+    night = NightSummary.model_validate_json(encode(summary))
+    assert night.lm_count == 60 and night.device_id == "dev-a"
+    jsonschema_rs.validator_for(json.loads(SCHEMA_FILE.read_text())).validate(summary)
+
+
+def test_core_alone_passes_core_and_fails_published():
+    core = core_of(make_summary())
+    NightCore.model_validate_json(json.dumps(core))
+    schema = json.loads(SCHEMA_FILE.read_text())
+    core_schema = {**schema["$defs"]["NightCore"], "$defs": schema["$defs"]}
+    jsonschema_rs.validator_for(core_schema).validate(core)
+    with pytest.raises(ValidationError, match="device_id"):
+        NightSummary.model_validate_json(json.dumps(core))
+
+
+def test_extra_keys_are_kept_for_additive_evolution():
+    summary = make_summary()
+    summary["future_field"] = {"x": 1}
+    summary["lm_events"][0]["leg"] = 1
+    night = NightSummary.model_validate_json(encode(summary))
+    dumped = night.model_dump(mode="json", by_alias=True)
+    assert dumped["future_field"] == {"x": 1} and dumped["lm_events"][0]["leg"] == 1
+
+
+def _mutations():
+    def put(path, value):
+        def apply(s):
+            target = s
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+        return apply
+
+    def drop(key):
+        return lambda s: s.pop(key)
+
+    return {
+        "wrong schema version": put(["schema"], "rlsmon.night/2"),
+        "unknown rules": put(["rules"], "AASM2007"),
+        "count as string": put(["lm_count"], "40"),
+        "bool as int": put(["clinically_significant"], 0),
+        "negative time": put(["lm_events", 0, "onset_s"], -1.0),
+        "offset before onset": put(["lm_events", 0, "offset_s"], 0.0),
+        "duration disagrees": put(["lm_events", 0, "duration_s"], 9.0),
+        "lm_count disagrees": put(["lm_count"], 41),
+        "plm_count disagrees": put(["plm_count"], 1),
+        "periodic without series": put(["lm_events", 0, "series"], None),
+        "periodicity over 1": put(["periodicity_index"], 1.5),
+        "44 histogram bins": put(["imi_histogram", "counts"], [0] * 44),
+        "bad device id": put(["device_id"], "Dev_A"),
+        "naive generated_at": put(["generated_at"], "2026-01-05T06:00:00"),
+        "not a uuid": put(["summary_id"], "abc"),
+        "bad night date": put(["night"], "2026-13-01"),
+        "clock hour 24": put(["hourly", 0, "clock_hour"], 24),
+        "unknown marker": put(["markers", 0, "kind"], "alarm"),
+        "missing lm_events": drop("lm_events"),
+        "too many events": put(["lm_events"], [{}] * 20_001),
+        "nan index": put(["plm_index"], float("nan")),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_mutations()))
+def test_garbage_is_refused(name):
+    summary = make_summary()
+    _mutations()[name](summary)
+    with pytest.raises(ValidationError):
+        NightSummary.model_validate_json(json.dumps(summary))
