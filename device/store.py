@@ -1,0 +1,324 @@
+"""The night on disk: SQLite through sqlite-utils, in WAL mode, owned by one writer thread.
+
+Sensor, paho and gpiozero callbacks run on threads of their own; they never touch the connection
+but queue work to the writer (`submit`, `call`), which batches whatever is queued into one
+transaction. Each event is queued as it happens, so a kill -9 costs at most what was not yet
+queued. Small pages (1 KiB) keep SD-card writes per transaction small.
+
+Tables: `nights` (one row per night, closed when its summary is built), `segments` (spans the
+daemon was recording: their complement in the window is coverage gaps), `gaps` (gaps the detector
+saw inside a segment), `movements`, `postures`, `markers` (the button), and `outbox` (summaries not
+yet acknowledged by the broker, drained in id order).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from device.detect.events import Interval, LegMovement, PostureSegment
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+PAGE_SIZE = 1024  # bytes; a smaller page means fewer bytes written per small transaction
+_BATCH = 256  # most queued jobs folded into one transaction
+
+
+@dataclass(frozen=True)
+class NightInfo:
+    """What is known about a night when it opens: its window and the recording set-up."""
+
+    night: str  # YYYY-MM-DD, the evening's date
+    window_start: str  # ISO 8601 with offset
+    window_end: str
+    timezone: str
+    duration_s: float
+    clock_synced: bool
+    rules: str
+    sensor: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A span the daemon was recording, with the samples it received (all legs)."""
+
+    start_s: float
+    end_s: float
+    samples: int
+
+
+@dataclass(frozen=True)
+class StoredNight:
+    """Everything stored about one night: what its summary is built from."""
+
+    info: NightInfo
+    segments: list[Segment]
+    gaps: list[Interval]
+    movements: list[LegMovement]
+    postures: list[PostureSegment]
+    markers: list[tuple[float, str]]
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One summary waiting for its PUBACK."""
+
+    id: int
+    topic: str
+    payload: str
+    night: str
+
+
+def _migrate(db: Any) -> None:
+    from sqlite_utils.migrations import Migrations
+
+    migrations = Migrations("rlsmon-device-store")
+
+    @migrations()
+    def m001_initial(db: Any) -> None:
+        db["nights"].create({"night": str, "window_start": str, "window_end": str, "timezone": str,
+                             "duration_s": float, "clock_synced": int, "rules": str, "sensor": str,
+                             "opened_at": str, "closed_at": str, "summary_id": str}, pk="night")
+        db["segments"].create({"id": int, "night": str, "start_s": float, "end_s": float, "samples": int},
+                              pk="id", foreign_keys=[("night", "nights")])
+        db["gaps"].create({"id": int, "night": str, "start_s": float, "end_s": float}, pk="id",
+                          foreign_keys=[("night", "nights")])
+        db["movements"].create({"id": int, "night": str, "leg": int, "onset_s": float, "offset_s": float,
+                                "peak_dps": float, "tilt_deg": float}, pk="id", foreign_keys=[("night", "nights")])
+        db["postures"].create({"id": int, "night": str, "start_s": float, "end_s": float, "posture": str},
+                              pk="id", foreign_keys=[("night", "nights")])
+        db["markers"].create({"id": int, "night": str, "t_s": float, "kind": str}, pk="id",
+                             foreign_keys=[("night", "nights")])
+        db["outbox"].create({"id": int, "night": str, "topic": str, "payload": str, "created_at": str},
+                            pk="id")
+
+    migrations.apply(db)
+
+
+class Store:
+    """The night store. `start()` opens it on the writer thread; every method is thread-safe."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._jobs: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+
+    # --- the writer thread -------------------------------------------------------------------
+    def start(self) -> None:
+        """Open (creating if need be) the database on the writer thread; raise if that fails."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            raise self._error
+
+    def _open(self) -> Any:
+        import sqlite_utils
+
+        db = sqlite_utils.Database(self.path)
+        if not db.table_names():
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only takes effect before the first table
+        db.enable_wal()
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
+        _migrate(db)
+        return db
+
+    def _run(self) -> None:
+        try:
+            db = self._open()
+        except BaseException as exc:  # reported to start()'s caller
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        while True:
+            batch = [self._jobs.get()]
+            while len(batch) < _BATCH:
+                try:
+                    batch.append(self._jobs.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(job is None for job in batch)
+            jobs = [job for job in batch if job is not None]
+            self._run_batch(db, jobs)
+            if stop:
+                db.close()
+                return
+
+    @staticmethod
+    def _run_batch(db: Any, jobs: list[tuple[Callable, Future]]) -> None:
+        # One transaction for the batch; each job in a savepoint so one failure loses only itself.
+        results: list[tuple[Future, Any, BaseException | None]] = []
+        try:
+            with db.atomic():
+                for fn, fut in jobs:
+                    try:
+                        with db.atomic():
+                            results.append((fut, fn(db), None))
+                    except Exception as exc:
+                        results.append((fut, None, exc))
+        except Exception as exc:  # the COMMIT itself failed (disk full, I/O error)
+            log.error("night store: a write failed and was rolled back: %s", exc)
+            results = [(fut, None, exc) for fut, _, _ in results]
+        for fut, value, exc in results:
+            if exc is None:
+                fut.set_result(value)
+            else:
+                fut.set_exception(exc)
+
+    def submit(self, fn: Callable[[Any], T]) -> Future:
+        """Queue `fn(db)` to run on the writer thread, in a transaction; returns its Future."""
+        if self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("the night store is not running")
+        fut: Future = Future()
+        self._jobs.put((fn, fut))
+        return fut
+
+    def call(self, fn: Callable[[Any], T], timeout_s: float = 30.0) -> T:
+        """Run `fn(db)` on the writer thread and return its result."""
+        return self.submit(fn).result(timeout_s)
+
+    def write(self, fn: Callable[[Any], Any]) -> None:
+        """Queue `fn(db)` without waiting; a failure is logged (it never reaches the caller)."""
+        self.submit(fn).add_done_callback(_log_failure)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Return once everything queued so far is committed."""
+        self.call(lambda db: None, timeout_s)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Commit what is queued and close the database."""
+        if self._thread is not None and self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join(timeout_s)
+
+    # --- the night --------------------------------------------------------------------------
+    def open_night(self, info: NightInfo, now_iso: str) -> bool:
+        """Make `info.night` the open night; False when it exists already (a resumed night)."""
+
+        def fn(db: Any) -> bool:
+            if db["nights"].count_where("night = ?", [info.night]):
+                return False
+            db["nights"].insert({"night": info.night, "window_start": info.window_start,
+                                 "window_end": info.window_end, "timezone": info.timezone,
+                                 "duration_s": info.duration_s, "clock_synced": int(info.clock_synced),
+                                 "rules": info.rules, "sensor": json.dumps(info.sensor),
+                                 "opened_at": now_iso, "closed_at": None, "summary_id": None})
+            return True
+
+        return self.call(fn)
+
+    def is_closed(self, night: str) -> bool:
+        """Whether the night's summary has been built (it is in the outbox or already sent)."""
+        return self.call(lambda db: bool(db["nights"].count_where(
+            "night = ? and closed_at is not null", [night])))
+
+    def begin_segment(self, night: str, start_s: float) -> int:
+        """Start a recording span at `start_s`; returns its id for `extend_segment`."""
+        return self.call(lambda db: db["segments"].insert(
+            {"night": night, "start_s": start_s, "end_s": start_s, "samples": 0}).last_pk)
+
+    def extend_segment(self, segment_id: int, end_s: float, samples: int) -> None:
+        """Record that the span `segment_id` reached `end_s` with `samples` samples so far."""
+        self.write(lambda db: db["segments"].update(segment_id, {"end_s": end_s, "samples": samples}))
+
+    def add_events(self, night: str, movements: list[LegMovement], postures: list[PostureSegment],
+                   gaps: list[Interval]) -> None:
+        """Queue what the detector completed."""
+        if not (movements or postures or gaps):
+            return
+
+        def fn(db: Any) -> None:
+            db["movements"].insert_all({"night": night, "leg": m.leg, "onset_s": m.onset_s,
+                                        "offset_s": m.offset_s, "peak_dps": m.peak_dps,
+                                        "tilt_deg": m.tilt_deg} for m in movements)
+            db["postures"].insert_all({"night": night, "start_s": p.start_s, "end_s": p.end_s,
+                                       "posture": p.posture} for p in postures)
+            db["gaps"].insert_all({"night": night, "start_s": g.start_s, "end_s": g.end_s} for g in gaps)
+
+        self.write(fn)
+
+    def add_marker(self, night: str, t_s: float) -> str:
+        """Record a button press at `t_s`: lights_off, then lights_on, alternately. Returns the kind."""
+
+        def fn(db: Any) -> str:
+            last = list(db.query("select kind from markers where night = ? order by t_s desc limit 1",
+                                 [night]))
+            kind = "lights_on" if last and last[0]["kind"] == "lights_off" else "lights_off"
+            db["markers"].insert({"night": night, "t_s": t_s, "kind": kind})
+            return kind
+
+        return self.call(fn)
+
+    def load_night(self, db: Any, night: str) -> StoredNight:
+        """Everything stored for `night`. Runs on the writer thread (pass the `db` it hands you)."""
+        row = db["nights"].get(night)
+        info = NightInfo(night=row["night"], window_start=row["window_start"], window_end=row["window_end"],
+                         timezone=row["timezone"], duration_s=row["duration_s"],
+                         clock_synced=bool(row["clock_synced"]), rules=row["rules"],
+                         sensor=json.loads(row["sensor"]))
+
+        def rows(table: str, order: str) -> Any:
+            return db[table].rows_where("night = ?", [night], order_by=order)
+
+        return StoredNight(
+            info=info,
+            segments=[Segment(r["start_s"], r["end_s"], r["samples"]) for r in rows("segments", "start_s")],
+            gaps=[Interval(r["start_s"], r["end_s"]) for r in rows("gaps", "start_s")],
+            movements=[LegMovement(r["onset_s"], r["offset_s"], r["leg"], r["peak_dps"], r["tilt_deg"])
+                       for r in rows("movements", "onset_s")],
+            postures=[PostureSegment(r["start_s"], r["end_s"], r["posture"]) for r in rows("postures", "start_s")],
+            markers=[(r["t_s"], r["kind"]) for r in rows("markers", "t_s")],
+        )
+
+    def close_night(self, night: str, build: Callable[[StoredNight], tuple[str, dict]],
+                    now_iso: str) -> str | None:
+        """Build the summary from what is stored and put it in the outbox, closing the night, all in
+        one transaction. `build` returns (topic, summary). Returns the summary_id, or None when the
+        night was already closed."""
+
+        def fn(db: Any) -> str | None:
+            if db["nights"].get(night)["closed_at"] is not None:
+                return None
+            topic, summary = build(self.load_night(db, night))
+            db["outbox"].insert({"night": night, "topic": topic, "payload": json.dumps(summary),
+                                 "created_at": now_iso})
+            db["nights"].update(night, {"closed_at": now_iso, "summary_id": summary["summary_id"]})
+            return summary["summary_id"]
+
+        return self.call(fn)
+
+    # --- the outbox ---------------------------------------------------------------------------
+    def outbox_next(self, after_id: int = 0) -> OutboxRow | None:
+        """The oldest summary still waiting with an id above `after_id`, or None."""
+
+        def fn(db: Any) -> OutboxRow | None:
+            for r in db.query("select id, topic, payload, night from outbox where id > ? order by id limit 1",
+                              [after_id]):
+                return OutboxRow(r["id"], r["topic"], r["payload"], r["night"])
+            return None
+
+        return self.call(fn)
+
+    def outbox_delete(self, row_id: int) -> None:
+        """Drop a summary the broker has acknowledged."""
+        self.call(lambda db: db["outbox"].delete_where("id = ?", [row_id]))
+
+    def outbox_count(self) -> int:
+        """How many summaries wait for the broker."""
+        return self.call(lambda db: db["outbox"].count)
+
+
+def _log_failure(fut: Future) -> None:
+    if fut.exception() is not None:
+        log.error("night store: a queued write failed: %s", fut.exception())

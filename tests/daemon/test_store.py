@@ -1,0 +1,102 @@
+"""The night store: real SQLite on disk, one writer thread, atomic close into the outbox."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+from device.detect.events import Interval, LegMovement, PostureSegment
+from device.store import NightInfo, Store
+
+INFO = NightInfo("2026-03-01", "2026-03-01T22:00:00+01:00", "2026-03-01T23:00:00+01:00", "Europe/Berlin",
+                 3600.0, True, "WASM2016", {"chip": "LSM6DSOX"})
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "night.db")
+    s.start()
+    yield s
+    s.close()
+
+
+def test_database_is_wal_with_small_pages(store):
+    store.flush()
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("pragma page_size").fetchone()[0] == 1024
+
+
+def test_events_are_committed_as_they_are_queued(store):
+    assert store.open_night(INFO, "t0") is True
+    seg = store.begin_segment(INFO.night, 1.0)
+    store.extend_segment(seg, 60.0, 3000)
+    store.add_events(INFO.night, [LegMovement(10.0, 12.0, 0)], [PostureSegment(0.0, 60.0, "lying")],
+                     [Interval(30.0, 31.0)])
+    store.flush()
+    # another connection (as after a kill -9) sees it all
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("select count(*) from movements").fetchone()[0] == 1
+    assert conn.execute("select end_s, samples from segments").fetchone() == (60.0, 3000)
+
+
+def test_reopening_a_night_resumes_it(tmp_path):
+    s = Store(tmp_path / "night.db")
+    s.start()
+    assert s.open_night(INFO, "t0") is True
+    s.add_marker(INFO.night, 5.0)
+    s.close()
+    s = Store(tmp_path / "night.db")
+    s.start()
+    assert s.open_night(INFO, "t1") is False
+    assert s.add_marker(INFO.night, 9.0) == "lights_on"
+    stored = s.call(lambda db: s.load_night(db, INFO.night))
+    assert stored.markers == [(5.0, "lights_off"), (9.0, "lights_on")]
+    s.close()
+
+
+def test_close_night_puts_summary_in_outbox_once(store):
+    store.open_night(INFO, "t0")
+    store.add_events(INFO.night, [LegMovement(10.0, 12.0, 0), LegMovement(40.0, 41.0, 0)], [], [])
+
+    def build(stored):
+        return "rlsmon/v1/d/summary", {"summary_id": "abc", "n": len(stored.movements)}
+
+    assert store.close_night(INFO.night, build, "t9") == "abc"
+    assert store.close_night(INFO.night, build, "t9") is None
+    assert store.is_closed(INFO.night)
+    row = store.outbox_next()
+    assert row.topic == "rlsmon/v1/d/summary" and '"n": 2' in row.payload
+    store.outbox_delete(row.id)
+    assert store.outbox_count() == 0
+
+
+def test_failed_summary_build_leaves_night_open_and_outbox_empty(store):
+    store.open_night(INFO, "t0")
+
+    def build(stored):
+        raise ValueError("scoring blew up")
+
+    with pytest.raises(ValueError):
+        store.close_night(INFO.night, build, "t9")
+    assert not store.is_closed(INFO.night)
+    assert store.outbox_count() == 0
+
+
+def test_many_threads_write_through_one_writer(store):
+    store.open_night(INFO, "t0")
+
+    def worker(leg):
+        for i in range(50):
+            store.add_events(INFO.night, [LegMovement(float(i), i + 0.6, leg)], [], [])
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.flush()
+    stored = store.call(lambda db: store.load_night(db, INFO.night))
+    assert len(stored.movements) == 200
