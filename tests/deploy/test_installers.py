@@ -1,0 +1,138 @@
+"""The installers, run for real against a staging root (`--root`), never against this machine.
+
+`--no-venv` skips creating /opt/rlsmon/venv and `pip install`: that step needs the network and
+minutes, and what it installs is the package the rest of the suite already tests. Everything else
+the installers do is exercised: users, groups and owners are checked through the manifest they
+write (staging never runs useradd or chown), modes and contents on the files themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SYSTEMD = REPO / "systemd"
+
+
+def install(script: str, root: Path) -> str:
+    """Run an installer into `root` and return what it printed; fail on a non-zero exit."""
+    result = subprocess.run(
+        ["bash", str(SYSTEMD / script), "--root", str(root), "--no-venv"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def manifest(root: Path, name: str) -> dict[str, tuple[str, str, str]]:
+    """path -> (kind, mode, owner:group) from the installer's manifest."""
+    entries = {}
+    for line in (root / f"opt/rlsmon/install-manifest-{name}.txt").read_text().splitlines():
+        if not line.startswith("#"):
+            kind, mode, owner, path = line.split(" ", 3)
+            entries[path] = (kind, mode, owner)
+    return entries
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, str, int]]:
+    """Every path under root with its mode, content hash and modification time."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "-"
+        state[str(path.relative_to(root))] = (st.st_mode, digest, st.st_mtime_ns)
+    return state
+
+
+DEVICE_FILES = {
+    "/etc/rlsmon/device.toml": ("file", "0640", "root:rlsmon-device"),
+    "/etc/systemd/system/rlsmon-device.service": ("file", "0644", "root:root"),
+    "/etc/udev/rules.d/60-rlsmon-i2c-gpio.rules": ("file", "0644", "root:root"),
+    "/etc/modules-load.d/rlsmon-i2c.conf": ("file", "0644", "root:root"),
+    "/var/lib/rlsmon": ("dir", "0750", "rlsmon-device:rlsmon-device"),
+    "/etc/rlsmon": ("dir", "0755", "root:root"),
+}
+
+
+def test_device_install_lays_down_every_file_with_its_mode_and_owner(tmp_path):
+    install("install-device.sh", tmp_path)
+    entries = manifest(tmp_path, "device")
+
+    for path, expected in DEVICE_FILES.items():
+        assert entries[path] == expected, path
+    for path, (kind, mode, _owner) in entries.items():
+        if kind in ("file", "dir"):
+            target = tmp_path / path.lstrip("/")
+            assert target.is_dir() if kind == "dir" else target.is_file(), path
+            assert oct(target.stat().st_mode & 0o7777) == oct(int(mode, 8)), path
+    assert entries["rlsmon-device home=/var/lib/rlsmon groups=i2c,gpio"] == ("user", "-", "-")
+    assert entries["i2c"] == entries["gpio"] == ("group", "-", "-")
+    assert (tmp_path / "etc/systemd/system/rlsmon-device.service").read_text() == (
+        SYSTEMD / "rlsmon-device.service"
+    ).read_text()
+    assert (tmp_path / "etc/rlsmon/device.toml").read_text() == (
+        REPO / "firmware_config/device.example.toml"
+    ).read_text()
+
+
+def test_device_install_turns_i2c_on_once_and_keeps_the_rest_of_config_txt(tmp_path):
+    config_txt = tmp_path / "boot/firmware/config.txt"
+    config_txt.parent.mkdir(parents=True)
+    config_txt.write_text("# existing\ndtparam=audio=on\n")
+
+    install("install-device.sh", tmp_path)
+    install("install-device.sh", tmp_path)
+
+    text = config_txt.read_text()
+    assert text.startswith("# existing\ndtparam=audio=on\n")
+    assert text.count("# BEGIN rlsmon") == 1
+    assert "dtparam=i2c_arm=on" in text and "dtparam=i2c_arm_baudrate=100000" in text
+
+
+def test_device_install_is_idempotent(tmp_path):
+    install("install-device.sh", tmp_path)
+    before = snapshot(tmp_path)
+
+    out = install("install-device.sh", tmp_path)
+
+    assert snapshot(tmp_path) == before
+    assert "(changes: 0)" in out
+
+
+def test_device_install_keeps_an_existing_config_and_fixes_its_mode(tmp_path):
+    config = tmp_path / "etc/rlsmon/device.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('device_id = "kept-1"\n')
+    config.chmod(0o600)  # unreadable by the service user: the installer corrects it
+    password = tmp_path / "etc/rlsmon/mqtt-password"
+    password.write_text("s3cret\n")
+    password.chmod(0o644)  # world-readable secret: the installer corrects it
+
+    install("install-device.sh", tmp_path)
+
+    assert config.read_text() == 'device_id = "kept-1"\n'
+    assert config.stat().st_mode & 0o777 == 0o640
+    assert password.read_text() == "s3cret\n"
+    assert password.stat().st_mode & 0o777 == 0o640
+    assert manifest(tmp_path, "device")["/etc/rlsmon/mqtt-password"] == ("file", "0640", "root:rlsmon-device")
+
+
+def test_installer_scripts_are_executable_in_git():
+    listed = subprocess.run(
+        ["git", "ls-files", "-s", "systemd/"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    modes = {line.split("\t")[1]: line.split()[0] for line in listed.splitlines()}
+    for script in ("systemd/install-device.sh",):
+        if script in modes:  # committed: git must carry the executable bit
+            assert modes[script] == "100755", script
+        assert os.access(REPO / script, os.X_OK), script
+
+
+def test_real_install_needs_root():
+    # As root here, drop to nobody: the refusal is what a non-root user sees.
+    as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    result = subprocess.run([*as_user, "bash", str(SYSTEMD / "install-device.sh")], capture_output=True, text=True)
+    assert result.returncode == 1 and "run as root" in result.stderr
