@@ -136,6 +136,28 @@ def _initial(db: Database) -> None:
     )
 
 
+_LM_COLUMNS = ("onset_s", "offset_s", "duration_s", "periodic", "clm", "bilateral", "series", "imi_s")
+
+
+@MIGRATIONS(name="0002_lm_events_view")
+def _lm_events_view(db: Database) -> None:
+    # The events are kept once, in nights.summary_json, and lm_events becomes a view of them with
+    # the same columns. Measured (benchmarks/server_load.py): a row per LM capped ingest at ~110
+    # nights/s of 500 LMs on the 2-core test machine, far below the 500/s bar, and a replaced
+    # night's events now go with its row, in the same single-row upsert.
+    columns = ",\n".join(f"json_extract(e.value, '$.{c}') AS {c}" for c in _LM_COLUMNS)
+    _ddl(
+        db,
+        "DROP TABLE lm_events",
+        f"""CREATE VIEW lm_events AS SELECT
+            n.device_id AS device_id,
+            n.night AS night,
+            e.key AS idx,
+            {columns}
+        FROM nights AS n, json_each(n.summary_json, '$.lm_events') AS e""",
+    )
+
+
 def schema_version(db: Database) -> list[str]:
     """The names of the migrations applied to `db`, oldest first."""
     return [m.name for m in MIGRATIONS.applied(db)]

@@ -49,7 +49,7 @@ ShortText = Annotated[str, Field(min_length=1, max_length=64)]
 
 class _Record(BaseModel):
     # extra="allow": see the module docstring (additive evolution).
-    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+    model_config = ConfigDict(strict=True, extra="allow")
 
 
 class Interval(_Record):

@@ -7,10 +7,13 @@ import threading
 
 import pytest
 
-from server.db import open_db, schema_version
+from sqlite_utils import Database
 
+from server.db import MIGRATIONS, open_db, schema_version
+
+ALL_MIGRATIONS = ["0001_initial", "0002_lm_events_view"]
 TABLES = {
-    "patients", "devices", "nights", "lm_events", "rejected",
+    "patients", "devices", "nights", "rejected",
     "users", "sessions", "api_tokens", "treatment_notes",
 }
 
@@ -19,14 +22,25 @@ def test_new_database_has_schema_in_wal_mode(tmp_path):
     db = open_db(tmp_path / "s.db")
     assert TABLES <= set(db.table_names())
     assert db.journal_mode == "wal"
-    assert schema_version(db) == ["0001_initial"]
+    assert schema_version(db) == ALL_MIGRATIONS
     assert db["nights"].pks == ["device_id", "night"]
+    assert "lm_events" in db.view_names()
+
+
+def test_database_at_first_version_is_migrated_and_keeps_its_rows(tmp_path):
+    old = Database(tmp_path / "s.db")
+    MIGRATIONS.apply(old, stop_before="0002_lm_events_view")
+    old["patients"].insert({"pseudonym": "P-1", "created_at": "x"})
+    old.close()
+    db = open_db(tmp_path / "s.db")
+    assert schema_version(db) == ALL_MIGRATIONS
+    assert [r["pseudonym"] for r in db["patients"].rows] == ["P-1"]
 
 
 def test_reopening_applies_nothing_twice(tmp_path):
     open_db(tmp_path / "s.db")["patients"].insert({"pseudonym": "P-1", "created_at": "x"})
     db = open_db(tmp_path / "s.db")
-    assert schema_version(db) == ["0001_initial"]
+    assert schema_version(db) == ALL_MIGRATIONS
     assert db["patients"].count == 1
 
 
@@ -47,7 +61,7 @@ def test_two_processes_opening_at_once_both_succeed(tmp_path):
     for t in threads:
         t.join(timeout=30)
     assert errors == []
-    assert schema_version(open_db(tmp_path / "s.db")) == ["0001_initial"]
+    assert schema_version(open_db(tmp_path / "s.db")) == ALL_MIGRATIONS
 
 
 def test_foreign_keys_and_constraints_are_enforced(tmp_path):

@@ -1,0 +1,359 @@
+"""The collector: every night from MQTT into SQLite exactly once, and nothing lost.
+
+`ingest()` is the whole of the ingest rules, for one message, with no MQTT in it:
+- A summary on `rlsmon/v1/<id>/summary` is validated against `server.model.NightSummary`, and its
+  `device_id` must equal `<id>` (the broker's ACL guarantees who published on `<id>`).
+- It is upserted on (device_id, night), events included (in its JSON), in one transaction. The same `summary_id`
+  again is a no-op; a later `generated_at` replaces the stored night; an earlier (or equal, with a
+  different id) one is kept in `rejected` with the reason, and the stored night is left alone.
+- A status on `rlsmon/v1/<id>/status` (`online`/`offline`, retained) updates the device's status.
+- Anything invalid goes to `rejected` with its topic, raw bytes and reason. Bad input never raises.
+
+`Collector` is the MQTT side: a persistent MQTT v5 session (stable client id, `clean_start=False`,
+session expiry ≥ 7 days), QoS 1 subscriptions renewed in `on_connect`, TLS and a password. paho's
+network thread only queues messages; one writer thread owns the database connection, commits a
+batch and only then acknowledges it (`manual_ack`), so the broker forgets a night only once it is on
+disk. A crash between commit and PUBACK means a redelivery, which the `summary_id` rule makes a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import ssl
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import ValidationError
+from sqlite_utils import Database
+
+from server.config import MqttConfig
+from server.db import open_db, utc_now
+from server.model import NightSummary
+
+if TYPE_CHECKING:
+    import paho.mqtt.client as mqtt
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILTER = "rlsmon/v1/+/summary"
+STATUS_FILTER = "rlsmon/v1/+/status"
+_TOPIC = re.compile(r"rlsmon/v1/([a-z0-9][a-z0-9-]{0,62})/(summary|status)")
+# Same as mosquitto's limit in firmware_config/mosquitto.conf: far above the largest plausible night
+# (20,000 LMs at ~150 bytes), so anything bigger is garbage.
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+MAX_BATCH = 256  # messages committed together; each night is still its own savepoint
+_MAX_REASON_ERRORS = 5
+
+Kind = Literal["stored", "replaced", "duplicate", "stale", "status", "rejected"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `ingest()` did with a message. `reason` says why for "stale" and "rejected"."""
+
+    kind: Kind
+    device_id: str | None = None
+    reason: str = ""
+
+
+class _Refused(Exception):
+    """A message that does not meet the contract; its text is the reason stored in `rejected`."""
+
+
+def _validation_reason(error: ValidationError) -> str:
+    # Locations and messages only, never the input values: this text may reach a log.
+    parts = [
+        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+        for e in error.errors(include_url=False, include_input=False)[:_MAX_REASON_ERRORS]
+    ]
+    more = error.error_count() - len(parts)
+    return "invalid summary: " + "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat()
+
+
+def _touch_device(db: Database, device_id: str, now: str, *, seen: bool) -> None:
+    db.execute(
+        "INSERT INTO devices (device_id, created_at, last_seen) VALUES (?, ?, ?) "
+        "ON CONFLICT (device_id) DO UPDATE SET last_seen = coalesce(excluded.last_seen, last_seen)",
+        [device_id, now, now if seen else None],
+    )
+
+
+# Written out rather than Table.upsert(), which introspects the table on every call: this runs
+# hundreds of times a second.
+_NIGHT_COLUMNS = (
+    "device_id", "night", "summary_id", "generated_at", "received_at", "rules", "plm_index", "lm_index",
+    "lm_count", "clm_count", "plm_count", "plm_series_count", "time_in_bed_s", "recorded_s",
+    "periodicity_index", "severity", "clinically_significant", "summary_json",
+)
+_UPSERT_NIGHT = (
+    f"INSERT INTO nights ({', '.join(_NIGHT_COLUMNS)}) VALUES ({', '.join(':' + c for c in _NIGHT_COLUMNS)}) "
+    "ON CONFLICT (device_id, night) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _NIGHT_COLUMNS[2:])
+)
+
+
+def _store_summary(db: Database, device_id: str, payload: bytes, received_at: str) -> Outcome:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise _Refused(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    try:
+        night = NightSummary.model_validate_json(payload)
+    except ValidationError as e:
+        raise _Refused(_validation_reason(e)) from None
+    if night.device_id != device_id:
+        raise _Refused(f"device_id {night.device_id!r} in the payload differs from {device_id!r} in the topic")
+    night_key = night.night.isoformat()
+    summary_id = str(night.summary_id)
+    stored = db.execute(
+        "SELECT summary_id, generated_at FROM nights WHERE device_id = ? AND night = ?",
+        [device_id, night_key],
+    ).fetchone()
+    _touch_device(db, device_id, received_at, seen=True)
+    if stored is not None:
+        if stored[0] == summary_id:
+            return Outcome("duplicate", device_id)
+        if datetime.fromisoformat(stored[1]) >= night.generated_at:
+            return Outcome(
+                "stale", device_id,
+                f"night {night_key} already stored from summary {stored[0]} generated at {stored[1]}, "
+                f"not older than this one ({summary_id}, {_utc(night.generated_at)})",
+            )
+    row = {
+        "device_id": device_id,
+        "night": night_key,
+        "summary_id": summary_id,
+        "generated_at": _utc(night.generated_at),
+        "received_at": received_at,
+        "rules": night.rules,
+        "plm_index": night.plm_index,
+        "lm_index": night.lm_index,
+        "lm_count": night.lm_count,
+        "clm_count": night.clm_count,
+        "plm_count": night.plm_count,
+        "plm_series_count": night.plm_series_count,
+        "time_in_bed_s": night.time_in_bed_s,
+        "recorded_s": night.coverage.recorded_s,
+        "periodicity_index": night.periodicity_index,
+        "severity": night.severity,
+        "clinically_significant": night.clinically_significant,
+        # The bytes as received (valid UTF-8 JSON by now), so added keys are kept verbatim. The
+        # lm_events view reads the events from here (see server/db.py, migration 0002).
+        "summary_json": payload.decode(),
+    }
+    db.execute(_UPSERT_NIGHT, row)
+    return Outcome("replaced" if stored is not None else "stored", device_id)
+
+
+def _store_status(db: Database, device_id: str, payload: bytes, received_at: str, retained: bool) -> Outcome:
+    status = payload.decode("utf-8", "replace").strip()
+    if status not in ("online", "offline"):
+        raise _Refused("status must be 'online' or 'offline'")
+    _touch_device(db, device_id, received_at, seen=not retained)
+    db.execute(
+        "UPDATE devices SET status = ?, status_at = ? WHERE device_id = ?", [status, received_at, device_id]
+    )
+    return Outcome("status", device_id)
+
+
+def ingest(db: Database, topic: str, payload: bytes, *, retained: bool = False, received_at: str | None = None) -> Outcome:
+    """Validate and store one MQTT message in its own transaction (a savepoint inside a batch).
+
+    `retained` marks a retained status replayed by the broker on subscribe: it sets the status but
+    is no evidence that the device is alive now, so `last_seen` is left alone. Invalid input is kept
+    in `rejected` and returned as an Outcome; only a database failure raises.
+    """
+    received_at = received_at or utc_now()
+    match = _TOPIC.fullmatch(topic)
+    try:
+        with db.atomic():
+            if match is None:
+                raise _Refused("unexpected topic")
+            device_id, kind = match.groups()
+            if kind == "summary":
+                outcome = _store_summary(db, device_id, payload, received_at)
+            else:
+                outcome = _store_status(db, device_id, payload, received_at, retained)
+    except _Refused as e:
+        outcome = Outcome("rejected", match.group(1) if match else None, str(e))
+    if outcome.kind in ("rejected", "stale"):
+        db["rejected"].insert(
+            {"received_at": received_at, "topic": topic, "payload": bytes(payload), "reason": outcome.reason}
+        )
+    return outcome
+
+
+@dataclass(frozen=True)
+class _Received:
+    topic: str
+    payload: bytes
+    retained: bool
+    mid: int
+    qos: int
+    connection: int  # which connection delivered it: a PUBACK is only valid on that one
+
+
+_STOP = object()
+
+
+class Collector:
+    """The MQTT collector. `start()` connects (retrying in the background while the broker is down);
+    `stop()` disconnects, keeping the broker-side session, and drains what was received.
+
+    `on_outcome`, if given, is called on the writer thread after each message is committed, for tests
+    and benchmarks to wait on.
+    """
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        mqtt_config: MqttConfig,
+        password: str,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        on_outcome: Any = None,
+    ) -> None:
+        self.db_path = db_path
+        self.config = mqtt_config
+        self.on_outcome = on_outcome
+        self.connected = threading.Event()
+        self.failed = threading.Event()  # the writer hit a database error and stopped
+        self._password = password
+        self._tls_context = tls_context
+        self._inbox: queue.Queue = queue.Queue()
+        self._connection = 0
+        self._client: mqtt.Client | None = None
+        self._writer: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Open the database, start the writer thread and connect in the background."""
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        db = open_db(self.db_path, check_same_thread=False)  # opened here, used only by the writer
+        self._writer = threading.Thread(target=self._write_loop, args=(db,), name="rlsmon-writer", daemon=True)
+        self._writer.start()
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.config.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        client.tls_set_context(self._tls_context or ssl.create_default_context(cafile=self.config.ca_file))
+        client.username_pw_set(self.config.username, self._password)
+        client.reconnect_delay_set(min_delay=1, max_delay=60)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        connect_properties = Properties(PacketTypes.CONNECT)
+        connect_properties.SessionExpiryInterval = self.config.session_expiry_s
+        client.connect_async(
+            self.config.host,
+            self.config.port,
+            keepalive=self.config.keepalive_s,
+            clean_start=False,
+            properties=connect_properties,
+        )
+        self._client = client
+        client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect (the broker keeps the session and queues nights meanwhile), then finish writing."""
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+        self.connected.clear()
+        if self._writer is not None:
+            self._inbox.put(_STOP)
+            self._writer.join()
+            self._writer = None
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the connection: %s", reason_code)
+            return
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        self._connection += 1
+        # Subscribing again on every connect is harmless with a resumed session and required without.
+        client.subscribe([(SUMMARY_FILTER, SubscribeOptions(qos=1)), (STATUS_FILTER, SubscribeOptions(qos=1))])
+        log.info("connected to %s:%s (session present: %s)", self.config.host, self.config.port, flags.session_present)
+        self.connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        self.connected.clear()
+        if reason_code.is_failure:
+            log.warning("disconnected from the broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._inbox.put(
+            _Received(message.topic, bytes(message.payload), bool(message.retain), message.mid, message.qos,
+                      self._connection)
+        )
+
+    def _write_loop(self, db: Database) -> None:
+        try:
+            while True:
+                item = self._inbox.get()
+                if item is _STOP:
+                    return
+                batch = [item]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        self._inbox.put(_STOP)  # finish this batch first, then stop
+                        break
+                    batch.append(item)
+                self._commit_and_ack(db, batch)
+        except Exception:
+            # A database error (disk full, corruption) or a bug. Nothing of the failed batch was
+            # acknowledged, so the broker delivers it again once the collector is restarted.
+            log.exception("the writer failed; the collector stops without acknowledging the batch")
+            self.failed.set()
+        finally:
+            db.close()
+
+    def _commit_and_ack(self, db: Database, batch: list[_Received]) -> None:
+        received_at = utc_now()
+        with db.atomic():
+            outcomes = [ingest(db, m.topic, m.payload, retained=m.retained, received_at=received_at) for m in batch]
+        client = self._client
+        for message, outcome in zip(batch, outcomes):
+            if client is not None and message.qos > 0 and message.connection == self._connection:
+                client.ack(message.mid, message.qos)
+            if outcome.kind in ("rejected", "stale"):
+                # The reason is in the rejected table; the log says only where to look.
+                log.warning("%s message on %s kept in the rejected table", outcome.kind, message.topic)
+            if self.on_outcome is not None:
+                self.on_outcome(message.topic, outcome)
+
+
+def run_collector(config_path: str | Path) -> int:
+    """Run the collector from the config file until SIGTERM or SIGINT; return the exit code."""
+    import signal
+
+    from server.config import load_config
+
+    config = load_config(config_path)
+    password = config.mqtt.password(config_path)
+    collector = Collector(config.database.path, config.mqtt, password)
+    done = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: done.set())
+    collector.start()
+    while not done.is_set() and not collector.failed.is_set():
+        done.wait(1.0)
+    collector.stop()
+    return 1 if collector.failed.is_set() else 0

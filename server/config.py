@@ -1,0 +1,142 @@
+"""The server config: `/etc/rlsmon/server.toml` validated into dataclasses.
+
+Each TOML table is a dataclass below and each key a field, so the valid keys are exactly the fields
+(`firmware_config/server.example.toml` is tested against them). A missing file, an unknown key, a
+wrong type or a bad value raises `ConfigError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PATH = Path("/etc/rlsmon/server.toml")
+# MQTT v5 session expiry: the broker keeps the collector's subscriptions and queued QoS 1 nights
+# while it is down for this long. At least 7 days, so a week-long outage loses nothing.
+MIN_SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+class ConfigError(ValueError):
+    """The server config is missing or wrong; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """Where the clinic database lives."""
+
+    path: str = "/var/lib/rlsmon/server.db"
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """How the collector reaches the broker (TLS only)."""
+
+    host: str = "localhost"
+    port: int = field(default=8883, metadata={"check": lambda v: 0 < v < 65536, "expected": "a TCP port 1–65535"})
+    ca_file: str = "/etc/rlsmon/ca.crt"
+    username: str = "collector"
+    # A file holding only the password (mode 0600), so the TOML can be world-readable.
+    password_file: str = "/etc/rlsmon/collector-password"
+    # Stable, so the broker finds the persistent session again after a restart.
+    client_id: str = field(default="rlsmon-collector", metadata={
+        "check": lambda v: 1 <= len(v) <= 64, "expected": "1–64 characters"})
+    session_expiry_s: int = field(default=14 * 24 * 3600, metadata={
+        "check": lambda v: v >= MIN_SESSION_EXPIRY_S, "expected": f"at least {MIN_SESSION_EXPIRY_S} (7 days)"})
+    keepalive_s: int = field(default=60, metadata={"check": lambda v: 5 <= v <= 3600, "expected": "5–3600"})
+
+    def password(self, config_path: Path | str = DEFAULT_PATH) -> str:
+        """Read the password from `password_file`; a ConfigError names the file and the key."""
+        try:
+            return Path(self.password_file).read_text().strip()
+        except OSError as e:
+            raise ConfigError(f"{config_path}: [mqtt] password_file: cannot read {self.password_file}: {e.strerror}") from e
+
+
+@dataclass(frozen=True)
+class ProvisionConfig:
+    """Where `add-device` writes broker credentials, and what it tells the device's installer."""
+
+    password_file: str = "/etc/mosquitto/rlsmon.passwd"
+    acl_file: str = "/etc/mosquitto/rlsmon.acl"
+    # The broker as devices see it (printed in the device config snippet).
+    device_broker_host: str = "mqtt.clinic.example"
+    device_broker_port: int = field(default=8883, metadata={"check": lambda v: 0 < v < 65536, "expected": "a TCP port 1–65535"})
+    # Where the CA certificate lives on the device.
+    device_ca_file: str = "/etc/rlsmon/ca.crt"
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The dashboard's listener and login policy."""
+
+    host: str = "127.0.0.1"
+    port: int = field(default=8000, metadata={"check": lambda v: 0 < v < 65536, "expected": "a TCP port 1–65535"})
+    session_hours: float = field(default=12.0, metadata={"check": lambda v: v > 0, "expected": "a positive number of hours"})
+    max_failed_logins: int = field(default=5, metadata={"check": lambda v: v >= 1, "expected": "at least 1"})
+    lockout_minutes: float = field(default=15.0, metadata={"check": lambda v: v > 0, "expected": "a positive number of minutes"})
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The whole server config; each field is a TOML table."""
+
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    provision: ProvisionConfig = field(default_factory=ProvisionConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number"}
+
+
+def _build(cls: type, table: dict[str, Any], where: str, file: Path) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{file}: {where}{key}: unknown key (known: {', '.join(known)})")
+    values: dict[str, Any] = {}
+    for name, f in known.items():
+        if name not in table:
+            continue
+        value, hint = table[name], hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{file}: [{name}]: expected a table")
+            values[name] = _build(hint, value, f"[{name}] ", file)
+            continue
+        if not _type_ok(value, hint):
+            raise ConfigError(f"{file}: {where}{name}: expected {_TYPE_NAMES[hint]}, got {value!r}")
+        check = f.metadata.get("check")
+        if check is not None and not check(value):
+            raise ConfigError(f"{file}: {where}{name}: expected {f.metadata['expected']}, got {value!r}")
+        values[name] = float(value) if hint is float else value
+    return cls(**values)
+
+
+def load_config(path: str | Path = DEFAULT_PATH) -> ServerConfig:
+    """Read and validate the server config; every key is optional and has a default.
+
+    Example:
+        cfg = load_config("/etc/rlsmon/server.toml")
+        cfg.mqtt.host
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: no such file (copy firmware_config/server.example.toml)") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    return _build(ServerConfig, raw, "", path)
