@@ -1,0 +1,121 @@
+"""The patient's panel through gpiozero: the button, the status LED and the sensor's INT1 line.
+
+A short press marks lights-off, then lights-on; the LED answers with one brief flash. A long press
+shows the status as a number of blinks. The LED is otherwise dark all night: a bedroom light keeps
+people awake, so the only unprompted light is the fault code, at most once a minute.
+
+gpiozero is imported here only, inside functions: tests hand in `MockFactory` pins
+(`Device.pin_factory = MockFactory()`), the Pi uses lgpio.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from device.clock import Clock
+from device.config import GpioConfig
+
+log = logging.getLogger(__name__)
+
+FLASH_S = 0.08  # the press confirmation: brief enough not to dazzle dark-adapted eyes
+FAULT_EVERY_S = 60.0  # the fault code repeats at most once a minute
+# Status blink codes (count of blinks), most urgent first.
+CODE_FAULT = 3
+CODE_WAITING = 2
+CODE_RECORDING = 1
+CODE_IDLE = 4
+
+
+@dataclass(frozen=True)
+class PanelStatus:
+    """What a long press reports."""
+
+    recording: bool
+    sensor_fault: bool
+    summaries_waiting: int
+
+
+def status_code(status: PanelStatus) -> int:
+    """The blink count for `status`: fault 3, summaries waiting 2, recording 1, idle 4."""
+    if status.sensor_fault:
+        return CODE_FAULT
+    if status.summaries_waiting:
+        return CODE_WAITING
+    return CODE_RECORDING if status.recording else CODE_IDLE
+
+
+class Panel:
+    """The button and the LED. `on_press()` records a marker and returns its kind (None if it could
+    not be recorded); `status()` reports for a long press."""
+
+    def __init__(self, gpio: GpioConfig, clock: Clock, on_press: Callable[[], str | None],
+                 status: Callable[[], PanelStatus], hold_time_s: float = 2.0) -> None:
+        self.gpio, self.clock = gpio, clock
+        self.on_press, self.status = on_press, status
+        self.hold_time_s = hold_time_s
+        self.button: Any = None
+        self.led: Any = None
+        self._held = False
+        self._last_fault_s: float | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Claim the pins."""
+        from gpiozero import LED, Button
+
+        self.led = LED(self.gpio.led_pin, initial_value=False)
+        self.button = Button(self.gpio.button_pin, pull_up=True, bounce_time=0.02, hold_time=self.hold_time_s)
+        self.button.when_held = self._on_held
+        self.button.when_released = self._on_released
+
+    def close(self) -> None:
+        """Release the pins, LED off."""
+        for device in (self.button, self.led):
+            if device is not None:
+                device.close()
+
+    def _blink(self, count: int, on_s: float, off_s: float) -> None:
+        with self._lock:
+            self.led.blink(on_time=on_s, off_time=off_s, n=count, background=True)
+
+    def _on_held(self) -> None:
+        self._held = True
+        try:
+            self._blink(status_code(self.status()), 0.3, 0.4)
+        except Exception:
+            log.exception("panel: could not show the status")
+
+    def _on_released(self) -> None:
+        if self._held:
+            self._held = False  # the end of a long press, not a marker
+            return
+        try:
+            kind = self.on_press()
+        except Exception:
+            log.exception("panel: could not record the button press")
+            kind = None
+        if kind is not None:
+            self._blink(1, FLASH_S, 0.0)
+
+    def fault_tick(self, fault: bool) -> bool:
+        """Called by the daemon's loop: show the fault code when `fault`, at most once a minute.
+        True when it blinked."""
+        if not fault or self.led is None:
+            return False
+        now = self.clock.monotonic()
+        if self._last_fault_s is not None and now - self._last_fault_s < FAULT_EVERY_S:
+            return False
+        self._last_fault_s = now
+        self._blink(CODE_FAULT, 0.15, 0.25)
+        return True
+
+
+def int1_input(pin: int) -> Any:
+    """The sensor's INT1 (FIFO watermark) line as a gpiozero input, for the FIFO reader to wait on."""
+    from gpiozero import DigitalInputDevice
+
+    return DigitalInputDevice(pin, pull_up=False)
