@@ -13,6 +13,101 @@ def cli() -> None:
     """rlsmon clinic server: collect nightly summaries over MQTT and serve the dashboard."""
 
 
+_CONFIG_OPTION = click.option(
+    "--config", "config_path", default="/etc/rlsmon/server.toml", show_default=True,
+    type=click.Path(dir_okay=False), help="The server config (TOML).",
+)
+
+
+def _load_config(config_path: str):
+    from server.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@cli.command()
+@_CONFIG_OPTION
+def collect(config_path: str) -> None:
+    """Receive nightly summaries over MQTT into the database, until SIGTERM.
+
+    Example:
+        rlsmon-server collect --config /etc/rlsmon/server.toml
+    """
+    import logging
+
+    from server.collector import run_collector
+    from server.config import ConfigError
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code = run_collector(config_path)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    raise SystemExit(code)
+
+
+@cli.command("add-device")
+@_CONFIG_OPTION
+@click.argument("device_id")
+@click.option("--rotate", is_flag=True, help="Replace the password of an existing device.")
+def add_device(config_path: str, device_id: str, rotate: bool) -> None:
+    """Give DEVICE_ID a broker password and print its config snippet.
+
+    Writes the mosquitto password file and makes sure the ACL lets each device write only
+    rlsmon/v1/<its id>/#. Reload mosquitto afterwards (`systemctl reload mosquitto`).
+
+    Example:
+        rlsmon-server add-device bedroom-1
+    """
+    from server import provision
+    from server.db import open_db, utc_now
+
+    config = _load_config(config_path)
+    try:
+        provision.validate_device_id(device_id)
+        password = provision.generate_password()
+        provision.set_password(config.provision.password_file, device_id, password, replace=rotate)
+        provision.ensure_acl(config.provision.acl_file, config.mqtt.username)
+    except (provision.ProvisionError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    with open_db(config.database.path) as db, db.atomic():
+        db.execute("INSERT OR IGNORE INTO devices (device_id, created_at) VALUES (?, ?)", [device_id, utc_now()])
+    p = config.provision
+    click.echo(f"# /etc/rlsmon/device.toml on {device_id} (with the rest of device.example.toml):")
+    click.echo(provision.device_config_snippet(device_id, p.device_broker_host, p.device_broker_port, p.device_ca_file))
+    click.echo("# /etc/rlsmon/mqtt-password on the device (mode 0600), this line only:")
+    click.echo(password)
+    click.echo("# Then reload the broker: systemctl reload mosquitto", err=True)
+
+
+@cli.command()
+@_CONFIG_OPTION
+@click.argument("device_id")
+@click.argument("pseudonym")
+def assign(config_path: str, device_id: str, pseudonym: str) -> None:
+    """Assign DEVICE_ID to the patient PSEUDONYM (created if new). Names stay out of rlsmon.
+
+    Example:
+        rlsmon-server assign bedroom-1 P-0042
+    """
+    from server.db import open_db, utc_now
+
+    pseudonym = pseudonym.strip()
+    if not 1 <= len(pseudonym) <= 64:
+        raise click.ClickException("the pseudonym must be 1–64 characters")
+    config = _load_config(config_path)
+    with open_db(config.database.path) as db, db.atomic():
+        if db.execute("SELECT 1 FROM devices WHERE device_id = ?", [device_id]).fetchone() is None:
+            raise click.ClickException(f"unknown device {device_id!r}: add it first with `rlsmon-server add-device`")
+        db.execute("INSERT OR IGNORE INTO patients (pseudonym, created_at) VALUES (?, ?)", [pseudonym, utc_now()])
+        (patient_id,) = db.execute("SELECT id FROM patients WHERE pseudonym = ?", [pseudonym]).fetchone()
+        db.execute("UPDATE devices SET patient_id = ? WHERE device_id = ?", [patient_id, device_id])
+    click.echo(f"{device_id} → {pseudonym}")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()

@@ -224,6 +224,7 @@ class Collector:
         self.config = mqtt_config
         self.on_outcome = on_outcome
         self.connected = threading.Event()
+        self.subscribed = threading.Event()  # both subscriptions granted on the current connection
         self.failed = threading.Event()  # the writer hit a database error and stopped
         self._password = password
         self._tls_context = tls_context
@@ -253,6 +254,7 @@ class Collector:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         connect_properties = Properties(PacketTypes.CONNECT)
         connect_properties.SessionExpiryInterval = self.config.session_expiry_s
         client.connect_async(
@@ -272,6 +274,7 @@ class Collector:
             self._client.loop_stop()
             self._client = None
         self.connected.clear()
+        self.subscribed.clear()
         if self._writer is not None:
             self._inbox.put(_STOP)
             self._writer.join()
@@ -289,8 +292,16 @@ class Collector:
         log.info("connected to %s:%s (session present: %s)", self.config.host, self.config.port, flags.session_present)
         self.connected.set()
 
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any], properties: Any) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("the broker refused the subscriptions (%s): check the collector's ACL", ", ".join(refused))
+        else:
+            self.subscribed.set()
+
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         self.connected.clear()
+        self.subscribed.clear()
         if reason_code.is_failure:
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 

@@ -1,0 +1,145 @@
+"""Device credentials: the mosquitto password file and ACL, and the config snippet for the installer.
+
+A device's MQTT username is its device id. One ACL pattern, `pattern write rlsmon/v1/%u/#`, lets
+every device write only under its own id, so adding a device adds a password line and never an ACL
+line; `ensure_acl()` only makes sure the file says so. mosquitto rereads both files on SIGHUP
+(`systemctl reload mosquitto`).
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import os
+import re
+import secrets
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # docs/summary.md: the id in the MQTT topic
+# mosquitto 2's password format `$7$`: PBKDF2-HMAC-SHA512 with a 12-byte salt and a 64-byte key
+# (mosquitto's src/password_mosq.c). 101 iterations is mosquitto_passwd's default; the passwords
+# are 192-bit random strings, so stretching adds nothing but connect latency.
+PBKDF2_ITERATIONS = 101
+_SALT_BYTES = 12
+_KEY_BYTES = 64
+
+ACL_TEMPLATE = """\
+# rlsmon broker ACL (firmware_config/mosquitto.acl). mosquitto rereads it on SIGHUP.
+# The collector reads every device's topics.
+user {collector}
+topic read rlsmon/v1/#
+
+# Each device writes only its own topics: its username is its device id.
+pattern write rlsmon/v1/%u/#
+"""
+DEVICE_PATTERN = "pattern write rlsmon/v1/%u/#"
+
+
+class ProvisionError(ValueError):
+    """A device cannot be provisioned as asked; the message says why."""
+
+
+def generate_password() -> str:
+    """A new device password: 24 random bytes, URL-safe base64 (32 characters, no `:`)."""
+    return secrets.token_urlsafe(24)
+
+
+def hash_password(password: str, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS) -> str:
+    """The mosquitto 2 password-file hash of `password`: `$7$<iterations>$<salt b64>$<key b64>`."""
+    salt = salt if salt is not None else secrets.token_bytes(_SALT_BYTES)
+    key = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations, _KEY_BYTES)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(key).decode()}"
+
+
+def check_password(password: str, hashed: str) -> bool:
+    """Whether `password` matches a `$7$` hash from a mosquitto password file."""
+    try:
+        _, seven, iterations, salt_b64, key_b64 = hashed.split("$")
+        salt, key = base64.b64decode(salt_b64), base64.b64decode(key_b64)
+    except ValueError:
+        return False
+    if seven != "7":
+        return False
+    candidate = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, int(iterations), len(key))
+    return secrets.compare_digest(candidate, key)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    # Two admins running add-device at once must not lose each other's line.
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _replace_file(path: Path, text: str, mode: int) -> None:
+    # Written beside the original and renamed over it, so mosquitto never reads half a file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def set_password(password_file: str | Path, username: str, password: str, *, replace: bool = False) -> None:
+    """Add (or with `replace`, change) `username`'s entry in a mosquitto password file.
+
+    Raises ProvisionError if the user exists and `replace` is false. The file keeps its mode
+    (0600 for a new file).
+    """
+    path = Path(password_file)
+    with _locked(path):
+        lines = path.read_text().splitlines() if path.exists() else []
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
+        exists = any(line.split(":", 1)[0] == username for line in lines)
+        if exists and not replace:
+            raise ProvisionError(f"{username} already has a password in {path}; use --rotate to replace it")
+        kept = [line for line in lines if line.strip() and line.split(":", 1)[0] != username]
+        _replace_file(path, "\n".join([*kept, f"{username}:{hash_password(password)}"]) + "\n", mode)
+
+
+def ensure_acl(acl_file: str | Path, collector_user: str) -> bool:
+    """Make sure the ACL lets each device write its own topics; create it from the template if
+    missing. Returns True when the file was written."""
+    path = Path(acl_file)
+    with _locked(path):
+        if path.exists():
+            text = path.read_text()
+            if any(line.strip() == DEVICE_PATTERN for line in text.splitlines()):
+                return False
+            _replace_file(path, text.rstrip("\n") + f"\n\n{DEVICE_PATTERN}\n", path.stat().st_mode & 0o777)
+        else:
+            _replace_file(path, ACL_TEMPLATE.format(collector=collector_user), 0o644)
+        return True
+
+
+def device_config_snippet(device_id: str, host: str, port: int, ca_file: str) -> str:
+    """The keys of `/etc/rlsmon/device.toml` (firmware_config/device.example.toml) that connect the
+    device to this broker. The password goes in the file named by `password_file`, never in the TOML."""
+    return (
+        f'device_id = "{device_id}"\n'
+        "\n"
+        "[broker]\n"
+        f'host = "{host}"\n'
+        f"port = {port}\n"
+        f'ca_file = "{ca_file}"\n'
+        'username = ""\n'
+        'password_file = "/etc/rlsmon/mqtt-password"\n'
+    )
+
+
+def validate_device_id(device_id: str) -> str:
+    """Return `device_id` if it is a valid id (the MQTT username and topic level), else raise."""
+    if not DEVICE_ID.fullmatch(device_id):
+        raise ProvisionError(f"device id {device_id!r} must be 1–63 of a-z, 0-9 and '-', starting with a letter or digit")
+    return device_id

@@ -1,0 +1,85 @@
+"""The collector against a real mosquitto with TLS, passwords and the production ACL."""
+
+from __future__ import annotations
+
+import queue
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from server.db import open_db
+from tests.server.payloads import encode, make_summary
+
+T0 = datetime(2026, 1, 6, 7, 0, tzinfo=timezone.utc)
+
+
+def test_valid_nights_are_stored_and_a_duplicate_delivery_is_a_no_op(start_collector, device, tmp_path):
+    collector = start_collector()
+    dev = device("dev-a")
+    payloads = [encode(make_summary("dev-a", f"2026-01-0{d}", n_lms=50, generated_at=T0)) for d in (1, 2, 3)]
+    for payload in [*payloads, payloads[1]]:
+        assert not dev.summary(payload).is_failure
+    kinds = [collector.next()[1].kind for _ in range(4)]
+    assert kinds == ["stored", "stored", "stored", "duplicate"]
+    db = open_db(tmp_path / "server.db")
+    assert [r["night"] for r in db.query("SELECT night FROM nights ORDER BY night")] == [
+        "2026-01-01", "2026-01-02", "2026-01-03"]
+    assert db.execute("SELECT count(*) FROM lm_events").fetchone()[0] == 150
+    assert db["rejected"].count == 0
+    assert db["devices"].get("dev-a")["last_seen"] is not None
+
+
+def test_offline_collector_receives_queued_nights_on_return_even_across_a_broker_restart(
+    start_collector, device, mqtt_broker, tmp_path
+):
+    start_collector().stop()  # the broker now holds the collector's persistent session
+    dev = device("dev-a")
+    nights = [make_summary("dev-a", f"2026-02-0{d}", n_lms=20) for d in (1, 2, 3)]
+    for night in nights:
+        assert not dev.summary(encode(night)).is_failure
+    dev.close()
+    mqtt_broker.stop()  # clean stop: mosquitto saves the session and its queue (persistence true)
+    mqtt_broker.start()
+    collector = start_collector()
+    received = sorted(collector.next()[1].kind for _ in nights)
+    assert received == ["stored"] * 3
+    stored = {r["summary_id"] for r in open_db(tmp_path / "server.db")["nights"].rows}
+    assert stored == {n["summary_id"] for n in nights}
+
+
+def test_a_device_cannot_publish_as_another_device(start_collector, device, mqtt_broker, tmp_path):
+    collector = start_collector()
+    device("dev-b")
+    mallory = device("dev-a")
+    forged = encode(make_summary("dev-b", "2026-03-01"))
+    reason = mallory.publish("rlsmon/v1/dev-b/summary", forged)
+    assert reason.is_failure and reason.getName() == "Not authorized"
+    # The same client's next message arrives in order; once it is in, the forged one never came.
+    assert not mallory.publish("rlsmon/v1/dev-a/status", b"online").is_failure
+    topic, outcome = collector.next()
+    assert (topic, outcome.kind) == ("rlsmon/v1/dev-a/status", "status")
+    db = open_db(tmp_path / "server.db")
+    assert db["nights"].count == 0 and db["rejected"].count == 0
+    with pytest.raises(queue.Empty):
+        collector.outcomes.get_nowait()
+
+
+def test_garbage_through_the_broker_is_kept_and_the_collector_keeps_going(start_collector, device, tmp_path):
+    collector = start_collector()
+    dev = device("dev-a")
+    garbage = [
+        b"\x00\x01\x02\xff",
+        b"{}",
+        encode({**make_summary("dev-a"), "schema": "rlsmon.night/2"}),
+        encode(make_summary("dev-b")),  # payload names another device
+        encode({**make_summary("dev-a"), "lm_events": [{"onset_s": 1}] * 5000}),
+    ]
+    for payload in garbage:
+        assert not dev.summary(payload).is_failure
+    assert [collector.next()[1].kind for _ in garbage] == ["rejected"] * len(garbage)
+    good = make_summary("dev-a", "2026-01-09", generated_at=T0 + timedelta(days=3))
+    dev.summary(encode(good))
+    assert collector.next()[1].kind == "stored"
+    db = open_db(tmp_path / "server.db")
+    assert [r["payload"] for r in db.query("SELECT payload FROM rejected ORDER BY id")] == garbage
+    assert db["nights"].count == 1
