@@ -1,0 +1,87 @@
+"""Hypothesis fuzzing of the ingest function: whatever arrives, it never raises, and every message
+that is not stored is kept in `rejected` with its raw bytes."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from server.collector import ingest
+from server.db import open_db
+from tests.server.payloads import encode, make_summary
+
+BASE = make_summary("dev-a", "2026-01-05", n_lms=12)
+STORED_KINDS = {"stored", "replaced", "duplicate", "status"}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    max_leaves=20,
+)
+
+
+def _paths(value, prefix=()):
+    yield prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value[:3]):
+            yield from _paths(v, (*prefix, i))
+
+
+PATHS = [p for p in _paths(BASE) if p]
+
+
+@st.composite
+def mutated_summaries(draw) -> bytes:
+    """A valid summary with one value replaced: wrong types, out of range, huge arrays, or removed."""
+    summary = copy.deepcopy(BASE)
+    path = draw(st.sampled_from(PATHS))
+    parent = summary
+    for key in path[:-1]:
+        parent = parent[key]
+    action = draw(st.sampled_from(["replace", "delete", "huge"]))
+    if action == "delete" and isinstance(parent, dict):
+        del parent[path[-1]]
+    elif action == "huge":
+        parent[path[-1]] = [draw(json_values)] * draw(st.integers(20_001, 30_000))
+    else:
+        parent[path[-1]] = draw(json_values)
+    return encode(summary)
+
+
+topics = st.sampled_from(["rlsmon/v1/dev-a/summary", "rlsmon/v1/dev-b/summary", "rlsmon/v1/dev-a/status"]) | st.text(
+    max_size=40
+)
+payloads = (
+    st.binary(max_size=300)
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | mutated_summaries()
+    | st.sampled_from(["rlsmon.night/0", "rlsmon.night/2", "", None]).map(lambda v: encode({**BASE, "schema": v}))
+)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(topic=topics, payload=payloads)
+def test_ingest_never_raises_and_keeps_what_it_does_not_store(topic, payload):
+    db = open_db(":memory:")
+    outcome = ingest(db, topic, payload)
+    rows = list(db.query("SELECT topic, payload, reason FROM rejected"))
+    if outcome.kind in STORED_KINDS:
+        assert rows == []
+    else:
+        assert rows == [{"topic": topic, "payload": payload, "reason": outcome.reason}]
+        assert outcome.reason
+        assert db["nights"].count == 0
+
+
+def test_fuzzed_garbage_never_reaches_nights():
+    db = open_db(":memory:")
+    assert ingest(db, "rlsmon/v1/dev-a/summary", encode(BASE)).kind == "stored"
+    for schema in ("rlsmon.night/2", 1, None):
+        assert ingest(db, "rlsmon/v1/dev-a/summary", encode({**BASE, "schema": schema})).kind == "rejected"
+    assert db["rejected"].count == 3 and db["nights"].count == 1
