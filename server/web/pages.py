@@ -1,0 +1,378 @@
+"""The dashboard's HTML pages and forms, and the file exports.
+
+Handlers are plain ``def``: FastAPI runs them on worker threads, so SQLite reads and chart
+rendering never block the event loop.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import secrets
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any, Iterable, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlite_utils import Database
+
+from server.model import DEVICE_ID_PATTERN
+from server.web import auth, charts, edf, queries
+from server.web.app import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, cookie_secure, get_db,
+                            safe_next, state)
+
+router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 100
+DeviceId = Path(pattern=DEVICE_ID_PATTERN, max_length=63)
+
+# Shown on every night: what a shin accelerometer cannot know (ARCHITECTURE.md, domain rules).
+STANDING_CAVEATS = (
+    "Respiratory-related leg movements are not excluded: there is no respiratory signal.",
+    "Indices are per hour in bed, not per hour of sleep: there is no EEG (as PAM-RL reports them).",
+)
+
+
+def install_filters(templates: Jinja2Templates, clinic_tz: tzinfo | None) -> None:
+    """Register the formatting filters the templates use."""
+    env = templates.env
+
+    def localtime(iso: str | None) -> str:
+        if not iso:
+            return "never"
+        return datetime.fromisoformat(iso).astimezone(clinic_tz).strftime("%d %b %Y %H:%M")
+
+    def duration(seconds: float | None) -> str:
+        if seconds is None:
+            return "–"
+        minutes = int(round(seconds / 60))
+        return f"{minutes // 60} h {minutes % 60:02d} min"
+
+    def percent(fraction: float | None) -> str:
+        return "–" if fraction is None else f"{100 * fraction:.0f} %"
+
+    def number(value: float | None, digits: int = 1) -> str:
+        return "–" if value is None else f"{value:.{digits}f}"
+
+    env.filters.update(localtime=localtime, duration=duration, percent=percent, number=number)
+
+
+def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+    context.setdefault("principal", getattr(request.state, "principal", None))
+    return state(request).templates.TemplateResponse(request, name, context, status_code=status)
+
+
+def _principal(request: Request) -> Principal:
+    return request.state.principal
+
+
+def _now_iso(request: Request) -> str:
+    return state(request).now().isoformat()
+
+
+# ---- login --------------------------------------------------------------------------------------
+
+def _login_page(request: Request, error: str | None = None, status: int = 200,
+                next_path: str = "/") -> Response:
+    token = secrets.token_urlsafe(32)
+    response = _render(request, "login.html", {"csrf_token": token, "error": error,
+                                               "next": safe_next(next_path), "principal": None},
+                       status)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login",
+                        secure=cookie_secure(request))
+    return response
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/") -> Response:
+    """The login page (public)."""
+    return _login_page(request, next_path=next)
+
+
+@router.post("/login")
+def login_submit(request: Request, username: str = Form(max_length=200),
+                 password: str = Form(max_length=1000), next: str = Form("/"),
+                 db: Database = Depends(get_db)) -> Response:
+    """Check the password; on success set the session cookie and go where the user was heading."""
+    web = state(request)
+    result = auth.login(db, username, password, web.now(), web.policy)
+    if result.token is None:
+        error = "Wrong username or password."
+        if result.locked_until is not None:
+            minutes = max(1, math.ceil((result.locked_until - web.now()).total_seconds() / 60))
+            error = (f"Too many failed attempts: this account is locked for {minutes} more "
+                     f"minute{'s' if minutes != 1 else ''}.")
+        return _login_page(request, error, 401, next)
+    response = RedirectResponse(safe_next(next), status_code=303)
+    response.set_cookie(SESSION_COOKIE, result.token, httponly=True, samesite="strict",
+                        secure=cookie_secure(request),
+                        max_age=int(web.policy.session_ttl.total_seconds()))
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, db: Database = Depends(get_db)) -> Response:
+    """End the session."""
+    auth.logout(db, request.cookies.get(SESSION_COOKIE, ""))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+# ---- patients -----------------------------------------------------------------------------------
+
+@router.get("/", response_class=HTMLResponse)
+def patients(request: Request, q: str = Query("", max_length=100), flagged: bool = False,
+             page: int = Query(1, ge=1, le=100_000), db: Database = Depends(get_db)) -> Response:
+    """The patients list: last night per device, flags, devices not reporting, unassigned devices."""
+    today = state(request).today()
+    rows, total = queries.patient_page(db, today, search=q.strip(), flagged_only=flagged,
+                                       limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    return _render(request, "patients.html", {
+        "rows": rows, "total": total, "page": page, "pages": max(1, math.ceil(total / PAGE_SIZE)),
+        "q": q, "flagged": flagged, "today": today,
+        "silent": queries.not_reporting(db, today),
+        "unassigned": queries.unassigned_devices(db, today),
+        "overview": queries.overview(db),
+        "missed_alert": queries.MISSED_NIGHTS_ALERT,
+    })
+
+
+@router.post("/devices/{device_id}/assign")
+def assign(request: Request, device_id: str = DeviceId,
+           pseudonym: str = Form(max_length=200), db: Database = Depends(get_db)) -> Response:
+    """Assign a device to a patient pseudonym (a new pseudonym creates the patient)."""
+    try:
+        patient_id = queries.assign_device(db, device_id, pseudonym, _now_iso(request))
+    except LookupError as e:
+        raise HTTPException(404, str(e)) from None
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    return RedirectResponse(f"/patients/{patient_id}", status_code=303)
+
+
+# ---- one night ----------------------------------------------------------------------------------
+
+def _night_or_404(db: Database, device_id: str, night: date) -> dict[str, Any]:
+    found = queries.night_summary(db, device_id, night.isoformat())
+    if found is None:
+        raise HTTPException(404, f"No night {night} for device {device_id}.")
+    return found
+
+
+def _recording_start(summary: dict[str, Any]) -> datetime | None:
+    """The wall clock of t = 0 in the night's own time zone, when known."""
+    start = summary.get("recording_start") or summary.get("window", {}).get("start")
+    if not start:
+        return None
+    moment = datetime.fromisoformat(start)
+    try:
+        return moment.astimezone(ZoneInfo(summary.get("window", {}).get("timezone", "")))
+    except (ZoneInfoNotFoundError, ValueError):
+        return moment
+
+
+def _night_charts(request: Request, found: dict[str, Any]) -> dict[str, str]:
+    summary = found["summary"]
+
+    def render() -> dict[str, str]:
+        return {
+            "timeline": charts.night_timeline_svg(
+                summary["lm_events"], summary["in_bed"], summary["coverage"]["gaps"],
+                summary.get("markers", []), summary["duration_s"], _recording_start(summary)),
+            "hourly": charts.hourly_svg(summary["hourly"]),
+            "imi": charts.imi_histogram_svg(summary["imi_histogram"]),
+        }
+
+    return state(request).svg_cache.get(("night", found["summary_id"]), render)  # type: ignore[return-value]
+
+
+@router.get("/devices/{device_id}/nights/{night}", response_class=HTMLResponse)
+def night_page(request: Request, night: date, device_id: str = DeviceId,
+               db: Database = Depends(get_db)) -> Response:
+    """One night: timeline, hourly counts, IMI histogram, the LM table and the caveats."""
+    found = _night_or_404(db, device_id, night)
+    summary = found["summary"]
+    caveats = list(summary.get("caveats", []))
+    start = _recording_start(summary)
+    lms = [dict(lm, clock=(start + timedelta(seconds=lm["onset_s"])).strftime("%H:%M:%S")
+                if start else None) for lm in summary["lm_events"]]
+    return _render(request, "night.html", {
+        "device_id": device_id, "night": night, "s": summary, "found": found, "lms": lms,
+        "charts": _night_charts(request, found), "caveats": caveats,
+        "standing_caveats": STANDING_CAVEATS, "recording_start": start,
+        "coverage": (summary["coverage"]["recorded_s"] / summary["duration_s"]
+                     if summary["duration_s"] else None),
+    })
+
+
+@router.get("/devices/{device_id}/nights/{night}/annotations.edf")
+def night_edf(request: Request, night: date, device_id: str = DeviceId,
+              db: Database = Depends(get_db)) -> Response:
+    """The night's LMs, PLMs, series, in-bed time and markers as an EDF+ annotation file."""
+    found = _night_or_404(db, device_id, night)
+    summary = found["summary"]
+    start = _recording_start(summary)
+    if start is None:  # no wall clock at all: EDF+ still needs a start; use the night's evening
+        start = datetime.combine(night, datetime.min.time())
+    body = edf.write_annotations_edf(
+        edf.night_annotations(summary), start.replace(tzinfo=None), summary["duration_s"],
+        patient_code=found["pseudonym"] or device_id, equipment=f"rlsmon_{device_id}")
+    return Response(body, media_type="application/octet-stream",
+                    headers=attachment(device_id, f"{night}.edf"))
+
+
+@router.get("/devices/{device_id}/nights/{night}/summary.json")
+def night_json(request: Request, night: date, device_id: str = DeviceId,
+               db: Database = Depends(get_db)) -> Response:
+    """The night's summary exactly as the device sent it."""
+    found = _night_or_404(db, device_id, night)
+    return Response(found["summary_json"], media_type="application/json",
+                    headers=attachment(device_id, f"{night}.json"))
+
+
+# ---- trend --------------------------------------------------------------------------------------
+
+def _patient_or_404(db: Database, patient_id: int) -> dict[str, Any]:
+    found = queries.patient(db, patient_id)
+    if found is None:
+        raise HTTPException(404, f"No patient {patient_id}.")
+    return found
+
+
+def one_per_night(nights: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One night per date for the trend: when two devices recorded the same date (a device swap),
+    the one with more time in bed."""
+    best: dict[str, dict[str, Any]] = {}
+    for n in nights:
+        if n["night"] not in best or n["time_in_bed_s"] > best[n["night"]]["time_in_bed_s"]:
+            best[n["night"]] = n
+    return [best[k] for k in sorted(best)]
+
+
+@router.get("/patients/{patient_id}", response_class=HTMLResponse)
+def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
+               db: Database = Depends(get_db)) -> Response:
+    """A patient's trend: PLMI per night, 7-night rolling mean and spread, treatment notes."""
+    found = _patient_or_404(db, patient_id)
+    nights = one_per_night(queries.patient_nights(db, patient_id))
+    notes = queries.notes(db, patient_id)
+    series = tuple((date.fromisoformat(n["night"]), n["plm_index"]) for n in nights)
+    marks = tuple((date.fromisoformat(n["date"]), n["text"]) for n in notes)
+    svg = state(request).svg_cache.get(("trend", patient_id, hash((series, marks))),
+                                       lambda: charts.trend_svg(series, marks))
+    recent = nights[-7:]
+    return _render(request, "trend.html", {
+        "patient": found, "nights": list(reversed(nights)), "notes": notes, "chart": svg,
+        "recent_mean": (sum(n["plm_index"] for n in recent) / len(recent)) if recent else None,
+        "recent_range": ((min(n["plm_index"] for n in recent), max(n["plm_index"] for n in recent))
+                         if recent else None),
+        "recent_count": len(recent), "today": state(request).today(),
+    })
+
+
+@router.post("/patients/{patient_id}/notes")
+def add_note(request: Request, patient_id: int = Path(ge=1, le=2**62),
+             on: date = Form(), text: str = Form(max_length=1000),
+             db: Database = Depends(get_db)) -> Response:
+    """Add a treatment note, drawn on the trend chart from its date."""
+    _patient_or_404(db, patient_id)
+    try:
+        queries.add_note(db, patient_id, on, text, _principal(request).username or "?",
+                         _now_iso(request))
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    return RedirectResponse(f"/patients/{patient_id}#notes", status_code=303)
+
+
+def attachment(*parts: str) -> dict[str, str]:
+    """A Content-Disposition header whose file name keeps only safe characters."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts))
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+def _csv(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Response:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers=attachment(filename))
+
+
+NIGHT_COLUMNS = ["night", "device_id", "plm_index", "lm_index", "lm_count", "plm_count",
+                 "plm_series_count", "time_in_bed_s", "recorded_s", "periodicity_index", "severity",
+                 "clinically_significant", "rules", "summary_id", "generated_at", "received_at"]
+LM_COLUMNS = ["night", "device_id", "idx", "onset_s", "offset_s", "duration_s", "periodic", "clm",
+              "bilateral", "series", "imi_s"]
+
+
+# Each CSV export is an entry here: what it reads and its columns, in order.
+CSV_EXPORTS = {
+    "nights": (queries.patient_nights, NIGHT_COLUMNS),
+    "lms": (queries.patient_lm_events, LM_COLUMNS),
+}
+
+
+@router.get("/patients/{patient_id}/{kind}.csv")
+def patient_csv(request: Request, kind: Literal["nights", "lms"],
+                patient_id: int = Path(ge=1, le=2**62), db: Database = Depends(get_db)) -> Response:
+    """The patient's nights (one row per night) or LMs (one row per LM) as CSV."""
+    found = _patient_or_404(db, patient_id)
+    read, columns = CSV_EXPORTS[kind]
+    return _csv(read(db, patient_id), columns, f"{found['pseudonym']}_{kind}.csv")
+
+
+@router.get("/patients/{patient_id}/nights.json")
+def nights_json(request: Request, patient_id: int = Path(ge=1, le=2**62),
+                db: Database = Depends(get_db)) -> Response:
+    """The patient, their notes and the headline figures of every night, as JSON."""
+    found = _patient_or_404(db, patient_id)
+    body = {"patient": found, "notes": queries.notes(db, patient_id),
+            "nights": queries.patient_nights(db, patient_id)}
+    return Response(json.dumps(body, indent=1), media_type="application/json",
+                    headers=attachment(found["pseudonym"], "nights.json"))
+
+
+# ---- API tokens and docs ------------------------------------------------------------------------
+
+@router.get("/tokens", response_class=HTMLResponse)
+def tokens_page(request: Request, db: Database = Depends(get_db)) -> Response:
+    """API tokens for the clinic's own systems."""
+    return _render(request, "tokens.html", {"tokens": queries.api_tokens(db), "new_token": None,
+                                            "error": None})
+
+
+@router.post("/tokens", response_class=HTMLResponse)
+def tokens_create(request: Request, name: str = Form(max_length=200),
+                  db: Database = Depends(get_db)) -> Response:
+    """Create a token; it is shown once, on this response only."""
+    try:
+        token, error = auth.create_api_token(db, name, state(request).now()), None
+    except auth.AuthError as e:
+        token, error = None, str(e)
+    return _render(request, "tokens.html", {"tokens": queries.api_tokens(db), "new_token": token,
+                                            "new_name": name, "error": error},
+                   201 if token else 422)
+
+
+@router.post("/tokens/revoke")
+def tokens_revoke(request: Request, name: str = Form(max_length=200),
+                  db: Database = Depends(get_db)) -> Response:
+    """Revoke a token by name."""
+    auth.revoke_api_token(db, name)
+    return RedirectResponse("/tokens", status_code=303)
+
+
+@router.get("/docs", response_class=HTMLResponse)
+def api_docs(request: Request) -> Response:
+    """The JSON API, documented from its own OpenAPI schema (served locally, no CDN)."""
+    spec = request.app.openapi()
+    operations = [{"method": method.upper(), "path": path, **op}
+                  for path, item in spec["paths"].items() for method, op in item.items()]
+    return _render(request, "docs.html", {"spec": spec, "operations": operations})
