@@ -1,0 +1,177 @@
+"""`LegDetector`: one leg's streaming detector, from `SampleBlock`s to LMs, postures and gaps.
+
+Samples are cut into fixed frames (`frame_s` of samples, counted from the start of the recording or
+from the last gap), whatever the size of the blocks fed in. Every computation then sees the same
+frames, so the result does not depend on the block size, live or offline, to the last bit. A frame
+costs a few dozen numpy calls, so a night is a few hundred milliseconds and the live path is far
+below 1% of a core. The state is a frame buffer and a few floats: memory does not grow with the night.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from device.detect.conditioning import Conditioner, ConditioningParams
+from device.detect.events import Interval, LegMovement, PostureSegment
+from device.detect.lm import MIN_LM_S, Burst, HoldMerger, HysteresisTracker, LMParams, NoiseFloor
+from device.detect.posture import PostureParams, PostureTracker
+from device.samples import SampleBlock
+
+# A jump in t_s of more than 1.5 sample periods is a gap in recording (SampleBlock, ARCHITECTURE.md).
+GAP_PERIODS = 1.5
+# Movements this close to the shin leaving the horizontal belong to getting up or lying down.
+POSTURE_MARGIN_S = 3.0
+
+
+@dataclass
+class DetectorOutput:
+    """What the detector completed since the previous call: new LMs, closed postures, new gaps."""
+
+    movements: list[LegMovement] = field(default_factory=list)
+    postures: list[PostureSegment] = field(default_factory=list)
+    gaps: list[Interval] = field(default_factory=list)
+
+
+class LegDetector:
+    """Streaming LM detector for one leg.
+
+    `feed(block)` returns what completed since the last call, and `finish()` flushes the rest at the
+    end of the recording. Concatenating every output gives the night. Outputs lag the input by up to
+    one frame plus the time it takes to know an LM has ended (0.5 s) and is not held (`max_hold_s`).
+    """
+
+    def __init__(
+        self,
+        odr_hz: float,
+        leg: int = 0,
+        frame_s: float = 30.0,
+        conditioning: ConditioningParams | None = None,
+        lm: LMParams | None = None,
+        posture: PostureParams | None = None,
+    ) -> None:
+        if odr_hz <= 0:
+            raise ValueError(f"odr_hz must be positive, got {odr_hz}")
+        self.odr_hz = float(odr_hz)
+        self.leg = leg
+        self.dt_s = 1.0 / self.odr_hz
+        self._lm_params = lm or LMParams()
+        self._cond = Conditioner(self.odr_hz, conditioning)
+        window_n = self._cond.window_n
+        windows = min(max(1, round(frame_s / self._cond.params.window_s)), self._cond.max_windows_per_frame())
+        self.frame_n = windows * window_n
+        self._floor = NoiseFloor(self._cond.params.window_s, self._lm_params)
+        self._tracker = HysteresisTracker(self.odr_hz, self._lm_params)
+        self._merger = HoldMerger(self._lm_params)
+        self._posture = PostureTracker(posture)
+        self._buf = np.empty((self.frame_n, 7))  # t, ax, ay, az, gx, gy, gz
+        self._fill = 0
+        self._last_t: float | None = None
+        self._awaiting: list[Burst] = []  # released bursts waiting for the posture after them
+        self._out = DetectorOutput()
+
+    def feed(self, block: SampleBlock) -> DetectorOutput:
+        """Consume one block of samples; return the movements, postures and gaps completed so far."""
+        if len(block) == 0:
+            return self._take()
+        if abs(block.odr_hz - self.odr_hz) > 1e-6 * self.odr_hz:
+            raise ValueError(f"block odr_hz {block.odr_hz} differs from the detector's {self.odr_hz}")
+        data = np.column_stack([block.t_s, block.accel_g, block.gyro_dps]).astype(float, copy=False)
+        t = data[:, 0]
+        prev = np.concatenate([[t[0] if self._last_t is None else self._last_t], t[:-1]])
+        step = t - prev
+        bad = np.flatnonzero(step <= 0)
+        bad = bad if self._last_t is not None else bad[bad > 0]
+        if len(bad):
+            raise ValueError(f"t_s must increase: {prev[bad[0]]!r} is followed by {t[bad[0]]!r}")
+        jumps = np.flatnonzero(step > GAP_PERIODS * self.dt_s)
+        start = 0
+        for j in jumps:
+            self._append(data[start:j])
+            self._gap(float(prev[j]) + self.dt_s, float(t[j]))
+            start = j
+        self._append(data[start:])
+        self._last_t = float(t[-1])
+        return self._take()
+
+    def finish(self) -> DetectorOutput:
+        """Flush the end of the recording: process the partial frame and close everything open."""
+        if self._fill:
+            self._process(self._buf[: self._fill])
+            self._fill = 0
+        if self._last_t is not None:
+            self._close_segment(self._last_t + self.dt_s)
+        self._emit(self._merger.flush(), final=True)
+        return self._take()
+
+    def _append(self, data: np.ndarray) -> None:
+        pos = 0
+        while pos < len(data):
+            take = min(self.frame_n - self._fill, len(data) - pos)
+            self._buf[self._fill : self._fill + take] = data[pos : pos + take]
+            self._fill += take
+            pos += take
+            if self._fill == self.frame_n:
+                self._process(self._buf)
+                self._fill = 0
+
+    def _gap(self, start_s: float, end_s: float) -> None:
+        if self._fill:
+            self._process(self._buf[: self._fill])
+            self._fill = 0
+        self._out.gaps.append(Interval(start_s, end_s))
+        self._close_segment(start_s)
+        self._cond.gap()
+
+    def _close_segment(self, end_s: float) -> None:
+        """The data stops at `end_s` (a gap or the end): end what is in progress there."""
+        for burst in self._tracker.cut(end_s):
+            self._emit(self._merger.add(burst))
+        self._emit(self._merger.release(end_s, None))
+        self._out.postures.extend(self._posture.close(end_s))
+
+    def _process(self, frame: np.ndarray) -> None:
+        t = frame[:, 0]
+        cf = self._cond.process(frame[:, 1:4], frame[:, 4:7])
+        counts = np.diff(np.append(cf.window_start, len(t)))
+        win_end = t[np.append(cf.window_start[1:], len(t)) - 1] + self.dt_s
+        on_gyro_dps, on_accel_g = self._floor.update(cf.gyro_window_dps, cf.accel_window_g)
+        self._out.postures.extend(self._posture.update(t[cf.window_start], win_end, cf.elevation_deg))
+
+        act = np.maximum(cf.gyro_act_dps / on_gyro_dps, cf.accel_act_g / on_accel_g)
+        # Walking is never an LM: no activity counts while the shin is off the horizontal.
+        lying = cf.elevation_deg < self._posture.params.lying_below_deg
+        act = np.where(np.repeat(lying, counts), act, 0.0)
+
+        for burst in self._tracker.process(
+            t, act, cf.gyro_dps_mag, cf.flex_deg, cf.roll_deg, cf.delay_samples
+        ):
+            self._emit(self._merger.add(burst))
+        now_s = float(win_end[-1])
+        self._emit(self._merger.release(now_s, self._tracker.onset_s))
+        self._emit([], now_s=now_s)
+
+    def _emit(self, bursts: list[Burst], now_s: float | None = None, final: bool = False) -> None:
+        """Turn released bursts into LMs once the posture around them is known."""
+        self._awaiting.extend(bursts)
+        keep: list[Burst] = []
+        for b in self._awaiting:
+            if not final and (now_s is None or now_s < b.offset_s + POSTURE_MARGIN_S):
+                keep.append(b)
+                continue
+            if b.offset_s - b.onset_s < MIN_LM_S:
+                continue
+            if self._posture.overlaps_not_lying(b.onset_s, b.offset_s, POSTURE_MARGIN_S):
+                continue
+            self._out.movements.append(
+                LegMovement(b.onset_s, b.offset_s, leg=self.leg, peak_dps=b.peak_dps, tilt_deg=b.flex_dev_deg)
+            )
+        self._awaiting = keep
+        if now_s is not None:
+            horizon = min([b.onset_s for b in keep] + [now_s]) - 2 * POSTURE_MARGIN_S
+            self._posture.forget_before(horizon - self._lm_params.max_hold_s)
+
+    def _take(self) -> DetectorOutput:
+        out, self._out = self._out, DetectorOutput()
+        return out

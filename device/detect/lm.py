@@ -1,0 +1,285 @@
+"""Leg-movement (LM) detection on the conditioned activity of one leg, streaming.
+
+Three stages, each with a little carried state:
+1. `NoiseFloor`: onset thresholds that follow each night's noise floor, a low percentile of recent
+   window activity. Fixed thresholds fail across straps, sensors and sleepers: PAM-RL needed its
+   thresholds adjusted to the noise of each recording (Yang et al., Sleep Med 2014), and the
+   Stanford detector uses noise-floor adjustable thresholds (Moore et al., PLoS One 2014).
+2. `HysteresisTracker`: bursts of activity by the WASM rules. WASM 2016 (Ferri et al., Sleep Med
+   2016): an LM starts where the EMG rises 8 µV above resting and ends at the start of a period of
+   at least 0.5 s under 2 µV above resting, so movements less than 0.5 s apart are one. Our offset
+   threshold is likewise a quarter of the onset threshold. The onset threshold decides that a
+   movement happened; its onset is dated back to where the activity left the resting level (the
+   offset threshold), as a technologist marks the start of the burst.
+3. `HoldMerger`: a held contraction. The leg flexes, stays flexed with little rotation, then
+   releases. The gyro sees two bursts; the flexion angle (gyro y integrated) shows the leg held away
+   from where it started and brought back, so the two are one LM from the flexion to the release
+   (ARCHITECTURE.md, "What a shin sensor sees"). Turning over is also joined: bursts close together
+   while the leg rolls far about its own axis are one long movement, so a turn (longer than 10 s,
+   ARCHITECTURE.md) is one LM that breaks a series, never a run of CLMs.
+LMs shorter than 0.5 s are dropped (WASM 2016: an LM lasts at least 0.5 s). LMs over 10 s are kept
+as LMs: scoring makes them non-CLMs that break a series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+# WASM 2016 (Ferri et al., Sleep Med 2016): minimum LM duration, and the 0.5 s below the offset
+# threshold that ends an LM (movements closer than that are one LM).
+MIN_LM_S = 0.5
+OFFSET_QUIET_S = 0.5
+
+
+@dataclass(frozen=True)
+class LMParams:
+    """Tunable constants of LM detection."""
+
+    onset_x_floor: float = 12.0  # onset threshold as a multiple of the noise floor
+    offset_ratio: float = 0.25  # offset / onset threshold: WASM 2016 EMG, 2 µV / 8 µV above resting
+    # Lower bounds. A movement worth catching peaks at 10-150 dps on the shin (ARCHITECTURE.md), while
+    # a partner rocking the mattress tilts it at a few dps: the onset needs 6 dps whatever the floor.
+    min_onset_dps: float = 6.0
+    min_onset_g: float = 0.03
+    floor_percentile: float = 10.0
+    floor_history_s: float = 300.0
+    # Held contraction: bursts at most this far apart, the first leaving the leg flexed by at least
+    # hold_min_deg and the second bringing it at least half way back, are one LM.
+    max_hold_s: float = 8.0
+    hold_min_deg: float = 1.0
+    hold_return_frac: float = 0.5
+    # Turning over: bursts at most turn_join_s apart are one movement once the leg has rolled by
+    # turn_roll_deg (a tugged strap twists 5-30°; a turn rolls the leg 45-180°).
+    turn_join_s: float = 3.0
+    turn_roll_deg: float = 40.0
+
+
+@dataclass(frozen=True)
+class Burst:
+    """A stretch of activity between an onset and an offset, before holds are merged."""
+
+    onset_s: float
+    offset_s: float
+    flex_on_deg: float
+    flex_off_deg: float
+    flex_dev_deg: float  # largest |flexion - flexion at onset| within the burst
+    peak_dps: float
+    roll_on_deg: float = 0.0
+    roll_off_deg: float = 0.0
+    roll_span_deg: float = 0.0  # max - min of the roll angle within the burst
+    cut_by_gap: bool = False
+    held: bool = False  # already a flexion joined to its release
+    turn: bool = False  # already joined as part of turning over
+
+    def joined(self, later: Burst, held: bool, turn: bool) -> Burst:
+        """This burst and a later one as one movement."""
+        return Burst(
+            onset_s=self.onset_s,
+            offset_s=later.offset_s,
+            flex_on_deg=self.flex_on_deg,
+            flex_off_deg=later.flex_off_deg,
+            flex_dev_deg=max(self.flex_dev_deg, abs(later.flex_on_deg - self.flex_on_deg)),
+            peak_dps=max(self.peak_dps, later.peak_dps),
+            roll_on_deg=self.roll_on_deg,
+            roll_off_deg=later.roll_off_deg,
+            roll_span_deg=max(self.roll_span_deg, later.roll_span_deg, abs(later.roll_off_deg - self.roll_on_deg)),
+            cut_by_gap=later.cut_by_gap,
+            held=held or self.held,
+            turn=turn or self.turn,
+        )
+
+
+class NoiseFloor:
+    """A robust running estimate of the quiet level of the two activities (gyro, accel)."""
+
+    def __init__(self, window_s: float, params: LMParams) -> None:
+        self.params = params
+        self._size = max(1, round(params.floor_history_s / window_s))
+        self._ring = np.zeros((self._size, 2))
+        self._count = 0  # windows seen, capped at the ring size
+
+    def update(self, gyro_window_dps: np.ndarray, accel_window_g: np.ndarray) -> tuple[float, float]:
+        """Add window means; return the onset thresholds (gyro dps, accel g) from the updated floor."""
+        new = np.column_stack([gyro_window_dps, accel_window_g])[-self._size :]
+        self._ring = np.concatenate([self._ring[len(new) :], new])
+        self._count = min(self._size, self._count + len(new))
+        floor = np.percentile(self._ring[self._size - self._count :], self.params.floor_percentile, axis=0)
+        p = self.params
+        return (
+            max(p.onset_x_floor * float(floor[0]), p.min_onset_dps),
+            max(p.onset_x_floor * float(floor[1]), p.min_onset_g),
+        )
+
+
+class HysteresisTracker:
+    """Finds bursts in a normalised activity (1.0 is the onset threshold) across contiguous frames."""
+
+    def __init__(self, odr_hz: float, params: LMParams) -> None:
+        self.params = params
+        self.dt_s = 1.0 / odr_hz
+        self.quiet_n = round(OFFSET_QUIET_S * odr_hz)
+        self.in_lm = False
+        self._quiet_run = 0  # samples below the offset threshold at the end of the last frame
+        self._onset_s = 0.0
+        self._quiet_start_s = 0.0
+        # A stretch above the offset threshold still open at the end of the last frame, with no
+        # onset yet: its start time and flexion, in case the onset comes in this frame.
+        self._open_run: tuple[float, float, float] | None = None
+        self._roll_on = self._roll_off = self._roll_lo = self._roll_hi = 0.0
+        self._flex_on = self._flex_off = self._flex_dev = self._peak = 0.0
+
+    @property
+    def onset_s(self) -> float | None:
+        """Onset of the burst in progress, if any."""
+        return self._onset_s if self.in_lm else None
+
+    def process(
+        self,
+        t_s: np.ndarray,
+        act: np.ndarray,
+        gyro_dps: np.ndarray,
+        flex_deg: np.ndarray,
+        roll_deg: np.ndarray,
+        delay_n: int,
+    ) -> list[Burst]:
+        """Consume one contiguous frame; return the bursts that ended in it.
+
+        `t_s` are the sample times, `act` the activity over the onset threshold, `gyro_dps` the
+        rotation rate (for the peak), `flex_deg` the flexion angle. Reported times are taken back by
+        `delay_n` samples, the group delay of the smoothing. `roll_deg` is the roll angle.
+        """
+        lo = act >= self.params.offset_ratio
+        hi_idx = np.flatnonzero(act >= 1.0)
+        edges = np.diff(np.concatenate([[0], lo.astype(np.int8), [0]]))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        shift_s = delay_n * self.dt_s
+        if len(starts):
+            run_peak = np.maximum.reduceat(gyro_dps, starts)
+            run_fmax = np.maximum.reduceat(flex_deg, starts)
+            run_fmin = np.minimum.reduceat(flex_deg, starts)
+            run_rmax = np.maximum.reduceat(roll_deg, starts)
+            run_rmin = np.minimum.reduceat(roll_deg, starts)
+        done: list[Burst] = []
+        prev_end = -self._quiet_run  # index after the last active sample, in this frame's terms
+        for i, (s, e) in enumerate(zip(starts, ends)):
+            if self.in_lm and s - prev_end >= self.quiet_n:
+                done.append(self._end())
+            if not self.in_lm:
+                run_start = (float(t_s[s]) - shift_s, float(flex_deg[s]), float(roll_deg[s]))
+                if s == 0 and self._open_run is not None:
+                    run_start = self._open_run
+                self._open_run = run_start if e == len(act) else None
+                k = np.searchsorted(hi_idx, s)
+                if k == len(hi_idx) or hi_idx[k] >= e:
+                    prev_end = e
+                    continue
+                self._open_run = None
+                self.in_lm = True
+                self._onset_s, self._flex_on, self._roll_on = run_start
+                self._flex_dev = 0.0
+                self._peak = 0.0
+                self._roll_lo = self._roll_hi = self._roll_on
+            # Run ends are exclusive; the peak and excursion are only approximate outside runs.
+            self._peak = max(self._peak, float(run_peak[i]))
+            self._flex_dev = max(
+                self._flex_dev, abs(float(run_fmax[i]) - self._flex_on), abs(float(run_fmin[i]) - self._flex_on)
+            )
+            self._flex_off = float(flex_deg[e - 1])
+            self._roll_off = float(roll_deg[e - 1])
+            self._roll_lo = min(self._roll_lo, float(run_rmin[i]))
+            self._roll_hi = max(self._roll_hi, float(run_rmax[i]))
+            self._quiet_start_s = float(t_s[e - 1]) + self.dt_s - shift_s
+            prev_end = e
+        n = len(act)
+        if len(ends) == 0 or ends[-1] < n:
+            self._open_run = None
+        self._quiet_run = n - prev_end
+        if self.in_lm and self._quiet_run >= self.quiet_n:
+            done.append(self._end())
+        return done
+
+    def cut(self, end_s: float) -> list[Burst]:
+        """End a burst in progress at a gap or the end of the recording (`end_s` is where data stops)."""
+        self._open_run = None
+        if not self.in_lm:
+            self._quiet_run = 0
+            return []
+        if self._quiet_run == 0:
+            self._quiet_start_s = end_s
+        burst = replace(self._end(), cut_by_gap=True)
+        self._quiet_run = 0
+        return [burst]
+
+    def _end(self) -> Burst:
+        self.in_lm = False
+        return Burst(
+            onset_s=self._onset_s,
+            offset_s=max(self._quiet_start_s, self._onset_s),
+            flex_on_deg=self._flex_on,
+            flex_off_deg=self._flex_off,
+            flex_dev_deg=self._flex_dev,
+            peak_dps=self._peak,
+            roll_on_deg=self._roll_on,
+            roll_off_deg=self._roll_off,
+            roll_span_deg=self._roll_hi - self._roll_lo,
+        )
+
+
+def is_hold_release(first: Burst, second: Burst, params: LMParams) -> bool:
+    """Whether `second` releases a contraction that `first` flexed and held (one LM, not two)."""
+    if first.held or first.turn or second.onset_s - first.offset_s > params.max_hold_s:
+        return False
+    held = first.flex_off_deg - first.flex_on_deg
+    if abs(held) < params.hold_min_deg:
+        return False
+    back = second.flex_off_deg - second.flex_on_deg
+    remaining = second.flex_off_deg - first.flex_on_deg
+    return back * held < 0 and abs(remaining) <= params.hold_return_frac * abs(held)
+
+
+def is_turning(first: Burst, second: Burst, params: LMParams) -> bool:
+    """Whether `second` continues the same turning over as `first`."""
+    if second.onset_s - first.offset_s > params.turn_join_s:
+        return False
+    rolled = max(first.roll_span_deg, second.roll_span_deg, abs(second.roll_off_deg - first.roll_on_deg))
+    return first.turn or rolled >= params.turn_roll_deg
+
+
+class HoldMerger:
+    """Holds back the latest burst until it is known whether a release or more turning follows it."""
+
+    def __init__(self, params: LMParams) -> None:
+        self.params = params
+        self._pending: Burst | None = None
+        self._horizon_s = max(params.max_hold_s, params.turn_join_s)
+
+    def add(self, burst: Burst) -> list[Burst]:
+        """Take a finished burst; return the bursts that can no longer change."""
+        first = self._pending
+        if first is not None and not first.cut_by_gap:
+            if is_hold_release(first, burst, self.params):
+                self._pending = first.joined(burst, held=True, turn=False)
+                return []
+            if is_turning(first, burst, self.params):
+                self._pending = first.joined(burst, held=False, turn=True)
+                return []
+        self._pending = burst
+        return [first] if first is not None else []
+
+    def release(self, now_s: float, onset_in_progress_s: float | None) -> list[Burst]:
+        """Release the pending burst once nothing that could join it can still come."""
+        first = self._pending
+        if first is None:
+            return []
+        horizon = first.offset_s + (self.params.turn_join_s if first.held else self._horizon_s)
+        if first.cut_by_gap or (now_s > horizon and (onset_in_progress_s is None or onset_in_progress_s > horizon)):
+            self._pending = None
+            return [first]
+        return []
+
+    def flush(self) -> list[Burst]:
+        """Release whatever is pending (end of the recording)."""
+        first, self._pending = self._pending, None
+        return [first] if first is not None else []

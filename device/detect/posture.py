@@ -1,0 +1,117 @@
+"""Shin posture, streaming: lying (shin near horizontal) or upright (near vertical).
+
+Input is one elevation per 0.5-s window (the angle of the shin axis above the horizontal, from the
+gravity estimate). A hysteresis band keeps a posture until the angle clearly leaves it, and a new
+posture must hold for `min_posture_s` before it is accepted, so shifting the legs in bed or a
+stumble never splits the night. ARCHITECTURE.md: "the shin is near horizontal while lying and near
+vertical while standing or walking".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from device.detect.events import Interval, PostureSegment
+
+
+@dataclass(frozen=True)
+class PostureParams:
+    """Thresholds of the posture classifier, in degrees of shin elevation and seconds."""
+
+    lying_below_deg: float = 40.0  # supine, prone, on the side, sitting up with legs out: ~0-20°
+    upright_above_deg: float = 60.0  # standing, walking (±30° swing), sitting with feet down: 60-90°
+    min_posture_s: float = 5.0
+
+
+class PostureTracker:
+    """Turns window elevations into closed `PostureSegment`s and recent not-lying spans."""
+
+    def __init__(self, params: PostureParams | None = None) -> None:
+        self.params = params or PostureParams()
+        self._raw_upright: bool | None = None  # the hysteresis state, before minimum durations
+        self._posture: str | None = None  # the accepted posture of the open segment
+        self._segment_start_s = 0.0
+        self._candidate_start_s: float | None = None  # when the raw state left the accepted one
+        self._end_s = 0.0
+        self._not_lying_open_s: float | None = None
+        self.not_lying: list[Interval] = []  # spans with the shin clearly off the horizontal
+
+    def update(self, start_s: np.ndarray, end_s: np.ndarray, elevation_deg: np.ndarray) -> list[PostureSegment]:
+        """Consume contiguous windows ([start_s, end_s) each); return the segments closed by them."""
+        p = self.params
+        level = np.where(
+            elevation_deg > p.upright_above_deg, 1, np.where(elevation_deg < p.lying_below_deg, -1, 0)
+        )
+        if self._raw_upright is None:
+            self._raw_upright = bool(elevation_deg[0] >= (p.lying_below_deg + p.upright_above_deg) / 2)
+        # Forward-fill the hysteresis band with the last clear state.
+        known = np.flatnonzero(level)
+        filled_idx = np.maximum.accumulate(np.where(level != 0, np.arange(len(level)), -1))
+        raw = np.where(filled_idx >= 0, level[np.maximum(filled_idx, 0)] > 0, self._raw_upright)
+        if len(known):
+            self._raw_upright = bool(level[known[-1]] > 0)
+        self._track_not_lying(start_s, end_s, elevation_deg >= p.lying_below_deg)
+
+        closed: list[PostureSegment] = []
+        if self._posture is None:
+            self._posture = "upright" if raw[0] else "lying"
+            self._segment_start_s = float(start_s[0])
+        # Runs of the raw state: each change of state is a candidate change of posture.
+        change = np.flatnonzero(raw[1:] != raw[:-1]) + 1
+        run_starts = np.concatenate([[0], change])
+        run_ends = np.append(change, len(raw))
+        for a, b in zip(run_starts, run_ends):
+            posture = "upright" if raw[a] else "lying"
+            if posture == self._posture:
+                self._candidate_start_s = None
+                continue
+            if self._candidate_start_s is None:
+                self._candidate_start_s = float(start_s[a])
+            if float(end_s[b - 1]) - self._candidate_start_s >= p.min_posture_s:
+                closed.append(PostureSegment(self._segment_start_s, self._candidate_start_s, self._posture))
+                self._segment_start_s = self._candidate_start_s
+                self._posture = posture
+                self._candidate_start_s = None
+        self._end_s = float(end_s[-1])
+        return closed
+
+    def _track_not_lying(self, start_s: np.ndarray, end_s: np.ndarray, not_lying: np.ndarray) -> None:
+        if self._not_lying_open_s is not None and not not_lying[0]:
+            self.not_lying.append(Interval(self._not_lying_open_s, float(start_s[0])))
+            self._not_lying_open_s = None
+        edges = np.diff(np.concatenate([[0], not_lying.astype(np.int8), [0]]))
+        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+            span_start = float(start_s[a])
+            if a == 0 and self._not_lying_open_s is not None:
+                span_start = self._not_lying_open_s
+            if b == len(not_lying):
+                self._not_lying_open_s = span_start
+            else:
+                self.not_lying.append(Interval(span_start, float(end_s[b - 1])))
+                self._not_lying_open_s = None
+
+    def overlaps_not_lying(self, start_s: float, end_s: float, margin_s: float) -> bool:
+        """Whether [start_s, end_s] comes within `margin_s` of a span with the shin off the horizontal."""
+        if self._not_lying_open_s is not None and end_s + margin_s > self._not_lying_open_s:
+            return True
+        return any(iv.start_s < end_s + margin_s and iv.end_s > start_s - margin_s for iv in self.not_lying)
+
+    def forget_before(self, t_s: float) -> None:
+        """Drop not-lying spans that ended before `t_s`: memory stays bounded over the night."""
+        self.not_lying = [iv for iv in self.not_lying if iv.end_s >= t_s]
+
+    def close(self, end_s: float | None = None) -> list[PostureSegment]:
+        """Close the open segment (at a gap or the end of the recording) and return it."""
+        if self._posture is None:
+            return []
+        end = self._end_s if end_s is None else end_s
+        seg = PostureSegment(self._segment_start_s, end, self._posture)
+        if self._not_lying_open_s is not None:
+            self.not_lying.append(Interval(self._not_lying_open_s, end))
+        self._posture = None
+        self._raw_upright = None
+        self._candidate_start_s = None
+        self._not_lying_open_s = None
+        return [seg] if end > seg.start_s else []

@@ -1,0 +1,242 @@
+"""LegDetector on short snippets built from the physics of a shin: each test lays out the angles of the
+shin over time, and `readings` turns them into what the IMU on it would report (gravity projected by
+the orientation, body-frame rotation rates, MEMS noise and a gyro zero-rate offset)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from device.detect import DetectorOutput, LegDetector
+from device.samples import SampleBlock
+
+ODR_HZ = 52.0
+BIAS_DPS = (0.8, -0.6, 0.4)  # a zero-rate offset within the LSM6DSOX's typical ±1 dps
+
+
+def min_jerk(u: np.ndarray) -> np.ndarray:
+    """Smooth 0→1 position profile over u in [0, 1] (Flash & Hogan 1985)."""
+    u = np.clip(u, 0.0, 1.0)
+    return u**3 * (10 - 15 * u + 6 * u * u)
+
+
+def readings(
+    pitch_deg: np.ndarray,
+    roll_deg: np.ndarray | None = None,
+    accel_x_g: np.ndarray | None = None,
+    seed: int = 1,
+    odr_hz: float = ODR_HZ,
+) -> tuple[np.ndarray, np.ndarray]:
+    """IMU readings for a shin whose knee end is raised by `pitch_deg` and rolled about its own axis
+    by `roll_deg`. Shin axis x = (cos p, 0, sin p) in the world; rolling turns y and z about it.
+    Gravity in the sensor frame is (sin p, cos p sin r, cos p cos r) and the body rates are
+    (dr, -dp cos r, dp sin r)."""
+    rng = np.random.default_rng(seed)
+    n = len(pitch_deg)
+    roll_deg = np.zeros(n) if roll_deg is None else roll_deg
+    p, r = np.radians(pitch_deg), np.radians(roll_deg)
+    accel = np.column_stack([np.sin(p), np.cos(p) * np.sin(r), np.cos(p) * np.cos(r)])
+    if accel_x_g is not None:
+        accel[:, 0] += accel_x_g
+    dp, dr = np.gradient(pitch_deg) * odr_hz, np.gradient(roll_deg) * odr_hz
+    gyro = np.column_stack([dr, -dp * np.cos(r), dp * np.sin(r)])
+    accel += rng.normal(0.0, 0.001, (n, 3))  # ~70-130 µg/√Hz over a 26 Hz band
+    gyro += rng.normal(0.0, 0.03, (n, 3)) + np.asarray(BIAS_DPS)
+    return accel, gyro
+
+
+def times(duration_s: float, odr_hz: float = ODR_HZ) -> np.ndarray:
+    return np.arange(round(duration_s * odr_hz)) / odr_hz
+
+
+def flex(t: np.ndarray, start_s: float, deg: float, flex_s: float, hold_s: float, release_s: float) -> np.ndarray:
+    """A knee flexion that raises the shin by `deg`, holds it, and releases it."""
+    up = min_jerk((t - start_s) / flex_s)
+    down = min_jerk((t - start_s - flex_s - hold_s) / release_s)
+    return deg * (up - down)
+
+
+def run(
+    t: np.ndarray, accel: np.ndarray, gyro: np.ndarray, block_n: int = 500, odr_hz: float = ODR_HZ
+) -> DetectorOutput:
+    """Feed the snippet in blocks and gather every output."""
+    det = LegDetector(odr_hz=odr_hz)
+    total = DetectorOutput()
+    outs = [det.feed(SampleBlock(t[i : i + block_n], accel[i : i + block_n], gyro[i : i + block_n], odr_hz))
+            for i in range(0, len(t), block_n)]
+    outs.append(det.finish())
+    for out in outs:
+        total.movements += out.movements
+        total.postures += out.postures
+        total.gaps += out.gaps
+    return total
+
+
+def test_a_single_flexion_is_one_lm_with_its_onset_and_offset():
+    t = times(90)
+    accel, gyro = readings(flex(t, 40.0, 10.0, 1.0, 0.0, 1.0))
+    out = run(t, accel, gyro)
+    assert len(out.movements) == 1
+    lm = out.movements[0]
+    assert lm.onset_s == pytest.approx(40.0, abs=0.4)
+    assert lm.offset_s == pytest.approx(42.0, abs=0.4)
+    assert lm.tilt_deg == pytest.approx(10.0, abs=1.0)
+    assert lm.leg == 0
+
+
+def test_flex_hold_release_is_one_lm_not_two():
+    t = times(90)
+    # Flex 8° in 0.8 s, hold 2.5 s with no rotation, release in 0.8 s: the gyro sees two bursts.
+    accel, gyro = readings(flex(t, 40.0, 8.0, 0.8, 2.5, 0.8))
+    out = run(t, accel, gyro)
+    assert [(round(m.onset_s), round(m.offset_s)) for m in out.movements] == [(40, 44)]
+
+
+def test_a_flexion_that_stays_is_not_merged_with_a_later_one():
+    t = times(90)
+    # The leg settles 6° flexed and stays; 5 s later another flexion goes further: two LMs.
+    pitch = flex(t, 30.0, 6.0, 1.0, 100.0, 1.0) + flex(t, 36.0, 6.0, 1.0, 100.0, 1.0)
+    out = run(t, *readings(pitch))
+    assert [round(m.onset_s) for m in out.movements] == [30, 36]
+
+
+def test_a_twitch_shorter_than_half_a_second_is_not_an_lm():
+    t = times(60)
+    u = np.clip((t - 30.0) / 0.3, 0.0, 1.0)
+    accel, gyro = readings(4.0 * np.sin(np.pi * u) ** 2)
+    assert run(t, accel, gyro).movements == []
+
+
+def test_turning_over_never_becomes_a_clm():
+    t = times(120)
+    # Over 14 s: the knee draws up, the leg rolls onto its side in two heaves (the second one a pure
+    # roll, during a 2-s pause of the knee), shuffles, settles.
+    roll = 45.0 * min_jerk((t - 40.0) / 3.0) + 45.0 * min_jerk((t - 45.5) / 2.0)
+    pitch = (
+        flex(t, 40.0, 20.0, 1.5, 3.0, 2.0)
+        + flex(t, 46.5, 12.0, 1.0, 1.0, 1.5)
+        + 3.0 * np.sin(2 * np.pi * 0.7 * t) * ((t > 50.0) & (t < 54.0))
+    )
+    out = run(t, *readings(pitch, roll))
+    during = [m for m in out.movements if m.offset_s > 39.0 and m.onset_s < 55.0]
+    assert all(m.duration_s > 10.0 for m in during), during
+    assert [p.posture for p in out.postures] == ["lying"]
+
+
+def walking(t: np.ndarray, start_s: float, stride_hz: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Standing shin (80°) swinging ±25° per stride, and a heel-strike jolt along it each stride."""
+    u = t - start_s
+    on = u >= 0
+    pitch = 80.0 + on * (25.0 * np.sin(2 * np.pi * stride_hz * u) + 5.0 * np.sin(4 * np.pi * stride_hz * u))
+    phase = np.mod(u * stride_hz, 1.0)
+    strike = on * 0.8 * np.exp(-0.5 * ((phase - 0.25) / (0.02 * stride_hz)) ** 2)
+    return pitch, strike
+
+
+def test_walking_is_never_an_lm_and_is_upright():
+    t = times(120)
+    pitch, strike = walking(t, 10.0)
+    out = run(t, *readings(pitch, accel_x_g=strike))
+    assert out.movements == []
+    assert [p.posture for p in out.postures] == ["upright"]
+
+
+def test_getting_up_to_walk_and_lying_down_again():
+    t = times(240)
+    walk_pitch, strike = walking(t, 0.0)
+    up = (t >= 80.0) & (t < 160.0)
+    # Stand up over 2 s, walk, lie down over 2 s; a PLM well before and well after.
+    stand = min_jerk((t - 78.0) / 2.0) - min_jerk((t - 160.0) / 2.0)
+    pitch = np.where(up, walk_pitch, 80.0 * stand) + flex(t, 40.0, 10.0, 1.0, 0.5, 1.0) + flex(
+        t, 200.0, 10.0, 1.0, 0.5, 1.0
+    )
+    out = run(t, *readings(pitch, accel_x_g=np.where(up, strike, 0.0)))
+    assert [round(m.onset_s) for m in out.movements] == [40, 200]
+    assert [p.posture for p in out.postures] == ["lying", "upright", "lying"]
+    assert out.postures[1].start_s == pytest.approx(79.0, abs=1.5)
+    assert out.postures[2].start_s == pytest.approx(161.0, abs=1.5)
+
+
+def test_a_gap_ends_the_lm_in_progress_and_is_reported():
+    t = times(90)
+    accel, gyro = readings(flex(t, 40.0, 10.0, 1.5, 2.0, 1.5))
+    keep = (t < 41.0) | (t >= 45.0)
+    out = run(t[keep], accel[keep], gyro[keep])
+    assert len(out.gaps) == 1
+    assert out.gaps[0].start_s == pytest.approx(41.0, abs=1 / ODR_HZ)
+    assert out.gaps[0].end_s == pytest.approx(45.0, abs=1 / ODR_HZ)
+    first = out.movements[0]
+    assert first.onset_s == pytest.approx(40.0, abs=0.4)
+    assert first.offset_s == pytest.approx(41.0, abs=1 / ODR_HZ)
+
+
+def test_a_lm_longer_than_ten_seconds_is_kept():
+    t = times(90)
+    pitch = sum(flex(t, 30.0 + 2.0 * k, 6.0 + k % 3, 0.8, 0.2, 0.8) for k in range(7))
+    out = run(t, *readings(pitch))
+    assert len(out.movements) == 1
+    assert out.movements[0].duration_s == pytest.approx(13.8, abs=1.0)
+
+
+def test_quiet_night_with_a_drifting_gyro_bias_has_no_lms():
+    t = times(600)
+    accel, gyro = readings(np.zeros(len(t)))
+    gyro[:, 1] += np.linspace(0.0, 2.0, len(t))  # 2 dps of drift in 10 min: far faster than real
+    assert run(t, accel, gyro).movements == []
+
+
+def test_time_going_backwards_is_a_clear_error():
+    t = times(10)
+    accel, gyro = readings(np.zeros(len(t)))
+    det = LegDetector(odr_hz=ODR_HZ)
+    det.feed(SampleBlock(t[:100], accel[:100], gyro[:100], ODR_HZ))
+    with pytest.raises(ValueError, match="t_s must increase"):
+        det.feed(SampleBlock(t[50:150], accel[50:150], gyro[50:150], ODR_HZ))
+
+
+def busy_snippet() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three minutes with LMs, a hold, a twitch, a gap and a spell upright: every path at once."""
+    t = times(180)
+    walk_pitch, strike = walking(t, 0.0)
+    up = (t >= 120.0) & (t < 150.0)
+    pitch = (
+        flex(t, 10.0, 10.0, 1.0, 0.0, 1.0)
+        + flex(t, 31.0, 8.0, 0.8, 2.5, 0.8)
+        + flex(t, 58.0, 5.0, 1.0, 1.0, 1.0)
+        + flex(t, 95.0, 12.0, 1.5, 1.0, 1.5)
+        + 4.0 * np.sin(np.pi * np.clip((t - 80.0) / 0.3, 0.0, 1.0)) ** 2
+    )
+    pitch = np.where(up, walk_pitch, pitch)
+    accel, gyro = readings(pitch, accel_x_g=np.where(up, strike, 0.0))
+    keep = (t < 59.0) | (t >= 62.5)
+    return t[keep], accel[keep], gyro[keep]
+
+
+BUSY = busy_snippet()
+BUSY_WHOLE = run(*BUSY, block_n=len(BUSY[0]))
+
+
+def test_the_busy_snippet_finds_what_it_should():
+    assert [round(m.onset_s) for m in BUSY_WHOLE.movements] == [10, 31, 58, 95]
+    assert len(BUSY_WHOLE.gaps) == 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=len(BUSY[0]) - 1), max_size=40, unique=True))
+def test_the_output_does_not_depend_on_the_block_size(cuts):
+    t, accel, gyro = BUSY
+    det = LegDetector(odr_hz=ODR_HZ)
+    got = DetectorOutput()
+    bounds = [0, *sorted(cuts), len(t)]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        out = det.feed(SampleBlock(t[a:b], accel[a:b], gyro[a:b], ODR_HZ))
+        got.movements += out.movements
+        got.postures += out.postures
+        got.gaps += out.gaps
+    end = det.finish()
+    got.movements += end.movements
+    got.postures += end.postures
+    got.gaps += end.gaps
+    assert got == BUSY_WHOLE
