@@ -108,6 +108,70 @@ def assign(config_path: str, device_id: str, pseudonym: str) -> None:
     click.echo(f"{device_id} → {pseudonym}")
 
 
+@cli.command()
+@_CONFIG_OPTION
+@click.option("--host", default=None, help="Listen address (default: [web] host in the config).")
+@click.option("--port", type=int, default=None, help="Listen port (default: [web] port).")
+@click.option("--secure-cookies", type=click.Choice(["auto", "always", "never"]), default="auto",
+              show_default=True, help="Secure flag on cookies: auto sets it on HTTPS requests "
+              "(behind a TLS proxy that sends X-Forwarded-Proto).")
+def web(config_path: str, host: str | None, port: int | None, secure_cookies: str) -> None:
+    """Serve the clinic dashboard and its JSON API with uvicorn.
+
+    Example:
+        rlsmon-server web --config /etc/rlsmon/server.toml --port 8000
+    """
+    from datetime import timedelta
+
+    import uvicorn
+
+    from server.web import auth, create_app
+
+    config = _load_config(config_path)
+    w = config.web
+    policy = auth.LoginPolicy(session_ttl=timedelta(hours=w.session_hours),
+                              max_failed_logins=w.max_failed_logins,
+                              lockout=timedelta(minutes=w.lockout_minutes))
+    app = create_app(config.database.path, policy=policy,
+                     secure_cookies={"auto": None, "always": True, "never": False}[secure_cookies])
+    # proxy_headers: behind the clinic's TLS proxy, the scheme (and so the Secure flag) is https.
+    uvicorn.run(app, host=host or w.host, port=port or w.port, proxy_headers=True,
+                server_header=False, log_level="info")
+
+
+@cli.command("add-user")
+@_CONFIG_OPTION
+@click.argument("username")
+@click.option("--password-file", type=click.File("r"), default=None,
+              help="Read the password from this file's first line instead of prompting.")
+@click.option("--replace", is_flag=True, help="Set a new password for an existing user (and unlock it).")
+def add_user(config_path: str, username: str, password_file, replace: bool) -> None:
+    """Create a dashboard login for USERNAME; the password is asked for twice.
+
+    Example:
+        rlsmon-server add-user nurse.kim
+        rlsmon-server add-user nurse.kim --password-file /root/pw --replace
+    """
+    from datetime import datetime, timezone
+
+    from server.db import open_db
+    from server.web import auth
+
+    config = _load_config(config_path)
+    if password_file is not None:
+        password = password_file.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    db = open_db(config.database.path)
+    try:
+        auth.set_password(db, username, password, datetime.now(timezone.utc), replace=replace)
+    except auth.AuthError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        db.conn.close()
+    click.echo(f"{'updated' if replace else 'created'} user {username}")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()
