@@ -1,0 +1,127 @@
+"""A physically based simulator of nights seen by a shin IMU, with exact ground truth.
+
+    night = simulate_night("plmd", seed=1, hours=8.0, odr_hz=52.0)
+    for block in night.blocks(60.0): ...        # SampleBlocks, generated lazily, deterministic
+    night.truth                                 # every LM, confounder, gap, in-bed span, reference figures
+    write_night(night, "rec.csv", "truth.json")
+
+The sensor sits on the front of the shin: x along the shin toward the knee, y lateral, z out of the
+shin's front. Accel is specific force in g (1 g "up" at rest), gyro is dps in the sensor frame (see
+`device.sim.physics` for the rotation chain). Output is floats; quantisation is the emulator's job.
+
+What each event looks like to the sensor (for tuning the detector):
+
+- Lying (truth `positions`): shin within ~10 deg of horizontal, so |ax| < ~0.2 g. Supine puts gravity
+  on +z, prone on -z, the sides on +-y (roll 0, 180, +-90 deg, each +-15 deg).
+  Sitting: shin 72-84 deg up; standing 85-92 deg: ax near +1 g.
+- PLM / isolated LM (truth `lms`, kind `plm` / `isolated`): a knee flexion about the lateral y
+  axis of 2-25 deg (scenario range): a minimum-jerk flex of 0.15-2 s (gyro y peak 10-150 dps,
+  negative = flexion), then in most LMs a hold of up to several seconds with almost no rotation
+  (the angle drifts by at most 15%: < ~3 dps), then a release of 0.2-3 s (gyro y of the other sign).
+  A quarter have no hold. Duration 0.6-9.5 s, median 2.5 s. Up to 15% of the flexion leaks into
+  roll (gyro x). Supine or prone, gravity shifts between x and z by sin(tilt) (35-420 mg); on a side
+  the hinge axis is vertical, so gravity barely changes and only the gyro sees it. A lever-arm
+  acceleration (sensor 5-12 cm from a heel pivot or 25-40 cm from the knee) adds up to a few
+  hundred mg. Truth onset = start of the flex, offset = end of the release.
+- PLM series: IMIs lognormal around 22-28 s (10.5-85 s), a few < 10 s (they break WASM series);
+  series start more often early in the night. Truth `series` numbers the intended series; whether an
+  LM is periodic is for the rules (truth `reference`).
+- Restless movement while awake (kind `restless`, `wake: true`): 1-20 s of continuous irregular
+  flexing (8-30 deg swings every 0.35-1.2 s, gyro y 20-150 dps) with some roll; ~30% last > 10 s.
+  These are true LMs: a technologist scores any movement meeting the amplitude and duration
+  criteria, awake or asleep. Those > 10 s are LMs but not CLMs.
+- Turning over (confounder `turn`, also an LM of kind `turn`, > 10 s, `clm: false`): 10.5-20 s of
+  large roll about the shin axis (gyro x, up to ~100 dps) to a new lying position, with the knee
+  drawn up 10-35 deg and kicks throughout; gravity moves between y and z.
+- Twitch (confounder `twitch`): a sin^2 flexion bump of 0.1-0.4 s, gyro y peak 15-80 dps. Not an LM.
+- Bed partner (confounder `partner`): 3-20 s of whole-body rocking at 0.3-2.5 Hz, 1-5 dps on x/y,
+  and a 5-40 mg vertical bounce. Not an LM.
+- Tugged cable (confounder `cable`): a 5-30 deg roll about the shin axis in 0.15-0.5 s (gyro x up to
+  ~200 dps), springing back over 0.5-3 s to 0-60% of it, which persists. No flexion. Not an LM.
+- Walking (confounder `walk`, inside `bathroom` spells and at the start and end of the night): shin
+  near vertical, swinging +-20-30 deg about y at ~0.9 stride/s (steps at ~2 Hz), a 0.1-0.25 g
+  bounce at the step rate and a 0.5-1.5 g heel strike each stride. Never an LM.
+- Sit up / lie down (confounders): the shin moves between horizontal and upright in 2.5-5 s.
+- Gaps (truth `gaps`): no rows, a jump in t.
+- Always: the chip's white noise (LSM6DSOX), a gyro bias of up to +-2 dps that random-walks
+  ~1 dps/sqrt(h), accel offsets of up to 20 mg and 1% scale errors, sub-mg pulse/breathing
+  micro-motion in bed (mg-level sway upright), and in the `faint` scenario a loose strap's rattle
+  (3 mg, 0.4 dps rms).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from device.sim.night import UPRIGHT_ABOVE_DEG, Night, Plan, _plan_night
+from device.sim.scenarios import SCENARIOS, Scenario
+from device.sim.shapes import knot_track
+
+__all__ = ["SCENARIOS", "Night", "Scenario", "simulate_night", "write_night"]
+
+TRUTH_SCHEMA = "rlsmon.truth/1"
+
+
+def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0) -> Night:
+    """Plan one night of `scenario` (a key of `SCENARIOS`), deterministic for `seed`. Samples are
+    generated only when `Night.blocks()` is iterated; the truth is ready at once."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    if not hours > 0:
+        raise ValueError(f"hours must be positive, not {hours}")
+    if not odr_hz > 0:
+        raise ValueError(f"odr_hz must be positive, not {odr_hz}")
+    plan, truth = _plan_night(scenario, seed, hours, odr_hz)
+    truth = {
+        "schema": TRUTH_SCHEMA, "scenario": scenario, "seed": seed, "hours": hours, "odr_hz": odr_hz,
+        "duration_s": plan.duration_s, **truth,
+    }
+    truth["postures"] = _postures(plan)
+    truth["markers"] = [[truth["lights_off_s"], "lights_off"], [truth["lights_on_s"], "lights_on"]]
+    truth.update(_reference(truth))
+    return Night(scenario=scenario, seed=seed, hours=hours, odr_hz=odr_hz, truth=truth, plan=plan)
+
+
+def _postures(plan: Plan) -> list[dict]:
+    """Lying / upright segments of the shin, from its planned elevation on a 0.1 s grid."""
+    t = np.arange(0.0, plan.duration_s, 0.1)
+    upright = knot_track(t, plan.knots_t, plan.knots_theta) > np.radians(UPRIGHT_ABOVE_DEG)
+    edges = np.flatnonzero(np.diff(upright.astype(np.int8))) + 1
+    bounds = np.concatenate([[0], edges, [len(t)]])
+    return [
+        {"start_s": round(float(t[a]), 3), "end_s": round(float(t[b]) if b < len(t) else plan.duration_s, 3),
+         "posture": "upright" if upright[a] else "lying"}
+        for a, b in zip(bounds[:-1], bounds[1:])
+    ]
+
+
+def _reference(truth: dict) -> dict:
+    """In-bed spans and the night summary core, scored by our own rules from the true LMs."""
+    try:
+        from device.detect.bed import in_bed_intervals
+        from device.detect.scoring import score_night
+    except ImportError:  # TEMPORARY until the scoring rules land
+        return {"in_bed": [], "reference": None}
+    from device.detect.events import Interval, LegMovement, PostureSegment
+
+    postures = [PostureSegment(p["start_s"], p["end_s"], p["posture"]) for p in truth["postures"]]
+    markers = [(t, m) for t, m in truth["markers"]]
+    in_bed = in_bed_intervals(postures, markers, truth["duration_s"])
+    legs = [[LegMovement(m["onset_s"], m["offset_s"], 0, m["peak_dps"], m["tilt_deg"]) for m in truth["lms"]]]
+    gaps = [Interval(g["start_s"], g["end_s"]) for g in truth["gaps"]]
+    reference = score_night(legs, in_bed, gaps, truth["duration_s"])
+    return {"in_bed": [{"start_s": i.start_s, "end_s": i.end_s} for i in in_bed], "reference": reference}
+
+
+def write_night(night: Night, out_csv: str | os.PathLike, truth_json: str | os.PathLike,
+                block_s: float = 60.0) -> None:
+    """Write the night's samples as a recording CSV (streamed) and its truth as JSON."""
+    from device.recording import write_recording
+
+    write_recording(out_csv, night.blocks(block_s))
+    with open(truth_json, "w", encoding="utf-8") as f:
+        json.dump(night.truth, f, indent=1)
+        f.write("\n")

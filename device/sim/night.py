@@ -1,0 +1,528 @@
+"""Plan a night (posture timeline, events, gaps, sensor quirks) and render it chunk by chunk.
+
+The plan is small: a few hundred to a few thousand event records. Samples are computed only when
+`Night.blocks()` asks for them, in fixed internal chunks, so memory does not grow with the night and
+the output does not depend on the block size asked for.
+"""
+
+from __future__ import annotations
+
+import bisect
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from device.samples import SampleBlock
+from device.sim import physics
+from device.sim.scenarios import SCENARIOS, Scenario
+from device.sim.shapes import CHANNELS, Flexion, Path, Rocking, Tug, Twitch, Walk, knot_track
+
+# Lying positions: (name, roll of the leg about the shin in deg, weight). Supine is most common in
+# adults, then the sides, then prone (De Koninck et al., Sleep 1992).
+LYING = (("supine", 0.0, 0.45), ("left", 90.0, 0.2), ("right", -90.0, 0.2), ("prone", 180.0, 0.15))
+SITTING_DEG = (72.0, 84.0)
+STANDING_DEG = (85.0, 92.0)
+UPRIGHT_ABOVE_DEG = 45.0
+CHUNK_SAMPLES = 8192
+DIFF_H_S = 1e-3
+
+
+@dataclass
+class Plan:
+    """Everything that defines a night's samples, apart from the per-chunk noise."""
+
+    duration_s: float
+    odr_hz: float
+    seed: int
+    key: int
+    knots_t: list[float] = field(default_factory=list)
+    knots_theta: list[float] = field(default_factory=list)
+    knots_phi: list[float] = field(default_factory=list)
+    events: list = field(default_factory=list)
+    gaps: list[tuple[float, float]] = field(default_factory=list)
+    accel_offset_g: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    accel_scale: np.ndarray = field(default_factory=lambda: np.ones(3))
+    accel_noise_g: float = 0.0
+    gyro_noise_dps: float = 0.0
+    bias_t: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    bias_dps: np.ndarray = field(default_factory=lambda: np.zeros((2, 3)))
+    strap_accel_g: float = 0.0
+    strap_gyro_dps: float = 0.0
+
+
+class _Occupancy:
+    """Non-overlapping busy intervals, so events never collide and truth stays unambiguous."""
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+
+    def free(self, a: float, b: float) -> bool:
+        i = bisect.bisect_left(self.starts, b)
+        return i == 0 or self.ends[i - 1] <= a
+
+    def take(self, a: float, b: float) -> None:
+        i = bisect.bisect_left(self.starts, a)
+        self.starts.insert(i, a)
+        self.ends.insert(i, b)
+
+
+def _in_any(t: float, spans: list[tuple[float, float]]) -> bool:
+    return any(a <= t < b for a, b in spans)
+
+
+def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def make_flexion(rng: np.random.Generator, onset_s: float, flex_deg: tuple[float, float]) -> Flexion:
+    """A PLM-like flexion. WASM 2016 (Ferri et al., Sleep Med 2016): an LM lasts 0.5-10 s; PLMs
+    mostly 1.5-5 s (Coleman 1980). Peak shin rates of 10-150 dps (ARCHITECTURE.md)."""
+    amp = _loguniform(rng, *flex_deg)
+    dur = float(np.clip(rng.lognormal(np.log(2.5), 0.45), 0.6, 9.5))
+    # Minimum-jerk peak speed is 1.875 amplitude/duration: pick the peak, derive the duration.
+    peak_flex = _loguniform(rng, max(10.0, 1.875 * amp / 2.0), min(150.0, 1.875 * amp / 0.15))
+    peak_release = _loguniform(rng, max(10.0, 1.875 * amp / 3.0), min(120.0, 1.875 * amp / 0.2))
+    flex_s, release_s = 1.875 * amp / peak_flex, 1.875 * amp / peak_release
+    hold_s = max(0.0, dur - flex_s - release_s)
+    if rng.random() < 0.25 and flex_s + release_s >= 0.6:
+        hold_s = 0.0  # a quick kick with no hold
+    lever = -rng.uniform(0.25, 0.4) if rng.random() < 0.5 else rng.uniform(0.05, 0.12)
+    return Flexion(
+        start_s=onset_s, amp_rad=np.radians(amp), flex_s=flex_s, hold_s=hold_s, release_s=release_s,
+        drift=rng.uniform(-0.15, 0.1) if hold_s > 0 else 0.0, twist=rng.uniform(-0.15, 0.15),
+        lever_m=lever,
+    )
+
+
+def make_path(
+    rng: np.random.Generator, start_s: float, dur_s: float, hi_deg: tuple[float, float],
+    lo_deg: tuple[float, float], twist_deg: float, step_s: tuple[float, float],
+) -> Path:
+    """An irregular movement: knots every `step_s`, alternating high and low flexion, so it never
+    rests for long; it starts and ends at rest."""
+    knots, alpha, beta = [0.0], [0.0], [0.0]
+    high = True
+    while knots[-1] < dur_s - step_s[0]:
+        knots.append(knots[-1] + rng.uniform(*step_s))
+        alpha.append(-np.radians(rng.uniform(*(hi_deg if high else lo_deg))))
+        beta.append(np.radians(rng.uniform(-twist_deg, twist_deg)))
+        high = not high
+    knots[-1] = dur_s
+    alpha[-1] = beta[-1] = 0.0
+    return Path(start_s, tuple(knots), tuple(alpha), tuple(beta), lever_m=-0.3)
+
+
+def _peak_dps(ev, extra_s: float = 0.0) -> float:
+    """The largest angular rate of an event's flexion and twist, on a fine grid."""
+    t = np.linspace(ev.start_s, ev.end_s + extra_s, 2000)
+    ch = ev.channels(t)
+    rate = np.zeros(len(t))
+    for name in ("alpha", "beta", "theta", "phi"):
+        if name in ch:
+            rate = rate + np.gradient(ch[name], t) ** 2
+    return float(np.degrees(np.sqrt(rate.max())))
+
+
+class _Planner:
+    """Builds a `Plan` and its truth for one scenario and seed."""
+
+    def __init__(self, name: str, sc: Scenario, seed: int, hours: float, odr_hz: float) -> None:
+        self.sc = sc
+        key = zlib.crc32(name.encode())
+        self.rng = np.random.default_rng([seed, key, 0])
+        self.T = hours * 3600.0
+        self.plan = Plan(duration_s=self.T, odr_hz=odr_hz, seed=seed, key=key)
+        self.busy = _Occupancy()
+        self.lms: list[dict] = []
+        self.confounders: list[dict] = []
+        self.positions: list[dict] = []
+        self.wake: list[tuple[float, float]] = []
+
+    # -- posture timeline -------------------------------------------------------------------
+    def key(self, t: float, theta_deg: float, phi_deg: float) -> None:
+        self.plan.knots_t.append(t)
+        self.plan.knots_theta.append(np.radians(theta_deg))
+        self.plan.knots_phi.append(np.radians(phi_deg))
+
+    def hold(self, t: float) -> None:
+        """Stay in the current posture until t."""
+        p = self.plan
+        p.knots_t.append(t)
+        p.knots_theta.append(p.knots_theta[-1])
+        p.knots_phi.append(p.knots_phi[-1])
+
+    def now(self) -> tuple[float, float, float]:
+        p = self.plan
+        return p.knots_t[-1], np.degrees(p.knots_theta[-1]), np.degrees(p.knots_phi[-1])
+
+    def lying(self, phi_now: float, exclude: str = "") -> tuple[str, float, float]:
+        names = [n for n, _, _ in LYING if n != exclude]
+        w = np.array([wt for n, _, wt in LYING if n != exclude])
+        name = names[self.rng.choice(len(names), p=w / w.sum())]
+        roll = dict((n, r) for n, r, _ in LYING)[name] + self.rng.uniform(-15, 15)
+        roll += 360.0 * np.round((phi_now - roll) / 360.0)  # the short way round
+        return name, self.rng.uniform(-4.0, 10.0), roll
+
+    def walk(self, dur_s: float) -> None:
+        t0, _, _ = self.now()
+        self.key(t0 + 1.0, self.rng.uniform(*STANDING_DEG), 0.0)
+        self.positions.append({"start_s": t0, "position": "standing"})
+        walk = Walk(
+            start_s=t0 + 1.0, dur_s=dur_s, stride_hz=self.rng.uniform(0.85, 1.0),
+            swing_rad=(np.radians(self.rng.uniform(20, 30)), np.radians(self.rng.uniform(3, 8))),
+            bounce_g=self.rng.uniform(0.1, 0.25), strike_g=self.rng.uniform(0.5, 1.5),
+            phase=self.rng.uniform(0, 2 * np.pi),
+        )
+        self.plan.events.append(walk)
+        self.confounders.append({"kind": "walk", "start_s": walk.start_s, "end_s": walk.end_s,
+                                 "stride_hz": walk.stride_hz})
+        self.positions.append({"start_s": walk.start_s, "position": "walking"})
+        self.hold(walk.end_s)
+        self.positions.append({"start_s": walk.end_s, "position": "standing"})
+        self.hold(walk.end_s + 1.0)
+
+    def sit(self, dur_s: float, move_s: float) -> None:
+        t0, _, _ = self.now()
+        self.key(t0 + move_s, self.rng.uniform(*SITTING_DEG), self.rng.uniform(-10, 10))
+        self.positions.append({"start_s": t0, "position": "sitting"})
+        self.hold(t0 + move_s + dur_s)
+
+    def lie_down(self, move_s: float) -> None:
+        t0, _, phi = self.now()
+        name, theta, roll = self.lying(phi)
+        self.key(t0 + move_s, theta, roll)
+        self.positions.append({"start_s": t0 + move_s, "position": name})
+        self.confounders.append({"kind": "lie_down", "start_s": t0, "end_s": t0 + move_s})
+
+    def sit_up(self, move_s: float) -> None:
+        t0, _, _ = self.now()
+        self.sit(0.0, move_s)
+        self.confounders.append({"kind": "sit_up", "start_s": t0, "end_s": t0 + move_s})
+
+    def turn(self, t0: float, dur_s: float) -> None:
+        """Turning over: an irregular roll about the shin to a new lying position, the knee drawn up
+        on the way, with kicks and shuffles throughout (never quiet for 0.5 s)."""
+        self.hold(t0)
+        _, theta0, phi0 = self.now()
+        current = self.positions[-1]["position"]
+        name, theta1, roll1 = self.lying(phi0, exclude=current)
+        for frac, roll_frac, lift in ((0.2, -0.1, 1.0), (0.45, 0.55, 0.7), (0.7, 1.1, 0.4)):
+            self.key(t0 + frac * dur_s, theta0 + lift * self.rng.uniform(10, 35),
+                     phi0 + roll_frac * (roll1 - phi0) + self.rng.uniform(-8, 8))
+        self.key(t0 + dur_s, theta1, roll1)
+        wiggle = make_path(self.rng, t0, dur_s, (5.0, 30.0), (0.0, 4.0), 10.0, (0.4, 1.2))
+        self.plan.events.append(wiggle)
+        self.positions.append({"start_s": t0 + dur_s, "position": name})
+        peak = _peak_dps(wiggle)
+        self.confounders.append({"kind": "turn", "start_s": t0, "end_s": t0 + dur_s, "lm": True,
+                                 "from": current, "to": name})
+        # A technologist scores the leg EMG of a turn as one LM > 10 s: not a CLM, and it breaks a
+        # series (WASM 2016, Ferri et al., Sleep Med 2016).
+        self.lms.append(self._lm(t0, t0 + dur_s, "turn", peak, 0.0, wake=False))
+
+    def bathroom(self, t0: float) -> float:
+        """Out of bed: sit up, walk out, stay, walk back, lie down. Returns the end time."""
+        self.hold(t0)
+        self.sit_up(self.rng.uniform(2.5, 4.0))
+        self.hold(self.now()[0] + self.rng.uniform(3, 15))
+        self.walk(self.rng.uniform(10, 30))
+        self.sit(self.rng.uniform(60, 240), 1.5)
+        self.walk(self.rng.uniform(10, 30))
+        self.sit(self.rng.uniform(3, 10), 1.5)
+        self.lie_down(self.rng.uniform(3.0, 5.0))
+        end = self.now()[0]
+        self.confounders.append({"kind": "bathroom", "start_s": t0, "end_s": end})
+        return end
+
+    # -- events inside the lights-off window ----------------------------------------------
+    def _lm(self, onset: float, offset: float, kind: str, peak: float, tilt: float, wake: bool) -> dict:
+        return {"onset_s": round(onset, 4), "offset_s": round(offset, 4),
+                "duration_s": round(offset - onset, 4), "leg": 0, "kind": kind,
+                "tilt_deg": round(tilt, 2), "peak_dps": round(peak, 1), "wake": wake,
+                "clm": 0.5 <= offset - onset <= 10.0}
+
+    def place(self, lo: float, hi: float, dur: float, margin: float, tries: int = 20) -> float | None:
+        """A random start in [lo, hi - dur] whose span (plus margin) is free."""
+        for _ in range(tries):
+            if hi - dur <= lo:
+                return None
+            t = self.rng.uniform(lo, hi - dur)
+            if self.busy.free(t - margin, t + dur + margin):
+                return t
+        return None
+
+    def add_flexion(self, ev: Flexion, kind: str, series: int | None, wake: bool) -> None:
+        self.plan.events.append(ev)
+        self.busy.take(ev.start_s - 1.0, ev.end_s + 1.0)
+        lm = self._lm(ev.start_s, ev.end_s, kind, _peak_dps(ev),
+                      np.degrees(ev.amp_rad * max(1.0, 1.0 + ev.drift)), wake)
+        if series is not None:
+            lm["series"] = series
+        self.lms.append(lm)
+
+
+def _plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan, dict]:
+    sc = SCENARIOS[name]
+    pl = _Planner(name, sc, seed, hours, odr_hz)
+    rng, T = pl.rng, pl.T
+
+    # Going to bed and getting up, scaled down for short test nights.
+    edge = min(150.0, 0.06 * T)
+    pl.key(0.0, rng.uniform(*STANDING_DEG), 0.0)
+    pl.walk(max(3.0, 0.3 * edge))
+    pl.sit(max(2.0, 0.3 * edge), 1.5)
+    pl.lie_down(rng.uniform(3.0, 5.0))
+    lights_off = pl.now()[0] + min(60.0, 0.02 * T)
+    get_up = T - edge
+    lights_on = get_up - min(30.0, 0.01 * T)
+    pl.busy.take(0.0, lights_off)
+    pl.busy.take(lights_on, T)
+
+    window = lights_on - lights_off
+    latency = min(rng.uniform(*sc.sleep_latency_min) * 60.0, 0.3 * window)
+    pl.wake.append((lights_off, lights_off + latency))
+    for _ in range(rng.poisson(sc.awakenings_per_hour * window / 3600.0)):
+        a = rng.uniform(lights_off + latency, lights_on)
+        pl.wake.append((a, min(lights_on, a + min(rng.uniform(120, 600), 0.05 * window))))
+
+    # Posture changes, in time order: bathroom trips (from an awakening) and turns.
+    episodes = []
+    for _ in range(rng.poisson(sc.bathroom_per_8h * window / 28800.0)):
+        episodes.append((rng.uniform(lights_off + latency, lights_on - 900.0), "bathroom"))
+    for _ in range(rng.poisson(sc.turns_per_hour * window / 3600.0)):
+        episodes.append((rng.uniform(lights_off, lights_on - 30.0), "turn"))
+    for t0, kind in sorted(episodes):
+        if t0 <= pl.now()[0] + 5.0:
+            continue
+        if kind == "turn":
+            dur = rng.uniform(10.5, 20.0)
+            pl.turn(t0, dur)
+            pl.busy.take(t0 - 2.0, t0 + dur + 2.0)
+        elif t0 + 700.0 < lights_on:
+            end = pl.bathroom(t0)
+            pl.wake.append((t0 - 60.0, end + 120.0))
+            pl.busy.take(t0 - 2.0, end + 2.0)
+    pl.hold(get_up)
+    pl.sit_up(rng.uniform(2.5, 4.0))
+    pl.hold(pl.now()[0] + max(2.0, 0.2 * edge))
+    pl.walk(max(3.0, T - pl.now()[0] - 3.0))
+    pl.hold(T + 1.0)
+
+    # Sensor gaps: rows simply missing.
+    n_gaps = rng.poisson(sc.gaps_per_hour * T / 3600.0) + (2 if sc.gaps_per_hour > 0 else 0)
+    for _ in range(n_gaps):
+        dur = min(_loguniform(rng, *sc.gap_s), 0.05 * T)
+        t = pl.place(lights_off, lights_on, dur, 2.0)
+        if t is not None:
+            pl.busy.take(t - 2.0, t + dur + 2.0)
+            pl.plan.gaps.append((t, t + dur))
+    pl.plan.gaps.sort()
+
+    asleep_s = window - sum(b - a for a, b in pl.wake)
+
+    # PLM series, denser early in the night (see Scenario.early_decline).
+    for series in range(rng.poisson(sc.series_per_hour * asleep_s / 3600.0)):
+        while True:
+            x = rng.uniform()
+            onset = lights_off + x * window
+            if rng.uniform(0, 1 + sc.early_decline) < 1 + sc.early_decline * (1 - 2 * x) and not _in_any(onset, pl.wake):
+                break
+        density = 1 + sc.early_decline * (1 - 2 * x)
+        for _ in range(max(4, round(rng.integers(sc.series_len[0], sc.series_len[1] + 1) * density))):
+            ev = make_flexion(rng, onset, sc.flex_deg)
+            if ev.end_s > lights_on or _in_any(onset, pl.wake) or not pl.busy.free(onset - 1, ev.end_s + 1):
+                break
+            pl.add_flexion(ev, "plm", series, wake=False)
+            if rng.random() < sc.short_imi_p:
+                imi = rng.uniform(4.0, 9.5)
+            else:
+                imi = float(np.clip(rng.lognormal(np.log(sc.imi_median_s), sc.imi_sigma), 10.5, 85.0))
+            onset += max(imi, ev.end_s - ev.start_s + 2.0)
+
+    for _ in range(rng.poisson(sc.isolated_per_hour * asleep_s / 3600.0)):
+        ev = make_flexion(rng, 0.0, sc.flex_deg)
+        t = pl.place(lights_off, lights_on, ev.end_s, 1.0)
+        if t is not None and not _in_any(t, pl.wake):
+            pl.add_flexion(replace(ev, start_s=t), "isolated", None, wake=False)
+
+    # Voluntary movement while awake: the urge of RLS relieved by moving. Irregular, 1-20 s.
+    for a, b in list(pl.wake):
+        for _ in range(rng.poisson(sc.restless_per_wake_hour * (b - a) / 3600.0)):
+            dur = rng.uniform(10.5, 20.0) if rng.random() < 0.3 else _loguniform(rng, 1.0, 9.0)
+            t = pl.place(max(a, lights_off), min(b, lights_on), dur, 1.0)
+            if t is None:
+                continue
+            ev = make_path(rng, t, dur, (8.0, 30.0), (0.0, 5.0), 12.0, (0.35, 1.2))
+            pl.plan.events.append(ev)
+            pl.busy.take(t - 1.0, ev.end_s + 1.0)
+            pl.lms.append(pl._lm(t, ev.end_s, "restless", _peak_dps(ev), 0.0, wake=True))
+
+    # Confounders that are not LMs.
+    for _ in range(rng.poisson(sc.twitches_per_hour * window / 3600.0)):
+        dur = rng.uniform(0.1, 0.4)
+        t = pl.place(lights_off, lights_on, dur, 1.5)
+        if t is not None:
+            peak = rng.uniform(15.0, 80.0)
+            ev = Twitch(t, dur, np.radians(peak * dur / np.pi), lever_m=-0.3)
+            pl.plan.events.append(ev)
+            pl.busy.take(t - 1.5, t + dur + 1.5)
+            pl.confounders.append({"kind": "twitch", "start_s": t, "end_s": ev.end_s,
+                                   "peak_dps": round(peak, 1)})
+    for _ in range(rng.poisson(sc.partner_per_hour * window / 3600.0)):
+        dur = rng.uniform(3.0, 20.0)
+        t = pl.place(lights_off, lights_on, dur, 1.0)
+        if t is not None:
+            f1, f2 = rng.uniform(0.3, 1.0), rng.uniform(1.0, 2.5)
+            # Keep the rocking's own rate at 1-5 dps: rate = 2 pi f amplitude.
+            tilts = tuple(np.radians(rng.uniform(1.0, 5.0) / (360.0 * f1)) for _ in range(2))
+            ev = Rocking(t, dur, (f1, f2), tilts, rng.uniform(0.005, 0.04), rng.uniform(0, 2 * np.pi))
+            pl.plan.events.append(ev)
+            pl.busy.take(t - 1.0, t + dur + 1.0)
+            pl.confounders.append({"kind": "partner", "start_s": t, "end_s": ev.end_s})
+    for _ in range(rng.poisson(sc.cable_per_hour * window / 3600.0)):
+        twist = rng.uniform(5.0, 30.0) * rng.choice([-1.0, 1.0])
+        twist_s = max(rng.uniform(0.15, 0.5), 1.875 * abs(twist) / 200.0)
+        ev_len = twist_s + rng.uniform(0.5, 3.0)
+        t = pl.place(lights_off, lights_on, ev_len, 1.0)
+        if t is not None:
+            ev = Tug(t, np.radians(twist), twist_s, ev_len - twist_s, rng.uniform(0.0, 0.6))
+            pl.plan.events.append(ev)
+            pl.busy.take(t - 1.0, ev.end_s + 1.0)
+            pl.confounders.append({"kind": "cable", "start_s": t, "end_s": ev.end_s,
+                                   "twist_deg": round(twist, 1)})
+
+    _sensor_quirks(pl.plan, rng, sc)
+    pl.plan.events.sort(key=lambda e: e.start_s)
+    truth = {
+        "lights_off_s": lights_off, "lights_on_s": lights_on,
+        "lms": sorted(pl.lms, key=lambda m: m["onset_s"]),
+        "confounders": sorted(pl.confounders, key=lambda c: c["start_s"]),
+        "positions": pl.positions,
+        "wake": [{"start_s": a, "end_s": b} for a, b in sorted(pl.wake)],
+        "gaps": [{"start_s": a, "end_s": b} for a, b in pl.plan.gaps],
+    }
+    return pl.plan, truth
+
+
+def _sensor_quirks(plan: Plan, rng: np.random.Generator, sc: Scenario) -> None:
+    """The chip's own errors for this night: offsets, scale, noise, and a wandering gyro bias."""
+    nyquist = plan.odr_hz / 2.0
+    plan.accel_offset_g = rng.uniform(-1, 1, 3) * physics.ACCEL_ZERO_G_MG / 1000.0
+    plan.accel_scale = 1.0 + rng.uniform(-0.01, 0.01, 3)
+    plan.accel_noise_g = rng.uniform(*physics.ACCEL_NOISE_UG_RTHZ) * 1e-6 * np.sqrt(nyquist)
+    plan.gyro_noise_dps = rng.uniform(*physics.GYRO_NOISE_MDPS_RTHZ) * 1e-3 * np.sqrt(nyquist)
+    step_s = 10.0
+    plan.bias_t = np.arange(0.0, plan.duration_s + 2 * step_s, step_s)
+    steps = rng.standard_normal((len(plan.bias_t), 3)) * physics.GYRO_BIAS_WALK_DPS_RTHR * np.sqrt(step_s / 3600.0)
+    plan.bias_dps = rng.uniform(-1, 1, 3) * physics.GYRO_ZERO_RATE_DPS * 2.0 + np.cumsum(steps, axis=0)
+    plan.strap_accel_g = sc.strap_accel_mg / 1000.0
+    plan.strap_gyro_dps = sc.strap_gyro_dps
+
+
+def render(plan: Plan) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield (t_s, accel_g, gyro_dps) for each fixed internal chunk, with gap rows removed."""
+    n_total = int(round(plan.duration_s * plan.odr_hz))
+    starts = np.array([e.start_s for e in plan.events])
+    ends = np.array([e.end_s for e in plan.events])
+    tugs = [e for e in plan.events if isinstance(e, Tug)]
+    tug_end = np.array([e.end_s for e in tugs])
+    tug_sum = np.concatenate([[0.0], np.cumsum([e.residual_rad for e in tugs])])
+    knots = (np.array(plan.knots_t), np.array(plan.knots_theta), np.array(plan.knots_phi))
+    gap_a = np.array([a for a, _ in plan.gaps])
+    gap_b = np.array([b for _, b in plan.gaps])
+    h = DIFF_H_S
+    bed_width = max(1, int(plan.odr_hz / 3))      # breathing and pulse, < ~3 Hz
+    strap_width = max(1, int(plan.odr_hz / 15))   # a rattling strap, up to ~15 Hz
+    tails: dict[str, np.ndarray | None] = {"ba": None, "bg": None, "sa": None, "sg": None}
+    for k, i0 in enumerate(range(0, n_total, CHUNK_SAMPLES)):
+        rng = np.random.default_rng([plan.seed, plan.key, 1, k])
+        t = np.arange(i0, min(i0 + CHUNK_SAMPLES, n_total)) / plan.odr_hz
+        n = len(t)
+        tt = np.concatenate([t - h, t, t + h])
+        ang = {
+            "theta": knot_track(tt, knots[0], knots[1]),
+            "phi": knot_track(tt, knots[0], knots[2]),
+            "alpha": np.zeros(3 * n),
+            "beta": tug_sum[np.searchsorted(tug_end, tt, side="right")],
+        }
+        a_world = np.zeros((n, 3))
+        a_leg = np.zeros((n, 3))
+        near = np.nonzero((starts < t[-1] + h) & (ends > t[0] - h))[0]
+        for j in near:
+            ev = plan.events[j]
+            lo, hi = np.searchsorted(t, [ev.start_s - h, ev.end_s + h])
+            if hi <= lo:
+                continue
+            sub = t[lo:hi]
+            ch = ev.channels(np.concatenate([sub - h, sub, sub + h]))
+            m = hi - lo
+            idx = np.concatenate([np.arange(lo, hi), np.arange(lo, hi) + n, np.arange(lo, hi) + 2 * n])
+            for name in CHANNELS:
+                if name in ch:
+                    ang[name][idx] += ch[name]
+            if "acc" in ch:
+                a_world[lo:hi] += ch["acc"][m:2 * m]
+            if ev.lever_m and "alpha" in ch:
+                a_ = ch["alpha"]
+                d1 = (a_[2 * m:] - a_[:m]) / (2 * h)
+                d2 = (a_[2 * m:] - 2 * a_[m:2 * m] + a_[:m]) / (h * h)
+                a_leg[lo:hi] += physics.lever_accel_g(ev.lever_m, d1, d2)
+        mid = {name: v[n:2 * n] for name, v in ang.items()}
+        rate = {name: (v[2 * n:] - v[:n]) / (2 * h) for name, v in ang.items()}
+        accel, gyro = physics.sensor_readings(
+            mid["theta"], mid["phi"], mid["alpha"], mid["beta"],
+            rate["theta"], rate["phi"], rate["alpha"], rate["beta"], a_world, a_leg,
+        )
+        upright = (mid["theta"] > np.radians(UPRIGHT_ABOVE_DEG))[:, None]
+        # Micro-motion: pulse and breathing in bed; postural sway when upright.
+        bed_a, tails["ba"] = physics.moving_average_noise(rng, n, bed_width, 1.0, tails["ba"])
+        bed_g, tails["bg"] = physics.moving_average_noise(rng, n, bed_width, 1.0, tails["bg"])
+        strap_a, tails["sa"] = physics.moving_average_noise(rng, n, strap_width, plan.strap_accel_g, tails["sa"])
+        strap_g, tails["sg"] = physics.moving_average_noise(rng, n, strap_width, plan.strap_gyro_dps, tails["sg"])
+        accel = (
+            plan.accel_offset_g + accel * plan.accel_scale
+            + bed_a * np.where(upright, 0.004, 0.0005) + strap_a
+            + rng.standard_normal((n, 3)) * plan.accel_noise_g
+        )
+        bias = np.stack([np.interp(t, plan.bias_t, plan.bias_dps[:, c]) for c in range(3)], axis=1)
+        gyro = (
+            gyro + bias + bed_g * np.where(upright, 0.8, 0.05) + strap_g
+            + rng.standard_normal((n, 3)) * plan.gyro_noise_dps
+        )
+        keep = np.ones(n, dtype=bool)
+        for j in np.nonzero((gap_a < t[-1]) & (gap_b > t[0]))[0]:
+            keep &= ~((t >= gap_a[j]) & (t < gap_b[j]))
+        yield t[keep], accel[keep], gyro[keep]
+
+
+@dataclass
+class Night:
+    """A simulated night: its exact truth, and its samples on demand."""
+
+    scenario: str
+    seed: int
+    hours: float
+    odr_hz: float
+    truth: dict
+    plan: Plan
+
+    def blocks(self, block_s: float = 60.0) -> Iterator[SampleBlock]:
+        """The samples as `SampleBlock`s of `block_s` seconds' worth of rows each (the last may be
+        shorter; a block spans more time where a gap falls). The samples do not depend on `block_s`."""
+        per_block = max(1, int(round(block_s * self.odr_hz)))
+        pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        have = 0
+        for part in render(self.plan):
+            pending.append(part)
+            have += len(part[0])
+            while have >= per_block:
+                t, a, g = (np.concatenate([p[c] for p in pending]) for c in range(3))
+                yield SampleBlock(t[:per_block], a[:per_block], g[:per_block], self.odr_hz)
+                pending = [(t[per_block:], a[per_block:], g[per_block:])]
+                have = len(t) - per_block
+        if have:
+            t, a, g = (np.concatenate([p[c] for p in pending]) for c in range(3))
+            yield SampleBlock(t, a, g, self.odr_hz)

@@ -1,0 +1,100 @@
+"""The table of simulated nights. A new kind of night is a new entry here, never a branch in the
+simulator. Rates are per hour of the lights-off window unless named otherwise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """What one kind of night contains. Ranges are (low, high), drawn per night or per event."""
+
+    description: str
+    # PLM series: how many start per hour of sleep, how many LMs each, and their IMIs.
+    series_per_hour: float
+    series_len: tuple[int, int]
+    # Lognormal IMI around a median: Coleman 1980 and Ferri et al. (Sleep 2006) put most PLMS IMIs at
+    # 15-40 s. A small share of IMIs < 10 s exercises the WASM 2016 series-breaking rule.
+    imi_median_s: float
+    imi_sigma: float
+    short_imi_p: float
+    # PLMS are denser early in the night (Pollmächer & Schulz, Sleep 1993; Ferri et al., Sleep
+    # 2006): the rate falls linearly from (1 + decline) at lights off to (1 - decline) at lights on.
+    early_decline: float
+    isolated_per_hour: float
+    flex_deg: tuple[float, float]
+    # Awake in bed: sleep latency, awakenings, and voluntary (restless) movements while awake.
+    sleep_latency_min: tuple[float, float]
+    awakenings_per_hour: float
+    restless_per_wake_hour: float
+    # Confounders.
+    twitches_per_hour: float
+    # Healthy sleepers shift posture about 1.5-2.5 times an hour (De Koninck et al., Sleep 1992).
+    turns_per_hour: float
+    partner_per_hour: float
+    cable_per_hour: float
+    bathroom_per_8h: float
+    gaps_per_hour: float
+    gap_s: tuple[float, float]
+    # The strap: extra band-limited wobble on top of the chip's own noise (a loose strap rattles).
+    strap_accel_mg: float
+    strap_gyro_dps: float
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "control": Scenario(
+        description="healthy sleeper: a few isolated LMs, normal turning over, no PLM series",
+        series_per_hour=0.0, series_len=(4, 6), imi_median_s=25.0, imi_sigma=0.3, short_imi_p=0.0,
+        early_decline=0.0, isolated_per_hour=3.0, flex_deg=(4.0, 25.0),
+        sleep_latency_min=(5.0, 15.0), awakenings_per_hour=0.5, restless_per_wake_hour=6.0,
+        twitches_per_hour=20.0, turns_per_hour=2.0, partner_per_hour=2.0, cable_per_hour=0.5,
+        bathroom_per_8h=0.5, gaps_per_hour=0.0, gap_s=(1.0, 5.0),
+        strap_accel_mg=0.5, strap_gyro_dps=0.05,
+    ),
+    "plmd": Scenario(
+        description="periodic limb movement disorder: moderate PLM series, denser early",
+        series_per_hour=1.2, series_len=(6, 40), imi_median_s=25.0, imi_sigma=0.3, short_imi_p=0.02,
+        early_decline=0.5, isolated_per_hour=5.0, flex_deg=(3.0, 25.0),
+        sleep_latency_min=(10.0, 25.0), awakenings_per_hour=0.8, restless_per_wake_hour=15.0,
+        twitches_per_hour=20.0, turns_per_hour=2.0, partner_per_hour=1.5, cable_per_hour=0.5,
+        bathroom_per_8h=1.0, gaps_per_hour=0.0, gap_s=(1.0, 5.0),
+        strap_accel_mg=0.5, strap_gyro_dps=0.05,
+    ),
+    "severe": Scenario(
+        description="severe PLMD: long series most of the night (PLMI well over 50/h)",
+        series_per_hour=3.5, series_len=(25, 120), imi_median_s=22.0, imi_sigma=0.25, short_imi_p=0.03,
+        early_decline=0.4, isolated_per_hour=6.0, flex_deg=(3.0, 25.0),
+        sleep_latency_min=(15.0, 30.0), awakenings_per_hour=0.6, restless_per_wake_hour=20.0,
+        twitches_per_hour=15.0, turns_per_hour=1.5, partner_per_hour=1.0, cable_per_hour=0.5,
+        bathroom_per_8h=1.5, gaps_per_hour=0.0, gap_s=(1.0, 5.0),
+        strap_accel_mg=0.5, strap_gyro_dps=0.05,
+    ),
+    "restless_wake": Scenario(
+        description="RLS: long restless wake at sleep onset and after awakenings, then PLMS",
+        series_per_hour=0.8, series_len=(5, 25), imi_median_s=28.0, imi_sigma=0.35, short_imi_p=0.02,
+        early_decline=0.5, isolated_per_hour=4.0, flex_deg=(3.0, 25.0),
+        sleep_latency_min=(30.0, 60.0), awakenings_per_hour=1.5, restless_per_wake_hour=60.0,
+        twitches_per_hour=15.0, turns_per_hour=3.0, partner_per_hour=1.0, cable_per_hour=1.0,
+        bathroom_per_8h=2.0, gaps_per_hour=0.0, gap_s=(1.0, 5.0),
+        strap_accel_mg=0.5, strap_gyro_dps=0.05,
+    ),
+    "gaps": Scenario(
+        description="PLMD with sensor gaps (no rows) from a second to minutes",
+        series_per_hour=1.2, series_len=(6, 40), imi_median_s=25.0, imi_sigma=0.3, short_imi_p=0.02,
+        early_decline=0.5, isolated_per_hour=5.0, flex_deg=(3.0, 25.0),
+        sleep_latency_min=(10.0, 25.0), awakenings_per_hour=0.8, restless_per_wake_hour=15.0,
+        twitches_per_hour=20.0, turns_per_hour=2.0, partner_per_hour=1.5, cable_per_hour=0.5,
+        bathroom_per_8h=1.0, gaps_per_hour=3.0, gap_s=(1.0, 600.0),
+        strap_accel_mg=0.5, strap_gyro_dps=0.05,
+    ),
+    "faint": Scenario(
+        description="small flexions (2-5 deg of shin tilt) under a loose, noisy strap that gets tugged",
+        series_per_hour=1.2, series_len=(6, 40), imi_median_s=25.0, imi_sigma=0.3, short_imi_p=0.02,
+        early_decline=0.5, isolated_per_hour=4.0, flex_deg=(2.0, 5.0),
+        sleep_latency_min=(10.0, 25.0), awakenings_per_hour=0.8, restless_per_wake_hour=15.0,
+        twitches_per_hour=20.0, turns_per_hour=2.0, partner_per_hour=1.5, cable_per_hour=3.0,
+        bathroom_per_8h=1.0, gaps_per_hour=0.0, gap_s=(1.0, 5.0),
+        strap_accel_mg=3.0, strap_gyro_dps=0.4,
+    ),
+}

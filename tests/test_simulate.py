@@ -1,0 +1,204 @@
+"""The night simulator: deterministic, physically sane, and truthful about what it put in."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from device.cli import cli
+from device.recording import read_recording
+from device.sim import SCENARIOS, simulate_night
+
+
+def samples(night, block_s: float = 60.0):
+    blocks = list(night.blocks(block_s))
+    return (np.concatenate([b.t_s for b in blocks]), np.concatenate([b.accel_g for b in blocks]),
+            np.concatenate([b.gyro_dps for b in blocks]))
+
+
+@pytest.fixture(scope="module")
+def plmd():
+    night = simulate_night("plmd", 3, 0.5)
+    return night, samples(night)
+
+
+def quiet_mask(night, t, pad_s: float = 2.0):
+    """Samples away from every planned event."""
+    busy = np.zeros(len(t), dtype=bool)
+    spans = [(m["onset_s"], m["offset_s"]) for m in night.truth["lms"]]
+    spans += [(c["start_s"], c["end_s"]) for c in night.truth["confounders"]]
+    for a, b in spans:
+        busy |= (t >= a - pad_s) & (t <= b + pad_s)
+    return ~busy
+
+
+def test_same_seed_same_night_whatever_the_block_size():
+    a, b = simulate_night("severe", 7, 0.2), simulate_night("severe", 7, 0.2)
+    assert a.truth == b.truth
+    ta, aa, ga = samples(a, 60.0)
+    tb, ab, gb = samples(b, 7.3)
+    np.testing.assert_array_equal(ta, tb)
+    np.testing.assert_array_equal(aa, ab)
+    np.testing.assert_array_equal(ga, gb)
+    other = simulate_night("severe", 8, 0.2)
+    assert other.truth["lms"] != a.truth["lms"]
+
+
+def test_blocks_are_sample_blocks_at_the_odr():
+    night = simulate_night("control", 1, 0.1, odr_hz=104.0)
+    blocks = list(night.blocks(10.0))
+    assert all(b.odr_hz == 104.0 for b in blocks)
+    assert all(len(b) == 1040 for b in blocks[:-1])
+    t = np.concatenate([b.t_s for b in blocks])
+    assert len(t) == round(0.1 * 3600 * 104)
+    np.testing.assert_allclose(np.diff(t), 1 / 104.0, atol=1e-9)
+
+
+def test_at_rest_the_accelerometer_reads_one_g(plmd):
+    night, (t, accel, gyro) = plmd
+    quiet = quiet_mask(night, t)
+    norm = np.linalg.norm(accel[quiet], axis=1)
+    assert abs(np.median(norm) - 1.0) < 0.03
+    assert np.percentile(np.abs(norm - 1.0), 99) < 0.05
+    # At rest the gyro shows only its bias: a few dps at most, and steady.
+    assert np.all(np.abs(np.median(gyro[quiet], axis=0)) < 5.0)
+
+
+def test_shin_is_horizontal_lying_and_vertical_walking(plmd):
+    night, (t, accel, _) = plmd
+    quiet = quiet_mask(night, t)
+    for seg in night.truth["postures"]:
+        inside = quiet & (t >= seg["start_s"] + 6) & (t < seg["end_s"] - 6)
+        if inside.sum() < 100:
+            continue
+        tilt_deg = np.degrees(np.arcsin(np.clip(np.median(accel[inside, 0]), -1, 1)))
+        if seg["posture"] == "lying":
+            assert abs(tilt_deg) < 20, seg
+        else:
+            assert tilt_deg > 60, seg
+    walks = [c for c in night.truth["confounders"] if c["kind"] == "walk"]
+    assert walks
+    for w in walks:
+        inside = (t >= w["start_s"] + 1.5) & (t < w["end_s"] - 1.5)
+        assert np.mean(accel[inside, 0]) > 0.85
+
+
+def test_walking_is_rhythmic_near_two_steps_a_second(plmd):
+    night, (t, _, gyro) = plmd
+    walk = max((c for c in night.truth["confounders"] if c["kind"] == "walk"),
+               key=lambda c: c["end_s"] - c["start_s"])
+    inside = (t >= walk["start_s"] + 1.5) & (t < walk["end_s"] - 1.5)
+    swing = gyro[inside, 1] - gyro[inside, 1].mean()
+    spectrum = np.abs(np.fft.rfft(swing))
+    freqs = np.fft.rfftfreq(len(swing), 1 / night.odr_hz)
+    stride_hz = freqs[np.argmax(spectrum[1:]) + 1]
+    assert 0.8 <= stride_hz <= 1.1  # one stride is two steps: ~2 steps per second
+
+
+def test_plms_tilt_the_shin_2_to_25_degrees_at_10_to_150_dps():
+    checked = 0
+    for scenario, seed in (("plmd", 3), ("faint", 2), ("severe", 5)):
+        night = simulate_night(scenario, seed, 0.3)
+        t, _, gyro = samples(night)
+        dt = 1 / night.odr_hz
+        for lm in night.truth["lms"]:
+            if lm["kind"] not in ("plm", "isolated"):
+                continue
+            before = (t >= lm["onset_s"] - 1.0) & (t < lm["onset_s"] - 0.05)
+            during = (t >= lm["onset_s"]) & (t <= lm["offset_s"])
+            flex = gyro[during, 1] - np.median(gyro[before, 1])  # remove the bias
+            angle = np.cumsum(flex) * dt
+            assert 1.8 <= np.max(np.abs(angle)) <= 27.0, lm
+            assert 9.0 <= np.max(np.abs(flex)) <= 160.0, lm
+            assert 2.0 <= lm["tilt_deg"] <= 25.0 * 1.1 and 0.5 <= lm["duration_s"] <= 10.0
+            checked += 1
+    assert checked >= 20
+
+
+def test_gaps_are_jumps_in_t_with_no_rows_inside():
+    night = simulate_night("gaps", 2, 0.5)
+    gaps = night.truth["gaps"]
+    assert len(gaps) >= 2
+    t, _, _ = samples(night)
+    for g in gaps:
+        assert not np.any((t >= g["start_s"]) & (t < g["end_s"]))
+    jumps = np.flatnonzero(np.diff(t) > 1.5 / night.odr_hz)
+    assert len(jumps) == len(gaps)
+    for j, g in zip(jumps, gaps):
+        assert t[j] < g["start_s"] <= t[j] + 1 / night.odr_hz
+        assert g["end_s"] <= t[j + 1] < g["end_s"] + 1 / night.odr_hz
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_scenario_runs_and_its_truth_is_consistent(scenario):
+    night = simulate_night(scenario, 1, 0.25)
+    t, accel, gyro = samples(night)
+    assert len(t) > 0 and np.all(np.isfinite(accel)) and np.all(np.isfinite(gyro))
+    truth = night.truth
+    assert 0 < truth["lights_off_s"] < truth["lights_on_s"] < truth["duration_s"]
+    lms = truth["lms"]
+    for prev, lm in zip(lms, lms[1:]):
+        assert prev["offset_s"] < lm["onset_s"], "true LMs never overlap"
+    for lm in lms:
+        assert truth["lights_off_s"] <= lm["onset_s"] < lm["offset_s"] <= truth["lights_on_s"]
+        assert lm["leg"] == 0 and lm["kind"] in ("plm", "isolated", "restless", "turn")
+        assert lm["wake"] == (lm["kind"] == "restless")
+        assert lm["clm"] == (lm["duration_s"] <= 10.0)
+    for c in truth["confounders"]:
+        assert c["start_s"] < c["end_s"]
+    for c in truth["confounders"]:
+        if c["kind"] == "twitch":
+            assert c["end_s"] - c["start_s"] < 0.5
+        if c["kind"] == "turn":
+            assert c["end_s"] - c["start_s"] > 10.0
+    json.dumps(truth)
+
+
+def test_truth_lists_lms_and_every_kind_of_confounder():
+    kinds, lm_kinds = set(), set()
+    for scenario in ("restless_wake", "faint", "severe"):
+        for seed in range(3):
+            truth = simulate_night(scenario, seed, 0.5).truth
+            kinds |= {c["kind"] for c in truth["confounders"]}
+            lm_kinds |= {m["kind"] for m in truth["lms"]}
+    assert {"twitch", "turn", "partner", "cable", "walk", "sit_up", "lie_down"} <= kinds
+    assert {"plm", "isolated", "restless", "turn"} <= lm_kinds
+
+
+def test_plms_are_denser_early_with_imis_of_15_to_40_s():
+    early = late = 0
+    for scenario, seed in ((s, n) for s in ("plmd", "severe") for n in range(8)):
+        truth = simulate_night(scenario, seed, 8.0).truth  # planning alone: no samples generated
+        onsets = np.array([m["onset_s"] for m in truth["lms"] if m["kind"] == "plm"])
+        middle = (truth["lights_off_s"] + truth["lights_on_s"]) / 2
+        early, late = early + np.sum(onsets < middle), late + np.sum(onsets >= middle)
+        imis = np.diff(onsets)
+        assert 15.0 <= np.median(imis[imis < 90]) <= 40.0  # Coleman 1980; Ferri et al., Sleep 2006
+    assert early > 1.2 * late
+
+
+def test_cli_writes_a_recording_that_reads_back(tmp_path):
+    out, truth_path = tmp_path / "night.csv", tmp_path / "night.json"
+    result = CliRunner().invoke(cli, ["simulate", "--scenario", "gaps", "--seed", "3", "--hours", "0.1",
+                                      "--odr-hz", "104", "--out", str(out), "--truth", str(truth_path)])
+    assert result.exit_code == 0, result.output
+    blocks = list(read_recording(out))
+    t = np.concatenate([b.t_s for b in blocks])
+    expected_t, accel, _ = samples(simulate_night("gaps", 3, 0.1, odr_hz=104.0))
+    np.testing.assert_allclose(t, expected_t, atol=1e-4)
+    np.testing.assert_allclose(np.concatenate([b.accel_g for b in blocks]), accel, atol=1e-5)
+    assert abs(blocks[0].odr_hz - 104.0) < 0.1
+    truth = json.loads(truth_path.read_text())
+    assert truth["scenario"] == "gaps" and truth["odr_hz"] == 104.0 and "lms" in truth
+    assert len(truth["gaps"]) == np.sum(np.diff(t) > 1.5 / 104.0) >= 1
+
+
+def test_cli_rejects_an_unknown_scenario(tmp_path):
+    result = CliRunner().invoke(cli, ["simulate", "--scenario", "insomnia", "--out", str(tmp_path / "a.csv"),
+                                      "--truth", str(tmp_path / "a.json")])
+    assert result.exit_code == 2
+    assert "insomnia" in result.output and "plmd" in result.output
+    assert not (tmp_path / "a.csv").exists()
