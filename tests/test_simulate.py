@@ -118,6 +118,21 @@ def test_plms_tilt_the_shin_2_to_25_degrees_at_10_to_150_dps():
     assert checked >= 20
 
 
+def test_the_emulator_motion_source_plays_the_same_night(plmd):
+    night, (t, accel, gyro) = plmd
+    motion = night.motion()
+    assert motion.gaps == [] and motion.odr_hz == 52.0
+    got_a, got_g = [], []
+    for i0 in range(0, len(t), 1000):  # the chip asks in its own batches, in time order
+        a, g = motion.at(t[i0:i0 + 1000])
+        got_a.append(a)
+        got_g.append(g)
+    # The same physics; only the noise is drawn afresh (mg and tenths of a dps, more when upright).
+    assert np.percentile(np.abs(np.concatenate(got_a) - accel), 99) < 0.02
+    assert np.percentile(np.abs(np.concatenate(got_g) - gyro), 99) < 3.0
+    assert np.max(np.abs(gyro)) > 50.0
+
+
 def test_gaps_are_jumps_in_t_with_no_rows_inside():
     night = simulate_night("gaps", 2, 0.5)
     gaps = night.truth["gaps"]
