@@ -1,0 +1,116 @@
+"""The PLM scoring rule sets, as a table: one `RuleSet` record per standard.
+
+A new standard is a new entry in `RULE_SETS`; the scoring code reads the figures from the record and
+never branches on the name. Every figure cites its source.
+
+Sources:
+- WASM 2016: Ferri R, Fulda S, Allen RP, et al. World Association of Sleep Medicine (WASM) 2016
+  standards for recording and scoring leg movements in polysomnograms developed by a joint task
+  force from the IRLSSG and EURLSSG. Sleep Med 2016;26:86–95.
+- AASM 2012: Berry RB, Brooks R, Gamaldo CE, et al. The AASM Manual for the Scoring of Sleep and
+  Associated Events, version 2.0, 2012, chapter VII (movement rules), which keeps the PLM rules of
+  Zucconi M, Ferri R, Allen R, et al., The official WASM standards for recording and scoring PLMS
+  and PLMW, Sleep Med 2006;7:175–183.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The figures of one scoring standard. Times in seconds; bounds are inclusive unless named `_lt`.
+
+    `bilateral` says how LMs on the two legs become one bilateral LM:
+    - `"gap"`: they overlap, or the offset of one is less than `bilateral_within_s` before the onset
+      of the other;
+    - `"onset"`: their onsets are less than `bilateral_within_s` apart.
+    `short_imi` says what a CLM with an IMI below `imi_min_s` does:
+    - `"break"`: it ends the running series and is not part of it, but may start the next;
+    - `"skip"`: it is not a PLM and is passed over; the series goes on, and the next IMI is measured
+      from the CLM before it.
+    """
+
+    name: str
+    clm_min_s: float
+    clm_max_s: float
+    bilateral: Literal["gap", "onset"]
+    bilateral_within_s: float
+    bilateral_max_s: float | None
+    bilateral_max_parts: int | None
+    imi_min_s: float
+    imi_max_s: float
+    short_imi: Literal["break", "skip"]
+    min_series_clms: int
+    long_lm_breaks_series: bool
+    citation: str
+
+
+WASM2016 = RuleSet(
+    name="WASM2016",
+    # WASM 2016 (Ferri et al., Sleep Med 2016;26:86–95): a candidate LM (CLM) is a monolateral LM
+    # of 0.5–10 s, both ends inclusive.
+    clm_min_s=0.5,
+    clm_max_s=10.0,
+    # WASM 2016: monolateral LMs on the two legs are one bilateral LM when they overlap or
+    # when less than 0.5 s separates the offset of one from the onset of the next.
+    bilateral="gap",
+    bilateral_within_s=0.5,
+    # WASM 2016: a bilateral CLM lasts at most 15 s and is made of at most 4 monolateral
+    # LMs, none of them longer than 10 s (the data behind it: Ferri et al., Sleep Med 2017;32:10–15,
+    # where only 0.12–0.27 % of bilateral LMs had > 4 parts and 0.16–1.9 % lasted > 15 s).
+    bilateral_max_s=15.0,
+    bilateral_max_parts=4,
+    # WASM 2016: a PLM series is at least 4 consecutive CLMs with an onset-to-onset
+    # intermovement interval (IMI) ≥ 10 s and ≤ 90 s (the abstract: "≥10 and ≤ 90 s").
+    imi_min_s=10.0,
+    imi_max_s=90.0,
+    # WASM 2016: a CLM preceded by an IMI < 10 s ends the series and is not part of it; it may be
+    # the first CLM of the next one. An IMI > 90 s, or an LM that is not a CLM (e.g. > 10 s), also
+    # ends the series (the "end of PLM sequence" row of the WASM/AASM comparison, Table 3 of
+    # PMC9619152, gives "NA" for AASM).
+    short_imi="break",
+    min_series_clms=4,
+    long_lm_breaks_series=True,
+    citation="Ferri R et al. WASM 2016 standards for recording and scoring leg movements. Sleep Med 2016;26:86-95",
+)
+
+AASM2012 = RuleSet(
+    name="AASM2012",
+    # AASM Manual v2.0 (2012), LM rules: an LM lasts 0.5–10 s.
+    clm_min_s=0.5,
+    clm_max_s=10.0,
+    # AASM Manual v2.0, PLM series rules: LMs on two different legs separated by less than 5 s between
+    # their onsets count as a single LM. The manual sets no length or part limit for that LM.
+    bilateral="onset",
+    bilateral_within_s=5.0,
+    bilateral_max_s=None,
+    bilateral_max_parts=None,
+    # AASM Manual v2.0, PLM series rules: at least 4 consecutive LMs, with a period (onset to onset)
+    # of 5 to 90 s, both inclusive.
+    imi_min_s=5.0,
+    imi_max_s=90.0,
+    # The manual gives no rule for an LM less than 5 s after the previous one, beyond that it cannot
+    # join a series at that period. The established reading (Zucconi et al., WASM 2006; spelled out
+    # by Ferri et al., Sleep Med 2015;16:1229–35, whose "standard" method passes over such LMs and
+    # whose "Alt2" method, later WASM 2016, instead lets them interrupt the series) is: the LM is not
+    # a PLM, it does not interrupt the series, and the next period is measured from the LM before it.
+    short_imi="skip",
+    min_series_clms=4,
+    # Under AASM 2012 a movement > 10 s is not an LM at all (its maximum LM duration), so it cannot break a
+    # series; breaking on non-CLM LMs is new in WASM 2016. It is still listed, with clm false.
+    long_lm_breaks_series=False,
+    citation="Berry RB et al. The AASM Manual for the Scoring of Sleep and Associated Events v2.0, 2012",
+)
+
+RULE_SETS: dict[str, RuleSet] = {r.name: r for r in (WASM2016, AASM2012)}
+
+
+def rule_set(name: str) -> RuleSet:
+    """The rule set called `name` ("WASM2016" or "AASM2012"); ValueError naming the choices otherwise."""
+    try:
+        return RULE_SETS[name]
+    except KeyError:
+        raise ValueError(f"unknown rule set {name!r}; choose one of {', '.join(RULE_SETS)}") from None

@@ -1,0 +1,337 @@
+"""Score a night: leg movements in, the summary core of docs/summary.md out. Pure: no I/O, no clock.
+
+The steps, each by the figures of a `RuleSet` (device/detect/rules.py):
+1. LMs of the two legs combine into bilateral LMs.
+2. Only LMs whose onset lies in bed, outside any gap, are scored: an LM while up and about is not a
+   sleep LM (the PSG standards score LMs between lights off and lights on), and a clinician reading
+   "PLMs per hour in bed" expects both the count and the hours from the same spans.
+3. Each LM is a CLM or not; CLMs form PLM series by their onset-to-onset intervals (IMI).
+4. The night statistics: indices per hour in bed, the periodicity index, the IMI histogram, the
+   counts per clock hour, coverage and severity.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from device import __version__
+from device.detect.bed import subtract
+from device.detect.events import Interval, LegMovement
+from device.detect.rules import RuleSet, rule_set
+
+SCHEMA = "rlsmon.night/1"
+IMI_BIN_WIDTH_S = 2
+IMI_BINS = 45  # 2-s bins from 0 to 90 s (docs/summary.md)
+# Onsets are kept to 0.1 ms in the recording; rounding IMIs to 1 µs makes 100.3 - 90.3 exactly
+# 10.0, so the inclusive 10 s and 90 s bounds hold despite binary floating point.
+_IMI_DECIMALS = 6
+
+# Severity bands of the PLM index (per hour): ICSD-R (American Sleep Disorders Association, 1997),
+# PLMD severity: mild 5–24, moderate 25–49, severe ≥ 50; below 5 is normal.
+SEVERITY_BANDS: tuple[tuple[float, str], ...] = ((50.0, "severe"), (25.0, "moderate"), (5.0, "mild"))
+# ICSD-3 (AASM, 2014), PLMD: a PLMS index > 15/h in adults is clinically significant. For
+# children the threshold is > 5/h; this summary uses the adult one.
+CLINICAL_PLMI_ADULT = 15.0
+
+CAVEATS = (
+    "Respiratory-related leg movements are not excluded: without respiratory signals they cannot be "
+    "told apart (WASM 2016 and AASM both exclude them in a PSG).",
+    "Indices are per hour in bed, not per hour of sleep: there is no EEG, so wake in bed counts as "
+    "time in bed (as PAM-RL reports them).",
+)
+
+
+@dataclass
+class _LM:
+    onset_s: float
+    offset_s: float
+    parts: int
+    legs: set[int]
+    longest_part_s: float
+    segment: int = -1
+    clm: bool = False
+    imi_s: float | None = None
+    series: int | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.offset_s - self.onset_s
+
+
+def score_night(
+    legs: Sequence[Sequence[LegMovement]],
+    in_bed: Sequence[Interval],
+    gaps: Sequence[Interval],
+    duration_s: float,
+    rules: str = "WASM2016",
+    recording_start: datetime | None = None,
+) -> dict:
+    """Score the LMs of one or two legs into the summary core (docs/summary.md).
+
+    `legs` holds one list of LMs per leg (the list's position is the leg). `in_bed` and `gaps` are
+    spans in seconds on the same timeline; `duration_s` is the end of the last sample. A gap or a
+    spell out of bed ends any series. `recording_start`, when known, must carry its UTC offset; it
+    names the clock hours. Raises ValueError for an unknown rule set or a naive `recording_start`.
+    """
+    rs = rule_set(rules)
+    if recording_start is not None and recording_start.utcoffset() is None:
+        raise ValueError("recording_start must carry its UTC offset (an aware datetime)")
+    gaps = sorted((g for g in gaps if g.end_s > g.start_s), key=lambda g: g.start_s)
+    in_bed = sorted((s for s in in_bed if s.end_s > s.start_s), key=lambda s: s.start_s)
+    scored = subtract(in_bed, gaps)  # the spans that count: in bed and recorded
+    lms = combine_legs(legs, rs)
+    total = len(lms)
+    lms = _in_spans(lms, scored)
+    for lm in lms:
+        lm.clm = is_clm(lm, rs)
+    series_count = mark_series(lms, rs)
+    time_in_bed_s = sum(s.duration_s for s in scored)
+    hours_in_bed = time_in_bed_s / 3600.0
+    plm_count = sum(lm.series is not None for lm in lms)
+    plm_index = plm_count / hours_in_bed if hours_in_bed > 0 else 0.0
+    imis = [lm.imi_s for lm in lms if lm.clm and lm.imi_s is not None]
+    caveats = list(CAVEATS)
+    if total > len(lms):
+        caveats.append(
+            f"{total - len(lms)} leg movements while out of bed or in a recording gap are not scored."
+        )
+    return {
+        "schema": SCHEMA,
+        "rules": rs.name,
+        "algorithm_version": __version__,
+        "recording_start": recording_start.isoformat() if recording_start else None,
+        "duration_s": _r3(duration_s),
+        "lm_events": [
+            {
+                "onset_s": _r3(lm.onset_s),
+                "offset_s": _r3(lm.offset_s),
+                "duration_s": _r3(lm.duration_s),
+                "periodic": lm.series is not None,
+                "clm": lm.clm,
+                "bilateral": len(lm.legs) > 1,
+                "series": lm.series,
+                "imi_s": None if lm.imi_s is None else _r3(lm.imi_s),
+            }
+            for lm in lms
+        ],
+        "lm_count": len(lms),
+        "clm_count": sum(lm.clm for lm in lms),
+        "plm_count": plm_count,
+        "plm_series_count": series_count,
+        "in_bed": [_span(s, duration_s) for s in in_bed],
+        "time_in_bed_s": _r3(time_in_bed_s),
+        "lm_index": round(len(lms) / hours_in_bed, 2) if hours_in_bed > 0 else 0.0,
+        "plm_index": round(plm_index, 2),
+        "periodicity_index": round(periodicity_index(lms, rs), 4),
+        "imi_histogram": imi_histogram(imis),
+        "hourly": hourly(lms, duration_s, recording_start),
+        "coverage": {
+            "recorded_s": _r3(sum(s.duration_s for s in subtract([Interval(0.0, duration_s)], gaps))),
+            "gaps": [_span(g, duration_s) for g in gaps],
+        },
+        "severity": severity(plm_index),
+        "clinically_significant": plm_index > CLINICAL_PLMI_ADULT,
+        "caveats": caveats,
+    }
+
+
+def combine_legs(legs: Sequence[Sequence[LegMovement]], rs: RuleSet) -> list[_LM]:
+    """Merge the legs' LMs into one list by onset, joining LMs of different legs per `rs.bilateral`.
+
+    `"gap"` (WASM 2016) chains LMs while each starts less than `bilateral_within_s` after the
+    running offset (overlap counts), so a chain of parts on alternating legs is one LM. `"onset"`
+    (AASM 2012) joins an LM of another leg whose onset is less than `bilateral_within_s` after the
+    previous part's onset. The combined LM runs from the earliest onset to the latest offset, so its
+    IMI is taken from the earliest onset (WASM 2016).
+    """
+    moves = sorted(
+        ((m.onset_s, m.offset_s, leg) for leg, ms in enumerate(legs) for m in ms), key=lambda m: (m[0], m[1])
+    )
+    out: list[_LM] = []
+    last_onset_s = last_leg = None
+    for onset_s, offset_s, leg in moves:
+        if out and last_leg is not None:
+            prev = out[-1]
+            if rs.bilateral == "gap":
+                # The same rule makes one LM of two on one leg less than 0.5 s apart (WASM 2016), in
+                # case the detector handed them over apart.
+                joins = onset_s - prev.offset_s < rs.bilateral_within_s
+            else:
+                joins = leg != last_leg and onset_s - last_onset_s < rs.bilateral_within_s
+            if joins:
+                prev.offset_s = max(prev.offset_s, offset_s)
+                prev.parts += 1
+                prev.legs.add(leg)
+                prev.longest_part_s = max(prev.longest_part_s, offset_s - onset_s)
+                last_onset_s, last_leg = onset_s, leg
+                continue
+        out.append(_LM(onset_s, offset_s, 1, {leg}, offset_s - onset_s))
+        last_onset_s, last_leg = onset_s, leg
+    return out
+
+
+def is_clm(lm: _LM, rs: RuleSet) -> bool:
+    """Whether `lm` is a candidate LM: 0.5–10 s on one leg; bilateral within the rule set's limits."""
+    duration_s = round(lm.duration_s, _IMI_DECIMALS)
+    if len(lm.legs) == 1:
+        return rs.clm_min_s <= duration_s <= rs.clm_max_s
+    if round(lm.longest_part_s, _IMI_DECIMALS) > rs.clm_max_s or duration_s < rs.clm_min_s:
+        return False
+    if rs.bilateral_max_s is not None and duration_s > rs.bilateral_max_s:
+        return False
+    return rs.bilateral_max_parts is None or lm.parts <= rs.bilateral_max_parts
+
+
+def mark_series(lms: Sequence[_LM], rs: RuleSet) -> int:
+    """Set `imi_s` on each CLM and `series` on each PLM, in onset order; return the number of series.
+
+    The IMI runs from the previous CLM's onset in the same scored span (none across a gap or a spell
+    out of bed). A run of CLMs whose IMIs all lie in [imi_min_s, imi_max_s] is a series when it has
+    at least `min_series_clms` CLMs. It ends at a gap or out of bed, at an IMI > imi_max_s, at a
+    non-CLM LM when the rule set says so, and at an IMI < imi_min_s under `"break"`; under `"skip"`
+    that CLM is passed over and the next IMI is measured from the CLM before it.
+    """
+    series = 0
+    run: list[_LM] = []
+    anchor: _LM | None = None
+    broken = False
+
+    def close() -> None:
+        nonlocal series, run
+        if len(run) >= rs.min_series_clms:
+            for lm in run:
+                lm.series = series
+            series += 1
+        run = []
+
+    for lm in lms:
+        if anchor is not None and anchor.segment != lm.segment:
+            close()
+            anchor, broken = None, False
+        if not lm.clm:
+            if rs.long_lm_breaks_series:
+                close()
+                broken = True
+            continue
+        imi_s = None if anchor is None else round(lm.onset_s - anchor.onset_s, _IMI_DECIMALS)
+        lm.imi_s = imi_s
+        if imi_s is not None and imi_s < rs.imi_min_s and rs.short_imi == "skip" and not broken:
+            continue
+        if imi_s is None or broken or imi_s < rs.imi_min_s or imi_s > rs.imi_max_s:
+            close()
+        run.append(lm)
+        anchor, broken = lm, False
+    close()
+    return series
+
+
+def periodicity_index(lms: Sequence[_LM], rs: RuleSet) -> float:
+    """Ferri 2006: the IMIs of 10–90 s that belong to runs of ≥ 3 consecutive such IMIs, ÷ all IMIs.
+
+    Ferri R, Zucconi M, Manconi M, et al. New approaches to the study of periodic leg movements
+    during sleep in restless legs syndrome. Sleep 2006;29:759–769. The 10–90 s window is Ferri's,
+    whichever rule set scores the series. A run is also cut where the series logic is cut: no IMI
+    (a gap or out of bed) or, when the rule set says so, a non-CLM LM. 0 when there is no IMI.
+    """
+    total = in_runs = run = 0
+    for lm in lms:
+        if not lm.clm:
+            if rs.long_lm_breaks_series:
+                in_runs += run if run >= 3 else 0
+                run = 0
+            continue
+        if lm.imi_s is None:
+            in_runs += run if run >= 3 else 0
+            run = 0
+            continue
+        total += 1
+        if 10.0 <= lm.imi_s <= 90.0:
+            run += 1
+        else:
+            in_runs += run if run >= 3 else 0
+            run = 0
+    in_runs += run if run >= 3 else 0
+    return in_runs / total if total else 0.0
+
+
+def imi_histogram(imis_s: Sequence[float]) -> dict:
+    """IMIs between consecutive CLMs in 2-s bins from 0 to 90 s (90.0 falls in the last), and the
+    counts below 10 s, from 10 to 90 s (inclusive, as the PLM bounds) and above 90 s."""
+    counts = [0] * IMI_BINS
+    for imi in imis_s:
+        if imi <= IMI_BINS * IMI_BIN_WIDTH_S:
+            counts[min(int(imi // IMI_BIN_WIDTH_S), IMI_BINS - 1)] += 1
+    return {
+        "bin_width_s": IMI_BIN_WIDTH_S,
+        "counts": counts,
+        "below_10_s": sum(imi < 10.0 for imi in imis_s),
+        "from_10_to_90_s": sum(10.0 <= imi <= 90.0 for imi in imis_s),
+        "above_90_s": sum(imi > 90.0 for imi in imis_s),
+    }
+
+
+def hourly(lms: Sequence[_LM], duration_s: float, recording_start: datetime | None) -> list[dict]:
+    """LMs and PLMs per clock hour, by onset. With a known start the first and last hours are cut
+    at the clock's hour boundaries; otherwise hours run from t = 0 and `clock_hour` is null."""
+    if recording_start is None:
+        first_s, start_utc = 3600.0, None
+    else:
+        start_utc = recording_start.astimezone(timezone.utc)
+        into_hour_s = recording_start.minute * 60 + recording_start.second + recording_start.microsecond / 1e6
+        first_s = 3600.0 - into_hour_s
+    bounds = [0.0]
+    edge = first_s
+    while edge < duration_s:
+        bounds.append(edge)
+        edge += 3600.0
+    bounds.append(duration_s)
+    rows = [
+        {
+            "start_s": _r3(a),
+            "end_s": _r3(b),
+            "clock_hour": None
+            if start_utc is None
+            else (start_utc + timedelta(seconds=a)).astimezone(recording_start.tzinfo).hour,
+            "lm_count": 0,
+            "plm_count": 0,
+        }
+        for a, b in zip(bounds[:-1], bounds[1:])
+        if b > a
+    ]
+    starts = [row["start_s"] for row in rows]
+    for lm in lms:
+        i = bisect.bisect_right(starts, lm.onset_s) - 1
+        if 0 <= i < len(rows):
+            rows[i]["lm_count"] += 1
+            rows[i]["plm_count"] += lm.series is not None
+    return rows
+
+
+def severity(plm_index: float) -> str:
+    """The PLMI band: normal < 5, mild 5–24, moderate 25–49, severe ≥ 50 (ICSD-R, ASDA 1997)."""
+    for floor, name in SEVERITY_BANDS:
+        if plm_index >= floor:
+            return name
+    return "normal"
+
+
+def _in_spans(lms: list[_LM], spans: Sequence[Interval]) -> list[_LM]:
+    starts = [s.start_s for s in spans]
+    kept = []
+    for lm in lms:
+        i = bisect.bisect_right(starts, lm.onset_s) - 1
+        if i >= 0 and lm.onset_s < spans[i].end_s:
+            lm.segment = i
+            kept.append(lm)
+    return kept
+
+
+def _span(s: Interval, duration_s: float) -> dict:
+    return {"start_s": _r3(max(0.0, s.start_s)), "end_s": _r3(min(duration_s, s.end_s))}
+
+
+def _r3(x: float) -> float:
+    return round(float(x), 3)
