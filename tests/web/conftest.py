@@ -1,0 +1,135 @@
+"""Fixtures for the dashboard tests: a real SQLite database filled through the collector's ingest,
+a settable clock, and in-process HTTP clients (logged in or not)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+import warnings
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from server.db import open_db
+from server.web import auth, create_app
+from tests.web import seed
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # starlette's note about httpx vs httpx2
+    from fastapi.testclient import TestClient
+
+USER, PASSWORD = "nurse.kim", "correct horse battery"
+# The clinic's morning after the last seeded night.
+NOW = datetime(2026, 11, 24, 7, 0, tzinfo=timezone.utc)
+CLINIC_TZ = timezone.utc
+
+
+class Clock:
+    """A clock the test moves by hand (the app reads it through ``create_app(now=...)``)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        """Move the clock forward."""
+        self.now += delta
+
+
+@dataclass
+class Seeded:
+    """What `seed_db` stored, for assertions."""
+
+    path: Path
+    flagged_patient: int  # P-0001 on dev-a: 30 nights, PLMI rising to above 15
+    calm_patient: int     # P-0002 on dev-b: normal nights
+    silent_device: str    # dev-c: assigned, last night 5 days ago
+    unassigned_device: str
+    last_night: date
+
+
+def seed_db(path: Path) -> Seeded:
+    """A clinic database: three assigned devices, one unassigned, nights through `ingest`."""
+    db = open_db(path)
+    last = NOW.date() - timedelta(days=1)
+    for i in range(30):
+        night = last - timedelta(days=29 - i)
+        seed.store(db, seed.make_night("dev-a", night, 6 + i * 0.8), received_at=NOW)
+    for i in range(5):
+        seed.store(db, seed.make_night("dev-b", last - timedelta(days=4 - i), 2.0), received_at=NOW)
+    seed.store(db, seed.make_night("dev-c", last - timedelta(days=5), 30.0), received_at=NOW)
+    seed.store(db, seed.make_night("dev-new", last, 8.0), received_at=NOW)
+    seed.set_status(db, "dev-a", "online", NOW)
+    seed.set_status(db, "dev-c", "offline", NOW - timedelta(days=5))
+    from server.web import queries
+
+    a = queries.assign_device(db, "dev-a", "P-0001", NOW.isoformat())
+    b = queries.assign_device(db, "dev-b", "P-0002", NOW.isoformat())
+    queries.assign_device(db, "dev-c", "P-0003", NOW.isoformat())
+    auth.set_password(db, USER, PASSWORD, NOW, replace=False)
+    db.conn.close()
+    return Seeded(path, a, b, "dev-c", "dev-new", last)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """The app's clock, starting at NOW."""
+    return Clock(NOW)
+
+
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory) -> Seeded:
+    """Seeded once per session (ingest and argon2 are the slow parts); tests get a copy."""
+    return seed_db(tmp_path_factory.mktemp("seed") / "server.db")
+
+
+@pytest.fixture
+def seeded(tmp_path, seeded_template) -> Seeded:
+    """A private copy of the seeded database (closed cleanly, so the WAL is checkpointed)."""
+    path = tmp_path / "server.db"
+    shutil.copyfile(seeded_template.path, path)
+    return dataclasses.replace(seeded_template, path=path)
+
+
+@pytest.fixture
+def app(seeded, clock):
+    """The dashboard app on the seeded database."""
+    return create_app(seeded.path, now=clock, clinic_tz=CLINIC_TZ)
+
+
+@pytest.fixture
+def client(app):
+    """An in-process client with no session."""
+    with TestClient(app) as c:
+        yield c
+
+
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token in a page's first form."""
+    match = CSRF_RE.search(html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def log_in(client, username: str = USER, password: str = PASSWORD, next_path: str = "/"):
+    """Fill and post the login form as a browser would; returns the POST's response."""
+    page = client.get("/login")
+    return client.post("/login", data={"username": username, "password": password,
+                                       "csrf_token": csrf_of(page.text), "next": next_path},
+                       follow_redirects=False)
+
+
+@pytest.fixture
+def staff(client):
+    """The client, logged in as a staff member."""
+    response = log_in(client)
+    assert response.status_code == 303, response.text
+    return client
