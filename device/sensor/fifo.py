@@ -158,6 +158,7 @@ class FifoReader:
         while not self._stop.is_set():
             try:
                 if self.bus.read_byte_data(self.address, reg.WHO_AM_I) == self.who_am_i:
+                    delay = _BACKOFF_FIRST_S  # it answers: retry what follows promptly
                     if not self._configured():
                         log.warning("the IMU lost its configuration; configuring it again")
                         self._configure()
@@ -201,8 +202,9 @@ class FifoReader:
 
     def __iter__(self) -> Iterator[SampleBlock]:
         while not self._stop.is_set():
+            # INT1 late by half a watermark means the chip lost its config: look, then reconfigure.
             timeout = self.poll_s if not self.int1_wired else \
-                max(self.poll_s, 2.0 * self.watermark_samples / self.nominal_odr_hz)
+                1.5 * self.watermark_samples / self.nominal_odr_hz
             self.clock.wait(self._wake, timeout)
             self._wake.clear()
             if self._stop.is_set():
