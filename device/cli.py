@@ -49,9 +49,85 @@ def simulate(scenario: str, seed: int, hours: float, odr_hz: float, out_csv: str
                f"{len(night.truth['confounders'])} confounders -> {out_csv}, {truth_json}")
 
 
+@cli.command()
+@click.argument("recording", type=click.Path(exists=True, dir_okay=False))
+@click.argument("right_leg", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--rules", type=click.Choice(["WASM2016", "AASM2012"]), default="WASM2016", show_default=True,
+              help="The scoring rule set.")
+@click.option("--json", "as_json", is_flag=True, help="Print the night summary core as JSON.")
+@click.option("--plot", "plot_png", type=click.Path(dir_okay=False), default=None,
+              help="Draw the night to this PNG.")
+def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, plot_png: str | None) -> None:
+    """Detect leg movements in a recorded night and score PLMs.
+
+    RECORDING is a recording CSV (t,ax,ay,az,gx,gy,gz); give RIGHT_LEG too for a second sensor,
+    and LMs on the two legs combine into bilateral LMs.
+
+    \b
+    Example:
+      rlsmon-device analyze night.csv
+      rlsmon-device analyze left.csv right.csv --rules AASM2012 --json > summary.json
+      rlsmon-device analyze night.csv --plot night.png
+    """
+    import json
+    import sys
+
+    from device.analyze import analyze_recordings, estimate_rows, report
+    from device.errors import RecordingFormatError
+
+    paths = [recording] + ([right_leg] if right_leg else [])
+    try:
+        if sys.stderr.isatty():  # a bar on a terminal only, never into a pipe or a log
+            total = sum(estimate_rows(p) for p in paths)
+            with click.progressbar(length=total, label="Analysing", file=sys.stderr) as bar:
+                analysis = analyze_recordings(paths, rules, progress=bar.update)
+        else:
+            analysis = analyze_recordings(paths, rules)
+    except (RecordingFormatError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    if plot_png:
+        from device.plot import plot_night
+
+        plot_night(analysis, plot_png)
+    if as_json:
+        click.echo(json.dumps(analysis.summary, indent=1))
+    else:
+        click.echo(report(analysis, paths))
+        if plot_png:
+            click.echo(f"  Plot            {plot_png}")
+
+
 def main() -> None:
     """Console-script entry point."""
     cli()
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config file (default /etc/rlsmon/device.toml).")
+@click.option("--emulate", "recordings", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Play this recording CSV through the emulated chip; repeat for night after night.")
+@click.option("--speed", type=click.FloatRange(min=0.001), default=1.0, show_default=True,
+              help="With --emulate: how many times faster than real time the clock runs.")
+@click.option("--start-at", default=None,
+              help="With --emulate: ISO datetime the clock starts at (default: 10 s before the next window).")
+@click.option("--origin", type=float, default=None,
+              help="With --emulate: the Unix time at which the clock read --start-at (to resume a timeline).")
+@click.option("--nights", type=click.IntRange(min=1), default=None,
+              help="Exit once this many nights are closed and their summaries acknowledged.")
+@click.option("--faults", default="", help="With --emulate: bus faults, e.g. 'eio=0.01,disconnect=600+600,reset=900'.")
+@click.option("--chip", default="LSM6DSOX", show_default=True, help="With --emulate: the chip variant.")
+def run(config_path, recordings, speed, start_at, origin, nights, faults, chip) -> None:
+    """Run the bedside daemon: record every night and forward each summary.
+
+    \b
+    Example:
+      rlsmon-device run --config /etc/rlsmon/device.toml
+      rlsmon-device run --config dev.toml --emulate n1.csv --emulate n2.csv --speed 600 --nights 2
+    """
+    from device.daemon import run_command
+
+    raise SystemExit(run_command(config_path, recordings, speed, start_at, origin, nights, faults, chip))
 
 
 @cli.command()

@@ -22,7 +22,7 @@ def in_bed_intervals(
     closes a window that opened at the start. Repeated presses of the same kind are ignored.
     Returns sorted, disjoint intervals within [0, duration_s].
     """
-    lying = _merge([Interval(p.start_s, p.end_s) for p in postures if p.posture == "lying"])
+    lying = merge([Interval(p.start_s, p.end_s) for p in postures if p.posture == "lying"])
     windows = _lights_windows(markers, duration_s)
     spans = lying if windows is None else _intersect(lying, windows)
     clipped = (Interval(max(0.0, s.start_s), min(duration_s, s.end_s)) for s in spans)
@@ -30,9 +30,9 @@ def in_bed_intervals(
 
 
 def subtract(spans: Sequence[Interval], holes: Sequence[Interval]) -> list[Interval]:
-    """`spans` minus `holes`, both sorted and disjoint (as `_merge` makes them)."""
+    """`spans` minus `holes`, `spans` sorted and disjoint (as `merge` makes them)."""
     out: list[Interval] = []
-    holes = _merge(holes)
+    holes = merge(holes)
     for span in spans:
         start = span.start_s
         for hole in holes:
@@ -68,7 +68,8 @@ def _lights_windows(markers: Iterable[Marker], duration_s: float) -> list[Interv
     return windows
 
 
-def _merge(spans: Iterable[Interval]) -> list[Interval]:
+def merge(spans: Iterable[Interval]) -> list[Interval]:
+    """Sorted, disjoint spans covering the same time as `spans`."""
     out: list[Interval] = []
     for span in sorted(spans, key=lambda s: s.start_s):
         if out and span.start_s <= out[-1].end_s:
