@@ -43,7 +43,7 @@ class ConditionedFrame:
 
     Per sample: `gyro_act_dps` (bias-removed rotation rate in the y-z plane, smoothed),
     `accel_act_g` (high-passed acceleration along the shin, rectified and smoothed),
-    `gyro_dps_mag` (bias-removed, unsmoothed, for the reported peak) and `flex_deg` (the flexion
+    `gyro_dps_mag` (the same rate unsmoothed, for the reported peak) and `flex_deg` (the flexion
     angle: bias-removed gyro y integrated, on an arbitrary running origin) and `roll_deg` (the same
     about x: how far the leg rolled).
     Per window: `window_start` (sample index of each window), `elevation_deg` (angle of the shin
@@ -72,14 +72,16 @@ def trailing_mean(x: np.ndarray, history: np.ndarray, length: int) -> tuple[np.n
     """
     ext = np.concatenate([history, x]) if len(history) else x
     csum = np.concatenate([np.zeros((1,) + ext.shape[1:]), np.cumsum(ext, axis=0)])
-    m = len(history)
-    end = np.arange(m + 1, len(ext) + 1)
-    start = np.maximum(end - length, 0)
-    count = (end - start).astype(float)
-    if x.ndim == 2:
-        count = count[:, None]
-    means = (csum[end] - csum[start]) / count
-    return means, ext[max(len(ext) - (length - 1), 0):].copy() if length > 1 else ext[:0].copy()
+    m, n = len(history), len(x)
+    first = m + 1 - length  # where the window of the first output starts, in ext
+    if first >= 0:  # a full history: plain slices
+        means = (csum[m + 1 :] - csum[first : first + n]) / length
+    else:  # just after the start or a gap: the first windows are short
+        end = np.arange(m + 1, m + n + 1)
+        start = np.maximum(end - length, 0)
+        count = (end - start).astype(float)
+        means = (csum[end] - csum[start]) / (count[:, None] if x.ndim == 2 else count)
+    return means, ext[max(len(ext) - (length - 1), 0) :].copy() if length > 1 else ext[:0].copy()
 
 
 def shin_elevation_deg(accel_g: np.ndarray) -> np.ndarray:
@@ -155,7 +157,7 @@ class Conditioner:
         return ConditionedFrame(
             gyro_act_dps=g_act,
             accel_act_g=a_act,
-            gyro_dps_mag=np.sqrt(np.sum(gyro * gyro, axis=1)),
+            gyro_dps_mag=g_mag,
             flex_deg=flex,
             roll_deg=roll,
             window_start=starts,

@@ -21,7 +21,7 @@ from device.samples import SampleBlock
 
 # A jump in t_s of more than 1.5 sample periods is a gap in recording (SampleBlock, ARCHITECTURE.md).
 GAP_PERIODS = 1.5
-# Movements this close to the shin leaving the horizontal belong to getting up or lying down.
+# Movements this close to a spell upright belong to getting up or lying down.
 POSTURE_MARGIN_S = 3.0
 
 
@@ -46,7 +46,7 @@ class LegDetector:
         self,
         odr_hz: float,
         leg: int = 0,
-        frame_s: float = 30.0,
+        frame_s: float = 60.0,
         conditioning: ConditioningParams | None = None,
         lm: LMParams | None = None,
         posture: PostureParams | None = None,
@@ -65,7 +65,9 @@ class LegDetector:
         self._tracker = HysteresisTracker(self.odr_hz, self._lm_params)
         self._merger = HoldMerger(self._lm_params)
         self._posture = PostureTracker(posture)
-        self._buf = np.empty((self.frame_n, 7))  # t, ax, ay, az, gx, gy, gz
+        self._buf_t = np.empty(self.frame_n)
+        self._buf_accel = np.empty((self.frame_n, 3))
+        self._buf_gyro = np.empty((self.frame_n, 3))
         self._fill = 0
         self._last_t: float | None = None
         self._awaiting: list[Burst] = []  # released bursts waiting for the posture after them
@@ -77,8 +79,7 @@ class LegDetector:
             return self._take()
         if abs(block.odr_hz - self.odr_hz) > 1e-6 * self.odr_hz:
             raise ValueError(f"block odr_hz {block.odr_hz} differs from the detector's {self.odr_hz}")
-        data = np.column_stack([block.t_s, block.accel_g, block.gyro_dps]).astype(float, copy=False)
-        t = data[:, 0]
+        t = np.asarray(block.t_s, dtype=float)
         prev = np.concatenate([[t[0] if self._last_t is None else self._last_t], t[:-1]])
         step = t - prev
         bad = np.flatnonzero(step <= 0)
@@ -88,38 +89,43 @@ class LegDetector:
         jumps = np.flatnonzero(step > GAP_PERIODS * self.dt_s)
         start = 0
         for j in jumps:
-            self._append(data[start:j])
+            self._append(block, start, j)
             self._gap(float(prev[j]) + self.dt_s, float(t[j]))
             start = j
-        self._append(data[start:])
+        self._append(block, start, len(t))
         self._last_t = float(t[-1])
         return self._take()
 
     def finish(self) -> DetectorOutput:
         """Flush the end of the recording: process the partial frame and close everything open."""
-        if self._fill:
-            self._process(self._buf[: self._fill])
-            self._fill = 0
+        self._flush_frame()
         if self._last_t is not None:
             self._close_segment(self._last_t + self.dt_s)
         self._emit(self._merger.flush(), final=True)
         return self._take()
 
-    def _append(self, data: np.ndarray) -> None:
-        pos = 0
-        while pos < len(data):
-            take = min(self.frame_n - self._fill, len(data) - pos)
-            self._buf[self._fill : self._fill + take] = data[pos : pos + take]
+    def _append(self, block: SampleBlock, start: int, stop: int) -> None:
+        """Copy block rows [start, stop) into the frame buffer, processing each frame it fills."""
+        pos = start
+        while pos < stop:
+            take = min(self.frame_n - self._fill, stop - pos)
+            dst = slice(self._fill, self._fill + take)
+            self._buf_t[dst] = block.t_s[pos : pos + take]
+            self._buf_accel[dst] = block.accel_g[pos : pos + take]
+            self._buf_gyro[dst] = block.gyro_dps[pos : pos + take]
             self._fill += take
             pos += take
             if self._fill == self.frame_n:
-                self._process(self._buf)
-                self._fill = 0
+                self._flush_frame()
+
+    def _flush_frame(self) -> None:
+        if self._fill:
+            n = self._fill
+            self._process(self._buf_t[:n], self._buf_accel[:n], self._buf_gyro[:n])
+            self._fill = 0
 
     def _gap(self, start_s: float, end_s: float) -> None:
-        if self._fill:
-            self._process(self._buf[: self._fill])
-            self._fill = 0
+        self._flush_frame()
         self._out.gaps.append(Interval(start_s, end_s))
         self._close_segment(start_s)
         self._cond.gap()
@@ -131,21 +137,24 @@ class LegDetector:
         self._emit(self._merger.release(end_s, None))
         self._out.postures.extend(self._posture.close(end_s))
 
-    def _process(self, frame: np.ndarray) -> None:
-        t = frame[:, 0]
-        cf = self._cond.process(frame[:, 1:4], frame[:, 4:7])
+    def _process(self, t: np.ndarray, accel_g: np.ndarray, gyro_dps: np.ndarray) -> None:
+        cf = self._cond.process(accel_g, gyro_dps)
         counts = np.diff(np.append(cf.window_start, len(t)))
         win_end = t[np.append(cf.window_start[1:], len(t)) - 1] + self.dt_s
         on_gyro_dps, on_accel_g = self._floor.update(cf.gyro_window_dps, cf.accel_window_g)
         self._out.postures.extend(self._posture.update(t[cf.window_start], win_end, cf.elevation_deg))
 
-        act = np.maximum(cf.gyro_act_dps / on_gyro_dps, cf.accel_act_g / on_accel_g)
-        # Walking is never an LM: no activity counts while the shin is off the horizontal.
-        lying = cf.elevation_deg < self._posture.params.lying_below_deg
-        act = np.where(np.repeat(lying, counts), act, 0.0)
+        # Walking is never an LM: no activity counts while the shin is upright.
+        lying = np.repeat(cf.elevation_deg <= self._posture.params.upright_above_deg, counts)
+        # Either sensor may show that a movement began: a small flexion tilts the shin (gyro) and
+        # shifts gravity along it (accelerometer). Its extent is timed by the gyro alone, since a
+        # high-pass holds a tilt step in the acceleration for its own time constant (see
+        # ConditioningParams.highpass_s), which would stretch a 0.4-s twitch past 0.5 s.
+        act_off = np.where(lying, cf.gyro_act_dps / on_gyro_dps, 0.0)
+        act_on = np.where(lying, np.maximum(act_off, cf.accel_act_g / on_accel_g), 0.0)
 
         for burst in self._tracker.process(
-            t, act, cf.gyro_dps_mag, cf.flex_deg, cf.roll_deg, cf.delay_samples
+            t, act_on, act_off, cf.gyro_dps_mag, cf.flex_deg, cf.roll_deg, cf.delay_samples
         ):
             self._emit(self._merger.add(burst))
         now_s = float(win_end[-1])
@@ -162,7 +171,7 @@ class LegDetector:
                 continue
             if b.offset_s - b.onset_s < MIN_LM_S:
                 continue
-            if self._posture.overlaps_not_lying(b.onset_s, b.offset_s, POSTURE_MARGIN_S):
+            if self._posture.overlaps_upright(b.onset_s, b.offset_s, POSTURE_MARGIN_S):
                 continue
             self._out.movements.append(
                 LegMovement(b.onset_s, b.offset_s, leg=self.leg, peak_dps=b.peak_dps, tilt_deg=b.flex_dev_deg)

@@ -105,7 +105,9 @@ class NoiseFloor:
         new = np.column_stack([gyro_window_dps, accel_window_g])[-self._size :]
         self._ring = np.concatenate([self._ring[len(new) :], new])
         self._count = min(self._size, self._count + len(new))
-        floor = np.percentile(self._ring[self._size - self._count :], self.params.floor_percentile, axis=0)
+        recent = self._ring[self._size - self._count :]
+        k = int(self.params.floor_percentile / 100.0 * (len(recent) - 1))
+        floor = np.partition(recent, k, axis=0)[k]
         p = self.params
         return (
             max(p.onset_x_floor * float(floor[0]), p.min_onset_dps),
@@ -138,7 +140,8 @@ class HysteresisTracker:
     def process(
         self,
         t_s: np.ndarray,
-        act: np.ndarray,
+        act_on: np.ndarray,
+        act_off: np.ndarray,
         gyro_dps: np.ndarray,
         flex_deg: np.ndarray,
         roll_deg: np.ndarray,
@@ -146,12 +149,13 @@ class HysteresisTracker:
     ) -> list[Burst]:
         """Consume one contiguous frame; return the bursts that ended in it.
 
-        `t_s` are the sample times, `act` the activity over the onset threshold, `gyro_dps` the
+        `t_s` are the sample times, `act_on` the activity over the onset threshold, `act_off` the
+        activity over the onset threshold that times the extent (offset), `gyro_dps` the
         rotation rate (for the peak), `flex_deg` the flexion angle. Reported times are taken back by
         `delay_n` samples, the group delay of the smoothing. `roll_deg` is the roll angle.
         """
-        lo = act >= self.params.offset_ratio
-        hi_idx = np.flatnonzero(act >= 1.0)
+        lo = act_off >= self.params.offset_ratio
+        hi_idx = np.flatnonzero(act_on >= 1.0)
         edges = np.diff(np.concatenate([[0], lo.astype(np.int8), [0]]))
         starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         shift_s = delay_n * self.dt_s
@@ -170,7 +174,7 @@ class HysteresisTracker:
                 run_start = (float(t_s[s]) - shift_s, float(flex_deg[s]), float(roll_deg[s]))
                 if s == 0 and self._open_run is not None:
                     run_start = self._open_run
-                self._open_run = run_start if e == len(act) else None
+                self._open_run = run_start if e == len(act_off) else None
                 k = np.searchsorted(hi_idx, s)
                 if k == len(hi_idx) or hi_idx[k] >= e:
                     prev_end = e
@@ -192,7 +196,7 @@ class HysteresisTracker:
             self._roll_hi = max(self._roll_hi, float(run_rmax[i]))
             self._quiet_start_s = float(t_s[e - 1]) + self.dt_s - shift_s
             prev_end = e
-        n = len(act)
+        n = len(act_off)
         if len(ends) == 0 or ends[-1] < n:
             self._open_run = None
         self._quiet_run = n - prev_end

@@ -26,7 +26,7 @@ class PostureParams:
 
 
 class PostureTracker:
-    """Turns window elevations into closed `PostureSegment`s and recent not-lying spans."""
+    """Turns window elevations into closed `PostureSegment`s and recent upright spans."""
 
     def __init__(self, params: PostureParams | None = None) -> None:
         self.params = params or PostureParams()
@@ -35,8 +35,11 @@ class PostureTracker:
         self._segment_start_s = 0.0
         self._candidate_start_s: float | None = None  # when the raw state left the accepted one
         self._end_s = 0.0
-        self._not_lying_open_s: float | None = None
-        self.not_lying: list[Interval] = []  # spans with the shin clearly off the horizontal
+        self._upright_open_s: float | None = None
+        # Spans with the shin clearly upright (above `upright_above_deg`): no LM is scored in or next
+        # to them. The band below is left to the hysteresis: drawing the knee up while turning over
+        # raises the shin by up to ~50°.
+        self.upright_spans: list[Interval] = []
 
     def update(self, start_s: np.ndarray, end_s: np.ndarray, elevation_deg: np.ndarray) -> list[PostureSegment]:
         """Consume contiguous windows ([start_s, end_s) each); return the segments closed by them."""
@@ -52,7 +55,7 @@ class PostureTracker:
         raw = np.where(filled_idx >= 0, level[np.maximum(filled_idx, 0)] > 0, self._raw_upright)
         if len(known):
             self._raw_upright = bool(level[known[-1]] > 0)
-        self._track_not_lying(start_s, end_s, elevation_deg >= p.lying_below_deg)
+        self._track_upright(start_s, end_s, elevation_deg > p.upright_above_deg)
 
         closed: list[PostureSegment] = []
         if self._posture is None:
@@ -77,30 +80,30 @@ class PostureTracker:
         self._end_s = float(end_s[-1])
         return closed
 
-    def _track_not_lying(self, start_s: np.ndarray, end_s: np.ndarray, not_lying: np.ndarray) -> None:
-        if self._not_lying_open_s is not None and not not_lying[0]:
-            self.not_lying.append(Interval(self._not_lying_open_s, float(start_s[0])))
-            self._not_lying_open_s = None
-        edges = np.diff(np.concatenate([[0], not_lying.astype(np.int8), [0]]))
+    def _track_upright(self, start_s: np.ndarray, end_s: np.ndarray, upright: np.ndarray) -> None:
+        if self._upright_open_s is not None and not upright[0]:
+            self.upright_spans.append(Interval(self._upright_open_s, float(start_s[0])))
+            self._upright_open_s = None
+        edges = np.diff(np.concatenate([[0], upright.astype(np.int8), [0]]))
         for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
             span_start = float(start_s[a])
-            if a == 0 and self._not_lying_open_s is not None:
-                span_start = self._not_lying_open_s
-            if b == len(not_lying):
-                self._not_lying_open_s = span_start
+            if a == 0 and self._upright_open_s is not None:
+                span_start = self._upright_open_s
+            if b == len(upright):
+                self._upright_open_s = span_start
             else:
-                self.not_lying.append(Interval(span_start, float(end_s[b - 1])))
-                self._not_lying_open_s = None
+                self.upright_spans.append(Interval(span_start, float(end_s[b - 1])))
+                self._upright_open_s = None
 
-    def overlaps_not_lying(self, start_s: float, end_s: float, margin_s: float) -> bool:
-        """Whether [start_s, end_s] comes within `margin_s` of a span with the shin off the horizontal."""
-        if self._not_lying_open_s is not None and end_s + margin_s > self._not_lying_open_s:
+    def overlaps_upright(self, start_s: float, end_s: float, margin_s: float) -> bool:
+        """Whether [start_s, end_s] comes within `margin_s` of a span with the shin upright."""
+        if self._upright_open_s is not None and end_s + margin_s > self._upright_open_s:
             return True
-        return any(iv.start_s < end_s + margin_s and iv.end_s > start_s - margin_s for iv in self.not_lying)
+        return any(iv.start_s < end_s + margin_s and iv.end_s > start_s - margin_s for iv in self.upright_spans)
 
     def forget_before(self, t_s: float) -> None:
-        """Drop not-lying spans that ended before `t_s`: memory stays bounded over the night."""
-        self.not_lying = [iv for iv in self.not_lying if iv.end_s >= t_s]
+        """Drop upright spans that ended before `t_s`: memory stays bounded over the night."""
+        self.upright_spans = [iv for iv in self.upright_spans if iv.end_s >= t_s]
 
     def close(self, end_s: float | None = None) -> list[PostureSegment]:
         """Close the open segment (at a gap or the end of the recording) and return it."""
@@ -108,10 +111,10 @@ class PostureTracker:
             return []
         end = self._end_s if end_s is None else end_s
         seg = PostureSegment(self._segment_start_s, end, self._posture)
-        if self._not_lying_open_s is not None:
-            self.not_lying.append(Interval(self._not_lying_open_s, end))
+        if self._upright_open_s is not None:
+            self.upright_spans.append(Interval(self._upright_open_s, end))
         self._posture = None
         self._raw_upright = None
         self._candidate_start_s = None
-        self._not_lying_open_s = None
+        self._upright_open_s = None
         return [seg] if end > seg.start_s else []

@@ -1,0 +1,166 @@
+"""LM detection accuracy against the simulator's exact truth, per scenario.
+
+    .venv/bin/python benchmarks/accuracy.py                  # 4 seeded 8-h nights per scenario, 52 Hz
+    .venv/bin/python benchmarks/accuracy.py --seeds 2 --hours 2 --odr-hz 104 --verbose
+
+A detected LM matches a true LM (any kind: PLM, isolated, restless, turning over) when they overlap
+and their onsets are within 1 s; matching is one-to-one, closest onsets first. Sensitivity is the
+share of true LMs matched, PPV the share of detections matched. The PLM index is scored by the same
+rules (`score_night`) from the detected LMs, with in-bed time from the detected postures and the
+patient's lights-off/on markers, and compared with the truth's reference index. The bar: sensitivity
+and PPV >= 0.95 on every scenario, PLMI error <= 2/h on every night.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from multiprocessing import Pool
+
+import numpy as np
+
+from device.detect import LegDetector, LegMovement
+from device.detect.bed import in_bed_intervals
+from device.detect.scoring import score_night
+from device.sim import SCENARIOS, simulate_night
+
+ONSET_TOLERANCE_S = 1.0
+PLMI_BAR_PER_H = 2.0
+
+
+def match(truth: list[dict], found: list[LegMovement]) -> list[tuple[int, int]]:
+    """One-to-one pairs (truth index, detection index): overlapping, onsets within 1 s.
+
+    `found` must be sorted by onset."""
+    pairs = []
+    onsets = np.array([m.onset_s for m in found])
+    for i, lm in enumerate(truth):
+        lo = np.searchsorted(onsets, lm["onset_s"] - ONSET_TOLERANCE_S, side="left")
+        hi = np.searchsorted(onsets, lm["onset_s"] + ONSET_TOLERANCE_S, side="right")
+        for j in range(lo, hi):
+            m = found[j]
+            if m.onset_s < lm["offset_s"] and m.offset_s > lm["onset_s"]:
+                pairs.append((abs(m.onset_s - lm["onset_s"]), i, j))
+    used_t, used_d, out = set(), set(), []
+    for _, i, j in sorted(pairs):
+        if i not in used_t and j not in used_d:
+            used_t.add(i)
+            used_d.add(j)
+            out.append((i, j))
+    return out
+
+
+def label(t0: float, t1: float, truth: dict) -> str:
+    """What a false detection overlapped in the truth (for --verbose)."""
+    for c in truth["confounders"]:
+        if c["start_s"] < t1 + 1.0 and c["end_s"] > t0 - 1.0:
+            return c["kind"]
+    for m in truth["lms"]:
+        if m["onset_s"] < t1 and m["offset_s"] > t0:
+            return "split/late:" + m["kind"]
+    return "nothing"
+
+
+def run_night(args: tuple[str, int, float, float]) -> dict:
+    """Simulate one night, detect, score; return the figures."""
+    scenario, seed, hours, odr_hz = args
+    night = simulate_night(scenario, seed, hours, odr_hz)
+    truth = night.truth
+    det = LegDetector(odr_hz=odr_hz)
+    movements, postures, gaps = [], [], []
+    cpu = 0.0  # the detector's own time, not the simulator's
+    for block in night.blocks(60.0):
+        c0 = time.process_time()
+        out = det.feed(block)
+        cpu += time.process_time() - c0
+        movements += out.movements
+        postures += out.postures
+        gaps += out.gaps
+    c0 = time.process_time()
+    out = det.finish()
+    cpu += time.process_time() - c0
+    movements = sorted(movements + out.movements, key=lambda m: m.onset_s)
+    postures += out.postures
+    gaps += out.gaps
+    markers = [(t, m) for t, m in truth["markers"]]
+    in_bed = in_bed_intervals(postures, markers, truth["duration_s"])
+    summary = score_night([movements], in_bed, gaps, truth["duration_s"])
+    pairs = match(truth["lms"], movements)
+    matched_t = {i for i, _ in pairs}
+    matched_d = {j for _, j in pairs}
+    return {
+        "scenario": scenario,
+        "seed": seed,
+        "true": len(truth["lms"]),
+        "found": len(movements),
+        "matched": len(pairs),
+        "onset_err": [movements[j].onset_s - truth["lms"][i]["onset_s"] for i, j in pairs],
+        "plmi_ref": truth["reference"]["plm_index"],
+        "plmi": summary["plm_index"],
+        "missed": Counter(truth["lms"][i]["kind"] for i in range(len(truth["lms"])) if i not in matched_t),
+        "false": Counter(
+            label(m.onset_s, m.offset_s, truth) for j, m in enumerate(movements) if j not in matched_d
+        ),
+        "detect_cpu_s": cpu,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=4, help="nights per scenario")
+    ap.add_argument("--hours", type=float, default=8.0)
+    ap.add_argument("--odr-hz", type=float, default=52.0)
+    ap.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
+    ap.add_argument("--workers", type=int, default=2, choices=(1, 2))
+    ap.add_argument("--verbose", action="store_true", help="misses and false detections by kind")
+    a = ap.parse_args()
+    scenarios = a.scenario or list(SCENARIOS)
+    jobs = [(s, seed, a.hours, a.odr_hz) for s in scenarios for seed in range(1, a.seeds + 1)]
+    t0 = time.perf_counter()
+    if a.workers == 1:
+        results = [run_night(j) for j in jobs]
+    else:
+        with Pool(a.workers) as pool:
+            results = pool.map(run_night, jobs, chunksize=1)
+    wall = time.perf_counter() - t0
+
+    print(f"{len(jobs)} nights of {a.hours:g} h at {a.odr_hz:g} Hz, {a.seeds} seeds per scenario")
+    head = (
+        f"{'scenario':<14}{'true':>6}{'found':>7}{'sens':>7}{'PPV':>7}{'onset err s':>13}"
+        f"{'PLMI ref':>10}{'PLMI err/h':>12}{'max|err|':>10}{'nights>2/h':>12}"
+    )
+    print(head)
+    print("-" * len(head))
+    ok = True
+    for s in scenarios:
+        rs = [r for r in results if r["scenario"] == s]
+        true, found, matched = (sum(r[k] for r in rs) for k in ("true", "found", "matched"))
+        sens = matched / true if true else 1.0
+        ppv = matched / found if found else 1.0
+        err = np.array([e for r in rs for e in r["onset_err"]])
+        plmi_err = np.array([r["plmi"] - r["plmi_ref"] for r in rs])
+        over = int(np.sum(np.abs(plmi_err) > PLMI_BAR_PER_H))
+        onset = f"{np.mean(err):+.2f}±{np.std(err):.2f}" if len(err) else "-"
+        print(
+            f"{s:<14}{true:>6}{found:>7}{sens:>7.3f}{ppv:>7.3f}{onset:>13}"
+            f"{np.mean([r['plmi_ref'] for r in rs]):>10.1f}{np.mean(plmi_err):>+12.2f}"
+            f"{np.max(np.abs(plmi_err)):>10.2f}{over:>12}"
+        )
+        ok &= sens >= 0.95 and ppv >= 0.95 and over == 0
+        if a.verbose:
+            missed = sum((r["missed"] for r in rs), Counter())
+            false = sum((r["false"] for r in rs), Counter())
+            print(f"    missed by kind: {dict(missed)}   false by overlap: {dict(false)}")
+            for r in rs:
+                print(f"    seed {r['seed']}: PLMI ref {r['plmi_ref']:.2f} detected {r['plmi']:.2f}")
+    cpu = sum(r["detect_cpu_s"] for r in results)
+    print(
+        f"detector CPU: {cpu:.1f} s for {len(jobs) * a.hours:g} h of data "
+        f"({cpu / (len(jobs) * a.hours):.2f} s per night-hour); wall {wall:.0f} s"
+    )
+    print("bar met on every scenario" if ok else "bar NOT met (see rows above)")
+
+
+if __name__ == "__main__":
+    main()
