@@ -176,3 +176,22 @@ def capture(seconds, out_csv, recording, driver, chip, odr_hz, accel_fs_g, gyro_
     except (RlsmonError, ValueError, OSError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(summary, err=True)
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config file (default /etc/rlsmon/device.toml).")
+@click.option("--emulate", "recording", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Check against the emulated chip playing this recording instead of the real sensor.")
+def doctor(config_path, recording) -> None:
+    """Check the installation: I2C, the sensor, INT1, the clock, the broker, free disk, the config.
+
+    Each check prints one line, PASS, WARN or FAIL, with the fix. Exits 1 when a check fails.
+
+    \b
+    Example:
+      rlsmon-device doctor --config /etc/rlsmon/device.toml
+    """
+    from device.doctor import run_doctor
+
+    raise SystemExit(run_doctor(config_path, recording, click.echo))

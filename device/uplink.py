@@ -197,6 +197,7 @@ class Uplink:
                     self._client = self._make_client()
                     if self._client is None:
                         self._wake.wait(retry_s)
+                        self._wake.clear()
                         retry_s = min(retry_s * 2, self.max_retry_s)
                         continue
                 self._report_connection()

@@ -1,0 +1,227 @@
+"""`rlsmon-device doctor`: check an installation, one line per check: pass, warn or fail, and the fix.
+
+With `--emulate` the sensor checks run against the register-level emulated chip (INT1 through a
+gpiozero mock pin); the clock, broker, disk and config checks are the real ones either way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import itertools
+import os
+import queue
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from device.config import DeviceConfig
+
+FREE_FAIL_MB = 50  # below this a night's store (< 5 MB) and the logs are at risk
+FREE_WARN_MB = 500
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check's outcome."""
+
+    status: str  # "pass" | "warn" | "fail"
+    name: str
+    message: str
+    fix: str = ""
+
+    def line(self) -> str:
+        """The one-line report."""
+        text = f"{self.status.upper():4}  {self.name:8}  {self.message}"
+        return text + (f" -- fix: {self.fix}" if self.fix and self.status != "pass" else "")
+
+
+def ntp_synchronized() -> bool | None:
+    """Whether the system clock is NTP-synchronised (the Pi has no RTC); None when unknown."""
+    try:
+        out = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
+                             capture_output=True, text=True, timeout=5)
+        if out.returncode == 0 and out.stdout.strip() in ("yes", "no"):
+            return out.stdout.strip() == "yes"
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return _adjtimex_synchronized()
+
+
+def _adjtimex_synchronized() -> bool | None:
+    # adjtimex(2) with modes 0 only reads; it returns TIME_ERROR (5) while the clock is unsynchronised.
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return None
+    buf = ctypes.create_string_buffer(512)  # larger than struct timex on every architecture
+    try:
+        state = ctypes.CDLL(libc_name, use_errno=True).adjtimex(buf)
+    except (OSError, AttributeError):
+        return None
+    return None if state < 0 else state != 5
+
+
+def check_clock() -> Check:
+    """The clock must be NTP-synchronised, or the night window and the summary times are wrong."""
+    synced = ntp_synchronized()
+    if synced:
+        return Check("pass", "clock", "NTP-synchronised")
+    fix = "connect the network and enable NTP: sudo timedatectl set-ntp true"
+    if synced is None:
+        return Check("warn", "clock", "cannot tell whether the clock is synchronised", fix)
+    return Check("fail", "clock", "not NTP-synchronised (the Pi has no RTC)", fix)
+
+
+def check_disk(cfg: DeviceConfig) -> Check:
+    """Free space where the night store lives."""
+    path = Path(cfg.data_dir)
+    while not path.exists():
+        path = path.parent
+    free_mb = shutil.disk_usage(path).free / 1e6
+    fix = f"free space on the filesystem holding {cfg.data_dir}"
+    if not os.access(path, os.W_OK):
+        return Check("fail", "disk", f"{path} is not writable", f"make {cfg.data_dir} writable by the daemon")
+    if free_mb < FREE_FAIL_MB:
+        return Check("fail", "disk", f"{free_mb:.0f} MB free at {path}", fix)
+    if free_mb < FREE_WARN_MB:
+        return Check("warn", "disk", f"{free_mb:.0f} MB free at {path}", fix)
+    return Check("pass", "disk", f"{free_mb:.0f} MB free at {path}")
+
+
+def check_broker(cfg: DeviceConfig, timeout_s: float = 10.0) -> Check:
+    """Connect to the broker with our TLS CA and credentials, as the uplink does."""
+    import paho.mqtt.client as mqtt
+
+    from device.uplink import probe_tls
+
+    b = cfg.broker
+    problem = probe_tls(b.host, b.port, b.ca_file, timeout_s)
+    if problem is not None:
+        return Check("fail", "broker", problem, "check broker.host, broker.port and broker.ca_file")
+    try:
+        password = Path(b.password_file).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        return Check("fail", "broker", f"cannot read {b.password_file} ({exc.strerror or exc})",
+                     "install the password file from the clinic (mode 0600)")
+    result: queue.Queue = queue.Queue()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{cfg.device_id}-doctor",
+                         protocol=mqtt.MQTTv5)
+    client.tls_set(ca_certs=b.ca_file)
+    client.username_pw_set(b.username or cfg.device_id, password)
+    client.on_connect = lambda c, u, f, rc, p: result.put(rc)
+    try:
+        client.connect(b.host, b.port, keepalive=b.keepalive_s)
+    except OSError as exc:
+        return Check("fail", "broker", f"cannot connect to {b.host}:{b.port} ({exc})", "check the network")
+    client.loop_start()
+    try:
+        code = result.get(timeout=timeout_s)
+    except queue.Empty:
+        return Check("fail", "broker", f"no answer from {b.host}:{b.port}", "check the broker is running")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if code.is_failure:
+        return Check("fail", "broker", f"{b.host}:{b.port} refused user {b.username or cfg.device_id}: "
+                     f"{code.getName()}", "check broker.username and broker.password_file with the clinic")
+    return Check("pass", "broker", f"{b.host}:{b.port} accepts user {b.username or cfg.device_id} over TLS")
+
+
+def _sensor_checks(cfg: DeviceConfig, bus: Any, int1: Any, clock: Any, bus_name: str) -> Iterator[Check]:
+    from device.errors import SensorError
+    from device.sensor.fifo import FifoReader
+
+    yield Check("pass", "i2c", f"{bus_name} is open")
+    readers = []
+    for leg in range(cfg.sensor.legs):
+        addr = cfg.sensor.addresses[leg]
+        try:
+            reader = FifoReader(bus, addresses=(addr,), odr_hz=cfg.sensor.odr_hz,
+                                int1=int1 if leg == 0 else None, clock=clock, watermark_s=0.25)
+        except SensorError as exc:
+            yield Check("fail", "sensor", f"leg {leg + 1}: {exc}",
+                        f"check the cable and solder joints of the sensor at 0x{addr:02X} (SDA, SCL, 3V3, GND)")
+            continue
+        readers.append(reader)
+        yield Check("pass", "sensor", f"leg {leg + 1}: {reader.chip_name} (WHO_AM_I 0x{reader.who_am_i:02X}) "
+                    f"at 0x{addr:02X}")
+    if not readers:
+        yield Check("fail", "int1", "not checked: no sensor answered", "fix the sensor first")
+        return
+    fix = f"wire the sensor's INT1 to GPIO {cfg.sensor.int1_pin} (sensor.int1_pin)"
+    rose = int1.wait_for_active(timeout=3.0)
+    if rose:
+        next(iter(readers[0]))  # drains the FIFO, which must drop INT1
+    fell = rose and int1.wait_for_inactive(timeout=3.0)
+    for reader in readers:
+        reader.stop()
+    if rose and fell:
+        yield Check("pass", "int1", f"INT1 on GPIO {cfg.sensor.int1_pin} rises at the FIFO watermark and clears")
+    else:
+        yield Check("fail", "int1", f"INT1 on GPIO {cfg.sensor.int1_pin} "
+                    f"{'never rose' if not rose else 'stayed high after the FIFO was read'}", fix)
+
+
+def check_sensor(cfg: DeviceConfig, emulate: str | None = None) -> Iterator[Check]:
+    """I2C bus, WHO_AM_I for each leg, and the INT1 line (on the emulated chip with `emulate`)."""
+    from device.clock import SystemClock
+    from device.panel import int1_input
+
+    clock = SystemClock()
+    if emulate is not None:
+        from device.daemon import emulated_bus
+
+        bus, int1 = emulated_bus(cfg, clock, emulate)
+        try:
+            yield from _sensor_checks(cfg, bus, int1, clock, "emulated I2C bus")
+        finally:
+            int1.close()
+            bus.close()
+        return
+    dev = f"/dev/i2c-{cfg.sensor.bus}"
+    if not os.path.exists(dev):
+        yield Check("fail", "i2c", f"{dev} does not exist",
+                    "enable I2C: dtparam=i2c_arm=on in /boot/firmware/config.txt, then reboot")
+        return
+    from smbus2 import SMBus
+
+    try:
+        bus = SMBus(cfg.sensor.bus)
+    except OSError as exc:
+        yield Check("fail", "i2c", f"cannot open {dev} ({exc.strerror or exc})",
+                    "add the daemon's user to the i2c group")
+        return
+    try:
+        int1 = int1_input(cfg.sensor.int1_pin)
+    except Exception as exc:
+        bus.close()
+        yield Check("fail", "int1", f"cannot claim GPIO {cfg.sensor.int1_pin} ({exc})",
+                    "check sensor.int1_pin and that nothing else uses it")
+        return
+    try:
+        yield from _sensor_checks(cfg, bus, int1, clock, dev)
+    finally:
+        int1.close()
+        bus.close()
+
+
+def run_doctor(config_path: str | None, emulate: str | None, echo: Callable[[str], None]) -> int:
+    """Run every check, printing one line each; 0 when nothing failed, 1 otherwise."""
+    from device.config import DEFAULT_PATH, load_config
+    from device.errors import ConfigError
+
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        echo(Check("fail", "config", str(exc), "correct that key; see firmware_config/device.example.toml").line())
+        return 1
+    checks: list[Check] = [Check("pass", "config", f"{config_path or DEFAULT_PATH} is valid")]
+    echo(checks[0].line())
+    later: list[Callable[[], Check]] = [check_clock, lambda: check_broker(cfg), lambda: check_disk(cfg)]
+    for check in itertools.chain(check_sensor(cfg, emulate), (f() for f in later)):
+        checks.append(check)
+        echo(check.line())
+    return 1 if any(c.status == "fail" for c in checks) else 0
