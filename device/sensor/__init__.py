@@ -61,7 +61,8 @@ def open_reader(driver: Driver = "fifo", *, bus=1, addresses: tuple[int, ...] = 
 def open_emulated(recording: str | os.PathLike | None = None, *, driver: Driver = "fifo",
                   chip: str = "LSM6DSOX", odr_hz: float | None = None, accel_fs_g: float = 4.0,
                   gyro_fs_dps: float = 500.0, faults: str | None = None, clock: Clock | None = None,
-                  int1_gpio: int | None = None, odr_error: float = 0.0, address: int = 0x6A):
+                  int1_gpio: int | None = None, odr_error: float = 0.0, address: int = 0x6A,
+                  **reader_options):
     """A reader on an emulated chip playing `recording` (a CSV; None: a leg lying still).
 
     `clock` defaults to an `EventClock`, which runs as fast as the machine allows; pass a
@@ -69,14 +70,16 @@ def open_emulated(recording: str | os.PathLike | None = None, *, driver: Driver 
     by `reader.bus.close()`). `odr_hz` defaults to the recording's rate. INT1 reaches a FIFO reader
     directly, or with `int1_gpio` through a gpiozero `DigitalInputDevice` on that pin, whose mock
     pin the chip drives: that needs `Device.pin_factory` to be a `MockFactory`. `faults` is a
-    `FaultSchedule` spec such as "eio=0.01,disconnect=600+60,reset=1200".
+    `FaultSchedule` spec such as "eio=0.01,disconnect=600+60,reset=1200". `reader_options` go to
+    the reader (e.g. `watermark_s`, `burst_bytes`). `reader.bus` is the `EmulatedBus` (its `stats`
+    count transactions and bytes), `reader.motion` the motion source.
     """
     from device.sensor.emulator import EventClock, FunctionMotion, RecordingMotion, emulated_bus, still_motion
 
     clock = clock or EventClock()
     motion = RecordingMotion(recording) if recording is not None else FunctionMotion(still_motion)
-    if odr_hz is None:
-        odr_hz = motion.odr_hz if recording is not None else 52.0
+    if odr_hz is None:  # the recording's rate, estimated, is a hair off the chip's nominal one
+        odr_hz = _nearest_rate(chip, motion.odr_hz) if recording is not None else 52.0
     int1_device, on_int1 = None, None
     if int1_gpio is not None:
         from gpiozero import DigitalInputDevice
@@ -89,17 +92,17 @@ def open_emulated(recording: str | os.PathLike | None = None, *, driver: Driver 
         on_int1 = lambda level: relay and relay[0].on_int1(level)  # noqa: E731
     bus = emulated_bus(chip, motion, clock, address=address, faults=faults, odr_error=odr_error,
                        on_int1=on_int1)
-    common = dict(addresses=(address,), chip=chip, odr_hz=_nearest_rate(chip, odr_hz),
+    common = dict(addresses=(address,), chip=chip, odr_hz=odr_hz,
                   accel_fs_g=accel_fs_g, gyro_fs_dps=gyro_fs_dps, clock=clock)
     if driver == "fifo":
         from device.sensor.fifo import FifoReader
 
-        reader = FifoReader(bus, int1=int1_device, int1_wired=True, **common)
+        reader = FifoReader(bus, int1=int1_device, **common, **{"int1_wired": True, **reader_options})
         relay.append(reader)
     elif driver == "polled":
         from device.sensor.polled import PolledReader
 
-        reader = PolledReader(bus, **common)
+        reader = PolledReader(bus, **common, **reader_options)
     else:
         raise ValueError(f"unknown driver {driver!r}; choose fifo or polled")
     reader.bus, reader.motion = bus, motion
@@ -107,7 +110,7 @@ def open_emulated(recording: str | os.PathLike | None = None, *, driver: Driver 
 
 
 def _nearest_rate(chip: str, odr_hz: float) -> float:
-    """The chip's rate closest to `odr_hz` (a recording's estimated rate is a hair off nominal)."""
+    """The chip's rate closest to `odr_hz`."""
     from device.sensor.lsm6ds import variant
 
     return min(variant(chip).odr_codes_hz.values(), key=lambda hz: abs(hz - odr_hz))

@@ -70,15 +70,18 @@ class FifoReader:
     """Yields `SampleBlock`s from the chip's FIFO. See the module docstring.
 
     `int1` is a gpiozero input device on the INT1 line (or None); emulated INT1 can instead call
-    `on_int1(level)`. `watermark_s` sets how much data each wake-up drains.
+    `on_int1(level)`. `watermark_s` sets how much data each wake-up drains; `burst_bytes` caps one
+    read (i2c-dev takes at most 8192 bytes a message).
     """
 
     def __init__(self, bus, *, addresses: tuple[int, ...] = (0x6A, 0x6B), chip: str | None = None,
                  odr_hz: float = 52.0, accel_fs_g: float = 4.0, gyro_fs_dps: float = 500.0,
                  watermark_s: float = 1.0, int1=None, clock: Clock | None = None,
-                 poll_s: float = 1.0, int1_wired: bool | None = None) -> None:
+                 poll_s: float = 1.0, int1_wired: bool | None = None,
+                 burst_bytes: int = _I2C_DEV_MAX_MSG) -> None:
         self.bus, self.clock = bus, clock or SystemClock()
         self.poll_s = poll_s
+        self.burst_bytes = burst_bytes
         self.address, self.variant = identify(bus, addresses, chip, self.clock)
         self.chip_name, self.who_am_i = self.variant.name, self.variant.who_am_i
         self.odr_code = self.variant.odr_code(odr_hz)
@@ -182,7 +185,7 @@ class FifoReader:
         overrun = fifo.overrun(status)
         if self._pending_pattern is None:
             self._pending_pattern = fifo.pattern(status)
-        burst_words = _I2C_DEV_MAX_MSG // fifo.word_bytes
+        burst_words = max(1, min(self.burst_bytes, _I2C_DEV_MAX_MSG) // fifo.word_bytes)
         while level > 0:
             n = min(level, burst_words)
             self._pending += read_block(self.bus, self.address, fifo.data_out, n * fifo.word_bytes)
