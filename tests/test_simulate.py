@@ -100,8 +100,8 @@ def test_walking_is_rhythmic_near_two_steps_a_second(plmd):
 
 def test_plms_tilt_the_shin_2_to_25_degrees_at_10_to_150_dps():
     checked = 0
-    for scenario, seed in (("plmd", 3), ("faint", 2), ("severe", 5)):
-        night = simulate_night(scenario, seed, 0.3)
+    for scenario, seed in (("faint", 2), ("severe", 5)):
+        night = simulate_night(scenario, seed, 1.0)
         t, _, gyro = samples(night)
         dt = 1 / night.odr_hz
         for lm in night.truth["lms"]:
@@ -115,7 +115,7 @@ def test_plms_tilt_the_shin_2_to_25_degrees_at_10_to_150_dps():
             assert 9.0 <= np.max(np.abs(flex)) <= 160.0, lm
             assert 2.0 <= lm["tilt_deg"] <= 25.0 * 1.1 and 0.5 <= lm["duration_s"] <= 10.0
             checked += 1
-    assert checked >= 20
+    assert checked >= 40
 
 
 def test_the_emulator_motion_source_plays_the_same_night(plmd):

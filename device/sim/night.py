@@ -115,14 +115,14 @@ def make_path(
     return Path(start_s, tuple(knots), tuple(alpha), tuple(beta), lever_m=-0.3)
 
 
-def _peak_dps(ev, extra_s: float = 0.0) -> float:
-    """The largest angular rate of an event's flexion and twist, on a fine grid."""
-    t = np.linspace(ev.start_s, ev.end_s + extra_s, 2000)
+def _peak_dps(ev) -> float:
+    """The largest angular rate of an event's own rotation, on a 5-ms grid."""
+    t = np.arange(ev.start_s, ev.end_s + 0.005, 0.005)
     ch = ev.channels(t)
-    rate = np.zeros(len(t))
+    rate = np.zeros(len(t) - 1)
     for name in ("alpha", "beta", "theta", "phi"):
         if name in ch:
-            rate = rate + np.gradient(ch[name], t) ** 2
+            rate = rate + (np.diff(ch[name]) / 0.005) ** 2
     return float(np.degrees(np.sqrt(rate.max())))
 
 
@@ -323,24 +323,36 @@ def _plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan
 
     asleep_s = window - sum(b - a for a, b in pl.wake)
 
-    # PLM series, denser early in the night (see Scenario.early_decline).
-    for series in range(rng.poisson(sc.series_per_hour * asleep_s / 3600.0)):
-        while True:
-            x = rng.uniform()
-            onset = lights_off + x * window
-            if rng.uniform(0, 1 + sc.early_decline) < 1 + sc.early_decline * (1 - 2 * x) and not _in_any(onset, pl.wake):
-                break
-        density = 1 + sc.early_decline * (1 - 2 * x)
+    # PLM series, one after another through the sleep: early in the night they come sooner and
+    # run longer (see Scenario.early_decline). The movements of one series are stereotyped: their
+    # size and rhythm vary around the series' own.
+    mean_len = (sc.series_len[0] + sc.series_len[1]) / 2
+    mean_pause_s = 3600.0 / sc.series_per_hour - mean_len * sc.imi_median_s if sc.series_per_hour else np.inf
+    cursor, series = lights_off, 0
+    while True:
+        density = 1 + sc.early_decline * (1 - 2 * (cursor - lights_off) / window)
+        cursor += rng.exponential(max(60.0, mean_pause_s) / density)
+        for a, b in pl.wake:
+            cursor = b if a <= cursor < b else cursor
+        if cursor >= lights_on:
+            break
+        size = _loguniform(rng, *sc.flex_deg)
+        flex_deg = (max(sc.flex_deg[0], 0.7 * size), min(sc.flex_deg[1], 1.4 * size))
+        imi_median = sc.imi_median_s * rng.lognormal(0.0, sc.imi_sigma / 2)
+        onset = cursor
         for _ in range(max(4, round(rng.integers(sc.series_len[0], sc.series_len[1] + 1) * density))):
-            ev = make_flexion(rng, onset, sc.flex_deg)
-            if ev.end_s > lights_on or _in_any(onset, pl.wake) or not pl.busy.free(onset - 1, ev.end_s + 1):
+            ev = make_flexion(rng, onset, flex_deg)
+            if ev.end_s > lights_on or _in_any(onset, pl.wake):
                 break
-            pl.add_flexion(ev, "plm", series, wake=False)
+            if pl.busy.free(onset - 1, ev.end_s + 1):  # else a turn or a gap took this beat's place
+                pl.add_flexion(ev, "plm", series, wake=False)
+            cursor = ev.end_s
             if rng.random() < sc.short_imi_p:
                 imi = rng.uniform(4.0, 9.5)
             else:
-                imi = float(np.clip(rng.lognormal(np.log(sc.imi_median_s), sc.imi_sigma), 10.5, 85.0))
+                imi = float(np.clip(rng.lognormal(np.log(imi_median), sc.imi_sigma / 2), 10.5, 85.0))
             onset += max(imi, ev.end_s - ev.start_s + 2.0)
+        series += 1
 
     for _ in range(rng.poisson(sc.isolated_per_hour * asleep_s / 3600.0)):
         ev = make_flexion(rng, 0.0, sc.flex_deg)

@@ -11,7 +11,7 @@ class Scenario:
     """What one kind of night contains. Ranges are (low, high), drawn per night or per event."""
 
     description: str
-    # PLM series: how many start per hour of sleep, how many LMs each, and their IMIs.
+    # PLM series: how many an hour of sleep on average, how many LMs each, and their IMIs.
     series_per_hour: float
     series_len: tuple[int, int]
     # Lognormal IMI around a median: Coleman 1980 and Ferri et al. (Sleep 2006) put most PLMS IMIs at
@@ -63,7 +63,7 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "severe": Scenario(
         description="severe PLMD: long series most of the night (PLMI well over 50/h)",
-        series_per_hour=3.5, series_len=(25, 120), imi_median_s=22.0, imi_sigma=0.25, short_imi_p=0.03,
+        series_per_hour=2.0, series_len=(20, 80), imi_median_s=22.0, imi_sigma=0.25, short_imi_p=0.03,
         early_decline=0.4, isolated_per_hour=6.0, flex_deg=(3.0, 25.0),
         sleep_latency_min=(15.0, 30.0), awakenings_per_hour=0.6, restless_per_wake_hour=20.0,
         twitches_per_hour=15.0, turns_per_hour=1.5, partner_per_hour=1.0, cable_per_hour=0.5,
