@@ -284,7 +284,7 @@ def hourly(lms: Sequence[_LM], duration_s: float, recording_start: datetime | No
         first_s = 3600.0 - into_hour_s
     bounds = [0.0]
     edge = first_s
-    while edge < duration_s:
+    while edge < duration_s - 1.0:  # no sliver of an hour for the last sample's few milliseconds
         bounds.append(edge)
         edge += 3600.0
     bounds.append(duration_s)
