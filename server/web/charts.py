@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator  # noqa: E402
 
@@ -108,12 +109,12 @@ def night_timeline_svg(
     ``in_bed`` and ``gaps`` are ``{start_s, end_s}``; ``markers`` are ``{t_s, kind}``.
     """
     with matplotlib.rc_context(_RC):
-        fig, ax = _figure(10, 3.2)
+        fig, ax = _figure(9, 3.0)
         hours = max(duration_s, 1.0) / 3600.0
         top_s = 12.0
         for span in in_bed:
-            ax.axvspan(span["start_s"] / 3600, span["end_s"] / 3600, ymin=0, ymax=0.06,
-                       color=MEAN_COLOUR, alpha=0.55, lw=0)
+            ax.axvspan(span["start_s"] / 3600, span["end_s"] / 3600, ymin=0, ymax=0.025,
+                       color=MEAN_COLOUR, alpha=0.4, lw=0)
             ax.axvspan(span["start_s"] / 3600, span["end_s"] / 3600, color=IN_BED_FILL, alpha=0.45, lw=0)
         for gap in gaps:
             ax.axvspan(gap["start_s"] / 3600, gap["end_s"] / 3600, facecolor="none",
@@ -144,15 +145,13 @@ def night_timeline_svg(
         ax.set_ylabel("LM duration (s)")
         ax.xaxis.set_major_locator(FixedLocator(_hour_ticks(hours, recording_start)))
         ax.xaxis.set_major_formatter(_clock_formatter(recording_start))
-        if lm_events:
-            fig.legend(loc="outside upper right", frameon=False, ncols=2, fontsize=9)
         return _to_svg(fig, "Timeline of leg movements; periodic ones highlighted")
 
 
 def hourly_svg(hourly: Sequence[dict]) -> str:
     """LMs and PLMs per clock hour, side by side."""
     with matplotlib.rc_context(_RC):
-        fig, ax = _figure(6, 2.8)
+        fig, ax = _figure(4.8, 3.0)
         xs = list(range(len(hourly)))
         ax.bar([x - 0.2 for x in xs], [h["lm_count"] for h in hourly], width=0.4, color=LM_COLOUR,
                label="LMs")
@@ -172,7 +171,7 @@ def hourly_svg(hourly: Sequence[dict]) -> str:
 def imi_histogram_svg(imi_histogram: dict) -> str:
     """Inter-movement intervals in 2-s bins, with the 10 s and 90 s bounds of a PLM series."""
     with matplotlib.rc_context(_RC):
-        fig, ax = _figure(6, 2.8)
+        fig, ax = _figure(4.8, 3.0)
         width = float(imi_histogram.get("bin_width_s", 2))
         counts = imi_histogram.get("counts", [])
         ax.bar([i * width for i in range(len(counts))], counts, width=width * 0.9, align="edge",
@@ -182,7 +181,7 @@ def imi_histogram_svg(imi_histogram: dict) -> str:
             ax.text(bound, 1.0, f" {bound:g} s", color=PLM_COLOUR, fontsize=9,
                     transform=ax.get_xaxis_transform(), va="top")
         ax.set_xlim(0, max(IMI_MAX_S + 4, len(counts) * width))
-        ax.set_xlabel(f"interval between movement onsets (s); above 90 s: "
+        ax.set_xlabel(f"onset-to-onset interval (s); above 90 s: "
                       f"{imi_histogram.get('above_90_s', 0)}")
         ax.set_ylabel("count")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -241,6 +240,9 @@ def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, 
             ax.set_ylim(0, top)
             span = (xs[-1] - xs[0]).days if len(xs) > 1 else 0
             ax.set_xlim(xs[0] - timedelta(days=1), xs[-1] + timedelta(days=max(1, span // 40)))
+            locator = AutoDateLocator(maxticks=10)
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
             fig.legend(loc="outside upper right", frameon=False, fontsize=9, ncols=3)
         else:
             ax.text(0.5, 0.5, "no nights yet", transform=ax.transAxes, ha="center", color=MUTED)

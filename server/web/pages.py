@@ -37,6 +37,14 @@ STANDING_CAVEATS = (
 )
 
 
+def night_caveats(from_device: list[str]) -> list[str]:
+    """The device's caveats, plus each standing caveat that the device did not already state."""
+    text = " ".join(from_device).lower()
+    topics = (("respirat",), ("per hour in bed", "hour in bed"))
+    return list(from_device) + [caveat for caveat, words in zip(STANDING_CAVEATS, topics)
+                                if not any(w in text for w in words)]
+
+
 def install_filters(templates: Jinja2Templates, clinic_tz: tzinfo | None) -> None:
     """Register the formatting filters the templates use."""
     env = templates.env
@@ -198,14 +206,13 @@ def night_page(request: Request, night: date, device_id: str = DeviceId,
     """One night: timeline, hourly counts, IMI histogram, the LM table and the caveats."""
     found = _night_or_404(db, device_id, night)
     summary = found["summary"]
-    caveats = list(summary.get("caveats", []))
+    caveats = night_caveats(summary.get("caveats", []))
     start = _recording_start(summary)
     lms = [dict(lm, clock=(start + timedelta(seconds=lm["onset_s"])).strftime("%H:%M:%S")
                 if start else None) for lm in summary["lm_events"]]
     return _render(request, "night.html", {
         "device_id": device_id, "night": night, "s": summary, "found": found, "lms": lms,
-        "charts": _night_charts(request, found), "caveats": caveats,
-        "standing_caveats": STANDING_CAVEATS, "recording_start": start,
+        "charts": _night_charts(request, found), "caveats": caveats, "recording_start": start,
         "coverage": (summary["coverage"]["recorded_s"] / summary["duration_s"]
                      if summary["duration_s"] else None),
     })

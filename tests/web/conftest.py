@@ -53,25 +53,35 @@ class Seeded:
     last_night: date
 
 
-def seed_db(path: Path) -> Seeded:
-    """A clinic database: three assigned devices, one unassigned, nights through `ingest`."""
+# P-0001's PLM index: about 30/h, then ropinirole 12 nights before the last brings it down, and
+# it creeps back up above 15/h (what an augmentation looks like on the trend).
+_P1_PLMI = [31, 24, 36, 28, 33, 22, 38, 30, 27, 34, 29, 25, 35, 31, 26, 33, 30,
+            12, 9, 7, 10, 8, 11, 9, 13, 12, 15, 14, 17, 19]
+
+
+def seed_db(path: Path, now: datetime = NOW) -> Seeded:
+    """A clinic database: three assigned devices, one unassigned, nights through `ingest`, as it
+    stands on the morning of ``now``."""
     db = open_db(path)
-    last = NOW.date() - timedelta(days=1)
+    last = now.date() - timedelta(days=1)
     for i in range(30):
         night = last - timedelta(days=29 - i)
-        seed.store(db, seed.make_night("dev-a", night, 6 + i * 0.8), received_at=NOW)
+        seed.store(db, seed.make_night("dev-a", night, _P1_PLMI[i]), received_at=now)
     for i in range(5):
-        seed.store(db, seed.make_night("dev-b", last - timedelta(days=4 - i), 2.0), received_at=NOW)
-    seed.store(db, seed.make_night("dev-c", last - timedelta(days=5), 30.0), received_at=NOW)
-    seed.store(db, seed.make_night("dev-new", last, 8.0), received_at=NOW)
-    seed.set_status(db, "dev-a", "online", NOW)
-    seed.set_status(db, "dev-c", "offline", NOW - timedelta(days=5))
+        seed.store(db, seed.make_night("dev-b", last - timedelta(days=4 - i), 2.0), received_at=now)
+    seed.store(db, seed.make_night("dev-c", last - timedelta(days=5), 30.0),
+               received_at=now - timedelta(days=5))
+    seed.store(db, seed.make_night("dev-new", last, 8.0), received_at=now)
+    seed.set_status(db, "dev-a", "online", now)
+    seed.set_status(db, "dev-c", "offline", now - timedelta(days=5))
     from server.web import queries
 
-    a = queries.assign_device(db, "dev-a", "P-0001", NOW.isoformat())
-    b = queries.assign_device(db, "dev-b", "P-0002", NOW.isoformat())
-    queries.assign_device(db, "dev-c", "P-0003", NOW.isoformat())
-    auth.set_password(db, USER, PASSWORD, NOW, replace=False)
+    a = queries.assign_device(db, "dev-a", "P-0001", now.isoformat())
+    b = queries.assign_device(db, "dev-b", "P-0002", now.isoformat())
+    queries.assign_device(db, "dev-c", "P-0003", now.isoformat())
+    queries.add_note(db, a, last - timedelta(days=12), "ropinirole 0.25 mg started", USER,
+                     now.isoformat())
+    auth.set_password(db, USER, PASSWORD, now, replace=False)
     db.conn.close()
     return Seeded(path, a, b, "dev-c", "dev-new", last)
 

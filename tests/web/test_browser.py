@@ -1,0 +1,150 @@
+"""A real browser against a real server: Debian's headless Chromium drives `rlsmon-server web`.
+
+It logs in, opens the patients list, a night and a trend, checks that the charts are there as SVG,
+and saves screenshots (set RLSMON_SCREENSHOTS=dir to keep them, e.g. docs/screenshots).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.web.conftest import PASSWORD, USER, seed_db
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until_serving(url: str, server: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """Poll until the server answers (bounded), failing early if it exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"server exited with {server.returncode}: {server.stderr.read()}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)  # a poll interval, not a guess at how long startup takes
+    raise AssertionError("server did not start")
+
+
+@pytest.fixture
+def server(tmp_path):
+    """`rlsmon-server web` on a free loopback port, on a database seeded as of this morning."""
+    seeded = seed_db(tmp_path / "server.db", now=datetime.now(timezone.utc))
+    config = tmp_path / "server.toml"
+    config.write_text(f'[database]\npath = "{seeded.path}"\n')
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("rlsmon-server")), "web", "--config", str(config), "--host", "127.0.0.1",
+         "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_serving(base + "/login", proc)
+        yield base, seeded
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium from Debian (never a downloaded build)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("chromium is missing: `make system-deps` installs it from apt")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run", "--disable-sync"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _shots_dir(tmp_path: Path) -> Path:
+    keep = os.environ.get("RLSMON_SCREENSHOTS")
+    path = Path(keep) if keep else tmp_path / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, {"width": 820, "height": 1180}],
+                         ids=["laptop", "tablet"])
+def test_staff_log_in_and_read_patients_night_and_trend(server, browser, tmp_path, viewport):
+    base, seeded = server
+    shots = _shots_dir(tmp_path)
+    name = "laptop" if viewport["width"] > 1000 else "tablet"
+    page = browser.new_page(viewport=viewport)
+    page.set_default_timeout(30_000)
+    # Nothing may come from outside this server (no CDN): record every request's origin.
+    origins: set[str] = set()
+    page.on("request", lambda r: origins.add(r.url.split("/")[2]))
+
+    page.goto(base + "/")
+    assert page.url.startswith(base + "/login")
+    page.fill("input[name=username]", USER)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + "/")
+
+    # The patients list: flags, severity bands, the device that stopped reporting, unassigned.
+    assert page.locator("table.patients tbody tr").count() == 3
+    assert page.locator("text=P-0001").first.is_visible()
+    assert page.locator(".flag").count() >= 1
+    assert page.locator(".attention").get_by_text("P-0003").is_visible()
+    assert page.locator("form.assign input[name=pseudonym]").count() == 1
+    page.screenshot(path=str(shots / f"patients-{name}.png"), full_page=True)
+
+    # A night, reached by clicking like a user would.
+    page.locator("table.patients a", has_text=str(seeded.last_night)).first.click()
+    page.wait_for_url(f"**/nights/{seeded.last_night}")
+    charts = page.locator("figure.svg svg")
+    assert charts.count() == 3
+    for i in range(3):
+        box = charts.nth(i).bounding_box()
+        assert box and box["width"] > 200 and box["height"] > 80  # drawn, not empty
+    assert page.locator("svg title", has_text="Timeline").count() == 1
+    assert page.locator("svg title", has_text="inter-movement").count() == 1
+    assert page.locator("table.lms tbody tr.plm").count() > 0
+    assert page.get_by_text("Respiratory-related leg movements are not excluded").first.is_visible()
+    page.screenshot(path=str(shots / f"night-{name}.png"), full_page=True)
+
+    # The trend, with the treatment note drawn on the chart.
+    page.locator(".crumbs a", has_text="P-0001").click()
+    page.wait_for_url(f"**/patients/{seeded.flagged_patient}")
+    trend = page.locator("figure.svg svg")
+    assert trend.count() == 1
+    assert trend.locator("text", has_text="ropinirole 0.25 mg started").count() >= 1
+    page.screenshot(path=str(shots / f"trend-{name}.png"), full_page=True)
+
+    # A note added through the form appears on the chart.
+    page.fill("input[name=text]", "iron supplement started")
+    page.click(".note-form button[type=submit]")
+    page.wait_for_url(f"**/patients/{seeded.flagged_patient}#notes")
+    assert page.locator("figure.svg svg text", has_text="iron supplement started").count() >= 1
+
+    assert origins == {base.split("/")[2]}, origins
+    page.close()
