@@ -231,14 +231,16 @@ TAGGED_FIFO = FifoFormat(
     status_bytes=2, diff_high_mask=0x03, wtm_flag=0x80, ovr_flag=0x40, wtm_reg=0x07,
     wtm_high_mask=0x01, wtm_unit_words=1)
 # LSM6DS3TR-C: 4 kbyte FIFO = 2048 words; FTH[10:0] and DIFF_FIFO[10:0]; FIFO_STATUS2 WaterM 7,
-# OVER_RUN 6, FIFO_FULL_SMART 5, FIFO_EMPTY 4 (DS12124 §10).
+# OVER_RUN 6, FIFO_FULL_SMART 5, FIFO_EMPTY 4 (DS12124 §10). We model the 2047 words the 11-bit
+# DIFF_FIFO can count, so a full FIFO never reads as empty.
 PATTERN_FIFO_4K = FifoFormat(
-    kind="pattern", capacity_words=2048, data_out=0x3E, word_bytes=2, words_per_sample=6,
+    kind="pattern", capacity_words=2047, data_out=0x3E, word_bytes=2, words_per_sample=6,
     status_bytes=4, diff_high_mask=0x07, wtm_flag=0x80, ovr_flag=0x40, wtm_reg=0x06,
     wtm_high_mask=0x07, wtm_unit_words=1)
-# LSM6DS33: 8 kbyte FIFO = 4096 words, FTH[11:0] and DIFF_FIFO[11:0] (DocID025541 §9).
+# LSM6DS33: 8 kbyte FIFO = 4096 words, FTH[11:0] and DIFF_FIFO[11:0] (DocID025541 §9); 4095 of them
+# modelled, as above.
 PATTERN_FIFO_8K = FifoFormat(
-    kind="pattern", capacity_words=4096, data_out=0x3E, word_bytes=2, words_per_sample=6,
+    kind="pattern", capacity_words=4095, data_out=0x3E, word_bytes=2, words_per_sample=6,
     status_bytes=4, diff_high_mask=0x0F, wtm_flag=0x80, ovr_flag=0x40, wtm_reg=0x06,
     wtm_high_mask=0x0F, wtm_unit_words=1)
 
