@@ -152,7 +152,12 @@ def test_every_scenario_runs_and_its_truth_is_consistent(scenario):
     night = simulate_night(scenario, 1, 0.25)
     t, accel, gyro = samples(night)
     assert len(t) > 0 and np.all(np.isfinite(accel)) and np.all(np.isfinite(gyro))
-    truth = night.truth
+    check_truth(night.truth)
+    for seed in range(2):  # whole nights, planned only: no samples are generated
+        check_truth(simulate_night(scenario, seed, 9.0).truth)
+
+
+def check_truth(truth: dict) -> None:
     assert 0 < truth["lights_off_s"] < truth["lights_on_s"] < truth["duration_s"]
     lms = truth["lms"]
     for prev, lm in zip(lms, lms[1:]):
@@ -162,14 +167,29 @@ def test_every_scenario_runs_and_its_truth_is_consistent(scenario):
         assert lm["leg"] == 0 and lm["kind"] in ("plm", "isolated", "restless", "turn")
         assert lm["wake"] == (lm["kind"] == "restless")
         assert lm["clm"] == (lm["duration_s"] <= 10.0)
+        assert lm["peak_dps"] >= 9.5 and lm["tilt_deg"] >= 2.0, lm
     for c in truth["confounders"]:
         assert c["start_s"] < c["end_s"]
-    for c in truth["confounders"]:
         if c["kind"] == "twitch":
             assert c["end_s"] - c["start_s"] < 0.5
         if c["kind"] == "turn":
             assert c["end_s"] - c["start_s"] > 10.0
     json.dumps(truth)
+
+
+def test_truth_carries_the_reference_figures_scored_from_the_true_lms():
+    truth = simulate_night("severe", 4, 2.0).truth
+    ref = truth["reference"]
+    assert ref["rules"] == "WASM2016"
+    assert ref["lm_count"] == len(truth["lms"])
+    plms = [m for m in truth["lms"] if m["kind"] == "plm"]
+    assert ref["plm_count"] >= 0.7 * len(plms) > 20
+    assert ref["plm_index"] > 15.0 and ref["time_in_bed_s"] > 0
+    lying = sum(p["end_s"] - p["start_s"] for p in truth["postures"] if p["posture"] == "lying")
+    in_bed = sum(i["end_s"] - i["start_s"] for i in truth["in_bed"])
+    assert 0 < in_bed <= lying
+    assert in_bed <= truth["lights_on_s"] - truth["lights_off_s"]
+    assert ref["coverage"]["gaps"] == []
 
 
 def test_truth_lists_lms_and_every_kind_of_confounder():

@@ -100,12 +100,9 @@ def _postures(plan: Plan) -> list[dict]:
 
 def _reference(truth: dict) -> dict:
     """In-bed spans and the night summary core, scored by our own rules from the true LMs."""
-    try:
-        from device.detect.bed import in_bed_intervals
-        from device.detect.scoring import score_night
-    except ImportError:  # TEMPORARY until the scoring rules land
-        return {"in_bed": [], "reference": None}
+    from device.detect.bed import in_bed_intervals
     from device.detect.events import Interval, LegMovement, PostureSegment
+    from device.detect.scoring import score_night
 
     postures = [PostureSegment(p["start_s"], p["end_s"], p["posture"]) for p in truth["postures"]]
     markers = [(t, m) for t, m in truth["markers"]]

@@ -104,15 +104,30 @@ def make_path(
     """An irregular movement: knots every `step_s`, alternating high and low flexion, so it never
     rests for long; it starts and ends at rest."""
     knots, alpha, beta = [0.0], [0.0], [0.0]
-    high = True
-    while knots[-1] < dur_s - step_s[0]:
-        knots.append(knots[-1] + rng.uniform(*step_s))
+    t, high = 0.0, True
+    while True:
+        t += rng.uniform(*step_s)
+        if t > dur_s - step_s[0]:
+            break
+        knots.append(t)
         alpha.append(-np.radians(rng.uniform(*(hi_deg if high else lo_deg))))
         beta.append(np.radians(rng.uniform(-twist_deg, twist_deg)))
         high = not high
-    knots[-1] = dur_s
-    alpha[-1] = beta[-1] = 0.0
+    if len(knots) == 1:  # too short for the rhythm: one swing out and back
+        knots.append(dur_s / 2)
+        alpha.append(-np.radians(rng.uniform(*hi_deg)))
+        beta.append(0.0)
+    elif high:  # end on a high knot, so the movement lasts until the final release
+        del knots[-1], alpha[-1], beta[-1]
+    knots.append(dur_s)
+    alpha.append(0.0)
+    beta.append(0.0)
     return Path(start_s, tuple(knots), tuple(alpha), tuple(beta), lever_m=-0.3)
+
+
+def _tilt_deg(path: Path) -> float:
+    """The largest flexion of a path."""
+    return float(np.degrees(np.max(np.abs(path.alpha_rad))))
 
 
 def _peak_dps(ev) -> float:
@@ -221,7 +236,7 @@ class _Planner:
                                  "from": current, "to": name})
         # A technologist scores the leg EMG of a turn as one LM > 10 s: not a CLM, and it breaks a
         # series (WASM 2016, Ferri et al., Sleep Med 2016).
-        self.lms.append(self._lm(t0, t0 + dur_s, "turn", peak, 0.0, wake=False))
+        self.lms.append(self._lm(t0, t0 + dur_s, "turn", peak, _tilt_deg(wiggle), wake=False))
 
     def bathroom(self, t0: float) -> float:
         """Out of bed: sit up, walk out, stay, walk back, lie down. Returns the end time."""
@@ -370,7 +385,7 @@ def _plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan
             ev = make_path(rng, t, dur, (8.0, 30.0), (0.0, 5.0), 12.0, (0.35, 1.2))
             pl.plan.events.append(ev)
             pl.busy.take(t - 1.0, ev.end_s + 1.0)
-            pl.lms.append(pl._lm(t, ev.end_s, "restless", _peak_dps(ev), 0.0, wake=True))
+            pl.lms.append(pl._lm(t, ev.end_s, "restless", _peak_dps(ev), _tilt_deg(ev), wake=True))
 
     # Confounders that are not LMs.
     for _ in range(rng.poisson(sc.twitches_per_hour * window / 3600.0)):
