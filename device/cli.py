@@ -38,12 +38,20 @@ def simulate(scenario: str, seed: int, hours: float, odr_hz: float, out_csv: str
 
         rlsmon-device simulate --scenario plmd --seed 1 --hours 8 --out night.csv --truth night.json
     """
+    import os
+
     from device.sim import SCENARIOS, simulate_night, write_night
 
     if scenario not in SCENARIOS:
         raise click.BadParameter(f"{scenario!r}; choose one of {', '.join(SCENARIOS)}", param_hint="--scenario")
+    for hint, path in (("--out", out_csv), ("--truth", truth_json)):
+        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise click.BadParameter(f"{path}: no such directory", param_hint=hint)
     night = simulate_night(scenario, seed, hours, odr_hz)
-    write_night(night, out_csv, truth_json)
+    try:
+        write_night(night, out_csv, truth_json)
+    except OSError as e:
+        raise click.ClickException(f"cannot write {e.filename}: {e.strerror}") from e
     lms = night.truth["lms"]
     click.echo(f"{scenario} seed {seed}: {hours:g} h at {odr_hz:g} Hz, {len(lms)} true LMs, "
                f"{len(night.truth['confounders'])} confounders -> {out_csv}, {truth_json}")

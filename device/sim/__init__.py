@@ -23,11 +23,15 @@ What each event looks like to the sensor (for tuning the detector):
   the hinge axis is vertical, so gravity barely changes and only the gyro sees it. A lever-arm
   acceleration (sensor 5-12 cm from a heel pivot or 25-40 cm from the knee) adds up to a few
   hundred mg. Truth onset = start of the flex, offset = end of the release.
-- PLM series: IMIs lognormal around 22-28 s (10.5-85 s), a few < 10 s (they break WASM series);
-  series start more often early in the night. Truth `series` numbers the intended series; whether an
-  LM is periodic is for the rules (truth `reference`).
+- PLM series: one after another through the sleep, with pauses between them; early in the night
+  the pauses are shorter and the series longer. Within a series the LMs are stereotyped (size within
+  0.7-1.4x the series' own) and the IMIs lognormal around the series' own median (22-28 s typical,
+  clipped to 10.5-85 s); a few IMIs are < 10 s (they break WASM series). A turn or a gap that falls
+  on a beat takes its place. Truth `series` numbers the intended series; whether an LM is periodic
+  is for the rules (truth `reference`).
 - Restless movement while awake (kind `restless`, `wake: true`): 1-20 s of continuous irregular
-  flexing (8-30 deg swings every 0.35-1.2 s, gyro y 20-150 dps) with some roll; ~30% last > 10 s.
+  flexing (8-30 deg swings every 0.35-1.2 s, gyro y ~25-150 dps) with some roll, always ending on a
+  release; ~30% last > 10 s.
   These are true LMs: a technologist scores any movement meeting the amplitude and duration
   criteria, awake or asleep. Those > 10 s are LMs but not CLMs.
 - Turning over (confounder `turn`, also an LM of kind `turn`, > 10 s, `clm: false`): 10.5-20 s of
