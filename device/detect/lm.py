@@ -47,7 +47,7 @@ class LMParams:
     floor_history_s: float = 300.0
     # Held contraction: bursts at most this far apart, the first leaving the leg flexed by at least
     # hold_min_deg and the second bringing it at least half way back, are one LM.
-    max_hold_s: float = 8.0
+    max_hold_s: float = 10.0
     hold_min_deg: float = 1.0
     hold_return_frac: float = 0.5
     # Turning over: bursts at most turn_join_s apart are one movement once the leg has rolled by
