@@ -1,0 +1,150 @@
+"""The EDF+ export, read back by a parser written from the EDF+ specification (Kemp & Olivan 2003,
+edfplus.info/specs/edfplus.html), independent of the writer; and by pyedflib or MNE when one of
+them happens to be installed (neither is a dependency)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from server.web.edf import Annotation, write_annotations_edf
+from tests.web.seed import make_night
+
+TAL = re.compile(rb"([+-]\d+(?:\.\d+)?)(?:\x15(\d+(?:\.\d+)?))?\x14((?:[^\x00]*?\x14)*)\x00")
+
+
+def parse_edf_plus(data: bytes) -> dict:
+    """Header fields and TALs of an annotations-only EDF+ file, checking the spec's rules."""
+    def ascii_field(start: int, width: int) -> str:
+        raw = data[start:start + width]
+        assert all(32 <= b < 127 for b in raw), f"non-printable byte in header at {start}"
+        return raw.decode("ascii")
+
+    header = {
+        "version": ascii_field(0, 8), "patient": ascii_field(8, 80),
+        "recording": ascii_field(88, 80), "startdate": ascii_field(168, 8),
+        "starttime": ascii_field(176, 8), "header_bytes": int(ascii_field(184, 8)),
+        "reserved": ascii_field(192, 44), "n_records": int(ascii_field(236, 8)),
+        "record_s": float(ascii_field(244, 8)), "ns": int(ascii_field(252, 4)),
+    }
+    ns = header["ns"]
+    assert header["header_bytes"] == 256 * (ns + 1)
+    base = 256
+
+    def per_signal(width: int) -> list[str]:
+        nonlocal base
+        values = [ascii_field(base + i * width, width) for i in range(ns)]
+        base += ns * width
+        return values
+
+    signals = {name: per_signal(width) for name, width in (
+        ("label", 16), ("transducer", 80), ("dimension", 8), ("phys_min", 8), ("phys_max", 8),
+        ("dig_min", 8), ("dig_max", 8), ("prefilter", 80), ("samples", 8), ("reserved", 32))}
+    assert base == header["header_bytes"]
+    samples = [int(s) for s in signals["samples"]]
+    record_bytes = 2 * sum(samples)
+    body = data[header["header_bytes"]:]
+    assert len(body) == header["n_records"] * record_bytes, "file size disagrees with the header"
+    records = []
+    for k in range(header["n_records"]):
+        raw = body[k * record_bytes:(k + 1) * record_bytes]
+        tals = []
+        pos = 0
+        while pos < len(raw) and raw[pos] != 0:
+            m = TAL.match(raw, pos)
+            assert m, f"record {k}: malformed TAL at byte {pos}: {raw[pos:pos + 40]!r}"
+            texts = [t.decode("utf-8") for t in m.group(3).split(b"\x14")[:-1]]
+            tals.append((float(m.group(1)), float(m.group(2)) if m.group(2) else None, texts))
+            pos = m.end()
+        assert not raw[pos:].strip(b"\x00"), f"record {k}: bytes after the last TAL"
+        records.append(tals)
+    return {"header": header, "signals": signals, "records": records}
+
+
+def test_an_edf_plus_annotation_file_follows_the_spec():
+    start = datetime(2026, 11, 20, 22, 30, 5, 250_000)
+    notes = [Annotation(12.5, 2.25, "LM"), Annotation(40.0, 1.5, "PLM"),
+             Annotation(3600.0, None, "Lights on"), Annotation(65.0, 3.0, "PLM bilateral")]
+    parsed = parse_edf_plus(write_annotations_edf(notes, start, 3700.0, "P 0001", "rlsmon dev-a"))
+    h = parsed["header"]
+    assert h["version"] == "0       "
+    assert h["reserved"].startswith("EDF+C")
+    assert h["startdate"] == "20.11.26" and h["starttime"] == "22.30.05"
+    # EDF+ subfields: patient "code sex birthdate name", recording "Startdate dd-MMM-yyyy ...".
+    assert h["patient"].split() == ["P_0001", "X", "X", "X"]
+    assert h["recording"].split()[:2] == ["Startdate", "20-NOV-2026"]
+    assert h["recording"].split()[4] == "rlsmon_dev-a"
+    assert h["ns"] == 1 and parsed["signals"]["label"] == ["EDF Annotations "]
+    s = parsed["signals"]
+    assert int(s["dig_min"][0]) == -32768 and int(s["dig_max"][0]) == 32767
+    assert float(s["phys_min"][0]) != float(s["phys_max"][0])
+    assert h["n_records"] == 62  # ceil((3700 + 0.25) / 60)
+    frac = 0.25
+    found = []
+    for k, tals in enumerate(parsed["records"]):
+        onset, duration, texts = tals[0]
+        # The first TAL of each record keeps time: its start, and an empty annotation.
+        assert onset == pytest.approx(k * h["record_s"] + frac) and duration is None
+        assert texts == [""]
+        for onset, duration, texts in tals[1:]:
+            assert k * h["record_s"] <= onset < (k + 1) * h["record_s"] + frac
+            found.append((onset - frac, duration, texts[0]))
+    assert found == [(12.5, 2.25, "LM"), (40.0, 1.5, "PLM"), (65.0, 3.0, "PLM bilateral"),
+                     (3600.0, None, "Lights on")]
+
+
+def test_a_nights_export_holds_every_lm_and_plm(staff, seeded):
+    night = seeded.last_night
+    response = staff.get(f"/devices/dev-a/nights/{night}/annotations.edf")
+    assert response.status_code == 200
+    assert response.headers["content-disposition"] == f'attachment; filename="dev-a_{night}.edf"'
+    parsed = parse_edf_plus(response.content)
+    summary = make_night("dev-a", night, 19)  # the seed is deterministic: the same night
+    texts = [t for tals in parsed["records"] for _, _, ts in tals[1:] for t in ts]
+    lms = summary["lm_events"]
+    assert sum(t.startswith("PLM") and "series" not in t for t in texts) == summary["plm_count"]
+    assert sum(t.startswith("LM") for t in texts) == len(lms) - summary["plm_count"]
+    assert sum(t.startswith("PLM series") for t in texts) == summary["plm_series_count"]
+    assert texts.count("Lights off") == 1 and texts.count("Lights on") == 1
+    assert texts.count("In bed") == 1 and texts.count("Recording gap") == 1
+    # Times are relative to the recording's wall-clock start in its own zone.
+    start = datetime.fromisoformat(summary["recording_start"]).astimezone(ZoneInfo("Europe/Berlin"))
+    h = parsed["header"]
+    assert h["starttime"] == start.strftime("%H.%M.%S")
+    assert h["patient"].split()[0] == "P-0001"
+    onsets = sorted(o for tals in parsed["records"] for o, _, ts in tals[1:] if ts[0] in ("LM", "PLM"))
+    assert onsets[0] == pytest.approx(lms[0]["onset_s"], abs=1e-3)
+
+
+def test_the_export_opens_in_pyedflib_or_mne_when_installed(tmp_path, staff, seeded):
+    response = staff.get(f"/devices/dev-a/nights/{seeded.last_night}/annotations.edf")
+    path = tmp_path / "night.edf"
+    path.write_bytes(response.content)
+    try:
+        import pyedflib
+    except ImportError:
+        pyedflib = None
+    if pyedflib is not None:
+        with pyedflib.EdfReader(str(path)) as f:
+            onsets, _, texts = f.readAnnotations()
+            assert "PLM" in set(texts)
+        return
+    mne = pytest.importorskip("mne", reason="neither pyedflib nor mne is installed")
+    annotations = mne.read_annotations(path)
+    assert "PLM" in set(annotations.description)
+
+
+def test_unknown_nights_are_404(staff):
+    assert staff.get(f"/devices/dev-a/nights/{date(2001, 1, 1)}/annotations.edf").status_code == 404
+    assert staff.get("/devices/dev-a/nights/not-a-date/annotations.edf").status_code == 422
+
+
+def test_record_size_grows_with_the_busiest_minute():
+    busy = [Annotation(i * 0.5, 0.5, "LM") for i in range(100)]
+    parsed = parse_edf_plus(write_annotations_edf(busy, datetime(2026, 1, 1, 23, 0), 120.0,
+                                                  "P-1", "x"))
+    assert sum(len(t) - 1 for t in parsed["records"]) == 100
+    assert timedelta(seconds=parsed["header"]["record_s"]) == timedelta(minutes=1)

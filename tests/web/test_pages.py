@@ -1,0 +1,174 @@
+"""What staff see: the patients list, a night, a trend, the forms and the exports."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+
+from server.db import open_db
+from tests.web import seed
+from tests.web.conftest import NOW, csrf_of, log_in
+
+
+def _row(html: str, text: str) -> str:
+    """The table row of the patients list that mentions ``text``."""
+    rows = re.findall(r"<tr[^>]*>.*?</tr>", html, re.S)
+    hits = [r for r in rows if text in r]
+    assert hits, f"no row with {text}"
+    return hits[0]
+
+
+def test_the_patients_list_shows_last_nights_flags_and_silence(staff, seeded):
+    html = staff.get("/").text
+    p1 = _row(html, "P-0001")
+    assert "19.0" in p1 and "band-mild" in p1 and "&gt; 15/h" in p1
+    assert "99 %" in p1  # 7 min gap in an 8 h recording
+    assert "online" in p1
+    p2 = _row(html, "P-0002")
+    assert "band-normal" in p2 and "&gt; 15/h" not in p2
+    # dev-c last reported 5 nights ago: listed as not reporting, and marked in its row.
+    attention = html.split('class="card attention"')[1].split("</section>")[0]
+    assert "P-0003" in attention and "5 missed" in attention
+    assert "P-0001" not in attention
+    assert "5 missed" in _row(html, "P-0003") and "offline" in _row(html, "P-0003")
+    # The unassigned device has an assign form, and is not among the patients.
+    unassigned = html.split('id="unassigned-h"')[1]
+    assert "dev-new" in unassigned and 'action="/devices/dev-new/assign"' in unassigned
+
+
+def test_a_device_silent_for_one_night_is_not_flagged(client, seeded, clock):
+    clock.advance(timedelta(days=1))  # the morning after: last night's summary is missing
+    log_in(client)
+    html = client.get("/").text
+    assert "P-0001" not in html.split('class="card attention"')[1].split("</section>")[0]
+    clock.advance(timedelta(days=1))  # two nights missing now (and a new shift: log in again)
+    log_in(client)
+    html = client.get("/").text
+    assert "P-0001" in html.split('class="card attention"')[1].split("</section>")[0]
+
+
+def test_search_flag_filter_and_paging(staff):
+    assert "P-0002" not in staff.get("/?q=0001").text.split("<tbody>")[1].split("</tbody>")[0]
+    flagged = staff.get("/?flagged=true").text.split("<tbody>")[1].split("</tbody>")[0]
+    assert "P-0001" in flagged and "P-0003" in flagged and "P-0002" not in flagged
+    assert staff.get("/?q=%25").status_code == 200  # LIKE wildcards are literal
+    assert "No patients match" in staff.get("/?q=%25").text
+    assert staff.get("/?page=0").status_code == 422
+
+
+def test_assigning_a_device_creates_the_patient(staff):
+    token = csrf_of(staff.get("/").text)
+    response = staff.post("/devices/dev-new/assign", data={"pseudonym": "P-0042", "csrf_token": token},
+                          follow_redirects=False)
+    assert response.status_code == 303
+    trend = staff.get(response.headers["location"]).text
+    assert "P-0042" in trend and "dev-new" in trend
+    assert "dev-new" not in staff.get("/").text.split('id="unassigned-h"')[1]
+    bad = staff.post("/devices/dev-new/assign", data={"pseudonym": "   ", "csrf_token": token})
+    assert bad.status_code == 422
+    missing = staff.post("/devices/dev-zzz/assign", data={"pseudonym": "P-1", "csrf_token": token})
+    assert missing.status_code == 404
+
+
+def test_a_night_page_has_its_charts_table_and_caveats(staff, seeded):
+    summary = seed.make_night("dev-a", seeded.last_night, 19)
+    html = staff.get(f"/devices/dev-a/nights/{seeded.last_night}").text
+    assert html.count("<svg") == 3
+    assert "Timeline of leg movements" in html
+    assert "Leg movements and periodic leg movements per hour" in html
+    assert "Histogram of inter-movement intervals" in html
+    imi_chart = html.split('aria-label="Histogram of inter-movement intervals"')[1].split("</svg>")[0]
+    for bound in ("10 s", "90 s"):
+        assert bound in imi_chart
+    assert "lights off" in html and "lights on" in html
+    table = html.split('<table class="lms">')[1].split("</table>")[0]
+    assert table.count("<tr") - 1 == summary["lm_count"]
+    assert table.count('class="plm"') == summary["plm_count"]
+    assert "Respiratory-related leg movements are not excluded" in html
+    assert "per hour in bed" in html
+
+
+def test_standing_caveats_are_added_when_the_device_omits_them(staff, seeded):
+    night = seeded.last_night + timedelta(days=1)
+    summary = seed.make_night("dev-b", night, 3)
+    summary["caveats"] = []
+    db = open_db(seeded.path)
+    seed.store(db, summary)
+    db.conn.close()
+    html = staff.get(f"/devices/dev-b/nights/{night}").text
+    assert "Respiratory-related leg movements are not excluded" in html
+    assert "not per hour of sleep" in html
+
+
+def test_a_replaced_night_is_redrawn(staff, seeded):
+    night = seeded.last_night
+    first = staff.get(f"/devices/dev-b/nights/{night}").text
+    newer = seed.make_night("dev-b", night, 40.0, seed=1)
+    newer["generated_at"] = (NOW + timedelta(hours=1)).isoformat()
+    db = open_db(seeded.path)
+    seed.store(db, newer)
+    db.conn.close()
+    second = staff.get(f"/devices/dev-b/nights/{night}").text
+    assert first != second and "band-moderate" in second
+
+
+def test_the_trend_has_the_chart_notes_and_nights(staff, seeded):
+    html = staff.get(f"/patients/{seeded.flagged_patient}").text
+    assert html.count("<svg") == 1
+    chart = html.split("<svg")[1].split("</svg>")[0]
+    assert "ropinirole 0.25 mg started" in chart
+    assert "7-night mean" in chart and "7-night range" in chart
+    assert "Trotti" in html
+    assert html.count(f'href="/devices/dev-a/nights/') == 30
+
+
+def test_a_note_with_a_bad_date_or_no_text_is_refused(staff, seeded):
+    token = csrf_of(staff.get("/").text)
+    url = f"/patients/{seeded.flagged_patient}/notes"
+    assert staff.post(url, data={"on": "2026-13-01", "text": "x", "csrf_token": token}).status_code == 422
+    assert staff.post(url, data={"on": "2026-11-01", "text": "  ", "csrf_token": token}).status_code == 422
+    assert staff.post("/patients/999/notes", data={"on": "2026-11-01", "text": "x",
+                                                   "csrf_token": token}).status_code == 404
+
+
+def test_csv_exports(staff, seeded):
+    pid = seeded.flagged_patient
+    nights = list(csv.DictReader(io.StringIO(staff.get(f"/patients/{pid}/nights.csv").text)))
+    assert len(nights) == 30
+    assert nights[-1]["night"] == str(seeded.last_night) and round(float(nights[-1]["plm_index"])) == 19
+    response = staff.get(f"/patients/{pid}/lms.csv")
+    assert response.headers["content-type"].startswith("text/csv")
+    lms = list(csv.DictReader(io.StringIO(response.text)))
+    assert len(lms) == sum(int(n["lm_count"]) for n in nights)
+    last = [r for r in lms if r["night"] == str(seeded.last_night)]
+    assert sum(r["periodic"] == "1" for r in last) == int(nights[-1]["plm_count"])
+    assert staff.get(f"/patients/{pid}/other.csv").status_code == 422
+
+
+def test_json_exports(staff, seeded):
+    body = staff.get(f"/patients/{seeded.calm_patient}/nights.json").json()
+    assert body["patient"]["pseudonym"] == "P-0002" and len(body["nights"]) == 5
+    night = staff.get(f"/devices/dev-b/nights/{seeded.last_night}/summary.json").json()
+    assert night["schema"] == "rlsmon.night/1" and night["device_id"] == "dev-b"
+
+
+def test_unknown_things_are_404_pages(staff):
+    response = staff.get("/patients/424242", headers={"accept": "text/html"})
+    assert response.status_code == 404 and "Not found" in response.text
+    assert staff.get("/devices/dev-a/nights/2001-01-01").status_code == 404
+    assert staff.get("/devices/Bad_Id/nights/2001-01-01").status_code == 422
+
+
+def test_pages_send_protective_headers(staff):
+    response = staff.get("/")
+    assert response.headers["cache-control"] == "no-store"
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_api_docs_are_served_locally(staff):
+    html = staff.get("/docs").text
+    assert "/api/devices/{device_id}/nights/{night}" in html
+    assert not re.search(r'(src|href)="(https?:)?//', html)  # no CDN, no third party
