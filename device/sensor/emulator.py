@@ -252,7 +252,7 @@ class EmulatedChip:
             + [(s + d, "on") for s, d in self.faults.disconnects])
         self._powered = True
         self.int1 = False
-        self.resets = 0  # how many times the chip lost its config (for tests)
+        self.config_losses = 0  # scheduled resets and power cycles so far
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._power_on()
@@ -277,7 +277,6 @@ class EmulatedChip:
         self._out_g = np.zeros(3, dtype=np.int16)
         self._status = 0
         self._pointer = 0
-        self.resets += 1
 
     def _now(self) -> float:
         return self.clock.monotonic() - self._t0
@@ -299,11 +298,13 @@ class EmulatedChip:
             self._sample_until(t)
             if what == "reset" and self._powered:
                 self._power_on()
+                self.config_losses += 1
             elif what == "off":
                 self._powered = False
             elif what == "on" and not self._powered:
                 self._powered = True
                 self._power_on()
+                self.config_losses += 1
         self._sample_until(now)
         self._update_int1()
 

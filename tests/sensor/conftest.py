@@ -27,14 +27,15 @@ def load(path) -> np.ndarray:
 
 
 def collect(reader, end_s: float) -> np.ndarray:
-    """Read blocks until `t_s` passes `end_s`; the rows as one (n, 7) array."""
-    rows = []
+    """Read blocks until `t_s` reaches `end_s`; the rows as one (n, 7) array."""
+    rows, slack_s = [], 0.0
     for block in reader:
         rows.append(np.column_stack([block.t_s, block.accel_g, block.gyro_dps]))
-        if block.t_s[-1] >= end_s - 1e-9:
+        slack_s = 0.5 / block.odr_hz  # after a restart the chip's phase is new: half a period
+        if block.t_s[-1] >= end_s - slack_s:
             reader.stop()
     out = np.concatenate(rows)
-    return out[out[:, 0] <= end_s + 1e-6]
+    return out[out[:, 0] <= end_s + slack_s]
 
 
 def assert_reproduces(out: np.ndarray, expected: np.ndarray, accel_lsb_g: float, gyro_lsb_dps: float,
