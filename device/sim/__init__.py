@@ -17,7 +17,8 @@ What each event looks like to the sensor (for tuning the detector):
 - PLM / isolated LM (truth `lms`, kind `plm` / `isolated`): a knee flexion about the lateral y
   axis of 2-25 deg (scenario range): a minimum-jerk flex of 0.15-2 s (gyro y peak 10-150 dps,
   negative = flexion), then in most LMs a hold of up to several seconds with almost no rotation
-  (the angle drifts by at most 15%: < ~3 dps), then a release of 0.2-3 s (gyro y of the other sign).
+  (the angle drifts by at most 15%: < ~3 dps, plus an 8-12 Hz tremor of 0.3-2 dps), then a release
+  of 0.2-3 s (gyro y of the other sign).
   A quarter have no hold. Duration 0.6-9.5 s, median 2.5 s. Up to 15% of the flexion leaks into
   roll (gyro x). Supine or prone, gravity shifts between x and z by sin(tilt) (35-420 mg); on a side
   the hinge axis is vertical, so gravity barely changes and only the gyro sees it. A lever-arm
@@ -37,11 +38,13 @@ What each event looks like to the sensor (for tuning the detector):
 - Turning over (confounder `turn`, also an LM of kind `turn`, > 10 s, `clm: false`): 10.5-20 s of
   large roll about the shin axis (gyro x, up to ~100 dps) to a new lying position, with the knee
   drawn up 10-35 deg and kicks throughout; gravity moves between y and z.
-- Twitch (confounder `twitch`): a sin^2 flexion bump of 0.1-0.4 s, gyro y peak 15-80 dps. Not an LM.
-- Bed partner (confounder `partner`): 3-20 s of whole-body rocking at 0.3-2.5 Hz, 1-5 dps on x/y,
-  and a 5-40 mg vertical bounce. Not an LM.
+- Twitch (confounder `twitch`): a sin^2 flexion bump of 0.1-0.4 s, gyro y peak 15-80 dps, alone or
+  in bursts of up to 6, 0.7-2 s apart (fragmentary myoclonus). Not an LM.
+- Bed partner (confounder `partner`): 3-20 s of whole-body rocking at 0.3-2.5 Hz, 1-10 dps on x/y,
+  and a 5-60 mg vertical bounce. It may overlap the patient's own LMs. Not an LM.
 - Tugged cable (confounder `cable`): a 5-30 deg roll about the shin axis in 0.15-0.5 s (gyro x up to
-  ~200 dps), springing back over 0.5-3 s to 0-60% of it, which persists. No flexion. Not an LM.
+  ~200 dps), springing back over 0.5-3 s to 0-60% of it, which persists; the strap also rocks the
+  sensor about y by up to 25% of the twist, out and back. Not an LM.
 - Walking (confounder `walk`, inside `bathroom` spells and at the start and end of the night): shin
   near vertical, swinging +-20-30 deg about y at ~0.9 stride/s (steps at ~2 Hz), a 0.1-0.25 g
   bounce at the step rate and a 0.5-1.5 g heel strike each stride. Never an LM.

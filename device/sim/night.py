@@ -93,7 +93,8 @@ def make_flexion(rng: np.random.Generator, onset_s: float, flex_deg: tuple[float
     return Flexion(
         start_s=onset_s, amp_rad=np.radians(amp), flex_s=flex_s, hold_s=hold_s, release_s=release_s,
         drift=rng.uniform(-0.15, 0.1) if hold_s > 0 else 0.0, twist=rng.uniform(-0.15, 0.15),
-        lever_m=lever,
+        lever_m=lever, tremor_rad=np.radians(rng.uniform(0.3, 2.0) / (2 * np.pi * 10.0)),
+        tremor_hz=rng.uniform(8.0, 12.0),
     )
 
 
@@ -155,6 +156,7 @@ class _Planner:
         self.confounders: list[dict] = []
         self.positions: list[dict] = []
         self.wake: list[tuple[float, float]] = []
+        self.out_of_bed: list[tuple[float, float]] = []
 
     # -- posture timeline -------------------------------------------------------------------
     def key(self, t: float, theta_deg: float, phi_deg: float) -> None:
@@ -318,6 +320,7 @@ def _plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan
             pl.busy.take(t0 - 2.0, t0 + dur + 2.0)
         elif t0 + 700.0 < lights_on:
             end = pl.bathroom(t0)
+            pl.out_of_bed.append((t0, end))
             pl.wake.append((t0 - 60.0, end + 120.0))
             pl.busy.take(t0 - 2.0, end + 2.0)
     pl.hold(get_up)
@@ -387,27 +390,37 @@ def _plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan
             pl.busy.take(t - 1.0, ev.end_s + 1.0)
             pl.lms.append(pl._lm(t, ev.end_s, "restless", _peak_dps(ev), _tilt_deg(ev), wake=True))
 
-    # Confounders that are not LMs.
+    # Confounders that are not LMs. Twitches come alone or in bursts (fragmentary myoclonus), each
+    # shorter than 0.5 s and at least 0.7 s from the next, so no two merge into an LM.
     for _ in range(rng.poisson(sc.twitches_per_hour * window / 3600.0)):
-        dur = rng.uniform(0.1, 0.4)
-        t = pl.place(lights_off, lights_on, dur, 1.5)
-        if t is not None:
+        durs = rng.uniform(0.1, 0.4, min(6, rng.geometric(0.6)))
+        pauses = rng.uniform(0.7, 2.0, len(durs))
+        offsets = np.concatenate([[0.0], np.cumsum(durs + pauses)[:-1]])
+        t = pl.place(lights_off, lights_on, offsets[-1] + durs[-1], 1.5)
+        if t is None:
+            continue
+        pl.busy.take(t - 1.5, t + offsets[-1] + durs[-1] + 1.5)
+        for start, dur in zip(t + offsets, durs):
             peak = rng.uniform(15.0, 80.0)
-            ev = Twitch(t, dur, np.radians(peak * dur / np.pi), lever_m=-0.3)
+            ev = Twitch(start, dur, np.radians(peak * dur / np.pi), lever_m=-0.3)
             pl.plan.events.append(ev)
-            pl.busy.take(t - 1.5, t + dur + 1.5)
-            pl.confounders.append({"kind": "twitch", "start_s": t, "end_s": ev.end_s,
-                                   "peak_dps": round(peak, 1)})
+            pl.confounders.append({"kind": "twitch", "start_s": start, "end_s": ev.end_s,
+                                   "peak_dps": round(peak, 1), "burst": len(durs)})
+    # A bed partner moves whenever they like, also during the patient's own movements; only not
+    # while the patient is out of bed.
+    partner = _Occupancy()
+    for a, b in pl.out_of_bed:
+        partner.take(a, b)
     for _ in range(rng.poisson(sc.partner_per_hour * window / 3600.0)):
         dur = rng.uniform(3.0, 20.0)
-        t = pl.place(lights_off, lights_on, dur, 1.0)
-        if t is not None:
+        t = rng.uniform(lights_off, lights_on - dur)
+        if partner.free(t - 1.0, t + dur + 1.0):
             f1, f2 = rng.uniform(0.3, 1.0), rng.uniform(1.0, 2.5)
-            # Keep the rocking's own rate at 1-5 dps: rate = 2 pi f amplitude.
-            tilts = tuple(np.radians(rng.uniform(1.0, 5.0) / (360.0 * f1)) for _ in range(2))
-            ev = Rocking(t, dur, (f1, f2), tilts, rng.uniform(0.005, 0.04), rng.uniform(0, 2 * np.pi))
+            # The rocking's own rate is 1-10 dps: rate = 2 pi f amplitude.
+            tilts = tuple(np.radians(rng.uniform(1.0, 10.0) / (360.0 * f1)) for _ in range(2))
+            ev = Rocking(t, dur, (f1, f2), tilts, rng.uniform(0.005, 0.06), rng.uniform(0, 2 * np.pi))
             pl.plan.events.append(ev)
-            pl.busy.take(t - 1.0, t + dur + 1.0)
+            partner.take(t - 1.0, t + dur + 1.0)
             pl.confounders.append({"kind": "partner", "start_s": t, "end_s": ev.end_s})
     for _ in range(rng.poisson(sc.cable_per_hour * window / 3600.0)):
         twist = rng.uniform(5.0, 30.0) * rng.choice([-1.0, 1.0])
@@ -415,7 +428,8 @@ def _plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan
         ev_len = twist_s + rng.uniform(0.5, 3.0)
         t = pl.place(lights_off, lights_on, ev_len, 1.0)
         if t is not None:
-            ev = Tug(t, np.radians(twist), twist_s, ev_len - twist_s, rng.uniform(0.0, 0.6))
+            ev = Tug(t, np.radians(twist), twist_s, ev_len - twist_s, rng.uniform(0.0, 0.6),
+                     pitch=rng.uniform(0.0, 0.25))
             pl.plan.events.append(ev)
             pl.busy.take(t - 1.0, ev.end_s + 1.0)
             pl.confounders.append({"kind": "cable", "start_s": t, "end_s": ev.end_s,

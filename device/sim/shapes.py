@@ -27,6 +27,8 @@ class Flexion:
     drift: float = 0.0
     twist: float = 0.0
     lever_m: float = 0.0
+    tremor_rad: float = 0.0
+    tremor_hz: float = 10.0
 
     @property
     def end_s(self) -> float:
@@ -37,6 +39,10 @@ class Flexion:
         held = 1.0 + self.drift * min_jerk((u - self.flex_s) / max(self.hold_s, 1e-6))
         release = 1.0 - min_jerk((u - self.flex_s - self.hold_s) / self.release_s)
         flex = self.amp_rad * min_jerk(u / self.flex_s) * held * release
+        if self.tremor_rad:
+            # A held contraction shivers: physiological tremor at 8-12 Hz, fading in and out.
+            v = np.clip((u - self.flex_s) / max(self.hold_s, 1e-6), 0.0, 1.0)
+            flex = flex + self.tremor_rad * np.sin(np.pi * v) ** 2 * np.sin(2 * np.pi * self.tremor_hz * u)
         return {"alpha": -flex, "beta": self.twist * flex}
 
 
@@ -113,13 +119,15 @@ class Rocking:
 @dataclass(frozen=True)
 class Tug:
     """A tugged cable twists a loose strap about the shin: a fast roll by `twist_rad`, then the
-    strap springs back to `residual` of it, which stays until the next tug."""
+    strap springs back to `residual` of it, which stays until the next tug. The strap also rocks
+    the sensor on the skin about the lateral axis by `pitch` of the twist, out and back."""
 
     start_s: float
     twist_rad: float
     twist_s: float
     back_s: float
     residual: float
+    pitch: float = 0.0
     lever_m: float = 0.0
 
     @property
@@ -129,8 +137,9 @@ class Tug:
     def channels(self, t: np.ndarray) -> dict[str, np.ndarray]:
         u = t - self.start_s
         out = min_jerk(u / self.twist_s)
-        back = (1.0 - self.residual) * min_jerk((u - self.twist_s) / self.back_s)
-        return {"beta": self.twist_rad * (out - back)}
+        back = min_jerk((u - self.twist_s) / self.back_s)
+        return {"beta": self.twist_rad * (out - (1.0 - self.residual) * back),
+                "alpha": self.pitch * abs(self.twist_rad) * (out - back)}
 
     @property
     def residual_rad(self) -> float:
