@@ -1,28 +1,31 @@
 """The collector: every night from MQTT into SQLite exactly once, and nothing lost.
 
-`ingest()` is the whole of the ingest rules, for one message, with no MQTT in it:
+`ingest()` is the whole of the ingest rules, for one message, with no MQTT in it. It is `check()`
+(pure validation) followed by `store()` (one transaction):
 - A summary on `rlsmon/v1/<id>/summary` is validated against `server.model.NightSummary`, and its
   `device_id` must equal `<id>` (the broker's ACL guarantees who published on `<id>`).
-- It is upserted on (device_id, night), events included (in its JSON), in one transaction. The same `summary_id`
-  again is a no-op; a later `generated_at` replaces the stored night; an earlier (or equal, with a
+- It is upserted on (device_id, night), its events included (in its JSON), in one transaction. The
+  same `summary_id` again is a no-op; a later `generated_at` replaces the stored night; an earlier (or equal, with a
   different id) one is kept in `rejected` with the reason, and the stored night is left alone.
 - A status on `rlsmon/v1/<id>/status` (`online`/`offline`, retained) updates the device's status.
 - Anything invalid goes to `rejected` with its topic, raw bytes and reason. Bad input never raises.
 
 `Collector` is the MQTT side: a persistent MQTT v5 session (stable client id, `clean_start=False`,
 session expiry ≥ 7 days), QoS 1 subscriptions renewed in `on_connect`, TLS and a password. paho's
-network thread only queues messages; one writer thread owns the database connection, commits a
-batch and only then acknowledges it (`manual_ack`), so the broker forgets a night only once it is on
+network thread only queues messages (and hands them to validator processes, if any); one writer
+thread owns the database connection, commits a batch and only then acknowledges it (`manual_ack`), so the broker forgets a night only once it is on
 disk. A crash between commit and PUBACK means a redelivery, which the `summary_id` rule makes a no-op.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import queue
 import re
 import ssl
 import threading
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -101,7 +104,21 @@ _UPSERT_NIGHT = (
 )
 
 
-def _store_summary(db: Database, device_id: str, payload: bytes, received_at: str) -> Outcome:
+@dataclass(frozen=True)
+class Checked:
+    """A message after `check()`: what to store, or why it is refused. Picklable, so validation can
+    run in worker processes."""
+
+    topic: str
+    payload: bytes
+    device_id: str | None = None
+    refused: str = ""  # the reason, when the message is refused
+    night: dict[str, Any] | None = None  # a valid summary: its `nights` row, without received_at
+    status: str | None = None  # a valid status
+    retained: bool = False
+
+
+def _check_summary(device_id: str, payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise _Refused(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
     try:
@@ -110,28 +127,11 @@ def _store_summary(db: Database, device_id: str, payload: bytes, received_at: st
         raise _Refused(_validation_reason(e)) from None
     if night.device_id != device_id:
         raise _Refused(f"device_id {night.device_id!r} in the payload differs from {device_id!r} in the topic")
-    night_key = night.night.isoformat()
-    summary_id = str(night.summary_id)
-    stored = db.execute(
-        "SELECT summary_id, generated_at FROM nights WHERE device_id = ? AND night = ?",
-        [device_id, night_key],
-    ).fetchone()
-    _touch_device(db, device_id, received_at, seen=True)
-    if stored is not None:
-        if stored[0] == summary_id:
-            return Outcome("duplicate", device_id)
-        if datetime.fromisoformat(stored[1]) >= night.generated_at:
-            return Outcome(
-                "stale", device_id,
-                f"night {night_key} already stored from summary {stored[0]} generated at {stored[1]}, "
-                f"not older than this one ({summary_id}, {_utc(night.generated_at)})",
-            )
-    row = {
+    return {
         "device_id": device_id,
-        "night": night_key,
-        "summary_id": summary_id,
+        "night": night.night.isoformat(),
+        "summary_id": str(night.summary_id),
         "generated_at": _utc(night.generated_at),
-        "received_at": received_at,
         "rules": night.rules,
         "plm_index": night.plm_index,
         "lm_index": night.lm_index,
@@ -148,14 +148,47 @@ def _store_summary(db: Database, device_id: str, payload: bytes, received_at: st
         # lm_events view reads the events from here (see server/db.py, migration 0002).
         "summary_json": payload.decode(),
     }
-    db.execute(_UPSERT_NIGHT, row)
+
+
+def check(topic: str, payload: bytes, retained: bool = False) -> Checked:
+    """Validate one MQTT message against the topic layout and the contract. Pure: no database, no
+    I/O; never raises for bad input."""
+    match = _TOPIC.fullmatch(topic)
+    if match is None:
+        return Checked(topic, payload, refused="unexpected topic")
+    device_id, kind = match.groups()
+    try:
+        if kind == "summary":
+            return Checked(topic, payload, device_id, night=_check_summary(device_id, payload))
+        status = payload.decode("utf-8", "replace").strip()
+        if status not in ("online", "offline"):
+            raise _Refused("status must be 'online' or 'offline'")
+        return Checked(topic, payload, device_id, status=status, retained=retained)
+    except _Refused as e:
+        return Checked(topic, payload, device_id, refused=str(e))
+
+
+def _store_night(db: Database, row: dict[str, Any], received_at: str) -> Outcome:
+    device_id, night_key, summary_id = row["device_id"], row["night"], row["summary_id"]
+    stored = db.execute(
+        "SELECT summary_id, generated_at FROM nights WHERE device_id = ? AND night = ?",
+        [device_id, night_key],
+    ).fetchone()
+    _touch_device(db, device_id, received_at, seen=True)
+    if stored is not None:
+        if stored[0] == summary_id:
+            return Outcome("duplicate", device_id)
+        if datetime.fromisoformat(stored[1]) >= datetime.fromisoformat(row["generated_at"]):
+            return Outcome(
+                "stale", device_id,
+                f"night {night_key} already stored from summary {stored[0]} generated at {stored[1]}, "
+                f"not older than this one ({summary_id}, {row['generated_at']})",
+            )
+    db.execute(_UPSERT_NIGHT, {**row, "received_at": received_at})
     return Outcome("replaced" if stored is not None else "stored", device_id)
 
 
-def _store_status(db: Database, device_id: str, payload: bytes, received_at: str, retained: bool) -> Outcome:
-    status = payload.decode("utf-8", "replace").strip()
-    if status not in ("online", "offline"):
-        raise _Refused("status must be 'online' or 'offline'")
+def _store_status(db: Database, device_id: str, status: str, received_at: str, retained: bool) -> Outcome:
     _touch_device(db, device_id, received_at, seen=not retained)
     db.execute(
         "UPDATE devices SET status = ?, status_at = ? WHERE device_id = ?", [status, received_at, device_id]
@@ -163,31 +196,34 @@ def _store_status(db: Database, device_id: str, payload: bytes, received_at: str
     return Outcome("status", device_id)
 
 
+def store(db: Database, checked: Checked, received_at: str | None = None) -> Outcome:
+    """Apply a checked message in its own transaction (a savepoint inside a batch): upsert the night
+    or the status, or keep a refused or stale message in `rejected`. Only a database failure raises."""
+    received_at = received_at or utc_now()
+    with db.atomic():
+        if checked.refused:
+            outcome = Outcome("rejected", checked.device_id, checked.refused)
+        elif checked.night is not None:
+            outcome = _store_night(db, checked.night, received_at)
+        else:
+            assert checked.device_id is not None and checked.status is not None
+            outcome = _store_status(db, checked.device_id, checked.status, received_at, checked.retained)
+        if outcome.kind in ("rejected", "stale"):
+            db["rejected"].insert(
+                {"received_at": received_at, "topic": checked.topic, "payload": bytes(checked.payload),
+                 "reason": outcome.reason}
+            )
+    return outcome
+
+
 def ingest(db: Database, topic: str, payload: bytes, *, retained: bool = False, received_at: str | None = None) -> Outcome:
-    """Validate and store one MQTT message in its own transaction (a savepoint inside a batch).
+    """Validate and store one MQTT message: `store(db, check(topic, payload, retained))`.
 
     `retained` marks a retained status replayed by the broker on subscribe: it sets the status but
     is no evidence that the device is alive now, so `last_seen` is left alone. Invalid input is kept
     in `rejected` and returned as an Outcome; only a database failure raises.
     """
-    received_at = received_at or utc_now()
-    match = _TOPIC.fullmatch(topic)
-    try:
-        with db.atomic():
-            if match is None:
-                raise _Refused("unexpected topic")
-            device_id, kind = match.groups()
-            if kind == "summary":
-                outcome = _store_summary(db, device_id, payload, received_at)
-            else:
-                outcome = _store_status(db, device_id, payload, received_at, retained)
-    except _Refused as e:
-        outcome = Outcome("rejected", match.group(1) if match else None, str(e))
-    if outcome.kind in ("rejected", "stale"):
-        db["rejected"].insert(
-            {"received_at": received_at, "topic": topic, "payload": bytes(payload), "reason": outcome.reason}
-        )
-    return outcome
+    return store(db, check(topic, payload, retained), received_at)
 
 
 @dataclass(frozen=True)
@@ -198,6 +234,10 @@ class _Received:
     mid: int
     qos: int
     connection: int  # which connection delivered it: a PUBACK is only valid on that one
+    checking: Future | None  # check() running in a validator process, or None to check inline
+
+    def checked(self) -> Checked:
+        return self.checking.result() if self.checking is not None else check(self.topic, self.payload, self.retained)
 
 
 _STOP = object()
@@ -207,8 +247,10 @@ class Collector:
     """The MQTT collector. `start()` connects (retrying in the background while the broker is down);
     `stop()` disconnects, keeping the broker-side session, and drains what was received.
 
-    `on_outcome`, if given, is called on the writer thread after each message is committed, for tests
-    and benchmarks to wait on.
+    `validators` > 0 runs `check()` (JSON parsing and validation, most of the work) in that many
+    worker processes, so a busy collector uses more than one core; messages are still stored and
+    acknowledged in the order they arrived. `on_outcome`, if given, is called on the writer thread
+    after each message is committed, for tests and benchmarks to wait on.
     """
 
     def __init__(
@@ -218,6 +260,7 @@ class Collector:
         password: str,
         *,
         tls_context: ssl.SSLContext | None = None,
+        validators: int = 0,
         on_outcome: Any = None,
     ) -> None:
         self.db_path = db_path
@@ -232,6 +275,8 @@ class Collector:
         self._connection = 0
         self._client: mqtt.Client | None = None
         self._writer: threading.Thread | None = None
+        self._validators = validators
+        self._pool: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
         """Open the database, start the writer thread and connect in the background."""
@@ -240,6 +285,9 @@ class Collector:
         from paho.mqtt.properties import Properties
 
         db = open_db(self.db_path, check_same_thread=False)  # opened here, used only by the writer
+        if self._validators > 0:
+            # spawn, not fork: this process already runs threads.
+            self._pool = ProcessPoolExecutor(self._validators, mp_context=multiprocessing.get_context("spawn"))
         self._writer = threading.Thread(target=self._write_loop, args=(db,), name="rlsmon-writer", daemon=True)
         self._writer.start()
         client = mqtt.Client(
@@ -279,6 +327,9 @@ class Collector:
             self._inbox.put(_STOP)
             self._writer.join()
             self._writer = None
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
@@ -306,10 +357,9 @@ class Collector:
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._inbox.put(
-            _Received(message.topic, bytes(message.payload), bool(message.retain), message.mid, message.qos,
-                      self._connection)
-        )
+        topic, payload, retained = message.topic, bytes(message.payload), bool(message.retain)
+        checking = self._pool.submit(check, topic, payload, retained) if self._pool is not None else None
+        self._inbox.put(_Received(topic, payload, retained, message.mid, message.qos, self._connection, checking))
 
     def _write_loop(self, db: Database) -> None:
         try:
@@ -337,9 +387,17 @@ class Collector:
             db.close()
 
     def _commit_and_ack(self, db: Database, batch: list[_Received]) -> None:
+        checked = [m.checked() for m in batch]  # before the transaction: it holds the write lock
         received_at = utc_now()
-        with db.atomic():
-            outcomes = [ingest(db, m.topic, m.payload, retained=m.retained, received_at=received_at) for m in batch]
+        # IMMEDIATE takes the write lock up front, so a second collector (MQTT shared subscription)
+        # or the dashboard waits its turn instead of failing on a lock upgrade.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            outcomes = [store(db, c, received_at) for c in checked]
+        except BaseException:
+            db.conn.rollback()
+            raise
+        db.conn.commit()
         client = self._client
         for message, outcome in zip(batch, outcomes):
             if client is not None and message.qos > 0 and message.connection == self._connection:
@@ -359,7 +417,7 @@ def run_collector(config_path: str | Path) -> int:
 
     config = load_config(config_path)
     password = config.mqtt.password(config_path)
-    collector = Collector(config.database.path, config.mqtt, password)
+    collector = Collector(config.database.path, config.mqtt, password, validators=config.collector.validators)
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: done.set())

@@ -57,6 +57,16 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class CollectorConfig:
+    """How the collector spends the machine's cores."""
+
+    # Worker processes that parse and validate summaries; 0 validates on the writer thread. One
+    # collector process is bound to about one core (benchmarks/server_load.py): on a busy clinic
+    # server, set this to the number of cores minus one.
+    validators: int = field(default=0, metadata={"check": lambda v: 0 <= v <= 64, "expected": "0–64"})
+
+
+@dataclass(frozen=True)
 class ProvisionConfig:
     """Where `add-device` writes broker credentials, and what it tells the device's installer."""
 
@@ -86,6 +96,7 @@ class ServerConfig:
 
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
+    collector: CollectorConfig = field(default_factory=CollectorConfig)
     provision: ProvisionConfig = field(default_factory=ProvisionConfig)
     web: WebConfig = field(default_factory=WebConfig)
 
