@@ -299,7 +299,7 @@ def _plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan
     pl.busy.take(lights_on, T)
 
     window = lights_on - lights_off
-    latency = min(rng.uniform(*sc.sleep_latency_min) * 60.0, 0.3 * window)
+    latency = min(rng.uniform(*sc.sleep_latency_min) * 60.0, 0.1 * window)
     pl.wake.append((lights_off, lights_off + latency))
     for _ in range(rng.poisson(sc.awakenings_per_hour * window / 3600.0)):
         a = rng.uniform(lights_off + latency, lights_on)
@@ -349,7 +349,8 @@ def _plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan
     cursor, series = lights_off, 0
     while True:
         density = 1 + sc.early_decline * (1 - 2 * (cursor - lights_off) / window)
-        cursor += rng.exponential(max(60.0, mean_pause_s) / density)
+        # PLMS set in with light sleep, soon after sleep onset (Pollmächer & Schulz, Sleep 1993).
+        cursor += rng.exponential(120.0 if series == 0 else max(60.0, mean_pause_s) / density)
         for a, b in pl.wake:
             cursor = b if a <= cursor < b else cursor
         if cursor >= lights_on:
