@@ -245,3 +245,11 @@ def test_cli_names_a_missing_directory_before_simulating(tmp_path):
     assert result.exit_code == 2
     assert "--out" in result.output and "no such directory" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("hours", [1.0, 8.0])
+def test_a_scenario_keeps_its_character_short_or_long(hours):
+    for seed in range(3):  # planning alone: no samples are generated
+        assert simulate_night("severe", seed, hours).truth["reference"]["severity"] == "severe"
+        assert simulate_night("control", seed, hours).truth["reference"]["plm_index"] < 5.0
+        assert simulate_night("plmd", seed, hours).truth["reference"]["plm_index"] > 15.0

@@ -347,7 +347,7 @@ def _plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan
     mean_len = (sc.series_len[0] + sc.series_len[1]) / 2
     mean_pause_s = 3600.0 / sc.series_per_hour - mean_len * sc.imi_median_s if sc.series_per_hour else np.inf
     cursor, series = lights_off, 0
-    while True:
+    while sc.series_per_hour > 0:
         density = 1 + sc.early_decline * (1 - 2 * (cursor - lights_off) / window)
         # PLMS set in with light sleep, soon after sleep onset (Pollmächer & Schulz, Sleep 1993).
         cursor += rng.exponential(120.0 if series == 0 else max(60.0, mean_pause_s) / density)
