@@ -63,11 +63,11 @@ import os
 
 import numpy as np
 
-from device.sim.night import UPRIGHT_ABOVE_DEG, Night, Plan, _plan_night
+from device.sim.night import UPRIGHT_ABOVE_DEG, Night, NightMotion, Plan, plan_night
 from device.sim.scenarios import SCENARIOS, Scenario
 from device.sim.shapes import knot_track
 
-__all__ = ["SCENARIOS", "Night", "Scenario", "simulate_night", "write_night"]
+__all__ = ["SCENARIOS", "Night", "NightMotion", "Scenario", "simulate_night", "write_night"]
 
 TRUTH_SCHEMA = "rlsmon.truth/1"
 
@@ -81,7 +81,7 @@ def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0)
         raise ValueError(f"hours must be positive, not {hours}")
     if not odr_hz > 0:
         raise ValueError(f"odr_hz must be positive, not {odr_hz}")
-    plan, truth = _plan_night(scenario, seed, hours, odr_hz)
+    plan, truth = plan_night(scenario, seed, hours, odr_hz)
     truth = {
         "schema": TRUTH_SCHEMA, "scenario": scenario, "seed": seed, "hours": hours, "odr_hz": odr_hz,
         "duration_s": plan.duration_s, **truth,

@@ -17,7 +17,7 @@ import numpy as np
 from device.samples import SampleBlock
 from device.sim import physics
 from device.sim.scenarios import SCENARIOS, Scenario
-from device.sim.shapes import CHANNELS, Flexion, Path, Rocking, Tug, Twitch, Walk, knot_track
+from device.sim.shapes import CHANNELS, Event, Flexion, Path, Rocking, Tug, Twitch, Walk, knot_track
 
 # Lying positions: (name, roll of the leg about the shin in deg, weight). Supine is most common in
 # adults, then the sides, then prone (De Koninck et al., Sleep 1992).
@@ -40,7 +40,7 @@ class Plan:
     knots_t: list[float] = field(default_factory=list)
     knots_theta: list[float] = field(default_factory=list)
     knots_phi: list[float] = field(default_factory=list)
-    events: list = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     gaps: list[tuple[float, float]] = field(default_factory=list)
     accel_offset_g: np.ndarray = field(default_factory=lambda: np.zeros(3))
     accel_scale: np.ndarray = field(default_factory=lambda: np.ones(3))
@@ -131,7 +131,7 @@ def _tilt_deg(path: Path) -> float:
     return float(np.degrees(np.max(np.abs(path.alpha_rad))))
 
 
-def _peak_dps(ev) -> float:
+def _peak_dps(ev: Event) -> float:
     """The largest angular rate of an event's own rotation, on a 5-ms grid."""
     t = np.arange(ev.start_s, ev.end_s + 0.005, 0.005)
     ch = ev.channels(t)
@@ -281,7 +281,9 @@ class _Planner:
         self.lms.append(lm)
 
 
-def _plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan, dict]:
+def plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan, dict]:
+    """Lay out one night of scenario `name`: the posture timeline, every event, the gaps and the
+    chip's quirks (the `Plan`), and the truth (without the reference figures)."""
     sc = SCENARIOS[name]
     pl = _Planner(name, sc, seed, hours, odr_hz)
     rng, T = pl.rng, pl.T
@@ -521,7 +523,7 @@ class Renderer:
         return accel, gyro
 
     @staticmethod
-    def _add_event(ev, t: np.ndarray, ang: dict, a_world: np.ndarray, a_leg: np.ndarray) -> None:
+    def _add_event(ev: Event, t: np.ndarray, ang: dict, a_world: np.ndarray, a_leg: np.ndarray) -> None:
         """Add one event's angles (at t - h, t, t + h), its linear and its lever-arm acceleration."""
         h, n = DIFF_H_S, len(t)
         lo, hi = np.searchsorted(t, [ev.start_s - h, ev.end_s + h])

@@ -4,13 +4,28 @@ short list of these records rather than arrays."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from device.sim.physics import min_jerk
 
 CHANNELS = ("theta", "phi", "alpha", "beta")
+
+
+class Event(Protocol):
+    """What every shape offers: its span, its lever arm, and its channels at given times: any of
+    CHANNELS (rad, added to those angles) and "acc" (world-frame linear acceleration, (n, 3) g)."""
+
+    start_s: float
+    lever_m: float
+
+    @property
+    def end_s(self) -> float: ...
+
+    def channels(self, t: np.ndarray) -> dict[str, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -178,7 +193,7 @@ class Walk:
         return {"alpha": alpha, "acc": acc}
 
 
-def knot_track(u: np.ndarray, knots_s, values) -> np.ndarray:
+def knot_track(u: np.ndarray, knots_s: Sequence[float], values: Sequence[float]) -> np.ndarray:
     """Minimum-jerk interpolation through (knots_s, values); held at the ends."""
     knots = np.asarray(knots_s, dtype=float)
     vals = np.asarray(values, dtype=float)
