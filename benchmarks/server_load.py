@@ -149,6 +149,7 @@ def main() -> None:
                   f"(bar: >= 500/s; {os.cpu_count()} cores, load average before {load_before:.2f})")
         finally:
             broker.kill()
+        if os.environ.get("SKIP_INGEST_ONLY"): return
         print(f"ingest() alone (validate + SQLite): {ingest_only_rate(workdir, args.lms):.0f} nights/s")
 
 

@@ -166,6 +166,9 @@ def check(topic: str, payload: bytes, retained: bool = False) -> Checked:
         return Checked(topic, payload, device_id, status=status, retained=retained)
     except _Refused as e:
         return Checked(topic, payload, device_id, refused=str(e))
+    except Exception as e:  # a bug met by some payload: keep it aside rather than crash on it forever
+        log.exception("checking a message on %s failed", topic)
+        return Checked(topic, payload, device_id, refused=f"could not be checked ({type(e).__name__})")
 
 
 def _store_night(db: Database, row: dict[str, Any], received_at: str) -> Outcome:
@@ -190,8 +193,11 @@ def _store_night(db: Database, row: dict[str, Any], received_at: str) -> Outcome
 
 def _store_status(db: Database, device_id: str, status: str, received_at: str, retained: bool) -> Outcome:
     _touch_device(db, device_id, received_at, seen=not retained)
+    # A retained status replayed on subscribe is old news: it sets the status, but status_at moves
+    # only when the status changes. A live one is the device speaking now.
     db.execute(
-        "UPDATE devices SET status = ?, status_at = ? WHERE device_id = ?", [status, received_at, device_id]
+        "UPDATE devices SET status = ?, status_at = ? WHERE device_id = ? AND (? OR status IS NOT ?)",
+        [status, received_at, device_id, not retained, status],
     )
     return Outcome("status", device_id)
 
@@ -339,7 +345,11 @@ class Collector:
 
         self._connection += 1
         # Subscribing again on every connect is harmless with a resumed session and required without.
-        client.subscribe([(SUMMARY_FILTER, SubscribeOptions(qos=1)), (STATUS_FILTER, SubscribeOptions(qos=1))])
+        # retainHandling=1: retained statuses only for a new subscription, not on every reconnect.
+        client.subscribe([
+            (SUMMARY_FILTER, SubscribeOptions(qos=1)),
+            (STATUS_FILTER, SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)),
+        ])
         log.info("connected to %s:%s (session present: %s)", self.config.host, self.config.port, flags.session_present)
         self.connected.set()
 

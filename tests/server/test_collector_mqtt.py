@@ -83,3 +83,16 @@ def test_garbage_through_the_broker_is_kept_and_the_collector_keeps_going(start_
     db = open_db(tmp_path / "server.db")
     assert [r["payload"] for r in db.query("SELECT payload FROM rejected ORDER BY id")] == garbage
     assert db["nights"].count == 1
+
+
+def test_retained_status_sets_status_but_not_last_seen(start_collector, device, tmp_path):
+    dev = device("dev-a")
+    assert not dev.publish("rlsmon/v1/dev-a/status", b"online", retain=True).is_failure
+    collector = start_collector()  # a new subscription: the broker replays the retained status
+    assert collector.next()[1].kind == "status"
+    row = open_db(tmp_path / "server.db")["devices"].get("dev-a")
+    assert (row["status"], row["last_seen"]) == ("online", None)
+    assert not dev.publish("rlsmon/v1/dev-a/status", b"offline", retain=True).is_failure
+    assert collector.next()[1].kind == "status"
+    row = open_db(tmp_path / "server.db")["devices"].get("dev-a")
+    assert row["status"] == "offline" and row["last_seen"] is not None

@@ -105,9 +105,11 @@ def test_status_sets_online_and_offline_but_retained_is_not_last_seen(db):
     ingest(db, "rlsmon/v1/dev-a/status", b"offline", retained=True, received_at="t1")
     device = db["devices"].get("dev-a")
     assert (device["status"], device["status_at"], device["last_seen"]) == ("offline", "t1", None)
-    ingest(db, "rlsmon/v1/dev-a/status", b"online", received_at="t2")
+    ingest(db, "rlsmon/v1/dev-a/status", b"offline", retained=True, received_at="t2")
+    assert db["devices"].get("dev-a")["status_at"] == "t1"  # a replay of the same status
+    ingest(db, "rlsmon/v1/dev-a/status", b"online", received_at="t3")
     device = db["devices"].get("dev-a")
-    assert (device["status"], device["last_seen"]) == ("online", "t2")
+    assert (device["status"], device["status_at"], device["last_seen"]) == ("online", "t3", "t3")
 
 
 def test_reason_never_quotes_payload_values(db):
