@@ -11,6 +11,11 @@ knows which one it has::
     reader.nominal_odr_hz, reader.measured_odr_hz   # the latter None until ~10 s of data
     reader.gaps                              # list[Interval] of t_s spans with no samples
     reader.errors, reader.wakeups            # I2C errors retried, wake-ups so far
+    address, variant = probe(bus=1)          # for doctor: who answers (SensorNotFound if none)
+
+For `doctor`'s INT1 check, open a FIFO reader with `int1=` a gpiozero device and watch `wakeups`
+grow by about one per `watermark_s` (1 s); with `open_emulated(..., int1_gpio=N)` under a
+`MockFactory` the chip drives pin N itself.
 
 `t_s` counts from the stream's first sample; `reader.timebase.wall_of_origin()` gives its wall time.
 
@@ -56,6 +61,23 @@ def open_reader(driver: Driver = "fifo", *, bus=1, addresses: tuple[int, ...] = 
 
         return PolledReader(bus, **common)
     raise ValueError(f"unknown driver {driver!r}; choose fifo or polled")
+
+
+def probe(bus=1, addresses: tuple[int, ...] = (0x6A, 0x6B), chip: str | None = None,
+          clock: Clock | None = None):
+    """Which chip answers, for `doctor`: (address, `lsm6ds.ChipVariant`); its `.name`, `.who_am_i`.
+
+    Raises `SensorNotFound` naming the addresses tried (and any unknown WHO_AM_I seen), or
+    `SensorError` when `chip` is given and another one answers.
+    """
+    from device.sensor.fifo import identify
+
+    if isinstance(bus, int):
+        from smbus2 import SMBus
+
+        with SMBus(bus) as smbus:
+            return identify(smbus, addresses, chip, clock or SystemClock())
+    return identify(bus, addresses, chip, clock or SystemClock())
 
 
 def open_emulated(recording: str | os.PathLike | None = None, *, driver: Driver = "fifo",

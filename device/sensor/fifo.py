@@ -22,7 +22,7 @@ from device.errors import SensorError, SensorNotFound
 from device.samples import SampleBlock
 from device.sensor import lsm6ds as reg
 from device.sensor.lsm6ds import ChipVariant
-from device.sensor.timebase import Timebase
+from device.sensor.timebase import Timebase, TimedReader
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def read_block(bus, addr: int, register: int, n: int) -> bytes:
     return bytes(read)
 
 
-class FifoReader:
+class FifoReader(TimedReader):
     """Yields `SampleBlock`s from the chip's FIFO. See the module docstring.
 
     `int1` is a gpiozero input device on the INT1 line (or None); emulated INT1 can instead call
@@ -107,15 +107,6 @@ class FifoReader:
             self._configure()
         except OSError as e:
             self._recover(e)
-
-    @property
-    def gaps(self):
-        """Spans with no samples, as `Interval`s of `t_s`."""
-        return self.timebase.gaps
-
-    @property
-    def measured_odr_hz(self) -> float | None:
-        return self.timebase.measured_hz
 
     def on_int1(self, level: bool) -> None:
         """INT1 changed (for an emulated chip wired without gpiozero)."""

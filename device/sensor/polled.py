@@ -21,7 +21,7 @@ from device.samples import SampleBlock
 from device.sensor import lsm6ds as reg
 from device.sensor.busio_adapter import SMBusI2C
 from device.sensor.fifo import identify
-from device.sensor.timebase import Timebase
+from device.sensor.timebase import Timebase, TimedReader
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ _BACKOFF_FIRST_S = 0.002  # a tenth of a period at 52 Hz: a retry rarely costs a
 _BACKOFF_MAX_S = 1.0
 
 
-class PolledReader:
+class PolledReader(TimedReader):
     """Yields `SampleBlock`s of about `block_s` seconds, one poll per sample."""
 
     def __init__(self, bus, *, addresses: tuple[int, ...] = (0x6A, 0x6B), chip: str | None = None,
@@ -52,14 +52,6 @@ class PolledReader:
         module, cls = self.variant.adafruit_class.split(":")
         self._driver_class = getattr(importlib.import_module(module), cls)
         self._configure_with_retry()
-
-    @property
-    def gaps(self):
-        return self.timebase.gaps
-
-    @property
-    def measured_odr_hz(self) -> float | None:
-        return self.timebase.measured_hz
 
     def stop(self) -> None:
         self._stop.set()

@@ -84,3 +84,19 @@ class Timebase:
         if self.origin is None:
             return None
         return self.clock.wall() - (self.clock.monotonic() - self.origin)
+
+
+class TimedReader:
+    """What a chip reader tells about its timing, from its `timebase`."""
+
+    timebase: Timebase
+
+    @property
+    def gaps(self) -> list[Interval]:
+        """Spans with no samples, as `Interval`s of `t_s`."""
+        return self.timebase.gaps
+
+    @property
+    def measured_odr_hz(self) -> float | None:
+        """The rate measured against the clock; None until about 10 s of one segment."""
+        return self.timebase.measured_hz
