@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
@@ -114,7 +115,7 @@ def _estimate_odr_hz(t: np.ndarray, name: str) -> float:
     return float(1.0 / dt[dt < 1.5 * median_s].mean())
 
 
-def _chunks(f, name: str, first_line: int) -> Iterator[tuple[np.ndarray, int]]:
+def _chunks(f: BinaryIO, name: str, first_line: int) -> Iterator[tuple[np.ndarray, int]]:
     """Yield (rows as an (n, 7) float array, line number of its first row) for each chunk of `f`."""
     carry = b""
     while True:
@@ -154,37 +155,36 @@ def _parse(buf: bytes, name: str, first_line: int) -> tuple[np.ndarray, int]:
     lines = buf.decode("utf-8", "replace").split("\n")[:-1]
     # np.loadtxt would skip a blank line silently and shift every line number after it.
     if any(not line.strip() for line in lines):
-        _locate_error(lines, name, first_line)
+        raise _first_bad_line(lines, name, first_line)
     try:
         rows = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2, comments=None)
     except ValueError:
-        _locate_error(lines, name, first_line)
-        raise  # _locate_error always raises; this keeps type checkers content
-    if rows.size and rows.shape[1] != _NCOL:
-        _locate_error(lines, name, first_line)
-    if not np.isfinite(rows).all():
-        _locate_error(lines, name, first_line)
+        raise _first_bad_line(lines, name, first_line) from None
+    if (rows.size and rows.shape[1] != _NCOL) or not np.isfinite(rows).all():
+        raise _first_bad_line(lines, name, first_line)
     return rows.reshape(-1, _NCOL), nlines
 
 
-def _locate_error(lines: list[str], name: str, first_line: int) -> None:
-    """Raise `RecordingFormatError` for the first bad line in `lines`."""
+def _first_bad_line(lines: list[str], name: str, first_line: int) -> RecordingFormatError:
+    """The error for the first bad line in `lines`, found line by line (only for a chunk known bad)."""
     for i, line in enumerate(lines):
         fields = line.split(",")
         if not line.strip():
-            raise RecordingFormatError(name, first_line + i, "an empty line")
+            return RecordingFormatError(name, first_line + i, "an empty line")
         if len(fields) != _NCOL:
-            raise RecordingFormatError(
+            return RecordingFormatError(
                 name, first_line + i, f"{len(fields)} columns where {_NCOL} are expected ({RECORDING_HEADER})"
             )
-        for column, field in zip(RECORDING_HEADER.split(","), fields):
+        for column, text in zip(RECORDING_HEADER.split(","), fields):
             try:
-                value = float(field)
+                value = float(text) if "_" not in text else None  # float() takes 1_000; np.loadtxt does not
             except ValueError:
-                raise RecordingFormatError(name, first_line + i, f"{column} is not a number: {field.strip()[:40]!r}") from None
+                value = None
+            if value is None:
+                return RecordingFormatError(name, first_line + i, f"{column} is not a number: {text.strip()[:40]!r}")
             if not np.isfinite(value):
-                raise RecordingFormatError(name, first_line + i, f"{column} is not a finite number: {field.strip()!r}")
-    raise RecordingFormatError(name, first_line, "the lines from here on could not be parsed")
+                return RecordingFormatError(name, first_line + i, f"{column} is not a finite number: {text.strip()!r}")
+    return RecordingFormatError(name, first_line, "the lines from here on could not be parsed")
 
 
 def _parse_fast(buf: bytes) -> np.ndarray | None:

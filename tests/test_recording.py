@@ -143,6 +143,8 @@ def rows(n: int, start: int = 0) -> str:
         (RECORDING_HEADER + "\n" + rows(3) + "0.01,0,0,1,0,0,0\n", 5, "does not increase"),
         (RECORDING_HEADER + "\n" + rows(3) + "\n" + rows(2, 4), 5, "empty line"),
         (RECORDING_HEADER + "\n" + rows(3) + "0.06;0;0;1;0;0;0\n", 5, "1 columns"),
+        (RECORDING_HEADER + "\n" + rows(3) + "0.06,0,0,1,0,1_000,0\n", 5, "gy is not a number: '1_000'"),
+        (RECORDING_HEADER + "\n" + rows(3) + "0.06,0,0,1,0,0,0,\n", 5, "8 columns"),
         (RECORDING_HEADER + "\n" + GOOD, 2, "at least two samples"),
     ],
 )
