@@ -45,7 +45,7 @@ def night_payloads(device_id: str, nights: int, lms: int) -> list[bytes]:
 
 
 def publisher(host: str, port: int, ca_file: str, device_id: str, password: str, nights: int, lms: int,
-              ready, go, done) -> None:
+              ready, go, done, cpu_s) -> None:
     """One device: connect, wait for the start, publish every night at QoS 1, wait for every PUBACK."""
     import ssl
 
@@ -66,13 +66,21 @@ def publisher(host: str, port: int, ca_file: str, device_id: str, password: str,
     connected.wait(30)
     ready.set()
     go.wait()
+    cpu_start_s = time.process_time()
     for payload in payloads:
         client.publish(f"rlsmon/v1/{device_id}/summary", payload, qos=1)
     for _ in payloads:
         acked.acquire()
+    cpu_s.value = time.process_time() - cpu_start_s
     client.disconnect()
     client.loop_stop()
     done.set()
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of another process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ingest_only_rate(workdir: Path, lms: int, nights: int = 300) -> float:
@@ -123,22 +131,28 @@ def main() -> None:
             go = ctx.Event()
             procs = []
             for device_id, password in passwords.items():
-                ready, done = ctx.Event(), ctx.Event()
+                ready, done, cpu_s = ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
                 p = ctx.Process(target=publisher, args=(broker.host, broker.port, str(broker.ca_file), device_id,
-                                                       password, args.nights_per_device, args.lms, ready, go, done))
+                                                       password, args.nights_per_device, args.lms, ready, go, done,
+                                                       cpu_s))
                 p.start()
-                procs.append((p, ready, done))
-            for _, ready, _ in procs:
+                procs.append((p, ready, done, cpu_s))
+            for _, ready, _, _ in procs:
                 if not ready.wait(120):
                     raise SystemExit("a publisher did not get ready")
+            collector_cpu_start_s = time.process_time()
+            broker_cpu_start_s = process_cpu_s(broker.process.pid)
             start = time.perf_counter()
             go.set()
             if not finished.wait(600):
                 raise SystemExit(f"only {sum(kinds.values())} of {total} nights arrived: {dict(kinds)}")
             elapsed = time.perf_counter() - start
-            for p, _, done in procs:
+            collector_cpu_s = time.process_time() - collector_cpu_start_s
+            broker_cpu_s = process_cpu_s(broker.process.pid) - broker_cpu_start_s
+            for p, _, done, _ in procs:
                 done.wait(60)
                 p.join(60)
+            publishers_cpu_s = sum(cpu_s.value for _, _, _, cpu_s in procs)
             collector.stop()
             db = open_db(workdir / "server.db")
             stored = db["nights"].count
@@ -147,9 +161,10 @@ def main() -> None:
             print(f"ingest through mosquitto: {total} nights of {args.lms} LMs from {DEVICES} devices "
                   f"in {elapsed:.2f} s = {total / elapsed:.0f} nights/s with {args.validators} validator processes "
                   f"(bar: >= 500/s; {os.cpu_count()} cores, load average before {load_before:.2f})")
+            print(f"CPU per night: collector {1000 * collector_cpu_s / total:.2f} ms, mosquitto "
+                  f"{1000 * broker_cpu_s / total:.2f} ms, publishers {1000 * publishers_cpu_s / total:.2f} ms")
         finally:
             broker.kill()
-        if os.environ.get("SKIP_INGEST_ONLY"): return
         print(f"ingest() alone (validate + SQLite): {ingest_only_rate(workdir, args.lms):.0f} nights/s")
 
 
