@@ -17,16 +17,9 @@ ensure_group i2c
 ensure_group gpio
 ensure_user "$USER_NAME" /var/lib/rlsmon i2c,gpio
 
-ensure_dir "$PREFIX" 0755 root:root
-make_venv device
-install_file "$SRC/README.md" "$PREFIX/README.md" 0644 root:root
-
-# The config holds no secret but names the password file; the service user only reads it.
-ensure_dir /etc/rlsmon 0755 root:root
-install_file "$SRC/firmware_config/device.example.toml" "$CONFIG" 0640 "root:$USER_NAME" keep
-# data_dir in device.toml; systemd's StateDirectory=rlsmon keeps the same owner and mode.
-ensure_dir /var/lib/rlsmon 0750 "$USER_NAME:$USER_NAME"
-# The broker password (from provisioning) must be readable by the service user and nobody else.
+install_base device "$USER_NAME" device
+# The broker password (from provisioning): readable by the service user and nobody else. 0640
+# root:rlsmon-device rather than 0600, since the daemon runs as rlsmon-device, never as root.
 if [ -f "$ROOT/etc/rlsmon/mqtt-password" ]; then
     install_file "$ROOT/etc/rlsmon/mqtt-password" /etc/rlsmon/mqtt-password 0640 "root:$USER_NAME" keep
 fi

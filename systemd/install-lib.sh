@@ -151,6 +151,17 @@ write_manifest() {  # write_manifest NAME — sorted, no timestamps: identical r
     _own "$dest" root:root 0644
 }
 
+install_base() {  # install_base EXTRA USER CONFIG_NAME — venv, README, config (kept), state directory
+    ensure_dir "$PREFIX" 0755 root:root
+    make_venv "$1"
+    install_file "$SRC/README.md" "$PREFIX/README.md" 0644 root:root
+    # The config holds no secret (passwords live in their own files); the service user only reads it.
+    ensure_dir /etc/rlsmon 0755 root:root
+    install_file "$SRC/firmware_config/$3.example.toml" "/etc/rlsmon/$3.toml" 0640 "root:$2" keep
+    # data_dir / database.path; the units' StateDirectory=rlsmon keeps the same owner and mode.
+    ensure_dir /var/lib/rlsmon 0750 "$2:$2"
+}
+
 reload_units() {  # reload_units UNIT… — enable, and restart only what already runs (an upgrade)
     host systemctl daemon-reload
     host systemctl enable "$@"

@@ -13,6 +13,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 SYSTEMD = REPO / "systemd"
 
@@ -63,11 +65,6 @@ def test_device_install_lays_down_every_file_with_its_mode_and_owner(tmp_path):
 
     for path, expected in DEVICE_FILES.items():
         assert entries[path] == expected, path
-    for path, (kind, mode, _owner) in entries.items():
-        if kind in ("file", "dir"):
-            target = tmp_path / path.lstrip("/")
-            assert target.is_dir() if kind == "dir" else target.is_file(), path
-            assert oct(target.stat().st_mode & 0o7777) == oct(int(mode, 8)), path
     assert entries["rlsmon-device home=/var/lib/rlsmon groups=i2c,gpio"] == ("user", "-", "-")
     assert entries["i2c"] == entries["gpio"] == ("group", "-", "-")
     assert (tmp_path / "etc/systemd/system/rlsmon-device.service").read_text() == (
@@ -92,14 +89,25 @@ def test_device_install_turns_i2c_on_once_and_keeps_the_rest_of_config_txt(tmp_p
     assert "dtparam=i2c_arm=on" in text and "dtparam=i2c_arm_baudrate=100000" in text
 
 
-def test_device_install_is_idempotent(tmp_path):
-    install("install-device.sh", tmp_path)
+@pytest.mark.parametrize("component", ["device", "server"])
+def test_install_is_idempotent(component, tmp_path):
+    install(f"install-{component}.sh", tmp_path)
     before = snapshot(tmp_path)
 
-    out = install("install-device.sh", tmp_path)
+    out = install(f"install-{component}.sh", tmp_path)
 
     assert snapshot(tmp_path) == before
     assert "(changes: 0)" in out
+
+
+@pytest.mark.parametrize("component", ["device", "server"])
+def test_every_manifest_entry_is_on_disk_with_its_mode(component, tmp_path):
+    install(f"install-{component}.sh", tmp_path)
+    for path, (kind, mode, _owner) in manifest(tmp_path, component).items():
+        if kind in ("file", "dir"):
+            target = tmp_path / path.lstrip("/")
+            assert target.is_dir() if kind == "dir" else target.is_file(), path
+            assert target.stat().st_mode & 0o7777 == int(mode, 8), path
 
 
 def test_device_install_keeps_an_existing_config_and_fixes_its_mode(tmp_path):
@@ -125,14 +133,82 @@ def test_installer_scripts_are_executable_in_git():
         ["git", "ls-files", "-s", "systemd/"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout
     modes = {line.split("\t")[1]: line.split()[0] for line in listed.splitlines()}
-    for script in ("systemd/install-device.sh",):
+    for script in ("systemd/install-device.sh", "systemd/install-server.sh"):
         if script in modes:  # committed: git must carry the executable bit
             assert modes[script] == "100755", script
         assert os.access(REPO / script, os.X_OK), script
 
 
-def test_real_install_needs_root():
+@pytest.mark.parametrize("component", ["device", "server"])
+def test_real_install_needs_root(component):
     # As root here, drop to nobody: the refusal is what a non-root user sees.
     as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
-    result = subprocess.run([*as_user, "bash", str(SYSTEMD / "install-device.sh")], capture_output=True, text=True)
+    result = subprocess.run([*as_user, "bash", str(SYSTEMD / f"install-{component}.sh")],
+                            capture_output=True, text=True)
     assert result.returncode == 1 and "run as root" in result.stderr
+
+
+SERVER_FILES = {
+    "/etc/rlsmon/server.toml": ("file", "0640", "root:rlsmon-server"),
+    "/etc/rlsmon/collector-password": ("file", "0640", "root:rlsmon-server"),
+    "/etc/rlsmon/ca.key": ("file", "0600", "root:root"),
+    "/etc/rlsmon/ca.crt": ("file", "0644", "root:root"),
+    "/etc/mosquitto/certs/server.key": ("file", "0640", "root:mosquitto"),
+    "/etc/mosquitto/certs/server.crt": ("file", "0644", "root:root"),
+    "/etc/mosquitto/conf.d/rlsmon.conf": ("file", "0644", "root:root"),
+    "/etc/mosquitto/rlsmon.acl": ("file", "0640", "root:mosquitto"),
+    "/etc/mosquitto/rlsmon.passwd": ("file", "0640", "root:mosquitto"),
+    "/etc/systemd/system/rlsmon-collector.service": ("file", "0644", "root:root"),
+    "/etc/systemd/system/rlsmon-web.service": ("file", "0644", "root:root"),
+    "/var/lib/rlsmon": ("dir", "0750", "rlsmon-server:rlsmon-server"),
+}
+
+
+def test_server_install_lays_down_every_file_with_its_mode_and_owner(tmp_path):
+    install("install-server.sh", tmp_path)
+    entries = manifest(tmp_path, "server")
+
+    for path, expected in SERVER_FILES.items():
+        assert entries[path] == expected, path
+    assert entries["rlsmon-server home=/var/lib/rlsmon groups="] == ("user", "-", "-")
+    for name in ("server.toml",):
+        assert (tmp_path / "etc/rlsmon" / name).read_text() == (REPO / "firmware_config/server.example.toml").read_text()
+    assert (tmp_path / "etc/mosquitto/conf.d/rlsmon.conf").read_text() == (REPO / "firmware_config/mosquitto.conf").read_text()
+
+
+def test_server_install_gives_the_collector_a_broker_password(tmp_path):
+    from server.provision import check_password
+
+    install("install-server.sh", tmp_path)
+
+    password = (tmp_path / "etc/rlsmon/collector-password").read_text().strip()
+    assert len(password) >= 24
+    users = dict(line.split(":", 1) for line in (tmp_path / "etc/mosquitto/rlsmon.passwd").read_text().split())
+    assert check_password(password, users["collector"])
+
+
+def test_server_install_makes_a_ca_and_a_broker_certificate_it_signed(tmp_path):
+    install_args = ["bash", str(SYSTEMD / "install-server.sh"), "--root", str(tmp_path), "--no-venv",
+                    "--broker-host", "mqtt.clinic.test"]
+    subprocess.run(install_args, check=True, capture_output=True, timeout=120)
+    ca, cert = tmp_path / "etc/rlsmon/ca.crt", tmp_path / "etc/mosquitto/certs/server.crt"
+
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(ca), str(cert)], capture_output=True, text=True)
+    san = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-ext", "subjectAltName"],
+                         capture_output=True, text=True, check=True).stdout
+
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "DNS:mqtt.clinic.test" in san and "IP Address:127.0.0.1" in san
+
+
+def test_server_install_keeps_existing_certificates_config_and_password(tmp_path):
+    install("install-server.sh", tmp_path)
+    kept = {p: (tmp_path / p).read_bytes() for p in (
+        "etc/rlsmon/ca.crt", "etc/mosquitto/certs/server.crt", "etc/mosquitto/certs/server.key",
+        "etc/rlsmon/collector-password", "etc/mosquitto/rlsmon.passwd")}
+    (tmp_path / "etc/rlsmon/server.toml").write_text("[web]\nport = 8111\n")
+
+    install("install-server.sh", tmp_path)
+
+    assert {p: (tmp_path / p).read_bytes() for p in kept} == kept
+    assert (tmp_path / "etc/rlsmon/server.toml").read_text() == "[web]\nport = 8111\n"
