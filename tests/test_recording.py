@@ -189,3 +189,22 @@ def test_write_refuses_time_that_does_not_increase(tmp_path):
     backwards = SampleBlock(block.t_s[::-1].copy(), block.accel_g, block.gyro_dps, 52.0)
     with pytest.raises(ValueError, match="increase"):
         write_recording(tmp_path / "rec.csv", [backwards])
+
+
+def test_memory_does_not_grow_with_the_length_of_the_recording(tmp_path):
+    import tracemalloc
+
+    def peak_bytes(n_rows: int) -> int:
+        path = tmp_path / f"rec{n_rows}.csv"
+        write_recording(path, [night(n_rows, seed=n_rows)])
+        tracemalloc.start()
+        try:
+            for _ in read_recording(path, block_rows=4096):
+                pass
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    short, long = peak_bytes(40_000), peak_bytes(160_000)  # about 2.3 MB and 9.3 MB of CSV
+    assert long < 1.25 * short
+    assert long < 32_000_000  # a few chunks' worth of parsing temporaries, whatever the length
