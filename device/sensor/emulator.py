@@ -382,8 +382,12 @@ class EmulatedChip:
             self._advance(self._now())
 
     def start(self) -> None:
-        """On a real or scaled clock, watch the time in a thread so INT1 fires without transfers."""
-        if self._thread is None:
+        """On a real or scaled clock, watch the time in a thread so INT1 fires without transfers.
+
+        A no-op on a `VirtualClock`, whose time only moves when its owner says (an `EventClock`
+        wakes the chip itself); a thread there would drive virtual time on its own.
+        """
+        if self._thread is None and not isinstance(self.clock, VirtualClock):
             self._thread = threading.Thread(target=self._tick, name="lsm6ds-emulator", daemon=True)
             self._thread.start()
 
@@ -597,8 +601,7 @@ def emulated_bus(chip: str, motion: MotionSource, clock: Clock, *, address: int 
         faults = FaultSchedule.parse(faults)
     c = EmulatedChip(reg.variant(chip), motion, clock, address=address, faults=faults,
                      odr_error=odr_error, on_int1=on_int1)
-    if not isinstance(clock, VirtualClock):
-        c.start()
+    c.start()
     return EmulatedBus(c)
 
 

@@ -56,3 +56,13 @@ def test_scaled_clock_fires_int1_from_the_chip_timer(recording, mock_pins):
         reader.bus.close()
     assert sum(len(b) for b in blocks) >= 2 * 52
     assert len(mock_pins.pin(17).states) > 2  # the line toggled
+
+
+def test_no_timer_thread_on_a_virtual_clock():
+    """On a VirtualClock a timer thread would push time on by itself; the EventClock wakes the chip."""
+    from device.sensor.emulator import EventClock, FunctionMotion, emulated_bus, still_motion
+
+    clock = EventClock()
+    bus = emulated_bus("LSM6DSOX", FunctionMotion(still_motion), clock)
+    bus.chips[0x6A].start()
+    assert bus.chips[0x6A]._thread is None and clock.monotonic() == 0.0
