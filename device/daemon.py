@@ -26,7 +26,7 @@ import numpy as np
 from device import __version__
 from device.clock import Clock, ScaledClock
 from device.config import DeviceConfig, NightConfig
-from device.detect.events import Interval
+from device.detect.events import Interval, PostureSegment
 from device.errors import SensorError
 from device.notify import Notifier
 from device.samples import SampleBlock
@@ -202,7 +202,7 @@ def open_hardware(cfg: DeviceConfig, clock: Clock) -> LegReaders:
 
 
 def _sensor_info(reader: Any, driver: str, cfg: DeviceConfig) -> dict[str, Any]:
-    return {"chip": reader.chip_name, "who_am_i": f"0x{reader.who_am_i:02X}", "driver": driver,
+    return {"chip": reader.chip_name, "who_am_i": reader.who_am_i, "driver": driver,
             "legs": cfg.sensor.legs, "odr_hz": reader.nominal_odr_hz,
             "accel_fs_g": reader.accel_scale.full_scale, "gyro_fs_dps": reader.gyro_scale.full_scale}
 
@@ -218,22 +218,20 @@ class _ShiftedMotion:
         return self.inner.at(t_s + self.shift_s)
 
 
-def emulated_bus(cfg: DeviceConfig, clock: Clock, recording: str, window: Window | None = None, *,
-                 chip: str = "LSM6DSOX", faults: str = "") -> tuple[Any, Any]:
-    """The register-level emulated chip(s), one per leg, playing `recording` from the window's
-    start (or from its beginning), and the INT1 input: (bus, int1). INT1 goes through a gpiozero
-    mock pin as it would through a real one. Close both when done."""
+def emulated_bus(cfg: DeviceConfig, clock: Clock, motion: Any, *, chip: str = "LSM6DSOX",
+                 faults: str = "") -> tuple[Any, Any]:
+    """The register-level emulated chip(s), one per leg, moving as `motion` (a `MotionSource`), and
+    the INT1 input: (bus, int1). INT1 goes through a gpiozero mock pin as it would through a real
+    one. Close both when done."""
     from gpiozero import Device
     from gpiozero.pins.mock import MockFactory
 
     from device.panel import int1_input
-    from device.sensor.emulator import EmulatedBus, EmulatedChip, FaultSchedule, RecordingMotion
+    from device.sensor.emulator import EmulatedBus, EmulatedChip, FaultSchedule
     from device.sensor.lsm6ds import variant
 
     if not isinstance(Device.pin_factory, MockFactory):
         Device.pin_factory = MockFactory()
-    shift_s = max(0.0, window.t_s(clock.wall())) if window is not None else 0.0
-    motion = _ShiftedMotion(RecordingMotion(recording), shift_s)
     schedule = FaultSchedule.parse(faults)
     int1 = int1_input(cfg.sensor.int1_pin)
     pin = Device.pin_factory.pin(cfg.sensor.int1_pin)
@@ -251,29 +249,70 @@ def emulated_bus(cfg: DeviceConfig, clock: Clock, recording: str, window: Window
     return EmulatedBus(*chips), int1
 
 
-def open_emulated(cfg: DeviceConfig, clock: Clock, recording: str, window: Window | None, *,
-                  chip: str = "LSM6DSOX", faults: str = "") -> LegReaders:
-    """The emulated sensor read by the real FIFO reader (see `emulated_bus`)."""
-    from device.sensor.fifo import FifoReader
+class EmulatedNights:
+    """The sensor factory of `run --emulate`: night i plays recording i (the last one repeats) from
+    the window's start, through the emulated chip and the real FIFO reader.
 
-    bus, int1 = emulated_bus(cfg, clock, recording, window, chip=chip, faults=faults)
-    try:
-        readers = [FifoReader(bus, addresses=(cfg.sensor.addresses[leg],), chip=chip, odr_hz=cfg.sensor.odr_hz,
-                              int1=int1 if leg == 0 else None, clock=clock)
-                   for leg in range(cfg.sensor.legs)]
-    except BaseException:
-        int1.close()
-        bus.close()
-        raise
+    Reading a recording's index takes a while, so `prepare(i)` does it ahead of the window: the
+    recording then starts when the night does, even on a fast clock.
+    """
 
-    def cleanup() -> None:
-        int1.close()
-        bus.close()
+    def __init__(self, cfg: DeviceConfig, clock: Clock, recordings: tuple[str, ...], *,
+                 chip: str = "LSM6DSOX", faults: str = "") -> None:
+        self.cfg, self.clock, self.recordings = cfg, clock, recordings
+        self.chip, self.faults = chip, faults
+        self._prepared: dict[int, Any] = {}
 
-    return LegReaders(readers, clock, _sensor_info(readers[0], "fifo (emulated)", cfg), cleanup)
+    def prepare(self, index: int) -> None:
+        """Index night `index`'s recording now, if not done yet."""
+        from device.sensor.emulator import RecordingMotion
+
+        if index not in self._prepared:
+            self._prepared[index] = RecordingMotion(self.recordings[min(index, len(self.recordings) - 1)])
+
+    def __call__(self, index: int, window: Window | None) -> LegReaders:
+        from device.sensor.emulator import FunctionMotion, still_motion
+        from device.sensor.fifo import FifoReader
+
+        if window is None:  # the start-up probe: any motion will do
+            motion: Any = FunctionMotion(still_motion)
+        else:
+            self.prepare(index)
+            # Each session takes a fresh motion: a recording plays forward only.
+            motion = _ShiftedMotion(self._prepared.pop(index), max(0.0, window.t_s(self.clock.wall())))
+        bus, int1 = emulated_bus(self.cfg, self.clock, motion, chip=self.chip, faults=self.faults)
+        try:
+            readers = [FifoReader(bus, addresses=(self.cfg.sensor.addresses[leg],), chip=self.chip,
+                                  odr_hz=self.cfg.sensor.odr_hz, int1=int1 if leg == 0 else None, clock=self.clock)
+                       for leg in range(self.cfg.sensor.legs)]
+        except BaseException:
+            int1.close()
+            bus.close()
+            raise
+
+        def cleanup() -> None:
+            int1.close()
+            bus.close()
+
+        return LegReaders(readers, self.clock, _sensor_info(readers[0], "fifo (emulated)", self.cfg), cleanup)
 
 
 SensorFactory = Callable[[int, "Window | None"], LegReaders]  # (night index, window) → open sensor
+
+
+def open_posture(detector: Any) -> PostureSegment | None:
+    """The posture segment the detector has not closed yet, up to the data it has processed.
+
+    LegDetector emits a posture only when it ends; the daemon stores the open one at each heartbeat
+    so that after a kill -9 the segment still says whether the patient lay in bed. LegDetector has
+    no public accessor for it yet, so this reads its tracker and returns None if that changes.
+    """
+    tracker = getattr(detector, "_posture", None)
+    posture = getattr(tracker, "_posture", None)
+    start_s, end_s = getattr(tracker, "_segment_start_s", None), getattr(tracker, "_end_s", None)
+    if posture is None or start_s is None or end_s is None or end_s <= start_s:
+        return None
+    return PostureSegment(float(start_s), float(end_s), posture)
 
 
 def remap_axes(block: SampleBlock, axes: list[str]) -> SampleBlock:
@@ -486,7 +525,11 @@ class Daemon:
         self.clock.wait(self.stop_requested, max(0.0, wait_s))
 
     def _skip_idle(self, window: Window) -> None:
-        """On an emulated clock that can skip, jump to just before the window."""
+        """Get the sensor ready for the window; on an emulated clock that can skip, then jump to just
+        before it."""
+        prepare = getattr(self.open_sensor, "prepare", None)
+        if prepare is not None:
+            prepare(self._night_index)
         skip = getattr(self.clock, "skip_to", None)
         if skip is not None:
             skip(window.start.timestamp() - 2.0)
@@ -595,22 +638,27 @@ class Daemon:
         shifted = remap_axes(SampleBlock(t[keep], block.accel_g[keep], block.gyro_dps[keep], det.odr_hz),
                              self.cfg.sensor.axes)
         out = det.feed(shifted)
-        self.store.add_events(window.night, out.movements, out.postures, out.gaps)
+        self.store.add_events(window.night, out.movements, out.postures, out.gaps, rec.segment_id, leg)
         rec.samples += int(keep.sum())
         rec.end_s = max(rec.end_s, float(t[keep][-1]) + 1.0 / block.odr_hz)
         if self.clock.monotonic() - rec.last_beat >= HEARTBEAT_S:
             rec.last_beat = self.clock.monotonic()
             self.store.extend_segment(rec.segment_id, rec.end_s, rec.samples)
+            for k, d in rec.detectors.items():
+                posture = open_posture(d)
+                if posture is not None:
+                    self.store.set_open_posture(rec.segment_id, window.night, k, posture)
 
     def _end_recording(self) -> None:
         """Flush the detectors and write the segment's end: what was recorded is kept."""
         rec, self.recording = self.recording, None
         if rec is None or rec.segment_id is None:
             return
-        for det in rec.detectors.values():
+        for leg, det in rec.detectors.items():
             out = det.finish()
-            self.store.add_events(rec.window.night, out.movements, out.postures, out.gaps)
+            self.store.add_events(rec.window.night, out.movements, out.postures, out.gaps, rec.segment_id, leg)
         self.store.extend_segment(rec.segment_id, rec.end_s, rec.samples)
+        self.store.clear_open_postures(rec.segment_id)
         self.store.flush()
 
     def _close_night(self, night: str) -> None:
@@ -688,14 +736,10 @@ def run_command(config_path: str | None, recordings: tuple[str, ...] = (), speed
         return EX_CONFIG
     if recordings:
         start_wall = (dt.datetime.fromisoformat(start_at).timestamp() if start_at else
-                      window_at(time.time(), cfg.night).start.timestamp() - 10.0)
+                      window_at(time.time(), cfg.night).start.timestamp() - 3600.0)
         clock: Clock = FastForwardClock(speed, start_wall, real_origin=origin)
 
-        def open_sensor(index: int, window: Window | None) -> LegReaders:
-            return open_emulated(cfg, clock, recordings[min(index, len(recordings) - 1)], window,
-                                 chip=chip, faults=faults)
-
-        daemon = Daemon(cfg, clock, open_sensor, nights=nights, retry_scale=1.0 / speed,
+        daemon = Daemon(cfg, clock, EmulatedNights(cfg, clock, recordings, chip=chip, faults=faults), nights=nights, retry_scale=1.0 / speed,
                         clock_synced=lambda: True)
     else:
         from device.clock import SystemClock

@@ -173,8 +173,9 @@ def check_sensor(cfg: DeviceConfig, emulate: str | None = None) -> Iterator[Chec
     clock = SystemClock()
     if emulate is not None:
         from device.daemon import emulated_bus
+        from device.sensor.emulator import RecordingMotion
 
-        bus, int1 = emulated_bus(cfg, clock, emulate)
+        bus, int1 = emulated_bus(cfg, clock, RecordingMotion(emulate))
         try:
             yield from _sensor_checks(cfg, bus, int1, clock, "emulated I2C bus")
         finally:

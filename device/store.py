@@ -99,6 +99,13 @@ def _migrate(db: Any) -> None:
         db["outbox"].create({"id": int, "night": str, "topic": str, "payload": str, "created_at": str},
                             pk="id")
 
+    @migrations()
+    def m002_open_postures(db: Any) -> None:
+        # The posture a recording segment is in right now, rewritten at each heartbeat: after a
+        # kill -9 it is all that says the patient was lying in that segment.
+        db["open_postures"].create({"segment_id": int, "leg": int, "night": str, "start_s": float,
+                                    "end_s": float, "posture": str}, pk=("segment_id", "leg"))
+
     migrations.apply(db)
 
 
@@ -232,13 +239,26 @@ class Store:
         """Record that the span `segment_id` reached `end_s` with `samples` samples so far."""
         self.write(lambda db: db["segments"].update(segment_id, {"end_s": end_s, "samples": samples}))
 
+    def set_open_posture(self, segment_id: int, night: str, leg: int, posture: PostureSegment) -> None:
+        """Record the posture segment still open on `leg` (replacing the previous record)."""
+        self.write(lambda db: db["open_postures"].upsert(
+            {"segment_id": segment_id, "leg": leg, "night": night, "start_s": posture.start_s,
+             "end_s": posture.end_s, "posture": posture.posture}, pk=("segment_id", "leg")))
+
+    def clear_open_postures(self, segment_id: int) -> None:
+        """The segment ended cleanly: its postures are all closed and stored."""
+        self.write(lambda db: db["open_postures"].delete_where("segment_id = ?", [segment_id]))
+
     def add_events(self, night: str, movements: list[LegMovement], postures: list[PostureSegment],
-                   gaps: list[Interval]) -> None:
-        """Queue what the detector completed."""
+                   gaps: list[Interval], segment_id: int | None = None, leg: int = 0) -> None:
+        """Queue what the detector completed (on `leg`, in recording segment `segment_id`)."""
         if not (movements or postures or gaps):
             return
 
         def fn(db: Any) -> None:
+            if postures and segment_id is not None:  # the open posture now starts after them
+                db.execute("update open_postures set start_s = max(start_s, ?) where segment_id = ? and leg = ?",
+                           [max(p.end_s for p in postures), segment_id, leg])
             db["movements"].insert_all({"night": night, "leg": m.leg, "onset_s": m.onset_s,
                                         "offset_s": m.offset_s, "peak_dps": m.peak_dps,
                                         "tilt_deg": m.tilt_deg} for m in movements)
@@ -277,7 +297,9 @@ class Store:
             gaps=[Interval(r["start_s"], r["end_s"]) for r in rows("gaps", "start_s")],
             movements=[LegMovement(r["onset_s"], r["offset_s"], r["leg"], r["peak_dps"], r["tilt_deg"])
                        for r in rows("movements", "onset_s")],
-            postures=[PostureSegment(r["start_s"], r["end_s"], r["posture"]) for r in rows("postures", "start_s")],
+            postures=sorted([PostureSegment(r["start_s"], r["end_s"], r["posture"])
+                             for r in [*rows("postures", "start_s"), *rows("open_postures", "start_s")]
+                             if r["end_s"] > r["start_s"]], key=lambda p: p.start_s),
             markers=[(r["t_s"], r["kind"]) for r in rows("markers", "t_s")],
         )
 
