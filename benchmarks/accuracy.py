@@ -62,9 +62,9 @@ def label(t0: float, t1: float, truth: dict) -> str:
     return "nothing"
 
 
-def run_night(args: tuple[str, int, float, float]) -> dict:
+def run_night(args: tuple[str, int, float, float, float]) -> dict:
     """Simulate one night, detect, score; return the figures."""
-    scenario, seed, hours, odr_hz = args
+    scenario, seed, hours, odr_hz, block_s = args
     night = simulate_night(scenario, seed, hours, odr_hz)
     truth = dict(night.truth)
     # A truth LM with no motion at all (peak 0 dps) cannot be seen by any sensor: it is counted
@@ -74,7 +74,7 @@ def run_night(args: tuple[str, int, float, float]) -> dict:
     det = LegDetector(odr_hz=odr_hz)
     movements, postures, gaps = [], [], []
     cpu = 0.0  # the detector's own time, not the simulator's
-    for block in night.blocks(60.0):
+    for block in night.blocks(block_s):
         c0 = time.process_time()
         out = det.feed(block)
         cpu += time.process_time() - c0
@@ -117,12 +117,13 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=1, help="seeds run from here (tuned on 1-4)")
     ap.add_argument("--hours", type=float, default=8.0)
     ap.add_argument("--odr-hz", type=float, default=52.0)
+    ap.add_argument("--block-s", type=float, default=60.0, help="feed blocks of this many seconds (live: 0.5)")
     ap.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
     ap.add_argument("--workers", type=int, default=2, choices=(1, 2))
     ap.add_argument("--verbose", action="store_true", help="misses and false detections by kind")
     a = ap.parse_args()
     scenarios = a.scenario or list(SCENARIOS)
-    jobs = [(s, seed, a.hours, a.odr_hz) for s in scenarios for seed in range(a.first_seed, a.first_seed + a.seeds)]
+    jobs = [(s, seed, a.hours, a.odr_hz, a.block_s) for s in scenarios for seed in range(a.first_seed, a.first_seed + a.seeds)]
     t0 = time.perf_counter()
     if a.workers == 1:
         results = [run_night(j) for j in jobs]
@@ -167,9 +168,11 @@ def main() -> None:
     if motionless:
         print(f"{motionless} truth LMs with no motion at all (peak 0 dps) were left out: a simulator defect")
     cpu = sum(r["detect_cpu_s"] for r in results)
+    hours = len(jobs) * a.hours
     print(
-        f"detector CPU: {cpu:.1f} s for {len(jobs) * a.hours:g} h of data "
-        f"({cpu / (len(jobs) * a.hours):.2f} s per night-hour); wall {wall:.0f} s"
+        f"detector CPU: {cpu:.1f} s for {hours:g} h of data fed in {a.block_s:g}-s blocks: "
+        f"{cpu / hours:.3f} s per night-hour, {100 * cpu / (hours * 3600):.4f}% of one core live; "
+        f"wall {wall:.0f} s"
     )
     print("bar met on every scenario" if ok else "bar NOT met (see rows above)")
 
