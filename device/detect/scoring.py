@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from device import __version__
-from device.detect.bed import subtract
+from device.detect.bed import merge, subtract
 from device.detect.events import Interval, LegMovement
 from device.detect.rules import RuleSet, rule_set
 
@@ -35,6 +35,10 @@ SEVERITY_BANDS: tuple[tuple[float, str], ...] = ((50.0, "severe"), (25.0, "moder
 # ICSD-3 (AASM, 2014), PLMD: a PLMS index > 15/h in adults is clinically significant. For
 # children the threshold is > 5/h; this summary uses the adult one.
 CLINICAL_PLMI_ADULT = 15.0
+
+# Below this much time in bed a per-hour index says nothing (a few LMs in a minute would read as
+# hundreds per hour), so the indices are left at 0 and a caveat says why.
+MIN_TIME_IN_BED_S = 600.0
 
 CAVEATS = (
     "Respiratory-related leg movements are not excluded: without respiratory signals they cannot be "
@@ -79,8 +83,8 @@ def score_night(
     rs = rule_set(rules)
     if recording_start is not None and recording_start.utcoffset() is None:
         raise ValueError("recording_start must carry its UTC offset (an aware datetime)")
-    gaps = sorted((g for g in gaps if g.end_s > g.start_s), key=lambda g: g.start_s)
-    in_bed = sorted((s for s in in_bed if s.end_s > s.start_s), key=lambda s: s.start_s)
+    gaps = merge(g for g in gaps if g.end_s > g.start_s)
+    in_bed = merge(s for s in in_bed if s.end_s > s.start_s)
     scored = subtract(in_bed, gaps)  # the spans that count: in bed and recorded
     lms = combine_legs(legs, rs)
     total = len(lms)
@@ -89,14 +93,20 @@ def score_night(
         lm.clm = is_clm(lm, rs)
     series_count = mark_series(lms, rs)
     time_in_bed_s = sum(s.duration_s for s in scored)
-    hours_in_bed = time_in_bed_s / 3600.0
+    hours_in_bed = time_in_bed_s / 3600.0 if time_in_bed_s >= MIN_TIME_IN_BED_S else 0.0
     plm_count = sum(lm.series is not None for lm in lms)
-    plm_index = plm_count / hours_in_bed if hours_in_bed > 0 else 0.0
+    # Bands and flags read the index as reported, so a printed 25.0 is never called mild.
+    plm_index = round(plm_count / hours_in_bed, 2) if hours_in_bed > 0 else 0.0
     imis = [lm.imi_s for lm in lms if lm.clm and lm.imi_s is not None]
     caveats = list(CAVEATS)
     if total > len(lms):
         caveats.append(
             f"{total - len(lms)} leg movements while out of bed or in a recording gap are not scored."
+        )
+    if not hours_in_bed:
+        caveats.append(
+            f"Only {time_in_bed_s / 60:.0f} min in bed (the shin lying, between lights off and on): "
+            f"indices need at least {MIN_TIME_IN_BED_S / 60:.0f} min and are left at 0."
         )
     return {
         "schema": SCHEMA,
@@ -124,7 +134,7 @@ def score_night(
         "in_bed": [_span(s, duration_s) for s in in_bed],
         "time_in_bed_s": _r3(time_in_bed_s),
         "lm_index": round(len(lms) / hours_in_bed, 2) if hours_in_bed > 0 else 0.0,
-        "plm_index": round(plm_index, 2),
+        "plm_index": plm_index,
         "periodicity_index": round(periodicity_index(lms, rs), 4),
         "imi_histogram": imi_histogram(imis),
         "hourly": hourly(lms, duration_s, recording_start),

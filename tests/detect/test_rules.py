@@ -385,3 +385,10 @@ def test_repeated_presses_are_ignored():
 def test_an_unknown_marker_is_refused():
     with pytest.raises(ValueError, match="lights_off or lights_on"):
         in_bed_intervals(POSTURES, [(10.0, "lamp")], 1000.0)
+
+
+def test_too_little_time_in_bed_gives_no_index_and_says_why():
+    s = score(at(0, 20, 40, 60), in_bed=((90.0, 400.0),), duration_s=3600.0)
+    assert s["plm_count"] == 4 and s["time_in_bed_s"] == 310.0
+    assert (s["plm_index"], s["lm_index"], s["severity"]) == (0.0, 0.0, "normal")
+    assert any("Only 5 min in bed" in c for c in s["caveats"])
