@@ -1,10 +1,11 @@
 """A register-level LSM6DS behind a virtual I2C bus: the chip for tests, the demo and installers.
 
 `EmulatedChip` models what our readers and the unmodified adafruit_lsm6ds driver touch: WHO_AM_I,
-SW_RESET back to the power-on values, BDU and IF_INC, ODR and full scale, the output and STATUS
-registers, the FIFO (continuous mode, watermark, overrun, status, tagged words on the DSOX family and
-the 6-word pattern on the DS3 family, with the address rolling back so one read drains many words),
-and the INT1 watermark line. Every chip fact comes from `lsm6ds.VARIANTS`.
+SW_RESET back to the power-on values, BDU (outputs held between a low and a high byte) and IF_INC,
+ODR and full scale, the output and STATUS registers, the FIFO (continuous mode, watermark, overrun,
+status, tagged words on the DSOX family and the 6-word pattern on the DS3 family, with the address
+rolling back so one read drains many words), and the INT1 watermark line. Every chip fact comes
+from `lsm6ds.VARIANTS`.
 
 Time comes from a `device.clock` Clock. The chip is lazy: on every bus transfer it catches up with
 the clock, sampling its `MotionSource` once per ODR period, quantized to the full scale and
@@ -273,8 +274,9 @@ class EmulatedChip:
         self._rate_hz = 0.0
         self._t_on = 0.0
         self._slots = 0  # samples taken since _t_on
-        self._out_a = np.zeros(3, dtype=np.int16)
-        self._out_g = np.zeros(3, dtype=np.int16)
+        self._latest = {"a": np.zeros(3, dtype=np.int16), "g": np.zeros(3, dtype=np.int16)}
+        self._out = dict(self._latest)  # what the output registers show
+        self._held: set[str] = set()  # BDU: outputs whose low byte was read and high byte not yet
         self._status = 0
         self._pointer = 0
 
@@ -332,9 +334,10 @@ class EmulatedChip:
         a_raw = _quantize(accel_g, self.variant.accel_scale_from_reg(self.regs[reg.CTRL1_XL]).per_lsb)
         g_raw = _quantize(gyro_dps, self.variant.gyro_scale_from_reg(self.regs[reg.CTRL2_G]).per_lsb)
         if xl_on:
-            self._out_a, self._status = a_raw[-1], self._status | reg.STATUS_XLDA
+            self._latest["a"], self._status = a_raw[-1], self._status | reg.STATUS_XLDA
         if g_on:
-            self._out_g, self._status = g_raw[-1], self._status | reg.STATUS_GDA
+            self._latest["g"], self._status = g_raw[-1], self._status | reg.STATUS_GDA
+        self._latch_outputs()
         continuous, xl_batched, g_batched = fifo.batching(self.regs)
         if continuous and xl_batched and g_batched:
             self._push(fifo.encode(a_raw, g_raw, first), skipped=first > self._slots + 1)
@@ -461,14 +464,33 @@ class EmulatedChip:
         self._pointer = fifo.data_out + end % wb if end % wb else fifo.data_out
         return data
 
+    def _latch_outputs(self) -> None:
+        """Copy the newest sample to the output registers, except where BDU holds them."""
+        for sensor in ("a", "g"):
+            if sensor not in self._held:
+                self._out[sensor] = self._latest[sensor]
+
+    def _read_output(self, sensor: str, offset: int) -> int:
+        # BDU (CTRL3_C bit 6, DS12814 §10): between reading a low and a high byte, the outputs
+        # are not updated, so a value is never half old, half new.
+        if self.regs[reg.CTRL3_C] & reg.CTRL3_BDU:
+            if offset % 2 == 0:
+                self._held.add(sensor)
+            else:
+                self._held.discard(sensor)
+        value = self._out[sensor].astype("<i2").tobytes()[offset]
+        if sensor not in self._held:
+            self._latch_outputs()
+        return value
+
     def _reg_value(self, a: int) -> int:
         fifo = self.variant.fifo
         if reg.OUTX_L_G <= a < reg.OUTX_L_G + 6:
             self._status &= ~reg.STATUS_GDA
-            return self._out_g.astype("<i2").tobytes()[a - reg.OUTX_L_G]
+            return self._read_output("g", a - reg.OUTX_L_G)
         if reg.OUTX_L_A <= a < reg.OUTX_L_A + 6:
             self._status &= ~reg.STATUS_XLDA
-            return self._out_a.astype("<i2").tobytes()[a - reg.OUTX_L_A]
+            return self._read_output("a", a - reg.OUTX_L_A)
         if a == reg.STATUS_REG:
             return self._status
         if a == reg.FIFO_STATUS1:

@@ -42,7 +42,8 @@ class PolledReader(TimedReader):
         self.odr_code = self.variant.odr_code(odr_hz)
         self.nominal_odr_hz = self.variant.odr_codes_hz[self.odr_code]
         self.accel_fs_g, self.gyro_fs_dps = float(accel_fs_g), float(gyro_fs_dps)
-        self.variant.accel_scale(accel_fs_g), self.variant.gyro_scale(gyro_fs_dps)  # validate early
+        self.accel_scale = self.variant.accel_scale(accel_fs_g)
+        self.gyro_scale = self.variant.gyro_scale(gyro_fs_dps)
         self.block_samples = max(1, round(block_s * self.nominal_odr_hz))
         self.timebase = Timebase(self.clock, self.nominal_odr_hz)
         self.errors = 0

@@ -102,3 +102,16 @@ def test_reader_without_int1_polls_once_a_second(recording):
     out = collect(reader, 415 / 52)
     assert len(out) == 8 * 52
     assert 7 <= reader.wakeups <= 10  # one a second, not one per watermark
+
+
+def test_bdu_holds_the_outputs_between_low_and_high_byte():
+    levels = []
+    clock, bus, _ = _setup("LSM6DSOX", 10, levels)
+    bus.write_byte_data(0x6A, reg.CTRL3_C, reg.CTRL3_BDU | reg.CTRL3_IF_INC)
+    clock.sleep(100 / 52.0)
+    low = bus.read_byte_data(0x6A, reg.OUTX_L_A)
+    clock.sleep(60 / 52.0)  # 60 samples later; without BDU the high byte would be a newer sample's
+    high = bus.read_byte_data(0x6A, reg.OUTX_L_A + 1)
+    assert low | high << 8 == round(0.099 / 0.000122)  # sample 99, whole
+    raw = bus.read_i2c_block_data(0x6A, reg.OUTX_L_A, 2)
+    assert raw[0] | raw[1] << 8 == round(0.159 / 0.000122)  # released: now the newest
