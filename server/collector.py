@@ -358,6 +358,7 @@ class Collector:
         if refused:
             log.error("the broker refused the subscriptions (%s): check the collector's ACL", ", ".join(refused))
         else:
+            log.info("subscribed to %s and %s", SUMMARY_FILTER, STATUS_FILTER)
             self.subscribed.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
