@@ -28,7 +28,10 @@ def cli() -> None:
               help="Recording CSV to write.")
 @click.option("--truth", "truth_json", type=click.Path(dir_okay=False), required=True,
               help="Ground-truth JSON to write.")
-def simulate(scenario: str, seed: int, hours: float, odr_hz: float, out_csv: str, truth_json: str) -> None:
+@click.option("--right-out", "right_csv", type=click.Path(dir_okay=False), default=None,
+              help="Also put a sensor on the other leg, and write its recording here.")
+def simulate(scenario: str, seed: int, hours: float, odr_hz: float, out_csv: str, truth_json: str,
+             right_csv: str | None) -> None:
     """Simulate a night seen by a shin IMU, with its exact ground truth.
 
     Every true LM, every confounder (twitches, turning over, a bed partner, a tugged cable,
@@ -37,6 +40,8 @@ def simulate(scenario: str, seed: int, hours: float, odr_hz: float, out_csv: str
     Example:
 
         rlsmon-device simulate --scenario plmd --seed 1 --hours 8 --out night.csv --truth night.json
+
+        rlsmon-device simulate --scenario severe --out left.csv --right-out right.csv --truth night.json
     """
     import os
 
@@ -44,12 +49,12 @@ def simulate(scenario: str, seed: int, hours: float, odr_hz: float, out_csv: str
 
     if scenario not in SCENARIOS:
         raise click.BadParameter(f"{scenario!r}; choose one of {', '.join(SCENARIOS)}", param_hint="--scenario")
-    for hint, path in (("--out", out_csv), ("--truth", truth_json)):
-        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+    for hint, path in (("--out", out_csv), ("--truth", truth_json), ("--right-out", right_csv)):
+        if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise click.BadParameter(f"{path}: no such directory", param_hint=hint)
-    night = simulate_night(scenario, seed, hours, odr_hz)
+    night = simulate_night(scenario, seed, hours, odr_hz, legs=1 if right_csv is None else 2)
     try:
-        write_night(night, out_csv, truth_json)
+        write_night(night, out_csv, truth_json, other_leg_csv=right_csv)
     except OSError as e:
         raise click.ClickException(f"cannot write {e.filename}: {e.strerror}") from e
     lms = night.truth["lms"]

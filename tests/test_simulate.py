@@ -155,16 +155,18 @@ def test_every_scenario_runs_and_its_truth_is_consistent(scenario):
     check_truth(night.truth)
     for seed in range(2):  # whole nights, planned only: no samples are generated
         check_truth(simulate_night(scenario, seed, 9.0).truth)
+        check_truth(simulate_night(scenario, seed, 9.0, legs=2).truth)
 
 
 def check_truth(truth: dict) -> None:
     assert 0 < truth["lights_off_s"] < truth["lights_on_s"] < truth["duration_s"]
-    lms = truth["lms"]
-    for prev, lm in zip(lms, lms[1:]):
-        assert prev["offset_s"] < lm["onset_s"], "true LMs never overlap"
-    for lm in lms:
+    for leg in range(truth["legs"]):
+        lms = [m for m in truth["lms"] if m["leg"] == leg]
+        for prev, lm in zip(lms, lms[1:]):
+            assert prev["offset_s"] < lm["onset_s"], "true LMs on one leg never overlap"
+    for lm in truth["lms"]:
         assert truth["lights_off_s"] <= lm["onset_s"] < lm["offset_s"] <= truth["lights_on_s"]
-        assert lm["leg"] == 0 and lm["kind"] in ("plm", "isolated", "restless", "turn")
+        assert lm["leg"] in range(truth["legs"]) and lm["kind"] in ("plm", "isolated", "restless", "turn")
         assert lm["wake"] == (lm["kind"] == "restless")
         assert lm["clm"] == (lm["duration_s"] <= 10.0)
         assert lm["peak_dps"] >= 9.5 and lm["tilt_deg"] >= 2.0, lm
@@ -253,3 +255,39 @@ def test_a_scenario_keeps_its_character_short_or_long(hours):
         assert simulate_night("severe", seed, hours).truth["reference"]["severity"] == "severe"
         assert simulate_night("control", seed, hours).truth["reference"]["plm_index"] < 5.0
         assert simulate_night("plmd", seed, hours).truth["reference"]["plm_index"] > 15.0
+
+
+def test_two_legs_share_the_body_and_split_the_movements():
+    one, two = simulate_night("severe", 6, 1.0), simulate_night("severe", 6, 1.0, legs=2)
+    truth = two.truth
+    assert truth["legs"] == 2 and two.legs == 2
+    assert truth["postures"] == one.truth["postures"] and truth["gaps"] == one.truth["gaps"]
+    by_leg = [[m for m in truth["lms"] if m["leg"] == leg] for leg in (0, 1)]
+    assert all(len(lms) > 20 for lms in by_leg)
+    # Bilateral LMs: the other leg's onset within 0.3 s; and some LMs on one leg alone.
+    onsets1 = np.array([m["onset_s"] for m in by_leg[1]])
+    near = [np.min(np.abs(onsets1 - m["onset_s"])) <= 0.3 for m in by_leg[0]]
+    assert 0.3 < np.mean(near) < 0.9
+    # Scoring combines the legs: a bilateral pair is one LM.
+    assert truth["reference"]["lm_count"] < len(truth["lms"])
+    assert truth["reference"]["plm_index"] > 15.0
+
+    t0, a0, g0 = samples(two)
+    blocks1 = list(two.blocks(60.0, leg=1))
+    t1, g1 = np.concatenate([b.t_s for b in blocks1]), np.concatenate([b.gyro_dps for b in blocks1])
+    np.testing.assert_array_equal(t0, t1)
+    assert not np.array_equal(g0, g1)
+    # Walking: the legs swing in anti-phase.
+    walk = next(c for c in truth["confounders"] if c["kind"] == "walk")
+    inside = (t0 >= walk["start_s"] + 1.5) & (t0 < walk["end_s"] - 1.5)
+    assert np.corrcoef(g0[inside, 1], g1[inside, 1])[0, 1] < -0.5
+
+
+def test_cli_writes_both_legs(tmp_path):
+    paths = [tmp_path / name for name in ("left.csv", "right.csv", "night.json")]
+    result = CliRunner().invoke(cli, ["simulate", "--scenario", "plmd", "--hours", "0.05", "--out", str(paths[0]),
+                                      "--right-out", str(paths[1]), "--truth", str(paths[2])])
+    assert result.exit_code == 0, result.output
+    left, right = (np.concatenate([b.gyro_dps for b in read_recording(p)]) for p in paths[:2])
+    assert left.shape == right.shape and not np.allclose(left, right)
+    assert json.loads(paths[2].read_text())["legs"] == 2

@@ -50,6 +50,9 @@ What each event looks like to the sensor (for tuning the detector):
   bounce at the step rate and a 0.5-1.5 g heel strike each stride. Never an LM.
 - Sit up / lie down (confounders): the shin moves between horizontal and upright in 2.5-5 s.
 - Gaps (truth `gaps`): no rows, a jump in t.
+- Two legs (`legs=2`): the second sensor shares the body's posture, the partner, the gaps and
+  walking (in anti-phase); 60% of flexions are bilateral (onsets within 0.3 s, sizes differ), 20%
+  on the second leg alone; every truth LM and per-leg confounder names its `leg`.
 - Always: the chip's white noise (LSM6DSOX), a gyro bias of up to +-2 dps that random-walks
   ~1 dps/sqrt(h), accel offsets of up to 20 mg and 1% scale errors, sub-mg pulse/breathing
   micro-motion in bed (mg-level sway upright), and in the `faint` scenario a loose strap's rattle
@@ -72,24 +75,29 @@ __all__ = ["SCENARIOS", "Night", "NightMotion", "Scenario", "simulate_night", "w
 TRUTH_SCHEMA = "rlsmon.truth/1"
 
 
-def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0) -> Night:
-    """Plan one night of `scenario` (a key of `SCENARIOS`), deterministic for `seed`. Samples are
-    generated only when `Night.blocks()` is iterated; the truth is ready at once."""
+def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0, legs: int = 1) -> Night:
+    """Plan one night of `scenario` (a key of `SCENARIOS`), deterministic for `seed`, with a sensor
+    on one leg or on both (`legs=2`; the first leg is the same night either way, apart from the LMs
+    and confounders that move to the other leg). Samples are generated only when `Night.blocks()`
+    is iterated; the truth is ready at once."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
     if not hours > 0:
         raise ValueError(f"hours must be positive, not {hours}")
     if not odr_hz > 0:
         raise ValueError(f"odr_hz must be positive, not {odr_hz}")
-    plan, truth = plan_night(scenario, seed, hours, odr_hz)
+    if legs not in (1, 2):
+        raise ValueError(f"legs must be 1 or 2, not {legs}")
+    plans, truth = plan_night(scenario, seed, hours, odr_hz, legs)
     truth = {
         "schema": TRUTH_SCHEMA, "scenario": scenario, "seed": seed, "hours": hours, "odr_hz": odr_hz,
-        "duration_s": plan.duration_s, **truth,
+        "legs": legs, "duration_s": plans[0].duration_s, **truth,
     }
-    truth["postures"] = _postures(plan)
+    truth["lms"].sort(key=lambda m: (m["onset_s"], m["leg"]))
+    truth["postures"] = _postures(plans[0])
     truth["markers"] = [[truth["lights_off_s"], "lights_off"], [truth["lights_on_s"], "lights_on"]]
     truth.update(_reference(truth))
-    return Night(scenario=scenario, seed=seed, hours=hours, odr_hz=odr_hz, truth=truth, plan=plan)
+    return Night(scenario=scenario, seed=seed, hours=hours, odr_hz=odr_hz, truth=truth, plans=plans)
 
 
 def _postures(plan: Plan) -> list[dict]:
@@ -114,18 +122,24 @@ def _reference(truth: dict) -> dict:
     postures = [PostureSegment(p["start_s"], p["end_s"], p["posture"]) for p in truth["postures"]]
     markers = [(t, m) for t, m in truth["markers"]]
     in_bed = in_bed_intervals(postures, markers, truth["duration_s"])
-    legs = [[LegMovement(m["onset_s"], m["offset_s"], 0, m["peak_dps"], m["tilt_deg"]) for m in truth["lms"]]]
+    legs = [[LegMovement(m["onset_s"], m["offset_s"], leg, m["peak_dps"], m["tilt_deg"])
+             for m in truth["lms"] if m["leg"] == leg] for leg in range(truth["legs"])]
     gaps = [Interval(g["start_s"], g["end_s"]) for g in truth["gaps"]]
     reference = score_night(legs, in_bed, gaps, truth["duration_s"])
     return {"in_bed": [{"start_s": i.start_s, "end_s": i.end_s} for i in in_bed], "reference": reference}
 
 
 def write_night(night: Night, out_csv: str | os.PathLike, truth_json: str | os.PathLike,
-                block_s: float = 60.0) -> None:
-    """Write the night's samples as a recording CSV (streamed) and its truth as JSON."""
+                block_s: float = 60.0, other_leg_csv: str | os.PathLike | None = None) -> None:
+    """Write the night's samples as a recording CSV (streamed), the second leg's to
+    `other_leg_csv` for a two-leg night, and the truth as JSON."""
     from device.recording import write_recording
 
+    if (other_leg_csv is None) != (night.legs == 1):
+        raise ValueError(f"a {night.legs}-leg night needs {night.legs} recording paths")
     write_recording(out_csv, night.blocks(block_s))
+    if other_leg_csv is not None:
+        write_recording(other_leg_csv, night.blocks(block_s, leg=1))
     with open(truth_json, "w", encoding="utf-8") as f:
         json.dump(night.truth, f, indent=1)
         f.write("\n")

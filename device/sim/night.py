@@ -98,12 +98,15 @@ def make_flexion(rng: np.random.Generator, onset_s: float, flex_deg: tuple[float
     )
 
 
-def make_path(
-    rng: np.random.Generator, start_s: float, dur_s: float, hi_deg: tuple[float, float],
-    lo_deg: tuple[float, float], twist_deg: float, step_s: tuple[float, float],
-) -> Path:
-    """An irregular movement: knots every `step_s`, alternating high and low flexion, so it never
-    rests for long; it starts and ends at rest."""
+# Irregular movements: (high flexion deg, low flexion deg, twist deg, knot spacing s).
+RESTLESS_PATH = ((8.0, 30.0), (0.0, 5.0), 12.0, (0.35, 1.2))
+TURN_PATH = ((5.0, 30.0), (0.0, 4.0), 10.0, (0.4, 1.2))
+
+
+def make_path(rng: np.random.Generator, start_s: float, dur_s: float, shape: tuple) -> Path:
+    """An irregular movement of `shape` (RESTLESS_PATH, TURN_PATH): knots every so often,
+    alternating high and low flexion, so it never rests for long; it starts and ends at rest."""
+    hi_deg, lo_deg, twist_deg, step_s = shape
     knots, alpha, beta = [0.0], [0.0], [0.0]
     t, high = 0.0, True
     while True:
@@ -157,6 +160,8 @@ class _Planner:
         self.positions: list[dict] = []
         self.wake: list[tuple[float, float]] = []
         self.out_of_bed: list[tuple[float, float]] = []
+        # Each leg's own events and their truth entries (whole-body ones are not listed).
+        self.owned: list[tuple[Event, dict]] = []
 
     # -- posture timeline -------------------------------------------------------------------
     def key(self, t: float, theta_deg: float, phi_deg: float) -> None:
@@ -230,7 +235,7 @@ class _Planner:
             self.key(t0 + frac * dur_s, theta0 + lift * self.rng.uniform(10, 35),
                      phi0 + roll_frac * (roll1 - phi0) + self.rng.uniform(-8, 8))
         self.key(t0 + dur_s, theta1, roll1)
-        wiggle = make_path(self.rng, t0, dur_s, (5.0, 30.0), (0.0, 4.0), 10.0, (0.4, 1.2))
+        wiggle = make_path(self.rng, t0, dur_s, TURN_PATH)
         self.plan.events.append(wiggle)
         self.positions.append({"start_s": t0 + dur_s, "position": name})
         peak = _peak_dps(wiggle)
@@ -239,6 +244,7 @@ class _Planner:
         # A technologist scores the leg EMG of a turn as one LM > 10 s: not a CLM, and it breaks a
         # series (WASM 2016, Ferri et al., Sleep Med 2016).
         self.lms.append(self._lm(t0, t0 + dur_s, "turn", peak, _tilt_deg(wiggle), wake=False))
+        self.owned.append((wiggle, self.lms[-1]))
 
     def bathroom(self, t0: float) -> float:
         """Out of bed: sit up, walk out, stay, walk back, lie down. Returns the end time."""
@@ -279,11 +285,12 @@ class _Planner:
         if series is not None:
             lm["series"] = series
         self.lms.append(lm)
+        self.owned.append((ev, lm))
 
 
-def plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan, dict]:
+def plan_night(name: str, seed: int, hours: float, odr_hz: float, legs: int = 1) -> tuple[list[Plan], dict]:
     """Lay out one night of scenario `name`: the posture timeline, every event, the gaps and the
-    chip's quirks (the `Plan`), and the truth (without the reference figures)."""
+    chip's quirks (one `Plan` per leg), and the truth (without the reference figures)."""
     sc = SCENARIOS[name]
     pl = _Planner(name, sc, seed, hours, odr_hz)
     rng, T = pl.rng, pl.T
@@ -388,10 +395,11 @@ def plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan,
             t = pl.place(max(a, lights_off), min(b, lights_on), dur, 1.0)
             if t is None:
                 continue
-            ev = make_path(rng, t, dur, (8.0, 30.0), (0.0, 5.0), 12.0, (0.35, 1.2))
+            ev = make_path(rng, t, dur, RESTLESS_PATH)
             pl.plan.events.append(ev)
             pl.busy.take(t - 1.0, ev.end_s + 1.0)
             pl.lms.append(pl._lm(t, ev.end_s, "restless", _peak_dps(ev), _tilt_deg(ev), wake=True))
+            pl.owned.append((ev, pl.lms[-1]))
 
     # Confounders that are not LMs. Twitches come alone or in bursts (fragmentary myoclonus), each
     # shorter than 0.5 s and at least 0.7 s from the next, so no two merge into an LM.
@@ -409,6 +417,7 @@ def plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan,
             pl.plan.events.append(ev)
             pl.confounders.append({"kind": "twitch", "start_s": start, "end_s": ev.end_s,
                                    "peak_dps": round(peak, 1), "burst": len(durs)})
+            pl.owned.append((ev, pl.confounders[-1]))
     # A bed partner moves whenever they like, also during the patient's own movements; only not
     # while the patient is out of bed.
     partner = _Occupancy()
@@ -437,9 +446,14 @@ def plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan,
             pl.busy.take(t - 1.0, ev.end_s + 1.0)
             pl.confounders.append({"kind": "cable", "start_s": t, "end_s": ev.end_s,
                                    "twist_deg": round(twist, 1)})
+            pl.owned.append((ev, pl.confounders[-1]))
 
-    _sensor_quirks(pl.plan, rng, sc)
-    pl.plan.events.sort(key=lambda e: e.start_s)
+    plans = [pl.plan]
+    if legs == 2:
+        plans.append(_second_leg(pl, np.random.default_rng([seed, pl.plan.key, 3])))
+    for plan in plans:
+        _sensor_quirks(plan, rng, sc)
+        plan.events.sort(key=lambda e: e.start_s)
     truth = {
         "lights_off_s": lights_off, "lights_on_s": lights_on,
         "lms": sorted(pl.lms, key=lambda m: m["onset_s"]),
@@ -448,7 +462,53 @@ def plan_night(name: str, seed: int, hours: float, odr_hz: float) -> tuple[Plan,
         "wake": [{"start_s": a, "end_s": b} for a, b in sorted(pl.wake)],
         "gaps": [{"start_s": a, "end_s": b} for a, b in pl.plan.gaps],
     }
-    return pl.plan, truth
+    return plans, truth
+
+
+def _second_leg(pl: _Planner, rng: np.random.Generator) -> Plan:
+    """The other leg's sensor on the same night: the body's posture, walking (in anti-phase), the
+    bed partner and the gaps (one Pi) are shared. Of the first leg's flexions, 60% are bilateral
+    (the other leg moves too, its onset within 0.3 s), 20% move to the other leg alone and 20%
+    stay; restless movements are bilateral 70% of the time and turns always; twitches and cable
+    tugs go to either leg. The split is our choice, to exercise both bilateral combination and
+    single-leg LMs; every truth entry then names its leg."""
+    p0 = pl.plan
+    p1 = Plan(duration_s=p0.duration_s, odr_hz=p0.odr_hz, seed=p0.seed, key=p0.key + 1,
+              knots_t=p0.knots_t, knots_theta=p0.knots_theta, knots_phi=p0.knots_phi, gaps=p0.gaps)
+    p1.events = [ev if isinstance(ev, Rocking) else replace(ev, phase=ev.phase + np.pi)
+                 for ev in p0.events if isinstance(ev, (Rocking, Walk))]
+    moved: set[int] = set()
+    for ev, entry in pl.owned:
+        entry["leg"] = 0
+        twin: Event | None = None
+        r = rng.random()
+        if isinstance(ev, Flexion):
+            if r < 0.6:
+                # The other leg's flexion differs in size, within 2-25 deg and 10-150 dps.
+                peak, amp_deg = _peak_dps(ev), np.degrees(ev.amp_rad)
+                scale = np.clip(rng.uniform(0.75, 1.25), max(10.0 / peak, 2.0 / amp_deg),
+                                min(150.0 / peak, 25.0 / amp_deg))
+                twin = replace(ev, start_s=ev.start_s + rng.uniform(-0.3, 0.3), amp_rad=ev.amp_rad * scale,
+                               twist=rng.uniform(-0.15, 0.15))
+            elif r < 0.8:
+                moved.add(id(ev))
+        elif isinstance(ev, Path) and (entry["kind"] == "turn" or r < 0.7):
+            shift = 0.0 if entry["kind"] == "turn" else rng.uniform(0.0, 0.3)
+            twin = make_path(rng, ev.start_s + shift, ev.end_s - ev.start_s,
+                             TURN_PATH if entry["kind"] == "turn" else RESTLESS_PATH)
+        elif isinstance(ev, (Twitch, Tug)) and r < 0.5:
+            moved.add(id(ev))
+        if id(ev) in moved:
+            p1.events.append(ev)
+            entry["leg"] = 1
+        if twin is not None:
+            p1.events.append(twin)
+            if "onset_s" in entry:
+                tilt = _tilt_deg(twin) if isinstance(twin, Path) else np.degrees(twin.amp_rad * max(1.0, 1.0 + twin.drift))
+                pl.lms.append({**pl._lm(twin.start_s, twin.end_s, entry["kind"], _peak_dps(twin), tilt,
+                                        entry["wake"]), **{k: v for k, v in entry.items() if k == "series"}, "leg": 1})
+    p0.events = [ev for ev in p0.events if id(ev) not in moved]
+    return p1
 
 
 def _sensor_quirks(plan: Plan, rng: np.random.Generator, sc: Scenario) -> None:
@@ -579,22 +639,32 @@ class NightMotion:
 
 @dataclass
 class Night:
-    """A simulated night: its exact truth, and its samples on demand."""
+    """A simulated night: its exact truth, and its samples on demand, one sensor per leg."""
 
     scenario: str
     seed: int
     hours: float
     odr_hz: float
     truth: dict
-    plan: Plan
+    plans: list[Plan]
 
-    def blocks(self, block_s: float = 60.0) -> Iterator[SampleBlock]:
-        """The samples as `SampleBlock`s of `block_s` seconds' worth of rows each (the last may be
-        shorter; a block spans more time where a gap falls). The samples do not depend on `block_s`."""
+    @property
+    def legs(self) -> int:
+        return len(self.plans)
+
+    @property
+    def plan(self) -> Plan:
+        """The first (or only) leg's plan."""
+        return self.plans[0]
+
+    def blocks(self, block_s: float = 60.0, leg: int = 0) -> Iterator[SampleBlock]:
+        """The samples of sensor `leg` as `SampleBlock`s of `block_s` seconds' worth of rows each
+        (the last may be shorter; a block spans more time where a gap falls). The samples do not
+        depend on `block_s`."""
         per_block = max(1, int(round(block_s * self.odr_hz)))
         pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         have = 0
-        for part in render(self.plan):
+        for part in render(self.plans[leg]):
             pending.append(part)
             have += len(part[0])
             while have >= per_block:
@@ -606,6 +676,6 @@ class Night:
             t, a, g = (np.concatenate([p[c] for p in pending]) for c in range(3))
             yield SampleBlock(t, a, g, self.odr_hz)
 
-    def motion(self) -> NightMotion:
-        """A fresh motion source for the register-level emulator, playing this night."""
-        return NightMotion(self.plan)
+    def motion(self, leg: int = 0) -> NightMotion:
+        """A fresh motion source for the register-level emulator, playing sensor `leg`."""
+        return NightMotion(self.plans[leg])
