@@ -139,8 +139,9 @@ class FifoFormat:
             # FIFO_CTRL4 = FIFO_MODE[2:0].
             return [(0x07, wtm & 0xFF), (0x08, (wtm >> 8) & self.wtm_high_mask),
                     (0x09, (odr_code << 4) | odr_code), (0x0A, FIFO_MODE_CONTINUOUS)]
-        # DS12124 §10: FIFO_CTRL1/2 = FTH; FIFO_CTRL3 = DEC_FIFO_GYRO[5:3] | DEC_FIFO_XL[2:0]
-        # (001 = no decimation); FIFO_CTRL5 = ODR_FIFO[6:3] | FIFO_MODE[2:0].
+        # DS12124 §10 (lsm6ds3tr_c_fifo_ctrl3_t, _ctrl5_t in ST's lsm6ds3tr-c_reg.h): FIFO_CTRL1/2 =
+        # FTH; FIFO_CTRL3 = DEC_FIFO_GYRO[5:3] | DEC_FIFO_XL[2:0] (001 = no decimation);
+        # FIFO_CTRL5 = ODR_FIFO[6:3] | FIFO_MODE[2:0].
         return [(0x06, wtm & 0xFF), (0x07, (wtm >> 8) & self.wtm_high_mask),
                 (0x08, (0b001 << 3) | 0b001), (0x0A, (odr_code << 3) | FIFO_MODE_CONTINUOUS)]
 
@@ -218,7 +219,8 @@ class FifoFormat:
                 data[last_whole * 7:])
 
 
-# TAG_SENSOR codes (AN5272 table "FIFO tag"): 0x01 gyroscope NC, 0x02 accelerometer NC.
+# TAG_SENSOR codes (AN5272 §9, and lsm6dsox_fifo_tag_t in ST's lsm6dsox_reg.h): 0x01 gyroscope NC,
+# 0x02 accelerometer NC.
 TAG_GYRO = 0x01
 TAG_ACCEL = 0x02
 _PARITY = np.array([_parity_bit(v) for v in range(128)], dtype=np.uint8)
@@ -311,7 +313,9 @@ VARIANTS: dict[str, ChipVariant] = {v.name: v for v in (
                 False, "adafruit_lsm6ds.lsm6ds33:LSM6DS33", _COMMON_DEFAULTS),
 )}
 
-INTERNAL_FREQ_FINE = 0x63  # signed; ODR_actual = ODR_nominal * (1 + 0.0015 * value) (DS12814 §10)
+# INTERNAL_FREQ_FINE (DS12814 §10; lsm6dsox_reg.h): the ODR's deviation from nominal in steps of
+# 0.15 %, 8-bit two's complement: ODR_actual = ODR_nominal * (1 + 0.0015 * value).
+INTERNAL_FREQ_FINE = 0x63
 FREQ_FINE_STEP = 0.0015
 
 
