@@ -71,8 +71,9 @@ class Window:
 
     @property
     def duration_s(self) -> float:
-        """Length of the window in seconds (DST changes included)."""
-        return (self.end - self.start).total_seconds()
+        """Length of the window in seconds, DST changes included (subtracting two datetimes of one
+        zone would give the wall-clock difference)."""
+        return self.end.timestamp() - self.start.timestamp()
 
     def t_s(self, wall_s: float) -> float:
         """Seconds from the window's start of the Unix time `wall_s`."""
@@ -175,30 +176,36 @@ def open_hardware(cfg: DeviceConfig, clock: Clock) -> LegReaders:
     from smbus2 import SMBus
 
     from device.panel import int1_input
-    from device.sensor.fifo import FifoReader
 
     try:
         bus = SMBus(cfg.sensor.bus)
     except OSError as exc:
         raise SensorError(f"cannot open /dev/i2c-{cfg.sensor.bus} ({exc.strerror or exc}): "
                           "is I2C enabled (dtparam=i2c_arm=on)?") from exc
-    int1 = None
     try:
         int1 = int1_input(cfg.sensor.int1_pin)
-        readers = [FifoReader(bus, addresses=(cfg.sensor.addresses[leg],), odr_hz=cfg.sensor.odr_hz,
-                              int1=int1 if leg == 0 else None, clock=clock)
-                   for leg in range(cfg.sensor.legs)]
     except BaseException:
-        if int1 is not None:
-            int1.close()
         bus.close()
         raise
+    return _read_legs(cfg, clock, bus, int1, "fifo", None)
+
+
+def _read_legs(cfg: DeviceConfig, clock: Clock, bus: Any, int1: Any, driver: str, chip: str | None) -> LegReaders:
+    """A FIFO reader per leg on `bus` (INT1 wired for the first); closes bus and int1 on failure."""
+    from device.sensor.fifo import FifoReader
 
     def cleanup() -> None:
         int1.close()
         bus.close()
 
-    return LegReaders(readers, clock, _sensor_info(readers[0], "fifo", cfg), cleanup)
+    try:
+        readers = [FifoReader(bus, addresses=(cfg.sensor.addresses[leg],), chip=chip, odr_hz=cfg.sensor.odr_hz,
+                              int1=int1 if leg == 0 else None, clock=clock)
+                   for leg in range(cfg.sensor.legs)]
+    except BaseException:
+        cleanup()
+        raise
+    return LegReaders(readers, clock, _sensor_info(readers[0], driver, cfg), cleanup)
 
 
 def _sensor_info(reader: Any, driver: str, cfg: DeviceConfig) -> dict[str, Any]:
@@ -272,7 +279,6 @@ class EmulatedNights:
 
     def __call__(self, index: int, window: Window | None) -> LegReaders:
         from device.sensor.emulator import FunctionMotion, still_motion
-        from device.sensor.fifo import FifoReader
 
         if window is None:  # the start-up probe: any motion will do
             motion: Any = FunctionMotion(still_motion)
@@ -281,20 +287,7 @@ class EmulatedNights:
             # Each session takes a fresh motion: a recording plays forward only.
             motion = _ShiftedMotion(self._prepared.pop(index), max(0.0, window.t_s(self.clock.wall())))
         bus, int1 = emulated_bus(self.cfg, self.clock, motion, chip=self.chip, faults=self.faults)
-        try:
-            readers = [FifoReader(bus, addresses=(self.cfg.sensor.addresses[leg],), chip=self.chip,
-                                  odr_hz=self.cfg.sensor.odr_hz, int1=int1 if leg == 0 else None, clock=self.clock)
-                       for leg in range(self.cfg.sensor.legs)]
-        except BaseException:
-            int1.close()
-            bus.close()
-            raise
-
-        def cleanup() -> None:
-            int1.close()
-            bus.close()
-
-        return LegReaders(readers, self.clock, _sensor_info(readers[0], "fifo (emulated)", self.cfg), cleanup)
+        return _read_legs(self.cfg, self.clock, bus, int1, "fifo (emulated)", self.chip)
 
 
 SensorFactory = Callable[[int, "Window | None"], LegReaders]  # (night index, window) → open sensor

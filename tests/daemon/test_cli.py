@@ -1,0 +1,101 @@
+"""`rlsmon-device run` and `doctor` as a user and systemd see them: exit codes, sd_notify, one-line checks."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+
+import pytest
+
+from tests.daemon.conftest import RLSMON_DEVICE, start_daemon, write_config
+
+pytestmark = pytest.mark.timeout(120)
+
+BAD_CONFIGS = [
+    ('device_id = "Bad_Id"', "device_id"),
+    ('device_id = "a"\n[night]\ntimezone = "Nowhere/Town"', "night.timezone"),
+    ('device_id = "a"\n[sensor]\nlegs = 3', "sensor.legs"),
+    ('device_id = "a"\n[broker]\nport = "x"', "broker.port"),
+    ('device_id = "a"\n[gpio]\nled = 4', "gpio.led"),
+]
+
+
+@pytest.mark.parametrize("text,key", BAD_CONFIGS, ids=[k for _, k in BAD_CONFIGS])
+def test_bad_config_exits_78_naming_file_and_key(tmp_path, text, key):
+    path = tmp_path / "device.toml"
+    path.write_text(text)
+    out = subprocess.run([RLSMON_DEVICE, "run", "--config", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 78
+    assert out.stderr.startswith("<3>") and str(path) in out.stderr and f"[{key}]" in out.stderr
+
+
+def test_missing_config_exits_78(tmp_path):
+    out = subprocess.run([RLSMON_DEVICE, "run", "--config", str(tmp_path / "absent.toml")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 78 and "absent.toml" in out.stderr
+
+
+def test_sd_notify_ready_without_broker_watchdog_while_sampling_stopping_on_sigterm(tmp_path, night_recording,
+                                                                                   daemons):
+    rec, _ = night_recording
+    sock_path = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(sock_path)
+    server.settimeout(30)
+    # no broker at all: READY must not wait for MQTT
+    run = start_daemon(write_config(tmp_path, None), [rec], nights=None, env={"NOTIFY_SOCKET": sock_path})
+    daemons.append(run)
+    messages: list[str] = []
+
+    def until(predicate) -> None:
+        while not predicate():
+            messages.append(server.recv(4096).decode())
+
+    until(lambda: any(m.startswith("READY=1") for m in messages))
+    ready = next(m for m in messages if m.startswith("READY=1"))
+    assert "STATUS=" in ready
+    until(lambda: any("STATUS=recording" in m for m in messages))
+    n_before = len(messages)
+    until(lambda: "WATCHDOG=1" in messages[n_before:])
+    run.proc.send_signal(signal.SIGTERM)
+    until(lambda: "STOPPING=1" in messages)
+    assert run.proc.wait(30) == 0
+    assert "flushed" in run.log()
+    # the recording so far was kept
+    assert run.query("select count(*) from segments")[0][0] >= 1
+    server.close()
+
+
+def test_doctor_against_the_emulator_runs_every_check(mqtt_broker, tmp_path, night_recording):
+    rec, _ = night_recording
+    password = mqtt_broker.add_device("dev-a")
+    config = write_config(tmp_path, mqtt_broker, password=password)
+    out = subprocess.run([RLSMON_DEVICE, "doctor", "--config", str(config), "--emulate", str(rec)],
+                         capture_output=True, text=True, timeout=60)
+    lines = out.stdout.splitlines()
+    names = [line.split()[1] for line in lines]
+    assert names == ["config", "i2c", "sensor", "int1", "clock", "broker", "disk"], out.stdout
+    status = {line.split()[1]: line.split()[0] for line in lines}
+    for name in ("config", "i2c", "sensor", "int1", "broker", "disk"):
+        assert status[name] == "PASS", out.stdout
+    assert "LSM6DSOX" in out.stdout and password not in out.stdout
+
+
+def test_doctor_names_the_fix_for_a_wrong_password(mqtt_broker, tmp_path, night_recording):
+    rec, _ = night_recording
+    mqtt_broker.add_device("dev-a")
+    config = write_config(tmp_path, mqtt_broker, password="wrong")
+    out = subprocess.run([RLSMON_DEVICE, "doctor", "--config", str(config), "--emulate", str(rec)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    broker_line = next(line for line in out.stdout.splitlines() if line.split()[1] == "broker")
+    assert broker_line.startswith("FAIL") and "fix:" in broker_line and "password_file" in broker_line
+
+
+def test_doctor_reports_a_bad_config_as_one_failing_line(tmp_path):
+    path = tmp_path / "device.toml"
+    path.write_text('device_id = "a"\n[sensor]\nodr_hz = 50')
+    out = subprocess.run([RLSMON_DEVICE, "doctor", "--config", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stdout.startswith("FAIL  config") and "sensor.odr_hz" in out.stdout

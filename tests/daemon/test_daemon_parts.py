@@ -1,0 +1,120 @@
+"""The daemon's pieces: the night window across midnight and DST, gaps from segments, axes, log lines,
+and the button marking lights off/on during an emulated night (MockFactory pins)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from device.config import NightConfig, parse_config
+from device.daemon import (Daemon, EmulatedNights, FastForwardClock, JournalFormatter, coverage_gaps,
+                           remap_axes, window_at)
+from device.detect.events import Interval
+from device.samples import SampleBlock
+from device.store import Segment
+
+BERLIN = NightConfig("20:00", "10:00", "Europe/Berlin")
+
+
+def ts(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso).timestamp()
+
+
+def test_window_across_midnight_is_named_for_the_evening():
+    w = window_at(ts("2026-03-02T03:00:00+01:00"), BERLIN)
+    assert w.night == "2026-03-01"
+    assert w.start.isoformat() == "2026-03-01T20:00:00+01:00" and w.end.isoformat() == "2026-03-02T10:00:00+01:00"
+    assert w.duration_s == 14 * 3600
+
+
+def test_between_windows_the_next_one_is_returned():
+    w = window_at(ts("2026-03-02T12:00:00+01:00"), BERLIN)
+    assert w.night == "2026-03-02" and w.start.timestamp() > ts("2026-03-02T12:00:00+01:00")
+
+
+def test_dst_spring_forward_night_is_an_hour_shorter():
+    # Europe/Berlin moves from +01:00 to +02:00 at 02:00 on 2026-03-29
+    w = window_at(ts("2026-03-28T23:00:00+01:00"), BERLIN)
+    assert w.night == "2026-03-28" and w.duration_s == 13 * 3600
+    assert w.end.isoformat() == "2026-03-29T10:00:00+02:00"
+
+
+def test_same_day_window():
+    w = window_at(ts("2026-03-02T13:30:00+00:00"), NightConfig("13:00", "14:00", "UTC"))
+    assert w.night == "2026-03-02" and w.t_s(ts("2026-03-02T13:30:00+00:00")) == 1800
+
+
+def test_coverage_gaps_are_the_complement_of_segments_plus_detector_gaps():
+    segs = [Segment(10.0, 100.0, 1), Segment(160.0, 300.0, 1)]
+    gaps = coverage_gaps(segs, [Interval(50.0, 55.0), Interval(95.0, 120.0)], 400.0)
+    assert gaps == [Interval(0.0, 10.0), Interval(50.0, 55.0), Interval(95.0, 160.0), Interval(300.0, 400.0)]
+    assert coverage_gaps([], [], 60.0) == [Interval(0.0, 60.0)]
+
+
+def test_remap_axes_turns_a_mounting_into_the_shin_frame():
+    a = np.array([[1.0, 2.0, 3.0]])
+    block = SampleBlock(np.array([0.0]), a, a * 10, 52.0)
+    out = remap_axes(block, ["-y", "+x", "+z"])
+    assert out.accel_g.tolist() == [[-2.0, 1.0, 3.0]] and out.gyro_dps.tolist() == [[-20.0, 10.0, 30.0]]
+
+
+def test_log_lines_carry_syslog_priorities():
+    fmt = JournalFormatter("%(message)s")
+    rec = logging.LogRecord("x", logging.ERROR, __file__, 1, "one\ntwo", None, None)
+    assert fmt.format(rec) == "<3>one\n<3>two"
+    rec = logging.LogRecord("x", logging.WARNING, __file__, 1, "w", None, None)
+    assert fmt.format(rec) == "<4>w"
+
+
+@pytest.mark.timeout(120)
+def test_button_marks_lights_off_and_on_into_the_night(tmp_path, night_recording):
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    rec, _ = night_recording
+    Device.pin_factory = MockFactory()
+    cfg = parse_config(f"""device_id = "dev-a"
+data_dir = "{tmp_path / 'data'}"
+[night]
+start = "22:00"
+end = "22:20"
+timezone = "Europe/Berlin"
+[broker]
+port = 1
+ca_file = "{tmp_path / 'none.pem'}"
+password_file = "{tmp_path / 'none'}"
+""")
+    clock = FastForwardClock(50.0, ts("2026-03-01T21:00:00+01:00"))
+    daemon = Daemon(cfg, clock, EmulatedNights(cfg, clock, (str(rec),)), clock_synced=lambda: True)
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while daemon.recording is None:
+            assert time.monotonic() < deadline and thread.is_alive(), "the night never started"
+            time.sleep(0.02)
+        button = Device.pin_factory.pin(cfg.gpio.button_pin)
+        led = Device.pin_factory.pin(cfg.gpio.led_pin)
+        kinds = []
+        for _ in range(2):
+            n_before = len(daemon.store.call(lambda db: list(db["markers"].rows)))
+            button.drive_low()
+            button.drive_high()
+            while len(rows := daemon.store.call(lambda db: list(db["markers"].rows))) == n_before:
+                assert time.monotonic() < deadline, "the press was not recorded"
+                time.sleep(0.02)
+            kinds.append(rows[-1]["kind"])
+        assert kinds == ["lights_off", "lights_on"]
+        assert rows[0]["night"] == "2026-03-01" and 0 <= rows[0]["t_s"] <= rows[1]["t_s"] <= 1200
+        assert any(s.state for s in led.states)  # the confirmation flash
+    finally:
+        daemon.request_stop()
+        thread.join(30)
+        Device.pin_factory.reset()
+        Device.pin_factory = None
+    assert not thread.is_alive()
