@@ -198,12 +198,14 @@ class EventClock(VirtualClock):
         self._wakers.append((next_s, fire))
 
     def _run_until(self, deadline: float, event: threading.Event | None) -> bool:
+        fired: set[tuple[int, float]] = set()
         while not (event is not None and event.is_set()):
-            due = [(t, fire) for next_s, fire in self._wakers
-                   if (t := next_s()) is not None and t <= deadline]
+            due = [(t, i, fire) for i, (next_s, fire) in enumerate(self._wakers)
+                   if (t := next_s()) is not None and t <= deadline and (i, t) not in fired]
             if not due:
                 break
-            t, fire = min(due, key=lambda d: d[0])
+            t, i, fire = min(due, key=lambda d: d[0])
+            fired.add((i, t))  # a waker that asks for the same instant again is not looped on
             with self._lock:
                 self._now = max(self._now, t)
             fire()
@@ -295,7 +297,7 @@ class EmulatedChip:
 
     def _advance(self, now: float) -> None:
         """Catch up with `now`: take the samples due, applying scheduled faults in time order."""
-        while self._events and self._events[0][0] <= now:
+        while self._events and self._events[0][0] <= now + 1e-9:
             t, what = self._events.pop(0)
             self._sample_until(t)
             if what == "reset" and self._powered:

@@ -174,6 +174,9 @@ class FifoReader(TimedReader):
                 self._configure()
             return None
         overrun = fifo.overrun(status)
+        if overrun:  # words were overwritten: a half sample kept from before no longer fits
+            self._pending.clear()
+            self._pending_pattern = None
         if self._pending_pattern is None:
             self._pending_pattern = fifo.pattern(status)
         burst_words = max(1, min(self.burst_bytes, _I2C_DEV_MAX_MSG) // fifo.word_bytes)
