@@ -53,6 +53,8 @@ What each event looks like to the sensor (for tuning the detector):
 - Two legs (`legs=2`): the second sensor shares the body's posture, the partner, the gaps and
   walking (in anti-phase); 60% of flexions are bilateral (onsets within 0.3 s, sizes differ), 20%
   on the second leg alone; every truth LM and per-leg confounder names its `leg`.
+- Mounting: the sensor sits up to 8 deg (faint: 20) off the shin's axes in yaw, 8 (10) in pitch and
+  12 (20) in roll (truth `mount_deg`), so flexion leaks into gyro x and roll into gyro y.
 - Always: the chip's white noise (LSM6DSOX), a gyro bias of up to +-2 dps that random-walks
   ~1 dps/sqrt(h), accel offsets of up to 20 mg and 1% scale errors, sub-mg pulse/breathing
   micro-motion in bed (mg-level sway upright), and in the `faint` scenario a loose strap's rattle

@@ -50,6 +50,7 @@ class Plan:
     bias_dps: np.ndarray = field(default_factory=lambda: np.zeros((2, 3)))
     strap_accel_g: float = 0.0
     strap_gyro_dps: float = 0.0
+    mount_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 class _Occupancy:
@@ -461,6 +462,7 @@ def plan_night(name: str, seed: int, hours: float, odr_hz: float, legs: int = 1)
         "positions": pl.positions,
         "wake": [{"start_s": a, "end_s": b} for a, b in sorted(pl.wake)],
         "gaps": [{"start_s": a, "end_s": b} for a, b in pl.plan.gaps],
+        "mount_deg": [list(plan.mount_deg) for plan in plans],  # yaw, pitch, roll per leg
     }
     return plans, truth
 
@@ -524,6 +526,7 @@ def _sensor_quirks(plan: Plan, rng: np.random.Generator, sc: Scenario) -> None:
     plan.bias_dps = rng.uniform(-1, 1, 3) * physics.GYRO_ZERO_RATE_DPS * 2.0 + np.cumsum(steps, axis=0)
     plan.strap_accel_g = sc.strap_accel_mg / 1000.0
     plan.strap_gyro_dps = sc.strap_gyro_dps
+    plan.mount_deg = tuple(round(float(rng.uniform(-m, m)), 2) for m in sc.mount_deg)
 
 
 class Renderer:
@@ -538,6 +541,7 @@ class Renderer:
         self.tug_end = np.array([e.end_s for e in tugs])
         self.tug_sum = np.concatenate([[0.0], np.cumsum([e.residual_rad for e in tugs])])
         self.knots = (np.array(plan.knots_t), np.array(plan.knots_theta), np.array(plan.knots_phi))
+        self.mount = physics.mount_matrix(*plan.mount_deg)
         self.bed_width = max(1, int(plan.odr_hz / 3))      # pulse and breathing, < ~3 Hz
         self.strap_width = max(1, int(plan.odr_hz / 15))   # a rattling strap, up to ~15 Hz
         self.tails: dict[str, np.ndarray | None] = {"ba": None, "bg": None, "sa": None, "sg": None}
@@ -563,6 +567,7 @@ class Renderer:
             mid["theta"], mid["phi"], mid["alpha"], mid["beta"],
             rate["theta"], rate["phi"], rate["alpha"], rate["beta"], a_world, a_leg,
         )
+        accel, gyro = accel @ self.mount, gyro @ self.mount
         upright = (mid["theta"] > np.radians(UPRIGHT_ABOVE_DEG))[:, None]
         # Micro-motion: pulse and breathing in bed; postural sway when upright.
         noise = {}

@@ -85,6 +85,16 @@ def sensor_readings(
     return f, np.degrees(w)
 
 
+def mount_matrix(yaw_deg: float, pitch_deg: float, roll_deg: float) -> np.ndarray:
+    """The strap-to-sensor rotation R_z(yaw) R_y(pitch) R_x(roll) of a sensor strapped a little off
+    the shin's axes. Row vectors in the strap frame times this matrix are in the sensor frame."""
+    y, p, r = np.radians([yaw_deg, pitch_deg, roll_deg])
+    rz = np.array([[np.cos(y), -np.sin(y), 0.0], [np.sin(y), np.cos(y), 0.0], [0.0, 0.0, 1.0]])
+    ry = np.array([[np.cos(p), 0.0, np.sin(p)], [0.0, 1.0, 0.0], [-np.sin(p), 0.0, np.cos(p)]])
+    rx = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(r), -np.sin(r)], [0.0, np.sin(r), np.cos(r)]])
+    return rz @ ry @ rx
+
+
 def lever_accel_g(lever_m: float, d_alpha: np.ndarray, dd_alpha: np.ndarray) -> np.ndarray:
     """Acceleration (g, leg frame) of the sensor at `lever_m` along the shin's x axis from the pivot
     of a flexion about y: tangential -d*alpha'' on z, centripetal -d*alpha'^2 on x."""
