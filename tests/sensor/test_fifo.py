@@ -73,24 +73,26 @@ def test_smbus_block_read_stops_at_32_bytes():
         bus.read_i2c_block_data(0x6A, 0x78, 33)
 
 
-def test_reader_recovers_from_overrun_with_a_gap(long_recording):
+@pytest.mark.parametrize("chip, burst_bytes", [("LSM6DSOX", 8192), ("LSM6DSOX", 10), ("LSM6DS3TR-C", 10)])
+def test_reader_recovers_from_overrun_with_a_gap(long_recording, chip, burst_bytes):
     """A reader that falls asleep past the FIFO's depth gets a gap, then the right samples."""
     from device.sensor import open_emulated
     from tests.sensor.conftest import assert_reproduces, load
 
     expected = load(long_recording)
-    reader = open_emulated(long_recording, chip="LSM6DSOX", watermark_s=1.0)
+    reader = open_emulated(long_recording, chip=chip, watermark_s=1.0, burst_bytes=burst_bytes)
     rows = []
     for i, block in enumerate(reader):
         rows.append(np.column_stack([block.t_s, block.accel_g, block.gyro_dps]))
         if i == 3:
-            reader.clock.sleep(20.0)  # 20 s is deeper than the 511-sample FIFO at 52 Hz
+            reader.clock.sleep(20.0)  # deeper than the FIFO (511 samples, 9.8 s; or 341, 6.6 s)
         if block.t_s[-1] > 50:
             reader.stop()
     out = np.concatenate(rows)
     assert len(reader.gaps) == 1
     gap = reader.gaps[0]
-    assert 9.0 < gap.duration_s < 11.0  # 20 s asleep, the FIFO held the last ~9.8 s
+    held_s = VARIANTS[chip].fifo.capacity_words // VARIANTS[chip].fifo.words_per_sample / 52.0
+    assert gap.duration_s == pytest.approx(20.0 - held_s, abs=1.0)  # 20 s asleep; the FIFO held the rest
     assert_reproduces(out, expected, 0.000122, 0.0175, 52.0)
 
 
