@@ -204,6 +204,7 @@ class NightSummary(NightCore):
     """A night as the daemon publishes it on `rlsmon/v1/<device_id>/summary`: the core plus the device
     and night metadata. `device_id` must equal the id in the topic (checked by the collector);
     `summary_id` is the idempotency key; a later `generated_at` for the same night replaces it.
+    The core's rules apply (counts agree with `lm_events`, see NightCore).
     """
 
     device_id: Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]

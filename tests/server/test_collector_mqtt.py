@@ -96,3 +96,27 @@ def test_retained_status_sets_status_but_not_last_seen(start_collector, device, 
     assert collector.next()[1].kind == "status"
     row = open_db(tmp_path / "server.db")["devices"].get("dev-a")
     assert row["status"] == "offline" and row["last_seen"] is not None
+
+
+def test_a_night_is_acknowledged_only_once_committed(start_collector, device, tmp_path, monkeypatch):
+    """The database refuses the write (another process holds the lock): the collector stops without
+    a PUBACK, so the broker still holds the night and delivers it again to the next collector."""
+    import sqlite3
+
+    import server.db
+
+    monkeypatch.setattr(server.db, "BUSY_TIMEOUT_S", 0.2)
+    first = start_collector()
+    blocker = sqlite3.connect(tmp_path / "server.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    dev = device("dev-a")
+    night = make_summary("dev-a", "2026-05-01")
+    assert not dev.summary(encode(night)).is_failure
+    assert first.collector.failed.wait(30)
+    first.stop()
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    second = start_collector()
+    topic, outcome = second.next()
+    assert outcome.kind == "stored"
+    assert open_db(tmp_path / "server.db")["nights"].get(("dev-a", "2026-05-01"))["summary_id"] == night["summary_id"]
