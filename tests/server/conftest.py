@@ -14,7 +14,7 @@ from server.config import MqttConfig
 class RunningCollector:
     """A real Collector on a real broker; `outcomes` receives (topic, Outcome) after each commit."""
 
-    def __init__(self, broker, db_path, client_id: str = "rlsmon-collector-test") -> None:
+    def __init__(self, broker, db_path, client_id: str = "rlsmon-collector-test", validators: int = 0) -> None:
         self.outcomes: queue.Queue = queue.Queue()
         config = MqttConfig(
             host=broker.host, port=broker.port, ca_file=str(broker.ca_file),
@@ -22,7 +22,7 @@ class RunningCollector:
         )
         self.collector = Collector(
             db_path, config, broker.collector_password,
-            on_outcome=lambda topic, outcome: self.outcomes.put((topic, outcome)),
+            validators=validators, on_outcome=lambda topic, outcome: self.outcomes.put((topic, outcome)),
         )
 
     def start(self) -> RunningCollector:
@@ -80,8 +80,8 @@ class Device:
 def start_collector(mqtt_broker, tmp_path):
     running: list[RunningCollector] = []
 
-    def start(client_id: str = "rlsmon-collector-test") -> RunningCollector:
-        c = RunningCollector(mqtt_broker, tmp_path / "server.db", client_id).start()
+    def start(client_id: str = "rlsmon-collector-test", validators: int = 0) -> RunningCollector:
+        c = RunningCollector(mqtt_broker, tmp_path / "server.db", client_id, validators).start()
         running.append(c)
         return c
 

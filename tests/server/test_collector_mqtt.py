@@ -120,3 +120,17 @@ def test_a_night_is_acknowledged_only_once_committed(start_collector, device, tm
     topic, outcome = second.next()
     assert outcome.kind == "stored"
     assert open_db(tmp_path / "server.db")["nights"].get(("dev-a", "2026-05-01"))["summary_id"] == night["summary_id"]
+
+
+def test_validator_processes_keep_arrival_order_and_the_same_rules(start_collector, device, tmp_path):
+    collector = start_collector(validators=2)
+    dev = device("dev-a")
+    first = make_summary("dev-a", "2026-06-01", generated_at=T0)
+    newer = make_summary("dev-a", "2026-06-01", generated_at=T0 + timedelta(hours=1))
+    sent = [encode(first), b"not json", encode(first), encode(newer), encode(first)]
+    for payload in sent:
+        assert not dev.summary(payload).is_failure
+    kinds = [collector.next(60)[1].kind for _ in sent]
+    assert kinds == ["stored", "rejected", "duplicate", "replaced", "stale"]
+    db = open_db(tmp_path / "server.db")
+    assert db["nights"].get(("dev-a", "2026-06-01"))["summary_id"] == newer["summary_id"]
