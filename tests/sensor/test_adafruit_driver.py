@@ -96,3 +96,23 @@ def test_busio_transfer_is_one_transaction():
     i2c.writeto_then_readfrom(0x6A, bytes([0x0F]), buf)
     i2c.unlock()
     assert buf[0] == 0x6C and bus.stats.transactions == before + 1
+
+
+def test_importing_the_polled_reader_never_imports_board():
+    """adafruit_lsm6ds imports Blinka's busio for a type hint (platform detection, harmless on x86);
+    `board`, which would claim pins and need gpiod on a Pi, must never be imported."""
+    import subprocess
+
+    code = ("import sys, device.sensor.polled, adafruit_lsm6ds.lsm6dsox, adafruit_lsm6ds.lsm6ds3trc;"
+            "print('board' in sys.modules, 'smbus2' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_sensor_package_imports_no_hardware_library():
+    import subprocess
+
+    code = ("import sys, device.sensor, device.sensor.emulator, device.sensor.fifo, device.sensor.capture;"
+            "print(*[m in sys.modules for m in ('smbus2', 'gpiozero', 'adafruit_lsm6ds', 'board')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False"] * 4
