@@ -65,16 +65,64 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
-from device.sim.night import UPRIGHT_ABOVE_DEG, Night, NightMotion, Plan, plan_night
+from device.samples import SampleBlock
+from device.sim.plan import UPRIGHT_ABOVE_DEG, Plan, plan_night
+from device.sim.render import NightMotion, render
 from device.sim.scenarios import SCENARIOS, Scenario
 from device.sim.shapes import knot_track
 
 __all__ = ["SCENARIOS", "Night", "NightMotion", "Scenario", "simulate_night", "write_night"]
 
 TRUTH_SCHEMA = "rlsmon.truth/1"
+
+
+@dataclass
+class Night:
+    """A simulated night: its exact truth, and its samples on demand, one sensor per leg."""
+
+    scenario: str
+    seed: int
+    hours: float
+    odr_hz: float
+    truth: dict
+    plans: list[Plan]
+
+    @property
+    def legs(self) -> int:
+        return len(self.plans)
+
+    @property
+    def plan(self) -> Plan:
+        """The first (or only) leg's plan."""
+        return self.plans[0]
+
+    def blocks(self, block_s: float = 60.0, leg: int = 0) -> Iterator[SampleBlock]:
+        """The samples of sensor `leg` as `SampleBlock`s of `block_s` seconds' worth of rows each
+        (the last may be shorter; a block spans more time where a gap falls). The samples do not
+        depend on `block_s`."""
+        per_block = max(1, int(round(block_s * self.odr_hz)))
+        pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        have = 0
+        for part in render(self.plans[leg]):
+            pending.append(part)
+            have += len(part[0])
+            while have >= per_block:
+                t, a, g = (np.concatenate([p[c] for p in pending]) for c in range(3))
+                yield SampleBlock(t[:per_block], a[:per_block], g[:per_block], self.odr_hz)
+                pending = [(t[per_block:], a[per_block:], g[per_block:])]
+                have = len(t) - per_block
+        if have:
+            t, a, g = (np.concatenate([p[c] for p in pending]) for c in range(3))
+            yield SampleBlock(t, a, g, self.odr_hz)
+
+    def motion(self, leg: int = 0) -> NightMotion:
+        """A fresh motion source for the register-level emulator, playing sensor `leg`."""
+        return NightMotion(self.plans[leg])
 
 
 def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0, legs: int = 1) -> Night:
