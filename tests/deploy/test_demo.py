@@ -1,0 +1,78 @@
+"""`make demo`, shortened: one night of half an hour per patient. It must put every night on the
+dashboard, and Ctrl-C (SIGINT) must stop every process it started: broker, collector, dashboard and
+devices, with no orphan left behind."""
+
+from __future__ import annotations
+
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid`, from /proc (children of children included)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_demo_shows_every_night_and_ctrl_c_leaves_no_process_behind(tmp_path):
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "device.demo", "--dir", str(tmp_path / "demo"), "--nights", "1",
+         "--hours", "0.5", "--speed", "100"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in demo.stdout:
+            lines.put(line)
+        lines.put(None)  # the demo ended
+
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    try:
+        while not any(line.startswith("all 1 nights") for line in seen):
+            line = lines.get(timeout=300)  # the demo's own timeouts fire well before this
+            assert line is not None, "the demo ended early:\n" + "".join(seen)
+            seen.append(line)
+        children = descendants(demo.pid)
+        assert len(children) >= 3, children  # mosquitto, collector, web at least
+
+        demo.send_signal(signal.SIGINT)
+        assert demo.wait(timeout=60) == 0, "".join(seen)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+
+    assert sum("night " in line and "PLMI" in line for line in seen) == 2, "".join(seen)
+    assert any("Login:" in line for line in seen)
+    assert [pid for pid in children if alive(pid)] == []
+    assert (tmp_path / "demo" / "server" / "server.db").exists()
