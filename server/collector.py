@@ -50,6 +50,10 @@ _TOPIC = re.compile(r"rlsmon/v1/([a-z0-9][a-z0-9-]{0,62})/(summary|status)")
 # (20,000 LMs at ~150 bytes), so anything bigger is garbage.
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 MAX_BATCH = 256  # messages committed together; each night is still its own savepoint
+# MQTT v5 Receive Maximum: the broker sends at most this many nights before our PUBACKs. Without
+# it a week's backlog would arrive at once into memory; with it, a full batch is in flight while
+# the previous one commits.
+RECEIVE_MAXIMUM = 2 * MAX_BATCH
 _MAX_REASON_ERRORS = 5
 
 Kind = Literal["stored", "replaced", "duplicate", "stale", "status", "rejected"]
@@ -311,6 +315,7 @@ class Collector:
         client.on_subscribe = self._on_subscribe
         connect_properties = Properties(PacketTypes.CONNECT)
         connect_properties.SessionExpiryInterval = self.config.session_expiry_s
+        connect_properties.ReceiveMaximum = RECEIVE_MAXIMUM
         client.connect_async(
             self.config.host,
             self.config.port,
