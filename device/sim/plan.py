@@ -188,9 +188,12 @@ class _Planner:
         t0, _, _ = self.now()
         self.key(t0 + 1.0, self.rng.uniform(*STANDING_DEG), 0.0)
         self.positions.append({"start_s": t0, "position": "standing"})
+        # A slow walk in the night: 0.85-1 strides/s, so steps at 1.7-2 Hz (ARCHITECTURE.md: about
+        # 2 Hz). The shank swings through some 50-60 deg, its rate peaking at 200-300 dps in swing
+        # (shank gyroscopes in gait: Aminian et al., J Biomech 2002).
         walk = Walk(
             start_s=t0 + 1.0, dur_s=dur_s, stride_hz=self.rng.uniform(0.85, 1.0),
-            swing_rad=(np.radians(self.rng.uniform(20, 30)), np.radians(self.rng.uniform(3, 8))),
+            swing_rad=(np.radians(self.rng.uniform(22, 32)), np.radians(self.rng.uniform(4, 9))),
             bounce_g=self.rng.uniform(0.1, 0.25), strike_g=self.rng.uniform(0.5, 1.5),
             phase=self.rng.uniform(0, 2 * np.pi),
         )
