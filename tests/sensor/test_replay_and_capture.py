@@ -26,7 +26,7 @@ def test_replay_reader_gives_the_recording_and_its_gaps(tmp_path):
 
 
 def test_replay_reader_names_the_bad_line(tmp_path, recording):
-    lines = open(recording).read().splitlines()
+    lines = recording.read_text().splitlines()
     lines[57] = "1.0962,0.1,0.2,oops,1,2,3"
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(lines) + "\n")
@@ -35,7 +35,7 @@ def test_replay_reader_names_the_bad_line(tmp_path, recording):
 
 
 def test_capture_names_the_bad_line(tmp_path, recording):
-    lines = open(recording).read().splitlines()
+    lines = recording.read_text().splitlines()
     lines[9] = "0.1731,0.1,0.2"
     bad = tmp_path / "bad.csv"
     bad.write_text("\n".join(lines) + "\n")
