@@ -103,3 +103,23 @@ def test_device_unit_reaches_i2c_and_gpio_without_private_devices():
     assert d["RuntimeDirectory"] == ["rlsmon-device"]
     families = d["RestrictAddressFamilies"][0].split()
     assert {"AF_UNIX", "AF_INET", "AF_INET6"} <= set(families)
+
+
+def seconds(value: str) -> float:
+    """A systemd time span such as "90s", "5min" or "300" in seconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|sec|min|m)?", value)
+    assert match, value
+    return float(match.group(1)) * (60 if match.group(2) in ("min", "m") else 1)
+
+
+def test_watchdog_restarts_of_a_dead_sensor_never_exhaust_the_start_limit():
+    from device.daemon import SENSOR_RETRY_MAX_S
+
+    unit = directives(UNITS_DIR / "rlsmon-device.service")
+    watchdog_s, restart_s = seconds(unit["WatchdogSec"][0]), seconds(unit["RestartSec"][0])
+    interval_s, burst = seconds(unit["StartLimitIntervalSec"][0]), int(unit["StartLimitBurst"][0])
+
+    assert watchdog_s > SENSOR_RETRY_MAX_S  # one slow sensor retry is not a hang
+    assert seconds(unit["TimeoutStartSec"][0]) > SENSOR_RETRY_MAX_S
+    assert interval_s / (watchdog_s + restart_s) < burst  # a dead sensor: restarts all night
+    assert interval_s / (restart_s + 2.0) > burst  # a crash loop (~2 s to crash): stopped
