@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import trustme  # noqa: E402
 
 from server.collector import Collector, ingest  # noqa: E402
-from server.config import MqttConfig  # noqa: E402
+from server.config import CollectorConfig, MqttConfig  # noqa: E402
 from server.db import open_db  # noqa: E402
 from tests.broker import Broker  # noqa: E402
 from tests.server.payloads import encode, make_summary  # noqa: E402
@@ -99,8 +99,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nights-per-device", type=int, default=250)
     parser.add_argument("--lms", type=int, default=500, help="LMs per night")
-    parser.add_argument("--validators", type=int, default=0,
-                        help="collector validator processes ([collector] validators)")
+    parser.add_argument("--validators", type=int, default=CollectorConfig().validators,
+                        help="collector validator processes ([collector] validators; default as shipped)")
     args = parser.parse_args()
     total = DEVICES * args.nights_per_device
 
