@@ -57,6 +57,12 @@ def identify(bus, addresses: tuple[int, ...], chip: str | None, clock: Clock,
     raise SensorNotFound(f"no LSM6DS chip at {where}" + (f" ({'; '.join(seen)})" if seen else ""))
 
 
+def log_i2c_error(address: int, error: OSError, count: int) -> None:
+    """Warn about a retried I2C error: the 1st, 2nd, 4th, 8th... so a flaky cable cannot flood the log."""
+    if count & (count - 1) == 0:
+        log.warning("I2C error on the IMU at 0x%02X: %s; retrying (%d errors so far)", address, error, count)
+
+
 def read_block(bus, addr: int, register: int, n: int) -> bytes:
     """One combined transaction: write the register address, read `n` bytes (any length)."""
     from smbus2 import i2c_msg
@@ -147,7 +153,7 @@ class FifoReader(TimedReader):
     def _recover(self, error: OSError) -> None:
         """Retry with backoff until the chip answers; configure it again if it lost its config."""
         self.errors += 1
-        log.warning("I2C error on the IMU at 0x%02X: %s; retrying", self.address, error)
+        log_i2c_error(self.address, error, self.errors)
         delay = _BACKOFF_FIRST_S
         while not self._stop.is_set():
             try:

@@ -20,7 +20,7 @@ from device.clock import Clock, SystemClock
 from device.samples import SampleBlock
 from device.sensor import lsm6ds as reg
 from device.sensor.busio_adapter import SMBusI2C
-from device.sensor.fifo import identify
+from device.sensor.fifo import identify, log_i2c_error
 from device.sensor.timebase import Timebase, TimedReader
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class PolledReader(TimedReader):
                 return
             except OSError as e:
                 self.errors += 1
-                log.warning("I2C error configuring the IMU at 0x%02X: %s; retrying", self.address, e)
+                log_i2c_error(self.address, e, self.errors)
                 self.clock.wait(self._stop, delay)
                 delay = min(delay * 2, _BACKOFF_MAX_S)
 
@@ -124,7 +124,7 @@ class PolledReader(TimedReader):
                 sample = self._poll()
             except OSError as e:
                 self.errors += 1
-                log.warning("I2C error on the IMU at 0x%02X: %s; retrying", self.address, e)
+                log_i2c_error(self.address, e, self.errors)
                 self._recover()
                 lost_track = True
                 continue
