@@ -152,6 +152,8 @@ def test_every_scenario_runs_and_its_truth_is_consistent(scenario):
     night = simulate_night(scenario, 1, 0.25)
     t, accel, gyro = samples(night)
     assert len(t) > 0 and np.all(np.isfinite(accel)) and np.all(np.isfinite(gyro))
+    # Within the device's default full scales (+-4 g, +-500 dps), walking included.
+    assert np.abs(accel).max() < 4.0 and np.abs(gyro).max() < 500.0
     check_truth(night.truth)
     for seed in range(2):  # whole nights, planned only: no samples are generated
         check_truth(simulate_night(scenario, seed, 9.0).truth)
@@ -291,3 +293,30 @@ def test_cli_writes_both_legs(tmp_path):
     left, right = (np.concatenate([b.gyro_dps for b in read_recording(p)]) for p in paths[:2])
     assert left.shape == right.shape and not np.allclose(left, right)
     assert json.loads(paths[2].read_text())["legs"] == 2
+
+
+def test_the_register_level_emulator_plays_a_simulated_night():
+    from device.sensor.emulator import EventClock, emulated_bus
+    from device.sensor.fifo import FifoReader
+
+    night = simulate_night("gaps", 2, 0.1)
+    clock, relay = EventClock(), []
+    bus = emulated_bus("LSM6DSOX", night.motion(), clock, on_int1=lambda level: relay and relay[0].on_int1(level))
+    reader = FifoReader(bus, addresses=(0x6A,), chip="LSM6DSOX", odr_hz=52.0, accel_fs_g=4.0,
+                        gyro_fs_dps=500.0, clock=clock, int1_wired=True)
+    relay.append(reader)
+    rows = []
+    for block in reader:
+        rows.append(np.column_stack([block.t_s, block.accel_g, block.gyro_dps]))
+        if block.t_s[-1] >= 300.0:
+            reader.stop()
+    out = np.concatenate(rows)
+    assert len(out) > 0.9 * 300 * night.odr_hz - 600  # all but the gaps and the reconnections
+    # The same night at the chip's sample times, quantised, its noise drawn afresh.
+    accel, gyro = night.motion().at(out[:, 0])
+    assert np.percentile(np.abs(out[:, 1:4] - accel), 99) < 0.02
+    assert np.percentile(np.abs(out[:, 4:7] - gyro), 99) < 3.0
+    assert np.max(np.abs(out[:, 4:7])) > 20.0
+    # The night's gaps come out of the reader as gaps (a pulled cable), covering the true ones.
+    for g in night.truth["gaps"]:
+        assert any(r.start_s <= g["start_s"] and r.end_s >= g["end_s"] for r in reader.gaps), g
