@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from device.detect import LegDetector
 from device.detect.bed import Marker, in_bed_intervals, merge
@@ -43,10 +44,12 @@ def analyze_recordings(
     rules: str = "WASM2016",
     markers: Sequence[Marker] = (),
     progress: Callable[[int], None] | None = None,
+    recording_start: datetime | None = None,
 ) -> NightAnalysis:
     """Detect and score one recording per leg (left first); both legs share one timeline.
 
-    `progress`, when given, is called with the number of rows just read. A gap in either leg is a
+    `progress`, when given, is called with the number of rows just read. `recording_start` (aware)
+    names the clock hours. A gap in either leg is a
     gap of the night, since a bilateral LM cannot be scored with one leg missing. Raises
     `RecordingFormatError` for a malformed file and ValueError for an unknown rule set.
     """
@@ -56,7 +59,7 @@ def analyze_recordings(
     # Both shins lie and stand together, so the first leg's posture speaks for the patient.
     postures = legs[0].postures if legs else []
     in_bed = in_bed_intervals(postures, markers, duration_s)
-    summary = score_night([leg.movements for leg in legs], in_bed, gaps, duration_s, rules)
+    summary = score_night([leg.movements for leg in legs], in_bed, gaps, duration_s, rules, recording_start)
     return NightAnalysis(summary=summary, postures=postures, markers=list(markers))
 
 

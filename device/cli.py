@@ -70,7 +70,10 @@ def simulate(scenario: str, seed: int, hours: float, odr_hz: float, out_csv: str
 @click.option("--json", "as_json", is_flag=True, help="Print the night summary core as JSON.")
 @click.option("--plot", "plot_png", type=click.Path(dir_okay=False), default=None,
               help="Draw the night to this PNG.")
-def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, plot_png: str | None) -> None:
+@click.option("--start", "start_iso", default=None,
+              help="Wall-clock time of t = 0 with its UTC offset, e.g. 2026-03-02T22:40:00+01:00, for clock hours.")
+def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, plot_png: str | None,
+            start_iso: str | None) -> None:
     """Detect leg movements in a recorded night and score PLMs.
 
     RECORDING is a recording CSV (t,ax,ay,az,gx,gy,gz); give RIGHT_LEG too for a second sensor,
@@ -80,22 +83,31 @@ def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, pl
     Example:
       rlsmon-device analyze night.csv
       rlsmon-device analyze left.csv right.csv --rules AASM2012 --json > summary.json
-      rlsmon-device analyze night.csv --plot night.png
+      rlsmon-device analyze night.csv --plot night.png --start 2026-03-02T22:40:00+01:00
     """
     import json
     import sys
+    from datetime import datetime
 
     from device.analyze import analyze_recordings, estimate_rows, report
     from device.errors import RecordingFormatError
 
     paths = [recording] + ([right_leg] if right_leg else [])
+    start = None
+    if start_iso:
+        try:
+            start = datetime.fromisoformat(start_iso)
+        except ValueError:
+            raise click.BadParameter(f"{start_iso!r} is not an ISO 8601 datetime", param_hint="--start") from None
+        if start.utcoffset() is None:
+            raise click.BadParameter(f"{start_iso!r} needs its UTC offset, e.g. +01:00 or Z", param_hint="--start")
     try:
         if sys.stderr.isatty():  # a bar on a terminal only, never into a pipe or a log
             total = sum(estimate_rows(p) for p in paths)
             with click.progressbar(length=total, label="Analysing", file=sys.stderr) as bar:
-                analysis = analyze_recordings(paths, rules, progress=bar.update)
+                analysis = analyze_recordings(paths, rules, progress=bar.update, recording_start=start)
         else:
-            analysis = analyze_recordings(paths, rules)
+            analysis = analyze_recordings(paths, rules, recording_start=start)
     except (RecordingFormatError, OSError) as e:
         raise click.ClickException(str(e)) from None
     if plot_png:

@@ -121,7 +121,9 @@ def _clock_ticks(ax, recording_start: str | None, hours: float) -> None:
     if not recording_start:
         return
     start = datetime.fromisoformat(recording_start)
-    ticks = [h for h in range(int(hours) + 1)]
+    # Ticks on the clock's whole hours, in hours from t = 0.
+    first_h = (3600 - (start.minute * 60 + start.second + start.microsecond / 1e6)) % 3600 / 3600
+    ticks = [first_h + k for k in range(int(hours - first_h) + 1)]
     ax.set_xticks(ticks, [(start + timedelta(hours=h)).strftime("%H:%M") for h in ticks])
 
 

@@ -161,3 +161,19 @@ def test_plot_writes_a_png(severe, tmp_path):
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 20_000
+
+
+def test_start_names_the_clock_hours(severe):
+    path, _ = severe
+    summary = json.loads(analyze(path, "--json", "--start", "2026-03-02T22:40:00+01:00").output)
+    assert summary["recording_start"] == "2026-03-02T22:40:00+01:00"
+    assert [h["clock_hour"] for h in summary["hourly"]] == [22, 23]
+    assert summary["hourly"][0]["end_s"] == 1200.0
+
+
+@pytest.mark.parametrize("start", ["2026-03-02T22:40:00", "yesterday"])
+def test_a_start_without_offset_or_unreadable_is_refused(severe, start):
+    path, _ = severe
+    result = analyze(path, "--start", start)
+    assert result.exit_code == 2
+    assert "--start" in result.output
