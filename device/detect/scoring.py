@@ -25,8 +25,8 @@ from device.detect.rules import RuleSet, rule_set
 SCHEMA = "rlsmon.night/1"
 IMI_BIN_WIDTH_S = 2
 IMI_BINS = 45  # 2-s bins from 0 to 90 s (docs/summary.md)
-# Onsets are kept to 0.1 ms in the recording; rounding IMIs to 1 µs makes 100.3 - 90.3 exactly
-# 10.0, so the inclusive 10 s and 90 s bounds hold despite binary floating point.
+# Onsets are kept to 0.1 ms in the recording; rounding IMIs and spacings to 1 µs makes 100.3 - 90.3
+# exactly 10.0, so the 0.5 s, 5 s, 10 s and 90 s bounds hold despite binary floating point.
 _IMI_DECIMALS = 6
 
 # Severity bands of the PLM index (per hour): ICSD-R (American Sleep Disorders Association, 1997),
@@ -168,9 +168,9 @@ def combine_legs(legs: Sequence[Sequence[LegMovement]], rs: RuleSet) -> list[_LM
             if rs.bilateral == "gap":
                 # The same rule makes one LM of two on one leg less than 0.5 s apart (WASM 2016), in
                 # case the detector handed them over apart.
-                joins = onset_s - prev.offset_s < rs.bilateral_within_s
+                joins = round(onset_s - prev.offset_s, _IMI_DECIMALS) < rs.bilateral_within_s
             else:
-                joins = leg != last_leg and onset_s - last_onset_s < rs.bilateral_within_s
+                joins = leg != last_leg and round(onset_s - last_onset_s, _IMI_DECIMALS) < rs.bilateral_within_s
             if joins:
                 prev.offset_s = max(prev.offset_s, offset_s)
                 prev.parts += 1

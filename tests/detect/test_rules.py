@@ -392,3 +392,13 @@ def test_too_little_time_in_bed_gives_no_index_and_says_why():
     assert s["plm_count"] == 4 and s["time_in_bed_s"] == 310.0
     assert (s["plm_index"], s["lm_index"], s["severity"]) == (0.0, 0.0, "normal")
     assert any("Only 5 min in bed" in c for c in s["caveats"])
+
+
+def test_bilateral_bounds_are_strict_despite_floating_point():
+    # 100.1 + 1.9 = 102.0 and 102.5 - 102.0 = 0.5 exactly in decimal, not in binary: still two LMs
+    # under WASM ("less than 0.5 s"); onsets exactly 5 s apart stay two under AASM ("less than 5 s").
+    wasm = score([lm(100.1, 1.9)], [lm(102.5, 1.0, leg=1)])
+    assert len(wasm["lm_events"]) == 2
+    aasm = score([lm(100.3, 2.0)], [lm(105.3, 2.0, leg=1)], rules="AASM2012")
+    assert len(aasm["lm_events"]) == 2
+    assert len(score([lm(100.3, 2.0)], [lm(105.2, 2.0, leg=1)], rules="AASM2012")["lm_events"]) == 1
