@@ -43,7 +43,8 @@ class ConditionedFrame:
 
     Per sample: `gyro_act_dps` (bias-removed rotation rate in the y-z plane, smoothed),
     `accel_act_g` (high-passed acceleration along the shin, rectified and smoothed),
-    `gyro_dps_mag` (the same rate unsmoothed, for the reported peak) and `flex_deg` (the flexion
+    `gyro_dps_mag` (the same rate unsmoothed, for the reported peak), `roll_dps` (the rectified
+    bias-removed rate about x) and `flex_deg` (the flexion
     angle: bias-removed gyro y integrated, on an arbitrary running origin) and `roll_deg` (the same
     about x: how far the leg rolled).
     Per window: `window_start` (sample index of each window), `elevation_deg` (angle of the shin
@@ -55,6 +56,7 @@ class ConditionedFrame:
     gyro_act_dps: np.ndarray
     accel_act_g: np.ndarray
     gyro_dps_mag: np.ndarray
+    roll_dps: np.ndarray
     flex_deg: np.ndarray
     roll_deg: np.ndarray
     window_start: np.ndarray
@@ -158,6 +160,7 @@ class Conditioner:
             gyro_act_dps=g_act,
             accel_act_g=a_act,
             gyro_dps_mag=g_mag,
+            roll_dps=np.abs(gyro[:, 0]),
             flex_deg=flex,
             roll_deg=roll,
             window_start=starts,

@@ -15,7 +15,15 @@ import numpy as np
 
 from device.detect.conditioning import Conditioner, ConditioningParams
 from device.detect.events import Interval, LegMovement, PostureSegment
-from device.detect.lm import MIN_LM_S, Burst, HoldMerger, HysteresisTracker, LMParams, NoiseFloor
+from device.detect.lm import (
+    MIN_LM_S,
+    Burst,
+    HoldMerger,
+    HysteresisTracker,
+    LMParams,
+    NoiseFloor,
+    is_rolling,
+)
 from device.detect.posture import PostureParams, PostureTracker
 from device.samples import SampleBlock
 
@@ -134,7 +142,7 @@ class LegDetector:
         """The data stops at `end_s` (a gap or the end): end what is in progress there."""
         for burst in self._tracker.cut(end_s):
             self._emit(self._merger.add(burst))
-        self._emit(self._merger.release(end_s, None))
+        self._emit(self._merger.flush())  # nothing joins across a gap
         self._out.postures.extend(self._posture.close(end_s))
 
     def _process(self, t: np.ndarray, accel_g: np.ndarray, gyro_dps: np.ndarray) -> None:
@@ -154,7 +162,7 @@ class LegDetector:
         act_on = np.where(lying, np.maximum(act_off, cf.accel_act_g / on_accel_g), 0.0)
 
         for burst in self._tracker.process(
-            t, act_on, act_off, cf.gyro_dps_mag, cf.flex_deg, cf.roll_deg, cf.delay_samples
+            t, act_on, act_off, cf.gyro_dps_mag, cf.roll_dps, cf.flex_deg, cf.roll_deg, cf.delay_samples
         ):
             self._emit(self._merger.add(burst))
         now_s = float(win_end[-1])
@@ -169,7 +177,7 @@ class LegDetector:
             if not final and (now_s is None or now_s < b.offset_s + POSTURE_MARGIN_S):
                 keep.append(b)
                 continue
-            if b.offset_s - b.onset_s < MIN_LM_S:
+            if b.offset_s - b.onset_s < MIN_LM_S or is_rolling(b, self._lm_params):
                 continue
             if self._posture.overlaps_upright(b.onset_s, b.offset_s, POSTURE_MARGIN_S):
                 continue
@@ -178,8 +186,8 @@ class LegDetector:
             )
         self._awaiting = keep
         if now_s is not None:
-            horizon = min([b.onset_s for b in keep] + [now_s]) - 2 * POSTURE_MARGIN_S
-            self._posture.forget_before(horizon - self._lm_params.max_hold_s)
+            open_onsets = [b.onset_s for b in keep] + [self._tracker.onset_s, self._merger.onset_s, now_s]
+            self._posture.forget_before(min(t for t in open_onsets if t is not None) - 2 * POSTURE_MARGIN_S)
 
     def _take(self) -> DetectorOutput:
         out, self._out = self._out, DetectorOutput()

@@ -54,6 +54,11 @@ class LMParams:
     # turn_roll_deg (a tugged strap twists 5-30°; a turn rolls the leg 45-180°).
     turn_join_s: float = 3.0
     turn_roll_deg: float = 40.0
+    # Rolling, not flexion: a burst that turns about the shin's own axis this many times faster than
+    # it flexes, without rolling as far as a turn. A knee flexion barely rolls the shin (the hip
+    # rotates a little with it); a tugged cable twists a loose strap about the shin at up to
+    # ~200 dps while rocking it a little about y.
+    roll_rate_ratio: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class Burst:
     flex_off_deg: float
     flex_dev_deg: float  # largest |flexion - flexion at onset| within the burst
     peak_dps: float
+    roll_peak_dps: float = 0.0  # largest rate about the shin's own axis
     roll_on_deg: float = 0.0
     roll_off_deg: float = 0.0
     roll_span_deg: float = 0.0  # max - min of the roll angle within the burst
@@ -82,6 +88,7 @@ class Burst:
             flex_off_deg=later.flex_off_deg,
             flex_dev_deg=max(self.flex_dev_deg, abs(later.flex_on_deg - self.flex_on_deg)),
             peak_dps=max(self.peak_dps, later.peak_dps),
+            roll_peak_dps=max(self.roll_peak_dps, later.roll_peak_dps),
             roll_on_deg=self.roll_on_deg,
             roll_off_deg=later.roll_off_deg,
             roll_span_deg=max(self.roll_span_deg, later.roll_span_deg, abs(later.roll_off_deg - self.roll_on_deg)),
@@ -129,8 +136,9 @@ class HysteresisTracker:
         # A stretch above the offset threshold still open at the end of the last frame, with no
         # onset yet: its start time and flexion, in case the onset comes in this frame.
         self._open_run: tuple[float, float, float] | None = None
+        self._segment_start_s: float | None = None  # first sample since the start or the last gap
         self._roll_on = self._roll_off = self._roll_lo = self._roll_hi = 0.0
-        self._flex_on = self._flex_off = self._flex_dev = self._peak = 0.0
+        self._flex_on = self._flex_off = self._flex_dev = self._peak = self._roll_peak = 0.0
 
     @property
     def onset_s(self) -> float | None:
@@ -143,6 +151,7 @@ class HysteresisTracker:
         act_on: np.ndarray,
         act_off: np.ndarray,
         gyro_dps: np.ndarray,
+        roll_dps: np.ndarray,
         flex_deg: np.ndarray,
         roll_deg: np.ndarray,
         delay_n: int,
@@ -150,8 +159,8 @@ class HysteresisTracker:
         """Consume one contiguous frame; return the bursts that ended in it.
 
         `t_s` are the sample times, `act_on` the activity over the onset threshold, `act_off` the
-        activity over the onset threshold that times the extent (offset), `gyro_dps` the
-        rotation rate (for the peak), `flex_deg` the flexion angle. Reported times are taken back by
+        activity over the onset threshold that times the extent (offset), `gyro_dps` the rotation
+        rate and `roll_dps` the rate about x (for the peaks), `flex_deg` the flexion angle. Reported times are taken back by
         `delay_n` samples, the group delay of the smoothing. `roll_deg` is the roll angle.
         """
         lo = act_off >= self.params.offset_ratio
@@ -159,8 +168,11 @@ class HysteresisTracker:
         edges = np.diff(np.concatenate([[0], lo.astype(np.int8), [0]]))
         starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         shift_s = delay_n * self.dt_s
+        if self._segment_start_s is None:
+            self._segment_start_s = float(t_s[0])
         if len(starts):
             run_peak = np.maximum.reduceat(gyro_dps, starts)
+            run_roll_peak = np.maximum.reduceat(roll_dps, starts)
             run_fmax = np.maximum.reduceat(flex_deg, starts)
             run_fmin = np.minimum.reduceat(flex_deg, starts)
             run_rmax = np.maximum.reduceat(roll_deg, starts)
@@ -171,7 +183,8 @@ class HysteresisTracker:
             if self.in_lm and s - prev_end >= self.quiet_n:
                 done.append(self._end())
             if not self.in_lm:
-                run_start = (float(t_s[s]) - shift_s, float(flex_deg[s]), float(roll_deg[s]))
+                onset_s = max(float(t_s[s]) - shift_s, self._segment_start_s)
+                run_start = (onset_s, float(flex_deg[s]), float(roll_deg[s]))
                 if s == 0 and self._open_run is not None:
                     run_start = self._open_run
                 self._open_run = run_start if e == len(act_off) else None
@@ -183,10 +196,11 @@ class HysteresisTracker:
                 self.in_lm = True
                 self._onset_s, self._flex_on, self._roll_on = run_start
                 self._flex_dev = 0.0
-                self._peak = 0.0
+                self._peak = self._roll_peak = 0.0
                 self._roll_lo = self._roll_hi = self._roll_on
             # Run ends are exclusive; the peak and excursion are only approximate outside runs.
             self._peak = max(self._peak, float(run_peak[i]))
+            self._roll_peak = max(self._roll_peak, float(run_roll_peak[i]))
             self._flex_dev = max(
                 self._flex_dev, abs(float(run_fmax[i]) - self._flex_on), abs(float(run_fmin[i]) - self._flex_on)
             )
@@ -207,6 +221,7 @@ class HysteresisTracker:
     def cut(self, end_s: float) -> list[Burst]:
         """End a burst in progress at a gap or the end of the recording (`end_s` is where data stops)."""
         self._open_run = None
+        self._segment_start_s = None
         if not self.in_lm:
             self._quiet_run = 0
             return []
@@ -225,6 +240,7 @@ class HysteresisTracker:
             flex_off_deg=self._flex_off,
             flex_dev_deg=self._flex_dev,
             peak_dps=self._peak,
+            roll_peak_dps=self._roll_peak,
             roll_on_deg=self._roll_on,
             roll_off_deg=self._roll_off,
             roll_span_deg=self._roll_hi - self._roll_lo,
@@ -243,6 +259,13 @@ def is_hold_release(first: Burst, second: Burst, params: LMParams) -> bool:
     return back * held < 0 and abs(remaining) <= params.hold_return_frac * abs(held)
 
 
+def is_rolling(burst: Burst, params: LMParams) -> bool:
+    """Whether a burst is the sensor rolling about the shin rather than the leg moving."""
+    if burst.turn or burst.roll_span_deg >= params.turn_roll_deg:
+        return False  # turning over is scored: one LM longer than 10 s
+    return burst.roll_peak_dps >= params.roll_rate_ratio * burst.peak_dps
+
+
 def is_turning(first: Burst, second: Burst, params: LMParams) -> bool:
     """Whether `second` continues the same turning over as `first`."""
     if second.onset_s - first.offset_s > params.turn_join_s:
@@ -258,6 +281,11 @@ class HoldMerger:
         self.params = params
         self._pending: Burst | None = None
         self._horizon_s = max(params.max_hold_s, params.turn_join_s)
+
+    @property
+    def onset_s(self) -> float | None:
+        """Onset of the burst held back, if any."""
+        return None if self._pending is None else self._pending.onset_s
 
     def add(self, burst: Burst) -> list[Burst]:
         """Take a finished burst; return the bursts that can no longer change."""
