@@ -73,14 +73,20 @@ def _loguniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
+MAX_FLEX_ACCEL_RAD_S2 = 15.0
+
+
 def make_flexion(rng: np.random.Generator, onset_s: float, flex_deg: tuple[float, float]) -> Flexion:
     """A PLM-like flexion. WASM 2016 (Ferri et al., Sleep Med 2016): an LM lasts 0.5-10 s; PLMs
     mostly 1.5-5 s (Coleman 1980). Peak shin rates of 10-150 dps (ARCHITECTURE.md)."""
     amp = _loguniform(rng, *flex_deg)
     dur = float(np.clip(rng.lognormal(np.log(2.5), 0.45), 0.6, 9.5))
-    # Minimum-jerk peak speed is 1.875 amplitude/duration: pick the peak, derive the duration.
-    peak_flex = _loguniform(rng, max(10.0, 1.875 * amp / 2.0), min(150.0, 1.875 * amp / 0.15))
-    peak_release = _loguniform(rng, max(10.0, 1.875 * amp / 3.0), min(120.0, 1.875 * amp / 0.2))
+    # Minimum-jerk peak speed is 1.875 amplitude/duration: pick the peak, derive the duration. Its
+    # peak angular acceleration is 5.77 amplitude/duration^2; capping that keeps the sensor's lever
+    # arm (up to 40 cm from the knee) within the 20-1000 mg of ARCHITECTURE.md.
+    fastest_s = np.sqrt(5.77 * np.radians(amp) / MAX_FLEX_ACCEL_RAD_S2)
+    peak_flex = _loguniform(rng, max(10.0, 1.875 * amp / 2.0), min(150.0, 1.875 * amp / max(0.15, fastest_s)))
+    peak_release = _loguniform(rng, max(10.0, 1.875 * amp / 3.0), min(120.0, 1.875 * amp / max(0.2, fastest_s)))
     flex_s, release_s = 1.875 * amp / peak_flex, 1.875 * amp / peak_release
     hold_s = max(0.0, dur - flex_s - release_s)
     if rng.random() < 0.25 and flex_s + release_s >= 0.6:
