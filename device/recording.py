@@ -197,7 +197,9 @@ def _parse_fast(buf: bytes) -> np.ndarray | None:
     accepts is well formed. Returns None for anything else; the caller then takes the general path.
     """
     b = np.frombuffer(buf, np.uint8)
-    sep = np.flatnonzero((b == 44) | (b == 10))  # ',' and '\n'
+    # Every byte up to ',' (44) is taken for a separator; the check below that each is ',' or '\n'
+    # in its place then also rejects any other such byte (space, '\r', '+', …) in one compare.
+    sep = np.flatnonzero(b <= 44)
     if not sep.size or sep.size % _NCOL:
         return None
     n = sep.size // _NCOL
@@ -232,7 +234,7 @@ def _parse_fast(buf: bytes) -> np.ndarray | None:
     if not (int_ok.all() and frac_ok.all()):
         return None
     values = (int_part * np.uint64(100_000_000) + frac_part).astype(np.float64) / 1e8
-    values[negative] *= -1.0
+    np.negative(values, out=values, where=negative)
     return values.reshape(n, _NCOL)
 
 
@@ -243,9 +245,9 @@ _LOW_BYTES = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)  
 
 def _eight_digits(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Read uint64 words of 8 ASCII digits (first digit in the low byte): (values, all-digits mask)."""
-    ok = ((words & _U64(0xF0F0F0F0F0F0F0F0)) == _ASCII_ZEROS) & (
-        ((words + _U64(0x0606060606060606)) & _U64(0xF0F0F0F0F0F0F0F0)) == _ASCII_ZEROS
-    )
+    # A byte is a digit when its high nibble is 3, and still is after adding 6 (':' … '?' are not).
+    high = _U64(0xF0F0F0F0F0F0F0F0)
+    ok = ((words & high) == _ASCII_ZEROS) & (((words + _U64(0x0606060606060606)) & high) == _ASCII_ZEROS)
     v = words - _ASCII_ZEROS
     v = (v * _U64(10) + (v >> _U64(8))) & _U64(0x00FF00FF00FF00FF)  # pairs of digits
     v = (v * _U64(100) + (v >> _U64(16))) & _U64(0x0000FFFF0000FFFF)  # fours

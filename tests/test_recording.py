@@ -112,6 +112,12 @@ def test_windows_line_endings_a_bom_and_no_final_newline_are_read(tmp_path):
     assert back.gyro_dps[-1].tolist() == [0.0, 0.0, 1.5]
 
 
+def test_signs_spaces_and_exponents_are_read_as_float_reads_them(tmp_path):
+    text = RECORDING_HEADER + "\n0.0,+1.5, 2.25 ,1e-3,-0,0,0\n0.02,0,0,1,0,0,0\n"
+    back = read_all(write_text(tmp_path, text))
+    assert back.accel_g[0].tolist() == [1.5, 2.25, 0.001]
+
+
 def test_trailing_blank_lines_are_harmless(tmp_path):
     text = RECORDING_HEADER + "\n0.0,0,0,1,0,0,0\n0.02,0,0,1,0,0,0\n\n  \n"
     assert len(read_all(write_text(tmp_path, text))) == 2
@@ -144,6 +150,9 @@ def rows(n: int, start: int = 0) -> str:
         (RECORDING_HEADER + "\n" + rows(3) + "\n" + rows(2, 4), 5, "empty line"),
         (RECORDING_HEADER + "\n" + rows(3) + "0.06;0;0;1;0;0;0\n", 5, "1 columns"),
         (RECORDING_HEADER + "\n" + rows(3) + "0.06,0,0,1,0,1_000,0\n", 5, "gy is not a number: '1_000'"),
+        (RECORDING_HEADER + "\n" + rows(3) + "0.06,0,0,1,0,1*2.5,0\n", 5, "gy is not a number: '1*2.5'"),
+        (RECORDING_HEADER + "\n" + rows(3) + "0.06,0,0,1,0,1.2-5,0\n", 5, "gy is not a number: '1.2-5'"),
+        (RECORDING_HEADER + "\n" + rows(3) + "0.06,0,0,1,0,1.2.5,0\n", 5, "gy is not a number: '1.2.5'"),
         (RECORDING_HEADER + "\n" + rows(3) + "0.06,0,0,1,0,0,0,\n", 5, "8 columns"),
         (RECORDING_HEADER + "\n" + GOOD, 2, "at least two samples"),
     ],
