@@ -5,6 +5,13 @@
     night.truth                                 # every LM, confounder, gap, in-bed span, reference figures
     write_night(night, "rec.csv", "truth.json")
 
+The truth (`night.truth`, schema "rlsmon.truth/1"): `scenario`, `seed`, `hours`, `odr_hz`, `legs`,
+`duration_s`; `lights_off_s`, `lights_on_s` and `markers`; `lms` (what a sleep technologist would
+score: `onset_s`, `offset_s`, `duration_s`, `leg`, `kind`, `tilt_deg`, `peak_dps`, `wake`, `clm`,
+and `series` for PLMs); `confounders` (`kind`, `start_s`, `end_s`, details); `positions` and
+`postures` (lying/upright); `wake`, `gaps` and `in_bed` spans; `mount_deg`; and `reference`, the
+night summary core scored by `device.detect.scoring.score_night` from the true LMs.
+
 The sensor sits on the front of the shin: x along the shin toward the knee, y lateral, z out of the
 shin's front. Accel is specific force in g (1 g "up" at rest), gyro is dps in the sensor frame (see
 `device.sim.physics` for the rotation chain). Output is floats; quantisation is the emulator's job.
@@ -16,14 +23,15 @@ What each event looks like to the sensor (for tuning the detector):
   Sitting: shin 72-84 deg up; standing 85-92 deg: ax near +1 g.
 - PLM / isolated LM (truth `lms`, kind `plm` / `isolated`): a knee flexion about the lateral y
   axis of 2-25 deg (scenario range): a minimum-jerk flex of 0.15-2 s (gyro y peak 10-150 dps,
-  negative = flexion), then in most LMs a hold of up to several seconds with almost no rotation
+  negative = flexion; angular acceleration at most 15 rad/s^2), then in most LMs a hold of up to several seconds with almost no rotation
   (the angle drifts by at most 15%: < ~3 dps, plus an 8-12 Hz tremor of 0.3-2 dps), then a release
   of 0.2-3 s (gyro y of the other sign).
   A quarter have no hold. Duration 0.6-9.5 s, median 2.5 s. Up to 15% of the flexion leaks into
   roll (gyro x). Supine or prone, gravity shifts between x and z by sin(tilt) (35-420 mg); on a side
   the hinge axis is vertical, so gravity barely changes and only the gyro sees it. A lever-arm
   acceleration (sensor 5-12 cm from a heel pivot or 25-40 cm from the knee) adds up to a few
-  hundred mg. Truth onset = start of the flex, offset = end of the release.
+  hundred mg (dynamic acceleration 20-1000 mg in all, less on a side). Truth onset = start of the
+  flex, offset = end of the release.
 - PLM series: one after another through the sleep, with pauses between them; early in the night
   the pauses are shorter and the series longer. Within a series the LMs are stereotyped (size within
   0.7-1.4x the series' own) and the IMIs lognormal around the series' own median (22-28 s typical,
