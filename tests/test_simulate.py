@@ -325,3 +325,18 @@ def test_the_register_level_emulator_plays_a_simulated_night():
     # The night's gaps come out of the reader as gaps (a pulled cable), covering the true ones.
     for g in night.truth["gaps"]:
         assert any(r.start_s <= g["start_s"] and r.end_s >= g["end_s"] for r in reader.gaps), g
+
+
+@pytest.mark.parametrize("kwargs, problem", [
+    (dict(scenario="insomnia"), "unknown scenario"), (dict(hours=0.001), "hours must be at least"),
+    (dict(odr_hz=0.0), "odr_hz"), (dict(legs=3), "legs must be 1 or 2")])
+def test_bad_arguments_are_refused_clearly(kwargs, problem):
+    args = dict(scenario="plmd", seed=1, hours=0.1) | kwargs
+    with pytest.raises(ValueError, match=problem):
+        simulate_night(**args)
+
+
+def test_the_shortest_night_still_has_a_bed_window():
+    night = simulate_night("severe", 1, 0.01)
+    check_truth(night.truth)
+    assert sum(len(b) for b in night.blocks()) == round(36.0 * 52.0)

@@ -87,6 +87,7 @@ from device.sim.shapes import knot_track
 __all__ = ["SCENARIOS", "Night", "NightMotion", "Scenario", "simulate_night", "write_night"]
 
 TRUTH_SCHEMA = "rlsmon.truth/1"
+MIN_HOURS = 0.01
 
 
 @dataclass
@@ -140,8 +141,8 @@ def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0,
     is iterated; the truth is ready at once."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
-    if not hours > 0:
-        raise ValueError(f"hours must be positive, not {hours}")
+    if not hours >= MIN_HOURS:
+        raise ValueError(f"hours must be at least {MIN_HOURS} (time to walk in, lie down and get up), not {hours}")
     if not odr_hz > 0:
         raise ValueError(f"odr_hz must be positive, not {odr_hz}")
     if legs not in (1, 2):
