@@ -95,6 +95,7 @@ def test_restarts_on_failure_but_not_on_bad_config(name):
 def test_device_unit_reaches_i2c_and_gpio_without_private_devices():
     d = directives(UNITS_DIR / "rlsmon-device.service")
     assert "PrivateDevices" not in d  # it would hide /dev/i2c-1 and /dev/gpiochip*
+    assert "ProcSubset" not in d  # it would hide /proc/device-tree and /proc/cpuinfo from gpiozero
     assert d["DevicePolicy"] == ["closed"]
     assert sorted(d["DeviceAllow"]) == ["char-gpiochip rw", "char-i2c rw"]
     assert d["SupplementaryGroups"] == ["i2c gpio"]
