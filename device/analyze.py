@@ -100,21 +100,28 @@ def report(analysis: NightAnalysis, names: Sequence[str]) -> str:
     gaps = s["coverage"]["gaps"]
     gap_s = sum(g["end_s"] - g["start_s"] for g in gaps)
     coverage = 100.0 * s["coverage"]["recorded_s"] / s["duration_s"] if s["duration_s"] else 0.0
-    significance = "clinically significant (> 15/h in adults)" if s["clinically_significant"] else "not clinically significant (≤ 15/h in adults)"
+    significance = "clinically significant" if s["clinically_significant"] else "not clinically significant"
     lines = [
         f"rlsmon night analysis of {' + '.join(names)} ({s['rules']} rules, algorithm {s['algorithm_version']})",
-        f"  Recorded        {_hm(s['duration_s'])}, coverage {coverage:.1f} % ({len(gaps)} gap{'s' * (len(gaps) != 1)}, {_hm(gap_s)})",
-        f"  Time in bed     {_hm(s['time_in_bed_s'])} in {len(s['in_bed'])} span{'s' * (len(s['in_bed']) != 1)}",
+        f"  Recorded        {hours_minutes(s['duration_s'])}, coverage {coverage:.1f} % "
+        f"({_plural(len(gaps), 'gap')}, {hours_minutes(gap_s)})",
+        f"  Time in bed     {hours_minutes(s['time_in_bed_s'])} in {_plural(len(s['in_bed']), 'span')}",
         f"  Leg movements   {s['lm_count']} (LM index {s['lm_index']:.1f}/h), {s['clm_count']} candidate LMs",
         f"  PLMs            {s['plm_count']} in {s['plm_series_count']} series",
-        f"  PLM index       {s['plm_index']:.1f}/h: {s['severity']}, {significance}",
-        f"  Periodicity     {s['periodicity_index']:.2f}; IMIs < 10 s: {h['below_10_s']}, 10–90 s: {h['from_10_to_90_s']}, > 90 s: {h['above_90_s']}",
+        f"  PLM index       {s['plm_index']:.1f}/h: {s['severity']}, {significance} (threshold > 15/h in adults)",
+        f"  Periodicity     {s['periodicity_index']:.2f}; IMIs < 10 s: {h['below_10_s']}, "
+        f"10–90 s: {h['from_10_to_90_s']}, > 90 s: {h['above_90_s']}",
         "  Caveats:",
         *(f"  - {c}" for c in s["caveats"]),
     ]
     return "\n".join(lines)
 
 
-def _hm(seconds: float) -> str:
+def hours_minutes(seconds: float) -> str:
+    """`seconds` as "7 h 52 min"."""
     minutes = int(round(seconds / 60.0))
     return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from device.analyze import NightAnalysis
+from device.analyze import NightAnalysis, hours_minutes
 
 _POSTURE_COLOURS = {"lying": "#9ecae1", "upright": "#fdae6b", "unknown": "#d9d9d9"}
 _PLM = "#d62728"
@@ -37,7 +37,7 @@ def plot_night(analysis: NightAnalysis, path: str | os.PathLike) -> None:
     fig.suptitle(
         f"PLM index {s['plm_index']:.1f}/h ({s['severity']}, {significance})   ·   "
         f"{s['plm_count']} PLMs in {s['plm_series_count']} series, {s['lm_count']} LMs   ·   "
-        f"in bed {_hm(s['time_in_bed_s'])}   ·   {s['rules']}",
+        f"in bed {hours_minutes(s['time_in_bed_s'])}   ·   {s['rules']}",
         fontsize=12, fontweight="bold",
     )
 
@@ -106,11 +106,6 @@ def plot_night(analysis: NightAnalysis, path: str | os.PathLike) -> None:
                 transform=ax_imi.transAxes, ha="right", va="top", fontsize=9,
                 bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.85})
     fig.savefig(os.fspath(path), format="png")
-
-
-def _hm(seconds: float) -> str:
-    minutes = int(round(seconds / 60.0))
-    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def _time_axis_label(recording_start: str | None) -> str:

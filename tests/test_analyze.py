@@ -74,7 +74,7 @@ def test_the_human_report_gives_the_figures_and_caveats(severe):
     assert result.exit_code == 0, result.output
     summary = json.loads(analyze(path, "--json").output)
     text = result.output
-    assert f"PLM index       {summary['plm_index']:.1f}/h: severe, clinically significant" in text
+    assert f"PLM index       {summary['plm_index']:.1f}/h: severe, clinically significant (threshold" in text
     assert f"Leg movements   {summary['lm_count']} " in text
     assert "Time in bed" in text and "coverage 100.0 %" in text
     assert "Respiratory-related leg movements are not excluded" in text

@@ -93,14 +93,15 @@ AASM2012 = RuleSet(
     imi_min_s=5.0,
     imi_max_s=90.0,
     # The manual gives no rule for an LM less than 5 s after the previous one, beyond that it cannot
-    # join a series at that period. The established reading (Zucconi et al., WASM 2006; spelled out
-    # by Ferri et al., Sleep Med 2015;16:1229–35, whose "standard" method passes over such LMs and
-    # whose "Alt2" method, later WASM 2016, instead lets them interrupt the series) is: the LM is not
-    # a PLM, it does not interrupt the series, and the next period is measured from the LM before it.
+    # join a series at that period. We read it as the field does: the LM is not a PLM and does not
+    # interrupt the series (Ferri et al., Sleep Med 2015;16:1229–35: the standard method runs series
+    # past such LMs; only their "Alt2", which became WASM 2016, lets them interrupt), and the next
+    # period is measured from the LM before it (the "old way" in the IRLSSG group's MATPLM code,
+    # removeShortIMI, which drops the LM and adds its interval to the next one).
     short_imi="skip",
     min_series_clms=4,
-    # Under AASM 2012 a movement > 10 s is not an LM at all (its maximum LM duration), so it cannot break a
-    # series; breaking on non-CLM LMs is new in WASM 2016. It is still listed, with clm false.
+    # Under AASM 2012 a movement > 10 s is not an LM at all (its maximum LM duration), so it cannot
+    # break a series; breaking on non-CLM LMs is new in WASM 2016. It is still listed, clm false.
     long_lm_breaks_series=False,
     citation="Berry RB et al. The AASM Manual for the Scoring of Sleep and Associated Events v2.0, 2012",
 )
