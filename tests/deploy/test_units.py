@@ -124,3 +124,20 @@ def test_watchdog_restarts_of_a_dead_sensor_never_exhaust_the_start_limit():
     assert seconds(unit["TimeoutStartSec"][0]) > SENSOR_RETRY_MAX_S
     assert interval_s / (watchdog_s + restart_s) < burst  # a dead sensor: restarts all night
     assert interval_s / (restart_s + 2.0) > burst  # a crash loop (~2 s to crash): stopped
+
+
+@pytest.mark.parametrize(("name", "example", "key"), [
+    ("rlsmon-device.service", "device.example.toml", ("data_dir",)),
+    ("rlsmon-collector.service", "server.example.toml", ("database", "path")),
+    ("rlsmon-web.service", "server.example.toml", ("database", "path")),
+])
+def test_the_example_config_writes_inside_the_units_state_directory(name, example, key):
+    """ProtectSystem=strict leaves only the StateDirectory writable: the data must live there."""
+    import tomllib
+
+    value = tomllib.loads((UNITS_DIR.parent / "firmware_config" / example).read_text())
+    for part in key:
+        value = value[part]
+    state_dir = Path("/var/lib") / directives(UNITS_DIR / name)["StateDirectory"][0]
+    assert Path(value) == state_dir or state_dir in Path(value).parents, (value, state_dir)
+    assert directives(UNITS_DIR / name)["ProtectSystem"] == ["strict"]
