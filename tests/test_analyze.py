@@ -177,3 +177,14 @@ def test_a_start_without_offset_or_unreadable_is_refused(severe, start):
     result = analyze(path, "--start", start)
     assert result.exit_code == 2
     assert "--start" in result.output
+
+
+def test_the_summary_does_not_depend_on_the_block_size(severe, monkeypatch):
+    import device.analyze
+
+    path, _ = severe
+    summaries = []
+    for rows in (997, 16384, 1 << 20):
+        monkeypatch.setattr(device.analyze, "BLOCK_ROWS", rows)
+        summaries.append(device.analyze.analyze_recordings([path]).summary)
+    assert summaries[0] == summaries[1] == summaries[2]
