@@ -81,6 +81,7 @@ def score_night(
     names the clock hours. Raises ValueError for an unknown rule set or a naive `recording_start`.
     """
     rs = rule_set(rules)
+    duration_s = float(duration_s)
     if recording_start is not None and recording_start.utcoffset() is None:
         raise ValueError("recording_start must carry its UTC offset (an aware datetime)")
     gaps = merge(g for g in gaps if g.end_s > g.start_s)
@@ -92,7 +93,7 @@ def score_night(
     for lm in lms:
         lm.clm = is_clm(lm, rs)
     series_count = mark_series(lms, rs)
-    time_in_bed_s = sum(s.duration_s for s in scored)
+    time_in_bed_s = float(sum(s.duration_s for s in scored))  # plain floats and bools for JSON
     hours_in_bed = time_in_bed_s / 3600.0 if time_in_bed_s >= MIN_TIME_IN_BED_S else 0.0
     plm_count = sum(lm.series is not None for lm in lms)
     # Bands and flags read the index as reported, so a printed 25.0 is never called mild.
@@ -158,7 +159,8 @@ def combine_legs(legs: Sequence[Sequence[LegMovement]], rs: RuleSet) -> list[_LM
     IMI is taken from the earliest onset (WASM 2016).
     """
     moves = sorted(
-        ((m.onset_s, m.offset_s, leg) for leg, ms in enumerate(legs) for m in ms), key=lambda m: (m[0], m[1])
+        ((float(m.onset_s), float(m.offset_s), leg) for leg, ms in enumerate(legs) for m in ms),
+        key=lambda m: (m[0], m[1]),
     )
     out: list[_LM] = []
     last_onset_s = last_leg = None

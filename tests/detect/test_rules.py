@@ -402,3 +402,14 @@ def test_bilateral_bounds_are_strict_despite_floating_point():
     aasm = score([lm(100.3, 2.0)], [lm(105.3, 2.0, leg=1)], rules="AASM2012")
     assert len(aasm["lm_events"]) == 2
     assert len(score([lm(100.3, 2.0)], [lm(105.2, 2.0, leg=1)], rules="AASM2012")["lm_events"]) == 1
+
+
+def test_numpy_inputs_give_plain_json():
+    import json
+
+    import numpy as np
+
+    moves = [LegMovement(np.float64(100.0 + 20 * k), np.float64(102.0 + 20 * k)) for k in range(40)]
+    s = score_night([moves], [Interval(np.float64(0.0), np.float64(3600.0))], [], np.float64(3600.0))
+    json.dumps(s)  # np.bool_ and np.int64 would not serialise
+    assert type(s["clinically_significant"]) is bool and type(s["lm_events"][0]["clm"]) is bool
