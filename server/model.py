@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 SCHEMA_ID = "rlsmon.night/1"
 SCHEMA_FILE = Path(__file__).with_name("nightly-summary.schema.json")
@@ -47,9 +48,12 @@ Count = Annotated[int, Field(ge=0, le=10_000_000)]
 ShortText = Annotated[str, Field(min_length=1, max_length=64)]
 
 
+# extra="allow": see the module docstring (additive evolution).
+_RECORD_CONFIG = ConfigDict(strict=True, extra="allow")
+
+
 class _Record(BaseModel):
-    # extra="allow": see the module docstring (additive evolution).
-    model_config = ConfigDict(strict=True, extra="allow")
+    model_config = _RECORD_CONFIG
 
 
 class Interval(_Record):
@@ -65,12 +69,16 @@ class Interval(_Record):
         return self
 
 
-class LM(_Record):
+class LM(TypedDict):
     """One scored leg movement.
 
     Rules: `offset_s >= onset_s`; `duration_s == offset_s - onset_s` (±0.05 s);
     `periodic` exactly when `series` is not null; a periodic LM is a CLM.
     """
+
+    # A TypedDict, not a model: a night has hundreds of LMs and the collector validates hundreds of
+    # nights a second; dicts validate about a third faster than model instances.
+    __pydantic_config__ = _RECORD_CONFIG  # type: ignore[misc]
 
     onset_s: TimeS
     offset_s: TimeS
@@ -145,21 +153,22 @@ class NightCore(_Record):
         series: set[int] = set()
         last_onset_s = -math.inf
         for i, lm in enumerate(self.lm_events):
-            if lm.offset_s < lm.onset_s:
+            onset_s, offset_s, periodic_lm, series_lm = lm["onset_s"], lm["offset_s"], lm["periodic"], lm["series"]
+            if offset_s < onset_s:
                 raise ValueError(f"lm_events[{i}]: offset_s is before onset_s")
-            if abs(lm.offset_s - lm.onset_s - lm.duration_s) > DURATION_TOLERANCE_S:
+            if abs(offset_s - onset_s - lm["duration_s"]) > DURATION_TOLERANCE_S:
                 raise ValueError(f"lm_events[{i}]: duration_s is not offset_s - onset_s")
-            if lm.onset_s < last_onset_s:
+            if onset_s < last_onset_s:
                 raise ValueError(f"lm_events[{i}]: not ordered by onset")
-            last_onset_s = lm.onset_s
-            if lm.periodic != (lm.series is not None):
+            last_onset_s = onset_s
+            if periodic_lm != (series_lm is not None):
                 raise ValueError(f"lm_events[{i}]: periodic must be true exactly when series is set")
-            if lm.periodic and not lm.clm:
+            if periodic_lm and not lm["clm"]:
                 raise ValueError(f"lm_events[{i}]: a periodic LM must be a CLM")
-            clm += lm.clm
-            periodic += lm.periodic
-            if lm.series is not None:
-                series.add(lm.series)
+            clm += lm["clm"]
+            periodic += periodic_lm
+            if series_lm is not None:
+                series.add(series_lm)
         checks = (
             ("lm_count", self.lm_count, len(self.lm_events)),
             ("clm_count", self.clm_count, clm),
