@@ -19,7 +19,7 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--scenario", required=True, help="control, plmd, severe, restless_wake, gaps or faint.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same night.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Same seed, same night.")
 @click.option("--hours", type=click.FloatRange(min=0.01), default=8.0, show_default=True,
               help="Length of the recording.")
 @click.option("--odr-hz", type=click.FloatRange(min=1.0), default=52.0, show_default=True,

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from device.cli import cli
 from device.recording import read_recording
@@ -329,7 +331,7 @@ def test_the_register_level_emulator_plays_a_simulated_night():
 
 @pytest.mark.parametrize("kwargs, problem", [
     (dict(scenario="insomnia"), "unknown scenario"), (dict(hours=0.001), "hours must be at least"),
-    (dict(odr_hz=0.0), "odr_hz"), (dict(legs=3), "legs must be 1 or 2")])
+    (dict(odr_hz=0.0), "odr_hz"), (dict(legs=3), "legs must be 1 or 2"), (dict(seed=-1), "seed")])
 def test_bad_arguments_are_refused_clearly(kwargs, problem):
     args = dict(scenario="plmd", seed=1, hours=0.1) | kwargs
     with pytest.raises(ValueError, match=problem):
@@ -340,3 +342,19 @@ def test_the_shortest_night_still_has_a_bed_window():
     night = simulate_night("severe", 1, 0.01)
     check_truth(night.truth)
     assert sum(len(b) for b in night.blocks()) == round(36.0 * 52.0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(scenario=st.sampled_from(sorted(SCENARIOS)), seed=st.integers(0, 2**63), legs=st.sampled_from([1, 2]),
+       hours=st.floats(0.01, 10.0))
+def test_any_night_plans_a_consistent_truth(scenario, seed, hours, legs):
+    check_truth(simulate_night(scenario, seed, hours, legs=legs).truth)
+
+
+@settings(max_examples=15, deadline=None)
+@given(block_s=st.floats(0.01, 200.0), odr_hz=st.sampled_from([26.0, 52.0, 104.0]))
+def test_the_samples_do_not_depend_on_the_block_size(block_s, odr_hz):
+    night = simulate_night("gaps", 4, 0.02, odr_hz=odr_hz)
+    reference = samples(night, 60.0)
+    for got, want in zip(samples(night, block_s), reference):
+        np.testing.assert_array_equal(got, want)

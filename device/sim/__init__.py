@@ -115,18 +115,14 @@ class Night:
         (the last may be shorter; a block spans more time where a gap falls). The samples do not
         depend on `block_s`."""
         per_block = max(1, int(round(block_s * self.odr_hz)))
-        pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        have = 0
+        t, a, g = np.zeros(0), np.zeros((0, 3)), np.zeros((0, 3))
         for part in render(self.plans[leg]):
-            pending.append(part)
-            have += len(part[0])
-            while have >= per_block:
-                t, a, g = (np.concatenate([p[c] for p in pending]) for c in range(3))
-                yield SampleBlock(t[:per_block], a[:per_block], g[:per_block], self.odr_hz)
-                pending = [(t[per_block:], a[per_block:], g[per_block:])]
-                have = len(t) - per_block
-        if have:
-            t, a, g = (np.concatenate([p[c] for p in pending]) for c in range(3))
+            t, a, g = (np.concatenate([old, new]) for old, new in zip((t, a, g), part))
+            end = len(t) - len(t) % per_block
+            for i in range(0, end, per_block):
+                yield SampleBlock(t[i:i + per_block], a[i:i + per_block], g[i:i + per_block], self.odr_hz)
+            t, a, g = t[end:], a[end:], g[end:]
+        if len(t):
             yield SampleBlock(t, a, g, self.odr_hz)
 
     def motion(self, leg: int = 0) -> NightMotion:
@@ -141,6 +137,8 @@ def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0,
     is iterated; the truth is ready at once."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, not {seed}")
     if not hours >= MIN_HOURS:
         raise ValueError(f"hours must be at least {MIN_HOURS} (time to walk in, lie down and get up), not {hours}")
     if not odr_hz > 0:
