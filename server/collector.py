@@ -110,14 +110,12 @@ _UPSERT_NIGHT = (
 
 @dataclass(frozen=True)
 class Checked:
-    """A message after `check()`: what to store, or why it is refused. Picklable, so validation can
-    run in worker processes."""
+    """The verdict of `check()` on a message: what to store, or why it is refused. Small and
+    picklable: a validator process sends back this, not the payload."""
 
-    topic: str
-    payload: bytes
     device_id: str | None = None
     refused: str = ""  # the reason, when the message is refused
-    night: dict[str, Any] | None = None  # a valid summary: its `nights` row, without received_at
+    night: dict[str, Any] | None = None  # a valid summary: its `nights` row but for the JSON and received_at
     status: str | None = None  # a valid status
     retained: bool = False
 
@@ -148,9 +146,6 @@ def _check_summary(device_id: str, payload: bytes) -> dict[str, Any]:
         "periodicity_index": night.periodicity_index,
         "severity": night.severity,
         "clinically_significant": night.clinically_significant,
-        # The bytes as received (valid UTF-8 JSON by now), so added keys are kept verbatim. The
-        # lm_events view reads the events from here (see server/db.py, migration 0002).
-        "summary_json": payload.decode(),
     }
 
 
@@ -159,23 +154,23 @@ def check(topic: str, payload: bytes, retained: bool = False) -> Checked:
     I/O; never raises for bad input."""
     match = _TOPIC.fullmatch(topic)
     if match is None:
-        return Checked(topic, payload, refused="unexpected topic")
+        return Checked(refused="unexpected topic")
     device_id, kind = match.groups()
     try:
         if kind == "summary":
-            return Checked(topic, payload, device_id, night=_check_summary(device_id, payload))
+            return Checked(device_id, night=_check_summary(device_id, payload))
         status = payload.decode("utf-8", "replace").strip()
         if status not in ("online", "offline"):
             raise _Refused("status must be 'online' or 'offline'")
-        return Checked(topic, payload, device_id, status=status, retained=retained)
+        return Checked(device_id, status=status, retained=retained)
     except _Refused as e:
-        return Checked(topic, payload, device_id, refused=str(e))
+        return Checked(device_id, refused=str(e))
     except Exception as e:  # a bug met by some payload: keep it aside rather than crash on it forever
         log.exception("checking a message on %s failed", topic)
-        return Checked(topic, payload, device_id, refused=f"could not be checked ({type(e).__name__})")
+        return Checked(device_id, refused=f"could not be checked ({type(e).__name__})")
 
 
-def _store_night(db: Database, row: dict[str, Any], received_at: str) -> Outcome:
+def _store_night(db: Database, row: dict[str, Any], payload: bytes, received_at: str) -> Outcome:
     device_id, night_key, summary_id = row["device_id"], row["night"], row["summary_id"]
     stored = db.execute(
         "SELECT summary_id, generated_at FROM nights WHERE device_id = ? AND night = ?",
@@ -191,7 +186,9 @@ def _store_night(db: Database, row: dict[str, Any], received_at: str) -> Outcome
                 f"night {night_key} already stored from summary {stored[0]} generated at {stored[1]}, "
                 f"not older than this one ({summary_id}, {row['generated_at']})",
             )
-    db.execute(_UPSERT_NIGHT, {**row, "received_at": received_at})
+    # The bytes as received (valid UTF-8 JSON by now), so added keys are kept verbatim. The lm_events
+    # view reads the events from here (see server/db.py, migration 0002).
+    db.execute(_UPSERT_NIGHT, {**row, "summary_json": payload.decode(), "received_at": received_at})
     return Outcome("replaced" if stored is not None else "stored", device_id)
 
 
@@ -206,7 +203,7 @@ def _store_status(db: Database, device_id: str, status: str, received_at: str, r
     return Outcome("status", device_id)
 
 
-def store(db: Database, checked: Checked, received_at: str | None = None) -> Outcome:
+def store(db: Database, topic: str, payload: bytes, checked: Checked, received_at: str | None = None) -> Outcome:
     """Apply a checked message in its own transaction (a savepoint inside a batch): upsert the night
     or the status, or keep a refused or stale message in `rejected`. Only a database failure raises."""
     received_at = received_at or utc_now()
@@ -214,26 +211,25 @@ def store(db: Database, checked: Checked, received_at: str | None = None) -> Out
         if checked.refused:
             outcome = Outcome("rejected", checked.device_id, checked.refused)
         elif checked.night is not None:
-            outcome = _store_night(db, checked.night, received_at)
+            outcome = _store_night(db, checked.night, payload, received_at)
         else:
             assert checked.device_id is not None and checked.status is not None
             outcome = _store_status(db, checked.device_id, checked.status, received_at, checked.retained)
         if outcome.kind in ("rejected", "stale"):
             db["rejected"].insert(
-                {"received_at": received_at, "topic": checked.topic, "payload": bytes(checked.payload),
-                 "reason": outcome.reason}
+                {"received_at": received_at, "topic": topic, "payload": bytes(payload), "reason": outcome.reason}
             )
     return outcome
 
 
 def ingest(db: Database, topic: str, payload: bytes, *, retained: bool = False, received_at: str | None = None) -> Outcome:
-    """Validate and store one MQTT message: `store(db, check(topic, payload, retained))`.
+    """Validate and store one MQTT message: `store(db, topic, payload, check(topic, payload, retained))`.
 
     `retained` marks a retained status replayed by the broker on subscribe: it sets the status but
     is no evidence that the device is alive now, so `last_seen` is left alone. Invalid input is kept
     in `rejected` and returned as an Outcome; only a database failure raises.
     """
-    return store(db, check(topic, payload, retained), received_at)
+    return store(db, topic, payload, check(topic, payload, retained), received_at)
 
 
 @dataclass(frozen=True)
@@ -409,7 +405,7 @@ class Collector:
         # or the dashboard waits its turn instead of failing on a lock upgrade.
         db.execute("BEGIN IMMEDIATE")
         try:
-            outcomes = [store(db, c, received_at) for c in checked]
+            outcomes = [store(db, m.topic, m.payload, c, received_at) for m, c in zip(batch, checked)]
         except BaseException:
             db.conn.rollback()
             raise
