@@ -358,3 +358,19 @@ def test_the_samples_do_not_depend_on_the_block_size(block_s, odr_hz):
     reference = samples(night, 60.0)
     for got, want in zip(samples(night, block_s), reference):
         np.testing.assert_array_equal(got, want)
+
+
+def test_no_flexion_is_violent():
+    """Every planned flexion, on either leg, stays under the angular acceleration that keeps the
+    sensor's dynamic acceleration within 1 g (checked on the planned shapes, no samples)."""
+    from device.sim.plan import MAX_FLEX_ACCEL_RAD_S2
+    from device.sim.shapes import Flexion
+
+    for scenario in sorted(SCENARIOS):
+        night = simulate_night(scenario, 11, 8.0, legs=2)
+        for plan in night.plans:
+            for ev in (e for e in plan.events if isinstance(e, Flexion)):
+                t = np.arange(ev.start_s, ev.end_s, 0.002)
+                flex = ev.channels(t)["alpha"]
+                # The hold's tremor (up to 2 dps at 12 Hz: 2.6 rad/s^2) and drift come on top.
+                assert np.max(np.abs(np.diff(flex, 2))) / 0.002**2 <= MAX_FLEX_ACCEL_RAD_S2 + 3.0, ev

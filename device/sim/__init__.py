@@ -9,7 +9,7 @@ The truth (`night.truth`, schema "rlsmon.truth/1"): `scenario`, `seed`, `hours`,
 `duration_s`; `lights_off_s`, `lights_on_s` and `markers`; `lms` (what a sleep technologist would
 score: `onset_s`, `offset_s`, `duration_s`, `leg`, `kind`, `tilt_deg`, `peak_dps`, `wake`, `clm`,
 and `series` for PLMs); `confounders` (`kind`, `start_s`, `end_s`, details); `positions` and
-`postures` (lying/upright); `wake`, `gaps` and `in_bed` spans; `mount_deg`; and `reference`, the
+`postures` (lying/upright); `wake`, `rem`, `gaps` and `in_bed` spans; `mount_deg`; and `reference`, the
 night summary core scored by `device.detect.scoring.score_night` from the true LMs.
 
 The sensor sits on the front of the shin: x along the shin toward the knee, y lateral, z out of the
@@ -32,6 +32,9 @@ What each event looks like to the sensor (for tuning the detector):
   acceleration (sensor 5-12 cm from a heel pivot or 25-40 cm from the knee) adds up to a few
   hundred mg (dynamic acceleration 20-1000 mg in all, less on a side). Truth onset = start of the
   flex, offset = end of the release.
+- Sleep (truth `wake`, `rem`): a sleep latency after lights off, awakenings, and REM at the end of
+  each ~90-min cycle (5 min at first, up to 35). No PLM series run in wake or REM; twitches are three
+  times as frequent in REM.
 - PLM series: one after another through the sleep, with pauses between them; early in the night
   the pauses are shorter and the series longer. Within a series the LMs are stereotyped (size within
   0.7-1.4x the series' own) and the IMIs lognormal around the series' own median (22-28 s typical,

@@ -92,10 +92,11 @@ def make_flexion(rng: np.random.Generator, onset_s: float, flex_deg: tuple[float
     if rng.random() < 0.25 and flex_s + release_s >= 0.6:
         hold_s = 0.0  # a quick kick with no hold
     lever = -rng.uniform(0.25, 0.4) if rng.random() < 0.5 else rng.uniform(0.05, 0.12)
+    held = hold_s >= 0.5  # only a real hold drifts and shivers; a brief plateau is just a turn-around
     return Flexion(
         start_s=onset_s, amp_rad=np.radians(amp), flex_s=flex_s, hold_s=hold_s, release_s=release_s,
-        drift=rng.uniform(-0.15, 0.1) if hold_s > 0 else 0.0, twist=rng.uniform(-0.15, 0.15),
-        lever_m=lever, tremor_rad=np.radians(rng.uniform(0.3, 2.0) / (2 * np.pi * 10.0)),
+        drift=rng.uniform(-0.15, 0.1) if held else 0.0, twist=rng.uniform(-0.15, 0.15),
+        lever_m=lever, tremor_rad=np.radians(rng.uniform(0.3, 2.0) / (2 * np.pi * 10.0)) if held else 0.0,
         tremor_hz=rng.uniform(8.0, 12.0),
     )
 
@@ -282,11 +283,28 @@ class _Planner:
                 return t
         return None
 
+    def twitches(self, lo: float, hi: float) -> None:
+        """A twitch, or a burst of up to 6, somewhere free in [lo, hi]."""
+        durs = self.rng.uniform(0.1, 0.4, min(6, self.rng.geometric(0.6)))
+        pauses = self.rng.uniform(0.7, 2.0, len(durs))
+        offsets = np.concatenate([[0.0], np.cumsum(durs + pauses)[:-1]])
+        t = self.place(lo, hi, offsets[-1] + durs[-1], 1.5)
+        if t is None:
+            return
+        self.busy.take(t - 1.5, t + offsets[-1] + durs[-1] + 1.5)
+        for start, dur in zip(t + offsets, durs):
+            peak = self.rng.uniform(15.0, 80.0)
+            ev = Twitch(start, dur, np.radians(peak * dur / np.pi), lever_m=-0.3)
+            self.plan.events.append(ev)
+            self.confounders.append({"kind": "twitch", "start_s": start, "end_s": ev.end_s,
+                                     "peak_dps": round(peak, 1), "burst": len(durs)})
+            self.owned.append((ev, self.confounders[-1]))
+
     def add_flexion(self, ev: Flexion, kind: str, series: int | None, wake: bool) -> None:
         self.plan.events.append(ev)
         self.busy.take(ev.start_s - 1.0, ev.end_s + 1.0)
         lm = self._lm(ev.start_s, ev.end_s, kind, _peak_dps(ev),
-                      np.degrees(ev.amp_rad * max(1.0, 1.0 + ev.drift)), wake)
+                      float(np.degrees(ev.amp_rad * max(1.0, 1.0 + ev.drift))), wake)
         if series is not None:
             lm["series"] = series
         self.lms.append(lm)
@@ -318,6 +336,14 @@ def plan_night(name: str, seed: int, hours: float, odr_hz: float, legs: int = 1)
     for _ in range(rng.poisson(sc.awakenings_per_hour * window / 3600.0)):
         a = rng.uniform(lights_off + latency, lights_on)
         pl.wake.append((a, min(lights_on, a + min(rng.uniform(120, 600), 0.05 * window))))
+    # REM sleep closes each ~90-min sleep cycle, longer as the night goes on (Carskadon & Dement,
+    # Principles and Practice of Sleep Medicine). PLMS are rare in REM (Pollmächer & Schulz, Sleep
+    # 1993), and phasic twitches cluster there.
+    rem, t = [], lights_off + latency
+    while (t := t + rng.uniform(75.0, 100.0) * 60.0) < lights_on:
+        dur = min(35.0, 5.0 + 7.0 * len(rem)) * 60.0 * rng.uniform(0.8, 1.2)
+        rem.append((t, min(t + dur, lights_on)))
+        t += dur
 
     # Posture changes, in time order: bathroom trips (from an awakening) and turns.
     episodes = []
@@ -365,7 +391,7 @@ def plan_night(name: str, seed: int, hours: float, odr_hz: float, legs: int = 1)
         density = 1 + sc.early_decline * (1 - 2 * (cursor - lights_off) / window)
         # PLMS set in with light sleep, soon after sleep onset (Pollmächer & Schulz, Sleep 1993).
         cursor += rng.exponential(120.0 if series == 0 else max(60.0, mean_pause_s) / density)
-        for a, b in pl.wake:
+        for a, b in sorted(pl.wake + rem):
             cursor = b if a <= cursor < b else cursor
         if cursor >= lights_on:
             break
@@ -375,7 +401,7 @@ def plan_night(name: str, seed: int, hours: float, odr_hz: float, legs: int = 1)
         onset = cursor
         for _ in range(max(4, round(rng.integers(sc.series_len[0], sc.series_len[1] + 1) * density))):
             ev = make_flexion(rng, onset, flex_deg)
-            if ev.end_s > lights_on or _in_any(onset, pl.wake):
+            if ev.end_s > lights_on or _in_any(onset, pl.wake) or _in_any(onset, rem):
                 break
             if pl.busy.free(onset - 1, ev.end_s + 1):  # else a turn or a gap took this beat's place
                 pl.add_flexion(ev, "plm", series, wake=False)
@@ -409,20 +435,10 @@ def plan_night(name: str, seed: int, hours: float, odr_hz: float, legs: int = 1)
     # Confounders that are not LMs. Twitches come alone or in bursts (fragmentary myoclonus), each
     # shorter than 0.5 s and at least 0.7 s from the next, so no two merge into an LM.
     for _ in range(rng.poisson(sc.twitches_per_hour * window / 3600.0)):
-        durs = rng.uniform(0.1, 0.4, min(6, rng.geometric(0.6)))
-        pauses = rng.uniform(0.7, 2.0, len(durs))
-        offsets = np.concatenate([[0.0], np.cumsum(durs + pauses)[:-1]])
-        t = pl.place(lights_off, lights_on, offsets[-1] + durs[-1], 1.5)
-        if t is None:
-            continue
-        pl.busy.take(t - 1.5, t + offsets[-1] + durs[-1] + 1.5)
-        for start, dur in zip(t + offsets, durs):
-            peak = rng.uniform(15.0, 80.0)
-            ev = Twitch(start, dur, np.radians(peak * dur / np.pi), lever_m=-0.3)
-            pl.plan.events.append(ev)
-            pl.confounders.append({"kind": "twitch", "start_s": start, "end_s": ev.end_s,
-                                   "peak_dps": round(peak, 1), "burst": len(durs)})
-            pl.owned.append((ev, pl.confounders[-1]))
+        pl.twitches(lights_off, lights_on)
+    for a, b in rem:  # three times as many in REM
+        for _ in range(rng.poisson(2.0 * sc.twitches_per_hour * (b - a) / 3600.0)):
+            pl.twitches(a, b)
     # A bed partner moves whenever they like, also during the patient's own movements; only not
     # while the patient is out of bed.
     partner = _Occupancy()
@@ -465,6 +481,7 @@ def plan_night(name: str, seed: int, hours: float, odr_hz: float, legs: int = 1)
         "confounders": sorted(pl.confounders, key=lambda c: c["start_s"]),
         "positions": pl.positions,
         "wake": [{"start_s": a, "end_s": b} for a, b in sorted(pl.wake)],
+        "rem": [{"start_s": a, "end_s": b} for a, b in rem],
         "gaps": [{"start_s": a, "end_s": b} for a, b in pl.plan.gaps],
         "mount_deg": [list(plan.mount_deg) for plan in plans],  # yaw, pitch, roll per leg
     }
@@ -492,8 +509,9 @@ def _second_leg(pl: _Planner, rng: np.random.Generator) -> Plan:
             if r < 0.6:
                 # The other leg's flexion differs in size, within 2-25 deg and 10-150 dps.
                 peak, amp_deg = _peak_dps(ev), np.degrees(ev.amp_rad)
+                accel = 5.77 * ev.amp_rad / min(ev.flex_s, ev.release_s) ** 2
                 scale = np.clip(rng.uniform(0.75, 1.25), max(10.0 / peak, 2.0 / amp_deg),
-                                min(150.0 / peak, 25.0 / amp_deg))
+                                min(150.0 / peak, 25.0 / amp_deg, MAX_FLEX_ACCEL_RAD_S2 / accel))
                 twin = replace(ev, start_s=ev.start_s + rng.uniform(-0.3, 0.3), amp_rad=ev.amp_rad * scale,
                                twist=rng.uniform(-0.15, 0.15))
             elif r < 0.8:
@@ -510,7 +528,7 @@ def _second_leg(pl: _Planner, rng: np.random.Generator) -> Plan:
         if twin is not None:
             p1.events.append(twin)
             if "onset_s" in entry:
-                tilt = _tilt_deg(twin) if isinstance(twin, Path) else np.degrees(twin.amp_rad * max(1.0, 1.0 + twin.drift))
+                tilt = _tilt_deg(twin) if isinstance(twin, Path) else float(np.degrees(twin.amp_rad * max(1.0, 1.0 + twin.drift)))
                 pl.lms.append({**pl._lm(twin.start_s, twin.end_s, entry["kind"], _peak_dps(twin), tilt,
                                         entry["wake"]), **{k: v for k, v in entry.items() if k == "series"}, "leg": 1})
     p0.events = [ev for ev in p0.events if id(ev) not in moved]
