@@ -59,22 +59,6 @@ DEVICE_FILES = {
 }
 
 
-def test_device_install_lays_down_every_file_with_its_mode_and_owner(tmp_path):
-    install("install-device.sh", tmp_path)
-    entries = manifest(tmp_path, "device")
-
-    for path, expected in DEVICE_FILES.items():
-        assert entries[path] == expected, path
-    assert entries["rlsmon-device home=/var/lib/rlsmon groups=i2c,gpio"] == ("user", "-", "-")
-    assert entries["i2c"] == entries["gpio"] == ("group", "-", "-")
-    assert (tmp_path / "etc/systemd/system/rlsmon-device.service").read_text() == (
-        SYSTEMD / "rlsmon-device.service"
-    ).read_text()
-    assert (tmp_path / "etc/rlsmon/device.toml").read_text() == (
-        REPO / "firmware_config/device.example.toml"
-    ).read_text()
-
-
 def test_device_install_turns_i2c_on_once_and_keeps_the_rest_of_config_txt(tmp_path):
     config_txt = tmp_path / "boot/firmware/config.txt"
     config_txt.parent.mkdir(parents=True)
@@ -164,16 +148,30 @@ SERVER_FILES = {
 }
 
 
-def test_server_install_lays_down_every_file_with_its_mode_and_owner(tmp_path):
-    install("install-server.sh", tmp_path)
-    entries = manifest(tmp_path, "server")
+COPIES = {  # installed path -> the file in this repository it must equal
+    "device": {"/etc/rlsmon/device.toml": "firmware_config/device.example.toml",
+               "/etc/systemd/system/rlsmon-device.service": "systemd/rlsmon-device.service"},
+    "server": {"/etc/rlsmon/server.toml": "firmware_config/server.example.toml",
+               "/etc/mosquitto/conf.d/rlsmon.conf": "firmware_config/mosquitto.conf",
+               "/etc/mosquitto/rlsmon.acl": "firmware_config/mosquitto.acl",
+               "/etc/systemd/system/rlsmon-collector.service": "systemd/rlsmon-collector.service",
+               "/etc/systemd/system/rlsmon-web.service": "systemd/rlsmon-web.service"},
+}
 
-    for path, expected in SERVER_FILES.items():
-        assert entries[path] == expected, path
-    assert entries["rlsmon-server home=/var/lib/rlsmon groups="] == ("user", "-", "-")
-    for name in ("server.toml",):
-        assert (tmp_path / "etc/rlsmon" / name).read_text() == (REPO / "firmware_config/server.example.toml").read_text()
-    assert (tmp_path / "etc/mosquitto/conf.d/rlsmon.conf").read_text() == (REPO / "firmware_config/mosquitto.conf").read_text()
+
+@pytest.mark.parametrize(("component", "expected", "accounts"), [
+    ("device", DEVICE_FILES, ["rlsmon-device home=/var/lib/rlsmon groups=i2c,gpio", "i2c", "gpio"]),
+    ("server", SERVER_FILES, ["rlsmon-server home=/var/lib/rlsmon groups=", "mosquitto"]),
+])
+def test_install_lays_down_every_file_with_its_mode_and_owner(component, expected, accounts, tmp_path):
+    install(f"install-{component}.sh", tmp_path)
+    entries = manifest(tmp_path, component)
+
+    for path, entry in expected.items():
+        assert entries[path] == entry, path
+    assert all(entries[name][0] in ("user", "group") for name in accounts)
+    for installed, source in COPIES[component].items():
+        assert (tmp_path / installed.lstrip("/")).read_bytes() == (REPO / source).read_bytes(), installed
 
 
 def test_server_install_gives_the_collector_a_broker_password(tmp_path):
