@@ -86,6 +86,19 @@ def trailing_mean(x: np.ndarray, history: np.ndarray, length: int) -> tuple[np.n
     return means, ext[max(len(ext) - (length - 1), 0) :].copy() if length > 1 else ext[:0].copy()
 
 
+def median3(x: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Causal median of each sample and the two before it, per column, continuing from `history`.
+
+    A single-sample glitch (a corrupted read, a spike beyond any limb's rate) is not movement, and
+    would otherwise count as a burst and, integrated, as tens of degrees of rotation. Returns the
+    filtered samples and the last two inputs for the next call (after a gap, the first sample is
+    repeated in place of the missing history).
+    """
+    ext = np.concatenate([history if len(history) else np.repeat(x[:1], 2, axis=0), x])
+    a, b, c = ext[:-2], ext[1:-1], ext[2:]
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c)), ext[-2:].copy()
+
+
 def shin_elevation_deg(accel_g: np.ndarray) -> np.ndarray:
     """Angle of the shin axis (x) above the horizontal, from (n, 3) gravity estimates, in degrees.
 
@@ -113,6 +126,7 @@ class Conditioner:
         self._reset_histories()
 
     def _reset_histories(self) -> None:
+        self._gyro_hist = np.zeros((0, 3))
         self._accel_hist = np.zeros(0)
         self._gyro_smooth_hist = np.zeros(0)
         self._accel_smooth_hist = np.zeros(0)
@@ -144,7 +158,8 @@ class Conditioner:
             & (counts[:, 0] >= wn / 2)
         )
         bias_w = self._track_bias(g_mean, still)
-        gyro = gyro_dps - np.repeat(bias_w, counts[:, 0].astype(int), axis=0)
+        gyro, self._gyro_hist = median3(gyro_dps, self._gyro_hist)
+        gyro = gyro - np.repeat(bias_w, counts[:, 0].astype(int), axis=0)
 
         flex = self.flex_deg + np.cumsum(gyro[:, 1]) * self.dt_s
         roll = self.roll_deg + np.cumsum(gyro[:, 0]) * self.dt_s
@@ -167,7 +182,7 @@ class Conditioner:
             elevation_deg=shin_elevation_deg(a_mean),
             gyro_window_dps=np.add.reduceat(g_act, starts) / counts[:, 0],
             accel_window_g=np.add.reduceat(a_act, starts) / counts[:, 0],
-            delay_samples=(self.smooth_n - 1) // 2,
+            delay_samples=(self.smooth_n - 1) // 2 + 1,  # the moving average's, and the median's
         )
 
     def _track_bias(self, g_mean: np.ndarray, still: np.ndarray) -> np.ndarray:

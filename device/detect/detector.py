@@ -149,7 +149,7 @@ class LegDetector:
         cf = self._cond.process(accel_g, gyro_dps)
         counts = np.diff(np.append(cf.window_start, len(t)))
         win_end = t[np.append(cf.window_start[1:], len(t)) - 1] + self.dt_s
-        on_gyro_dps, on_accel_g = self._floor.update(cf.gyro_window_dps, cf.accel_window_g)
+        th = self._floor.update(cf.gyro_window_dps, cf.accel_window_g)
         self._out.postures.extend(self._posture.update(t[cf.window_start], win_end, cf.elevation_deg))
 
         # Walking is never an LM: no activity counts while the shin is upright.
@@ -158,8 +158,8 @@ class LegDetector:
         # shifts gravity along it (accelerometer). Its extent is timed by the gyro alone, since a
         # high-pass holds a tilt step in the acceleration for its own time constant (see
         # ConditioningParams.highpass_s), which would stretch a 0.4-s twitch past 0.5 s.
-        act_off = np.where(lying, cf.gyro_act_dps / on_gyro_dps, 0.0)
-        act_on = np.where(lying, np.maximum(act_off, cf.accel_act_g / on_accel_g), 0.0)
+        act_off = np.where(lying, cf.gyro_act_dps / th.off_gyro_dps, 0.0)
+        act_on = np.where(lying, np.maximum(cf.gyro_act_dps / th.on_gyro_dps, cf.accel_act_g / th.on_accel_g), 0.0)
 
         for burst in self._tracker.process(
             t, act_on, act_off, cf.gyro_dps_mag, cf.roll_dps, cf.flex_deg, cf.roll_deg, cf.delay_samples

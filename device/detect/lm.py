@@ -39,14 +39,16 @@ class LMParams:
 
     onset_x_floor: float = 12.0  # onset threshold as a multiple of the noise floor
     offset_ratio: float = 0.25  # offset / onset threshold: WASM 2016 EMG, 2 µV / 8 µV above resting
+    # ...but never within the noise: on a rattling strap, noise peaks would hold an LM open.
+    offset_x_floor: float = 4.0
     # Lower bounds. A movement worth catching peaks at 10-150 dps on the shin (ARCHITECTURE.md), while
     # a partner rocking the mattress tilts it at a few dps: the onset needs 6 dps whatever the floor.
     min_onset_dps: float = 6.0
     min_onset_g: float = 0.03
     floor_percentile: float = 10.0
     floor_history_s: float = 300.0
-    # Held contraction: bursts at most this far apart, the first leaving the leg flexed by at least
-    # hold_min_deg and the second bringing it at least half way back, are one LM.
+    # Held contraction: bursts at most this far apart (a CLM lasts at most 10 s), the first leaving
+    # the leg flexed by at least hold_min_deg and the second undoing that within half of it, are one LM.
     max_hold_s: float = 10.0
     hold_min_deg: float = 1.0
     hold_return_frac: float = 0.5
@@ -98,6 +100,15 @@ class Burst:
         )
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """The thresholds in force for one frame."""
+
+    on_gyro_dps: float
+    off_gyro_dps: float
+    on_accel_g: float
+
+
 class NoiseFloor:
     """A robust running estimate of the quiet level of the two activities (gyro, accel)."""
 
@@ -107,8 +118,8 @@ class NoiseFloor:
         self._ring = np.zeros((self._size, 2))
         self._count = 0  # windows seen, capped at the ring size
 
-    def update(self, gyro_window_dps: np.ndarray, accel_window_g: np.ndarray) -> tuple[float, float]:
-        """Add window means; return the onset thresholds (gyro dps, accel g) from the updated floor."""
+    def update(self, gyro_window_dps: np.ndarray, accel_window_g: np.ndarray) -> Thresholds:
+        """Add window means; return the thresholds from the updated floor."""
         new = np.column_stack([gyro_window_dps, accel_window_g])[-self._size :]
         self._ring = np.concatenate([self._ring[len(new) :], new])
         self._count = min(self._size, self._count + len(new))
@@ -116,14 +127,16 @@ class NoiseFloor:
         k = int(self.params.floor_percentile / 100.0 * (len(recent) - 1))
         floor = np.partition(recent, k, axis=0)[k]
         p = self.params
-        return (
-            max(p.onset_x_floor * float(floor[0]), p.min_onset_dps),
-            max(p.onset_x_floor * float(floor[1]), p.min_onset_g),
+        on_gyro_dps = max(p.onset_x_floor * float(floor[0]), p.min_onset_dps)
+        return Thresholds(
+            on_gyro_dps=on_gyro_dps,
+            off_gyro_dps=max(p.offset_ratio * on_gyro_dps, p.offset_x_floor * float(floor[0])),
+            on_accel_g=max(p.onset_x_floor * float(floor[1]), p.min_onset_g),
         )
 
 
 class HysteresisTracker:
-    """Finds bursts in a normalised activity (1.0 is the onset threshold) across contiguous frames."""
+    """Finds bursts in activities normalised to their thresholds (1.0 is on the threshold)."""
 
     def __init__(self, odr_hz: float, params: LMParams) -> None:
         self.params = params
@@ -159,11 +172,11 @@ class HysteresisTracker:
         """Consume one contiguous frame; return the bursts that ended in it.
 
         `t_s` are the sample times, `act_on` the activity over the onset threshold, `act_off` the
-        activity over the onset threshold that times the extent (offset), `gyro_dps` the rotation
-        rate and `roll_dps` the rate about x (for the peaks), `flex_deg` the flexion angle. Reported times are taken back by
-        `delay_n` samples, the group delay of the smoothing. `roll_deg` is the roll angle.
+        activity that times the extent over the offset threshold, `gyro_dps` the rotation rate and
+        `roll_dps` the rate about x (for the peaks), `flex_deg` and `roll_deg` the flexion and roll
+        angles. Reported times are taken back by `delay_n` samples, the group delay of smoothing.
         """
-        lo = act_off >= self.params.offset_ratio
+        lo = act_off >= 1.0
         hi_idx = np.flatnonzero(act_on >= 1.0)
         edges = np.diff(np.concatenate([[0], lo.astype(np.int8), [0]]))
         starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
@@ -248,15 +261,17 @@ class HysteresisTracker:
 
 
 def is_hold_release(first: Burst, second: Burst, params: LMParams) -> bool:
-    """Whether `second` releases a contraction that `first` flexed and held (one LM, not two)."""
+    """Whether `second` releases a contraction that `first` flexed and held (one LM, not two).
+
+    The release must undo the flexion: its own change of angle is opposite and within
+    `hold_return_frac` of the flexion's. Each is measured over its own burst, so a slow drift of the
+    integrated angle during the quiet hold (residual gyro bias, the leg sagging) does not matter.
+    """
     if first.held or first.turn or second.onset_s - first.offset_s > params.max_hold_s:
         return False
     held = first.flex_off_deg - first.flex_on_deg
-    if abs(held) < params.hold_min_deg:
-        return False
     back = second.flex_off_deg - second.flex_on_deg
-    remaining = second.flex_off_deg - first.flex_on_deg
-    return back * held < 0 and abs(remaining) <= params.hold_return_frac * abs(held)
+    return abs(held) >= params.hold_min_deg and abs(held + back) <= params.hold_return_frac * abs(held)
 
 
 def is_rolling(burst: Burst, params: LMParams) -> bool:
