@@ -165,6 +165,183 @@ class _Planner:
         self.out_of_bed: list[tuple[float, float]] = []
         # Each leg's own events and their truth entries (whole-body ones are not listed).
         self.owned: list[tuple[Event, dict]] = []
+        self.rem: list[tuple[float, float]] = []
+        self.edge = self.lights_off = self.lights_on = self.get_up_s = self.window = self.latency = 0.0
+
+
+    # -- the night, step by step (in this order: the posture timeline is built in time order) ----
+    def go_to_bed(self) -> None:
+        """Walk in, sit on the bed, lie down; lights off a little later. Scaled down for short
+        test nights, and the same for getting up at the end."""
+        rng, T = self.rng, self.T
+        self.edge = min(150.0, 0.06 * T)
+        self.key(0.0, rng.uniform(*STANDING_DEG), 0.0)
+        self.walk(max(3.0, 0.3 * self.edge))
+        self.sit(max(2.0, 0.3 * self.edge), 1.5)
+        self.lie_down(rng.uniform(3.0, 5.0))
+        self.lights_off = self.now()[0] + min(60.0, 0.02 * T)
+        self.get_up_s = T - self.edge
+        self.lights_on = self.get_up_s - min(30.0, 0.01 * T)
+        self.busy.take(0.0, self.lights_off)
+        self.busy.take(self.lights_on, T)
+        self.window = self.lights_on - self.lights_off
+
+    def sleep(self) -> None:
+        """Sleep latency, awakenings, and REM. REM sleep closes each ~90-min sleep cycle, longer as
+        the night goes on (Carskadon & Dement, Principles and Practice of Sleep Medicine). PLMS are
+        rare in REM (Pollmächer & Schulz, Sleep 1993), and phasic twitches cluster there."""
+        rng, sc = self.rng, self.sc
+        self.latency = min(rng.uniform(*sc.sleep_latency_min) * 60.0, 0.1 * self.window)
+        self.wake.append((self.lights_off, self.lights_off + self.latency))
+        for _ in range(rng.poisson(sc.awakenings_per_hour * self.window / 3600.0)):
+            a = rng.uniform(self.lights_off + self.latency, self.lights_on)
+            self.wake.append((a, min(self.lights_on, a + min(rng.uniform(120, 600), 0.05 * self.window))))
+        t = self.lights_off + self.latency
+        while (t := t + rng.uniform(75.0, 100.0) * 60.0) < self.lights_on:
+            dur = min(35.0, 5.0 + 7.0 * len(self.rem)) * 60.0 * rng.uniform(0.8, 1.2)
+            self.rem.append((t, min(t + dur, self.lights_on)))
+            t += dur
+
+    def posture_changes(self) -> None:
+        """Bathroom trips (from an awakening) and turns, in time order."""
+        rng, sc = self.rng, self.sc
+        episodes = []
+        for _ in range(rng.poisson(sc.bathroom_per_8h * self.window / 28800.0)):
+            episodes.append((rng.uniform(self.lights_off + self.latency, self.lights_on - 900.0), "bathroom"))
+        for _ in range(rng.poisson(sc.turns_per_hour * self.window / 3600.0)):
+            episodes.append((rng.uniform(self.lights_off, self.lights_on - 30.0), "turn"))
+        for t0, kind in sorted(episodes):
+            if t0 <= self.now()[0] + 5.0 or t0 < self.lights_off:
+                continue
+            if kind == "turn":
+                dur = rng.uniform(10.5, 20.0)
+                if t0 + dur + 2.0 < self.lights_on:
+                    self.turn(t0, dur)
+                    self.busy.take(t0 - 2.0, t0 + dur + 2.0)
+            elif t0 + 700.0 < self.lights_on:
+                end = self.bathroom(t0)
+                self.out_of_bed.append((t0, end))
+                self.wake.append((t0 - 60.0, end + 120.0))
+                self.busy.take(t0 - 2.0, end + 2.0)
+
+    def get_up(self) -> None:
+        self.hold(self.get_up_s)
+        self.sit_up(self.rng.uniform(2.5, 4.0))
+        self.hold(self.now()[0] + max(2.0, 0.2 * self.edge))
+        self.walk(max(3.0, self.T - self.now()[0] - 3.0))
+        self.hold(self.T + 1.0)
+
+    def sensor_gaps(self) -> None:
+        """Rows simply missing, from a second to minutes, in the lights-off window."""
+        rng, sc = self.rng, self.sc
+        n_gaps = rng.poisson(sc.gaps_per_hour * self.T / 3600.0) + (2 if sc.gaps_per_hour > 0 else 0)
+        for _ in range(n_gaps):
+            dur = min(_loguniform(rng, *sc.gap_s), 0.05 * self.T)
+            t = self.place(self.lights_off, self.lights_on, dur, 2.0)
+            if t is not None:
+                self.busy.take(t - 2.0, t + dur + 2.0)
+                self.plan.gaps.append((t, t + dur))
+        self.plan.gaps.sort()
+
+    def plm_series(self) -> None:
+        """PLM series, one after another through the sleep: early in the night they come sooner and
+        run longer (see Scenario.early_decline). The movements of one series are stereotyped: their
+        size and rhythm vary around the series' own. None in wake or REM."""
+        rng, sc = self.rng, self.sc
+        if sc.series_per_hour <= 0:
+            return
+        mean_len = (sc.series_len[0] + sc.series_len[1]) / 2
+        mean_pause_s = max(60.0, 3600.0 / sc.series_per_hour - mean_len * sc.imi_median_s)
+        no_plms = sorted(self.wake + self.rem)
+        cursor, series = self.lights_off, 0
+        while True:
+            density = 1 + sc.early_decline * (1 - 2 * (cursor - self.lights_off) / self.window)
+            # PLMS set in with light sleep, soon after sleep onset (Pollmächer & Schulz, Sleep 1993).
+            cursor += rng.exponential(120.0 if series == 0 else mean_pause_s / density)
+            for a, b in no_plms:
+                cursor = b if a <= cursor < b else cursor
+            if cursor >= self.lights_on:
+                return
+            size = _loguniform(rng, *sc.flex_deg)
+            flex_deg = (max(sc.flex_deg[0], 0.7 * size), min(sc.flex_deg[1], 1.4 * size))
+            imi_median = sc.imi_median_s * rng.lognormal(0.0, sc.imi_sigma / 2)
+            onset = cursor
+            for _ in range(max(4, round(rng.integers(sc.series_len[0], sc.series_len[1] + 1) * density))):
+                ev = make_flexion(rng, onset, flex_deg)
+                if ev.end_s > self.lights_on or _in_any(onset, no_plms):
+                    break
+                if self.busy.free(onset - 1, ev.end_s + 1):  # else a turn or a gap took this beat
+                    self.add_flexion(ev, "plm", series, wake=False)
+                cursor = ev.end_s
+                if rng.random() < sc.short_imi_p:
+                    imi = rng.uniform(4.0, 9.5)
+                else:
+                    imi = float(np.clip(rng.lognormal(np.log(imi_median), sc.imi_sigma / 2), 10.5, 85.0))
+                onset += max(imi, ev.end_s - ev.start_s + 2.0)
+            series += 1
+
+    def isolated_lms(self) -> None:
+        asleep_s = self.window - sum(b - a for a, b in self.wake)
+        for _ in range(self.rng.poisson(self.sc.isolated_per_hour * asleep_s / 3600.0)):
+            ev = make_flexion(self.rng, 0.0, self.sc.flex_deg)
+            t = self.place(self.lights_off, self.lights_on, ev.end_s, 1.0)
+            if t is not None and not _in_any(t, self.wake):
+                self.add_flexion(replace(ev, start_s=t), "isolated", None, wake=False)
+
+    def restless_lms(self) -> None:
+        """Voluntary movement while awake: the urge of RLS relieved by moving. Irregular, 1-20 s."""
+        rng = self.rng
+        for a, b in list(self.wake):
+            for _ in range(rng.poisson(self.sc.restless_per_wake_hour * (b - a) / 3600.0)):
+                dur = rng.uniform(10.5, 20.0) if rng.random() < 0.3 else _loguniform(rng, 1.0, 9.0)
+                t = self.place(max(a, self.lights_off), min(b, self.lights_on), dur, 1.0)
+                if t is None:
+                    continue
+                ev = make_path(rng, t, dur, RESTLESS_PATH)
+                self.plan.events.append(ev)
+                self.busy.take(t - 1.0, ev.end_s + 1.0)
+                self.lms.append(self._lm(t, ev.end_s, "restless", _peak_dps(ev), _tilt_deg(ev), wake=True))
+                self.owned.append((ev, self.lms[-1]))
+
+    def confounders_in_bed(self) -> None:
+        """Twitches, a bed partner and cable tugs: movements that are not LMs."""
+        rng, sc, lo, hi = self.rng, self.sc, self.lights_off, self.lights_on
+        # Twitches come alone or in bursts (fragmentary myoclonus), each shorter than 0.5 s and at
+        # least 0.7 s from the next, so no two merge into an LM.
+        for _ in range(rng.poisson(sc.twitches_per_hour * self.window / 3600.0)):
+            self.twitches(lo, hi)
+        for a, b in self.rem:  # three times as many in REM
+            for _ in range(rng.poisson(2.0 * sc.twitches_per_hour * (b - a) / 3600.0)):
+                self.twitches(a, b)
+        # A bed partner moves whenever they like, also during the patient's own movements; only not
+        # while the patient is out of bed.
+        partner = _Occupancy()
+        for a, b in self.out_of_bed:
+            partner.take(a, b)
+        for _ in range(rng.poisson(sc.partner_per_hour * self.window / 3600.0)):
+            dur = rng.uniform(3.0, 20.0)
+            t = rng.uniform(lo, hi - dur)
+            if partner.free(t - 1.0, t + dur + 1.0):
+                f1, f2 = rng.uniform(0.3, 1.0), rng.uniform(1.0, 2.5)
+                # The rocking's own rate is 1-10 dps: rate = 2 pi f amplitude.
+                tilts = tuple(np.radians(rng.uniform(1.0, 10.0) / (360.0 * f1)) for _ in range(2))
+                ev = Rocking(t, dur, (f1, f2), tilts, rng.uniform(0.005, 0.06), rng.uniform(0, 2 * np.pi))
+                self.plan.events.append(ev)
+                partner.take(t - 1.0, t + dur + 1.0)
+                self.confounders.append({"kind": "partner", "start_s": t, "end_s": ev.end_s})
+        for _ in range(rng.poisson(sc.cable_per_hour * self.window / 3600.0)):
+            twist = rng.uniform(5.0, 30.0) * rng.choice([-1.0, 1.0])
+            twist_s = max(rng.uniform(0.15, 0.5), 1.875 * abs(twist) / 200.0)
+            ev_len = twist_s + rng.uniform(0.5, 3.0)
+            t = self.place(lo, hi, ev_len, 1.0)
+            if t is not None:
+                ev = Tug(t, np.radians(twist), twist_s, ev_len - twist_s, rng.uniform(0.0, 0.6),
+                         pitch=rng.uniform(0.0, 0.25))
+                self.plan.events.append(ev)
+                self.busy.take(t - 1.0, ev.end_s + 1.0)
+                self.confounders.append({"kind": "cable", "start_s": t, "end_s": ev.end_s,
+                                         "twist_deg": round(twist, 1)})
+                self.owned.append((ev, self.confounders[-1]))
 
     # -- posture timeline -------------------------------------------------------------------
     def key(self, t: float, theta_deg: float, phi_deg: float) -> None:
@@ -314,174 +491,29 @@ class _Planner:
 def plan_night(name: str, seed: int, hours: float, odr_hz: float, legs: int = 1) -> tuple[list[Plan], dict]:
     """Lay out one night of scenario `name`: the posture timeline, every event, the gaps and the
     chip's quirks (one `Plan` per leg), and the truth (without the reference figures)."""
-    sc = SCENARIOS[name]
-    pl = _Planner(name, sc, seed, hours, odr_hz)
-    rng, T = pl.rng, pl.T
-
-    # Going to bed and getting up, scaled down for short test nights.
-    edge = min(150.0, 0.06 * T)
-    pl.key(0.0, rng.uniform(*STANDING_DEG), 0.0)
-    pl.walk(max(3.0, 0.3 * edge))
-    pl.sit(max(2.0, 0.3 * edge), 1.5)
-    pl.lie_down(rng.uniform(3.0, 5.0))
-    lights_off = pl.now()[0] + min(60.0, 0.02 * T)
-    get_up = T - edge
-    lights_on = get_up - min(30.0, 0.01 * T)
-    pl.busy.take(0.0, lights_off)
-    pl.busy.take(lights_on, T)
-
-    window = lights_on - lights_off
-    latency = min(rng.uniform(*sc.sleep_latency_min) * 60.0, 0.1 * window)
-    pl.wake.append((lights_off, lights_off + latency))
-    for _ in range(rng.poisson(sc.awakenings_per_hour * window / 3600.0)):
-        a = rng.uniform(lights_off + latency, lights_on)
-        pl.wake.append((a, min(lights_on, a + min(rng.uniform(120, 600), 0.05 * window))))
-    # REM sleep closes each ~90-min sleep cycle, longer as the night goes on (Carskadon & Dement,
-    # Principles and Practice of Sleep Medicine). PLMS are rare in REM (Pollmächer & Schulz, Sleep
-    # 1993), and phasic twitches cluster there.
-    rem, t = [], lights_off + latency
-    while (t := t + rng.uniform(75.0, 100.0) * 60.0) < lights_on:
-        dur = min(35.0, 5.0 + 7.0 * len(rem)) * 60.0 * rng.uniform(0.8, 1.2)
-        rem.append((t, min(t + dur, lights_on)))
-        t += dur
-
-    # Posture changes, in time order: bathroom trips (from an awakening) and turns.
-    episodes = []
-    for _ in range(rng.poisson(sc.bathroom_per_8h * window / 28800.0)):
-        episodes.append((rng.uniform(lights_off + latency, lights_on - 900.0), "bathroom"))
-    for _ in range(rng.poisson(sc.turns_per_hour * window / 3600.0)):
-        episodes.append((rng.uniform(lights_off, lights_on - 30.0), "turn"))
-    for t0, kind in sorted(episodes):
-        if t0 <= pl.now()[0] + 5.0:
-            continue
-        if kind == "turn":
-            dur = rng.uniform(10.5, 20.0)
-            pl.turn(t0, dur)
-            pl.busy.take(t0 - 2.0, t0 + dur + 2.0)
-        elif t0 + 700.0 < lights_on:
-            end = pl.bathroom(t0)
-            pl.out_of_bed.append((t0, end))
-            pl.wake.append((t0 - 60.0, end + 120.0))
-            pl.busy.take(t0 - 2.0, end + 2.0)
-    pl.hold(get_up)
-    pl.sit_up(rng.uniform(2.5, 4.0))
-    pl.hold(pl.now()[0] + max(2.0, 0.2 * edge))
-    pl.walk(max(3.0, T - pl.now()[0] - 3.0))
-    pl.hold(T + 1.0)
-
-    # Sensor gaps: rows simply missing.
-    n_gaps = rng.poisson(sc.gaps_per_hour * T / 3600.0) + (2 if sc.gaps_per_hour > 0 else 0)
-    for _ in range(n_gaps):
-        dur = min(_loguniform(rng, *sc.gap_s), 0.05 * T)
-        t = pl.place(lights_off, lights_on, dur, 2.0)
-        if t is not None:
-            pl.busy.take(t - 2.0, t + dur + 2.0)
-            pl.plan.gaps.append((t, t + dur))
-    pl.plan.gaps.sort()
-
-    asleep_s = window - sum(b - a for a, b in pl.wake)
-
-    # PLM series, one after another through the sleep: early in the night they come sooner and
-    # run longer (see Scenario.early_decline). The movements of one series are stereotyped: their
-    # size and rhythm vary around the series' own.
-    mean_len = (sc.series_len[0] + sc.series_len[1]) / 2
-    mean_pause_s = 3600.0 / sc.series_per_hour - mean_len * sc.imi_median_s if sc.series_per_hour else np.inf
-    cursor, series = lights_off, 0
-    while sc.series_per_hour > 0:
-        density = 1 + sc.early_decline * (1 - 2 * (cursor - lights_off) / window)
-        # PLMS set in with light sleep, soon after sleep onset (Pollmächer & Schulz, Sleep 1993).
-        cursor += rng.exponential(120.0 if series == 0 else max(60.0, mean_pause_s) / density)
-        for a, b in sorted(pl.wake + rem):
-            cursor = b if a <= cursor < b else cursor
-        if cursor >= lights_on:
-            break
-        size = _loguniform(rng, *sc.flex_deg)
-        flex_deg = (max(sc.flex_deg[0], 0.7 * size), min(sc.flex_deg[1], 1.4 * size))
-        imi_median = sc.imi_median_s * rng.lognormal(0.0, sc.imi_sigma / 2)
-        onset = cursor
-        for _ in range(max(4, round(rng.integers(sc.series_len[0], sc.series_len[1] + 1) * density))):
-            ev = make_flexion(rng, onset, flex_deg)
-            if ev.end_s > lights_on or _in_any(onset, pl.wake) or _in_any(onset, rem):
-                break
-            if pl.busy.free(onset - 1, ev.end_s + 1):  # else a turn or a gap took this beat's place
-                pl.add_flexion(ev, "plm", series, wake=False)
-            cursor = ev.end_s
-            if rng.random() < sc.short_imi_p:
-                imi = rng.uniform(4.0, 9.5)
-            else:
-                imi = float(np.clip(rng.lognormal(np.log(imi_median), sc.imi_sigma / 2), 10.5, 85.0))
-            onset += max(imi, ev.end_s - ev.start_s + 2.0)
-        series += 1
-
-    for _ in range(rng.poisson(sc.isolated_per_hour * asleep_s / 3600.0)):
-        ev = make_flexion(rng, 0.0, sc.flex_deg)
-        t = pl.place(lights_off, lights_on, ev.end_s, 1.0)
-        if t is not None and not _in_any(t, pl.wake):
-            pl.add_flexion(replace(ev, start_s=t), "isolated", None, wake=False)
-
-    # Voluntary movement while awake: the urge of RLS relieved by moving. Irregular, 1-20 s.
-    for a, b in list(pl.wake):
-        for _ in range(rng.poisson(sc.restless_per_wake_hour * (b - a) / 3600.0)):
-            dur = rng.uniform(10.5, 20.0) if rng.random() < 0.3 else _loguniform(rng, 1.0, 9.0)
-            t = pl.place(max(a, lights_off), min(b, lights_on), dur, 1.0)
-            if t is None:
-                continue
-            ev = make_path(rng, t, dur, RESTLESS_PATH)
-            pl.plan.events.append(ev)
-            pl.busy.take(t - 1.0, ev.end_s + 1.0)
-            pl.lms.append(pl._lm(t, ev.end_s, "restless", _peak_dps(ev), _tilt_deg(ev), wake=True))
-            pl.owned.append((ev, pl.lms[-1]))
-
-    # Confounders that are not LMs. Twitches come alone or in bursts (fragmentary myoclonus), each
-    # shorter than 0.5 s and at least 0.7 s from the next, so no two merge into an LM.
-    for _ in range(rng.poisson(sc.twitches_per_hour * window / 3600.0)):
-        pl.twitches(lights_off, lights_on)
-    for a, b in rem:  # three times as many in REM
-        for _ in range(rng.poisson(2.0 * sc.twitches_per_hour * (b - a) / 3600.0)):
-            pl.twitches(a, b)
-    # A bed partner moves whenever they like, also during the patient's own movements; only not
-    # while the patient is out of bed.
-    partner = _Occupancy()
-    for a, b in pl.out_of_bed:
-        partner.take(a, b)
-    for _ in range(rng.poisson(sc.partner_per_hour * window / 3600.0)):
-        dur = rng.uniform(3.0, 20.0)
-        t = rng.uniform(lights_off, lights_on - dur)
-        if partner.free(t - 1.0, t + dur + 1.0):
-            f1, f2 = rng.uniform(0.3, 1.0), rng.uniform(1.0, 2.5)
-            # The rocking's own rate is 1-10 dps: rate = 2 pi f amplitude.
-            tilts = tuple(np.radians(rng.uniform(1.0, 10.0) / (360.0 * f1)) for _ in range(2))
-            ev = Rocking(t, dur, (f1, f2), tilts, rng.uniform(0.005, 0.06), rng.uniform(0, 2 * np.pi))
-            pl.plan.events.append(ev)
-            partner.take(t - 1.0, t + dur + 1.0)
-            pl.confounders.append({"kind": "partner", "start_s": t, "end_s": ev.end_s})
-    for _ in range(rng.poisson(sc.cable_per_hour * window / 3600.0)):
-        twist = rng.uniform(5.0, 30.0) * rng.choice([-1.0, 1.0])
-        twist_s = max(rng.uniform(0.15, 0.5), 1.875 * abs(twist) / 200.0)
-        ev_len = twist_s + rng.uniform(0.5, 3.0)
-        t = pl.place(lights_off, lights_on, ev_len, 1.0)
-        if t is not None:
-            ev = Tug(t, np.radians(twist), twist_s, ev_len - twist_s, rng.uniform(0.0, 0.6),
-                     pitch=rng.uniform(0.0, 0.25))
-            pl.plan.events.append(ev)
-            pl.busy.take(t - 1.0, ev.end_s + 1.0)
-            pl.confounders.append({"kind": "cable", "start_s": t, "end_s": ev.end_s,
-                                   "twist_deg": round(twist, 1)})
-            pl.owned.append((ev, pl.confounders[-1]))
-
+    pl = _Planner(name, SCENARIOS[name], seed, hours, odr_hz)
+    pl.go_to_bed()
+    pl.sleep()
+    pl.posture_changes()
+    pl.get_up()
+    pl.sensor_gaps()
+    pl.plm_series()
+    pl.isolated_lms()
+    pl.restless_lms()
+    pl.confounders_in_bed()
     plans = [pl.plan]
     if legs == 2:
         plans.append(_second_leg(pl, np.random.default_rng([seed, pl.plan.key, 3])))
     for plan in plans:
-        _sensor_quirks(plan, rng, sc)
+        _sensor_quirks(plan, pl.rng, pl.sc)
         plan.events.sort(key=lambda e: e.start_s)
     truth = {
-        "lights_off_s": lights_off, "lights_on_s": lights_on,
+        "lights_off_s": pl.lights_off, "lights_on_s": pl.lights_on,
         "lms": sorted(pl.lms, key=lambda m: m["onset_s"]),
         "confounders": sorted(pl.confounders, key=lambda c: c["start_s"]),
         "positions": pl.positions,
         "wake": [{"start_s": a, "end_s": b} for a, b in sorted(pl.wake)],
-        "rem": [{"start_s": a, "end_s": b} for a, b in rem],
+        "rem": [{"start_s": a, "end_s": b} for a, b in pl.rem],
         "gaps": [{"start_s": a, "end_s": b} for a, b in pl.plan.gaps],
         "mount_deg": [list(plan.mount_deg) for plan in plans],  # yaw, pitch, roll per leg
     }
