@@ -370,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo failed: {exc}", file=sys.stderr)
         return 1
     finally:
+        # A second Ctrl-C must not cut the clean-up short and leave orphans behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         supervisor.stop_all()
         say(f"stopped; the demo's files and logs stay in {work}")
 
