@@ -30,6 +30,10 @@ ACCEL_NOISE_UG_RTHZ = (70.0, 130.0)
 GYRO_NOISE_MDPS_RTHZ = (3.8, 5.0)
 GYRO_ZERO_RATE_DPS = 1.0
 ACCEL_ZERO_G_MG = 20.0
+# Micro-motion (rms, lying / upright): lying still, pulse and breathing move a shin by well under a
+# mg and a few hundredths of a dps; standing or sitting, postural sway is a few mg and about a dps.
+MICRO_ACCEL_G = (0.0005, 0.004)
+MICRO_GYRO_DPS = (0.05, 0.8)
 # The gyro bias wanders: a random walk of ~1 dps per sqrt(hour) gives a few dps over a night.
 GYRO_BIAS_WALK_DPS_RTHR = 1.0
 

@@ -66,12 +66,12 @@ class Renderer:
             noise[name], self.tails[name] = physics.moving_average_noise(rng, n, width, rms, self.tails[name])
         accel = (
             plan.accel_offset_g + accel * plan.accel_scale
-            + noise["ba"] * np.where(upright, 0.004, 0.0005) + noise["sa"]
+            + noise["ba"] * np.where(upright, physics.MICRO_ACCEL_G[1], physics.MICRO_ACCEL_G[0]) + noise["sa"]
             + rng.standard_normal((n, 3)) * plan.accel_noise_g
         )
         bias = np.stack([np.interp(t, plan.bias_t, plan.bias_dps[:, c]) for c in range(3)], axis=1)
         gyro = (
-            gyro + bias + noise["bg"] * np.where(upright, 0.8, 0.05) + noise["sg"]
+            gyro + bias + noise["bg"] * np.where(upright, physics.MICRO_GYRO_DPS[1], physics.MICRO_GYRO_DPS[0]) + noise["sg"]
             + rng.standard_normal((n, 3)) * plan.gyro_noise_dps
         )
         return accel, gyro
