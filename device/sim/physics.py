@@ -22,10 +22,11 @@ import numpy as np
 
 G_MS2 = 9.80665
 
-# LSM6DSOX datasheet (ST DS12814, table 2), high-performance mode: accelerometer noise density
-# 70 ug/sqrt(Hz) at +-2 g (larger at higher full scales and in modules like the LSM6DS33, up to
-# ~130), gyro rate noise density 3.8 mdps/sqrt(Hz) (4-5 for LSM6DSO/DS3 parts). Zero-rate level
-# +-1 dps typical, zero-g offset +-20 mg typical.
+# LSM6DSOX datasheet (ST DS12814), mechanical characteristics, high-performance mode: accelerometer
+# noise density about 70 ug/sqrt(Hz) at +-2 g, gyro rate noise density 3.8 mdps/sqrt(Hz); zero-rate
+# level +-1 dps and zero-g offset +-20 mg typical. Each night draws from a wider range, 70-130
+# ug/sqrt(Hz) and 3.8-5 mdps/sqrt(Hz), to cover larger full scales and the family's other chips
+# (the emulator's table). RMS noise = density * sqrt(ODR / 2).
 ACCEL_NOISE_UG_RTHZ = (70.0, 130.0)
 GYRO_NOISE_MDPS_RTHZ = (3.8, 5.0)
 GYRO_ZERO_RATE_DPS = 1.0
