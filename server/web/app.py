@@ -53,12 +53,19 @@ class WebState:
 
 class SvgCache:
     """A small LRU of rendered charts. A night's charts are keyed by its summary_id, which changes
-    whenever the night is replaced, so a cached chart is never stale."""
+    whenever the night is replaced, so a cached chart is never stale. Single-flight: while one
+    thread renders a key, others asking for it wait for that render instead of repeating it."""
 
     def __init__(self, size: int = 512) -> None:
         self._items: OrderedDict[tuple, object] = OrderedDict()
+        self._pending: dict[tuple, threading.Event] = {}
         self._size = size
         self._lock = threading.Lock()
+
+    def cached(self, key: tuple) -> bool:
+        """True when ``key`` is rendered or being rendered."""
+        with self._lock:
+            return key in self._items or key in self._pending
 
     def get(self, key: tuple, render: Callable[[], object]) -> object:
         """The cached value for ``key``, rendering (outside the lock) on a miss."""
@@ -66,12 +73,25 @@ class SvgCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        value = render()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return value
+            pending = self._pending.get(key)
+            if pending is None:
+                self._pending[key] = threading.Event()
+        if pending is not None:
+            pending.wait(timeout=60)
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            return render()  # the other render failed: do it here, and let the error show
+        try:
+            value = render()
+            with self._lock:
+                self._items[key] = value
+                while len(self._items) > self._size:
+                    self._items.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                self._pending.pop(key).set()
 
 
 class LoginRequired(Exception):

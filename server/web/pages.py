@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import re
 import secrets
@@ -19,14 +20,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.background import BackgroundTask
 from sqlite_utils import Database
 
+from server.db import open_db
 from server.model import DEVICE_ID_PATTERN
 from server.web import auth, charts, edf, queries
-from server.web.app import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, cookie_secure, get_db,
-                            safe_next, state)
+from server.web.app import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, SvgCache, WebState,
+                            cookie_secure, get_db, safe_next, state)
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 DeviceId = Path(pattern=DEVICE_ID_PATTERN, max_length=63)
 
@@ -69,9 +73,11 @@ def install_filters(templates: Jinja2Templates, clinic_tz: tzinfo | None) -> Non
     env.filters.update(localtime=localtime, duration=duration, percent=percent, number=number)
 
 
-def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
+def _render(request: Request, name: str, context: dict[str, Any], status: int = 200,
+            background: BackgroundTask | None = None) -> Response:
     context.setdefault("principal", getattr(request.state, "principal", None))
-    return state(request).templates.TemplateResponse(request, name, context, status_code=status)
+    return state(request).templates.TemplateResponse(request, name, context, status_code=status,
+                                                     background=background)
 
 
 def _principal(request: Request) -> Principal:
@@ -185,7 +191,7 @@ def _recording_start(summary: dict[str, Any]) -> datetime | None:
         return moment
 
 
-def _night_charts(request: Request, found: dict[str, Any]) -> dict[str, str]:
+def _night_charts(cache: SvgCache, found: dict[str, Any]) -> dict[str, str]:
     summary = found["summary"]
 
     def render() -> dict[str, str]:
@@ -197,7 +203,25 @@ def _night_charts(request: Request, found: dict[str, Any]) -> dict[str, str]:
             "imi": charts.imi_histogram_svg(summary["imi_histogram"]),
         }
 
-    return state(request).svg_cache.get(("night", found["summary_id"]), render)  # type: ignore[return-value]
+    return cache.get(("night", found["summary_id"]), render)  # type: ignore[return-value]
+
+
+def prefetch_night(web: WebState, device_id: str, night: str | None) -> None:
+    """Render a night's charts into the cache before anyone asks (run after a response is sent):
+    the night a clinician is likely to open next. Nights are immutable until replaced, so the
+    work is never wasted."""
+    if night is None:
+        return
+    try:
+        db = open_db(web.db_path)
+        try:
+            found = queries.night_summary(db, device_id, night)
+        finally:
+            db.conn.close()
+        if found is not None and not web.svg_cache.cached(("night", found["summary_id"])):
+            _night_charts(web.svg_cache, found)
+    except Exception as e:  # optional work: the page itself will render (or report) the night
+        log.warning("preparing the charts of a night failed: %s", type(e).__name__)
 
 
 @router.get("/devices/{device_id}/nights/{night}", response_class=HTMLResponse)
@@ -206,16 +230,18 @@ def night_page(request: Request, night: date, device_id: str = DeviceId,
     """One night: timeline, hourly counts, IMI histogram, the LM table and the caveats."""
     found = _night_or_404(db, device_id, night)
     summary = found["summary"]
+    previous, following = queries.neighbour_nights(db, device_id, night.isoformat())
     caveats = night_caveats(summary.get("caveats", []))
     start = _recording_start(summary)
     lms = [dict(lm, clock=(start + timedelta(seconds=lm["onset_s"])).strftime("%H:%M:%S")
                 if start else None) for lm in summary["lm_events"]]
     return _render(request, "night.html", {
         "device_id": device_id, "night": night, "s": summary, "found": found, "lms": lms,
-        "charts": _night_charts(request, found), "caveats": caveats, "recording_start": start,
+        "charts": _night_charts(state(request).svg_cache, found), "caveats": caveats,
+        "recording_start": start, "previous": previous, "next": following,
         "coverage": (summary["coverage"]["recorded_s"] / summary["duration_s"]
                      if summary["duration_s"] else None),
-    })
+    }, background=BackgroundTask(prefetch_night, state(request), device_id, previous))
 
 
 @router.get("/devices/{device_id}/nights/{night}/annotations.edf")
@@ -280,7 +306,8 @@ def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
         "recent_range": ((min(n["plm_index"] for n in recent), max(n["plm_index"] for n in recent))
                          if recent else None),
         "recent_count": len(recent), "today": state(request).today(),
-    })
+    }, background=BackgroundTask(prefetch_night, state(request), nights[-1]["device_id"],
+                                 nights[-1]["night"]) if nights else None)
 
 
 @router.post("/patients/{patient_id}/notes")

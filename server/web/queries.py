@@ -170,6 +170,15 @@ def device_nights(db: Database, device_id: str) -> list[dict[str, Any]] | None:
     return [dict(zip(_HEADLINE, r), clinically_significant=bool(r[12])) for r in rows]
 
 
+def neighbour_nights(db: Database, device_id: str, night: str) -> tuple[str | None, str | None]:
+    """The device's nights just before and just after ``night`` (None at either end)."""
+    row = db.execute("""
+        SELECT (SELECT max(night) FROM nights WHERE device_id = ? AND night < ?),
+               (SELECT min(night) FROM nights WHERE device_id = ? AND night > ?)""",
+                     [device_id, night, device_id, night]).fetchone()
+    return row[0], row[1]
+
+
 def night_summary(db: Database, device_id: str, night: str) -> dict[str, Any] | None:
     """The whole stored summary of one night, plus the patient it belongs to, or None."""
     row = db.execute("""
