@@ -231,3 +231,67 @@ def test_add_device_keeps_the_password_file_readable_by_mosquitto(tmp_path):
 
     assert "bed-1:" in passwd.read_text()
     assert (passwd.stat().st_gid, passwd.stat().st_mode & 0o777) == (65534, 0o640)
+
+
+def test_staged_server_install_makes_a_broker_the_collector_can_use(tmp_path):
+    """The installed mosquitto.conf, ACL, password file, CA and certificate work together: mosquitto
+    starts on them, and the collector's account logs in over TLS with the password made for it."""
+    import getpass
+    import socket
+    import ssl
+
+    import paho.mqtt.client as mqtt
+
+    from tests.broker import _wait_until, free_port, mosquitto_binary
+
+    root = tmp_path / "root"
+    subprocess.run(["bash", str(SYSTEMD / "install-server.sh"), "--root", str(root), "--no-venv",
+                    "--broker-host", "localhost"], check=True, capture_output=True, timeout=120)
+    port = free_port()
+    lines = []
+    for line in (root / "etc/mosquitto/conf.d/rlsmon.conf").read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if key in ("password_file", "acl_file", "cafile", "certfile", "keyfile"):
+            line = f"{key} {root}{value}"  # the staged files, where the real ones would be
+        elif key == "listener":
+            line = "\n".join([f"persistence_location {tmp_path}/", f"log_dest file {tmp_path}/mosquitto.log",
+                              f"user {getpass.getuser()}", f"listener {port} 127.0.0.1"])
+        lines.append(line)
+    (tmp_path / "mosquitto.conf").write_text("\n".join(lines) + "\n")
+    broker = subprocess.Popen([mosquitto_binary(), "-c", str(tmp_path / "mosquitto.conf")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    results: list[bool] = []
+
+    def connect(password: str) -> bool:
+        """Whether the broker refuses `collector` with `password` (its CONNACK is a failure)."""
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.tls_set_context(ssl.create_default_context(cafile=str(root / "etc/rlsmon/ca.crt")))
+        client.username_pw_set("collector", password)
+        client.on_connect = lambda c, u, f, reason, p: results.append(reason.is_failure)
+        before = len(results)
+        client.connect("localhost", port)
+        client.loop_start()
+        try:
+            _wait_until(lambda: len(results) > before, 10, "the broker's CONNACK")
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        return results[-1]
+
+    def listening() -> bool:
+        assert broker.poll() is None, broker.stderr.read()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    try:
+        _wait_until(listening, 10, "mosquitto to listen")
+        refused_right = connect((root / "etc/rlsmon/collector-password").read_text().strip())
+        refused_wrong = connect("not-the-password")
+    finally:
+        broker.terminate()
+        broker.wait(10)
+
+    assert (refused_right, refused_wrong) == (False, True)
