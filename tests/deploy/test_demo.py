@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -43,6 +41,7 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow
 def test_demo_shows_every_night_and_ctrl_c_leaves_no_process_behind(tmp_path):
     demo = subprocess.Popen(
         [sys.executable, "-m", "device.demo", "--dir", str(tmp_path / "demo"), "--nights", "1",
@@ -76,3 +75,34 @@ def test_demo_shows_every_night_and_ctrl_c_leaves_no_process_behind(tmp_path):
     assert any("Login:" in line for line in seen)
     assert [pid for pid in children if alive(pid)] == []
     assert (tmp_path / "demo" / "server" / "server.db").exists()
+
+
+def test_the_demo_broker_runs_the_production_config_with_only_its_paths_changed(tmp_path):
+    from device.demo import broker_config
+
+    production = (REPO / "firmware_config/mosquitto.conf").read_text()
+    demo = broker_config(production, port=12345, tls_dir=tmp_path / "tls", mosquitto_dir=tmp_path / "mq",
+                         user="someone")
+
+    def settings(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+    moved = ("password_file", "acl_file", "cafile", "certfile", "keyfile", "listener")
+    kept = [line for line in settings(production) if line.split()[0] not in moved]
+    assert [line for line in settings(demo) if line in kept] == kept  # same order, nothing lost
+    assert "listener 12345 127.0.0.1" in settings(demo)
+    assert f"password_file {tmp_path}/mq/passwd" in settings(demo)
+    assert f"cafile {tmp_path}/tls/ca.crt" in settings(demo)
+    # every per-listener setting still follows the listener line
+    listener_at = settings(demo).index("listener 12345 127.0.0.1")
+    assert all(settings(demo).index(line) > listener_at for line in settings(demo)
+               if line.split()[0] in ("cafile", "certfile", "keyfile", "tls_version"))
+
+
+def test_the_demo_night_window_is_as_long_as_a_simulated_night():
+    from device.demo import night_window, window_start_at
+
+    assert night_window(2.0) == ("22:00", "00:00")
+    assert night_window(0.5) == ("22:00", "22:30")
+    assert night_window(8.0, "21:30") == ("21:30", "05:30")
+    assert window_start_at(3, "22:00").endswith("T22:00:00+00:00")
