@@ -30,11 +30,14 @@ from device.detect.events import Interval, PostureSegment
 from device.errors import SensorError
 from device.notify import Notifier
 from device.samples import SampleBlock
-from device.store import NightInfo, Segment, Store, StoredNight
+from device.store import LegEvents, NightInfo, Progress, Segment, Store, StoredNight
 
 log = logging.getLogger("device.daemon")
 
-HEARTBEAT_S = 30.0  # how often a recording segment's end is written: a kill -9 loses at most this
+# How often the recording's progress (segment end, completed events, open posture) is written, in
+# one transaction. A kill -9 loses at most this much; the detector already holds events back for up
+# to a 60-s frame, and fewer, larger transactions keep SD-card writes far under 5 MB a night.
+HEARTBEAT_S = 60.0
 IDLE_POLL_S = 5.0  # the loop's tick outside the window (watchdog, fault LED, stop requests)
 SENSOR_RETRY_MAX_S = 60.0
 SYSLOG_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
@@ -384,6 +387,8 @@ class _Recording:
     samples: int = 0
     last_beat: float = 0.0
     detectors: dict[int, Any] = field(default_factory=dict)
+    pending: list[LegEvents] = field(default_factory=list)  # detector outputs not yet written
+    open_written: dict[int, tuple[float, str] | None] = field(default_factory=dict)  # by leg
 
 
 class Daemon:
@@ -630,17 +635,30 @@ class Daemon:
         # its own, which differs by at most a few percent.
         shifted = remap_axes(SampleBlock(t[keep], block.accel_g[keep], block.gyro_dps[keep], det.odr_hz),
                              self.cfg.sensor.axes)
-        out = det.feed(shifted)
-        self.store.add_events(window.night, out.movements, out.postures, out.gaps, rec.segment_id, leg)
+        self._keep(rec, leg, det.feed(shifted))
         rec.samples += int(keep.sum())
         rec.end_s = max(rec.end_s, float(t[keep][-1]) + 1.0 / block.odr_hz)
         if self.clock.monotonic() - rec.last_beat >= HEARTBEAT_S:
             rec.last_beat = self.clock.monotonic()
-            self.store.extend_segment(rec.segment_id, rec.end_s, rec.samples)
-            for k, d in rec.detectors.items():
-                posture = open_posture(d)
-                if posture is not None:
-                    self.store.set_open_posture(rec.segment_id, window.night, k, posture)
+            self._save(rec, final=False)
+
+    @staticmethod
+    def _keep(rec: _Recording, leg: int, out: Any) -> None:
+        if out.movements or out.postures or out.gaps:
+            rec.pending.append(LegEvents(leg, out.movements, out.postures, out.gaps))
+
+    def _save(self, rec: _Recording, final: bool) -> None:
+        """Write the segment's progress: one transaction per heartbeat."""
+        changed: dict[int, PostureSegment] = {}
+        for leg, det in rec.detectors.items():
+            posture = None if final else open_posture(det)
+            key = None if posture is None else (posture.start_s, posture.posture)
+            if posture is not None and rec.open_written.get(leg) != key:
+                changed[leg] = posture
+                rec.open_written[leg] = key
+        self.store.save_progress(Progress(rec.window.night, rec.segment_id, rec.end_s, rec.samples,
+                                          list(rec.pending), changed, final))
+        rec.pending.clear()
 
     def _end_recording(self) -> None:
         """Flush the detectors and write the segment's end: what was recorded is kept."""
@@ -648,10 +666,8 @@ class Daemon:
         if rec is None or rec.segment_id is None:
             return
         for leg, det in rec.detectors.items():
-            out = det.finish()
-            self.store.add_events(rec.window.night, out.movements, out.postures, out.gaps, rec.segment_id, leg)
-        self.store.extend_segment(rec.segment_id, rec.end_s, rec.samples)
-        self.store.clear_open_postures(rec.segment_id)
+            self._keep(rec, leg, det.finish())
+        self._save(rec, final=True)
         self.store.flush()
 
     def _close_night(self, night: str) -> None:

@@ -55,6 +55,29 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class LegEvents:
+    """What one leg's detector completed: movements, closed postures, gaps."""
+
+    leg: int
+    movements: list[LegMovement] = field(default_factory=list)
+    postures: list[PostureSegment] = field(default_factory=list)
+    gaps: list[Interval] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A recording segment's progress since the last write."""
+
+    night: str
+    segment_id: int
+    end_s: float
+    samples: int
+    events: list[LegEvents] = field(default_factory=list)
+    open_postures: dict[int, PostureSegment] = field(default_factory=dict)  # by leg, when changed
+    final: bool = False  # the segment has ended cleanly
+
+
+@dataclass(frozen=True)
 class StoredNight:
     """Everything stored about one night: what its summary is built from."""
 
@@ -101,10 +124,11 @@ def _migrate(db: Any) -> None:
 
     @migrations()
     def m002_open_postures(db: Any) -> None:
-        # The posture a recording segment is in right now, rewritten at each heartbeat: after a
-        # kill -9 it is all that says the patient was lying in that segment.
-        db["open_postures"].create({"segment_id": int, "leg": int, "night": str, "start_s": float,
-                                    "end_s": float, "posture": str}, pk=("segment_id", "leg"))
+        # The posture each leg of a recording segment is in right now, until the segment's end:
+        # after a kill -9 it is all that says the patient was lying in that segment. Written only
+        # when it changes; its end is the segment's. The key is segment_id * 2 + leg (one page).
+        db["open_postures"].create({"id": int, "segment_id": int, "leg": int, "night": str,
+                                    "start_s": float, "posture": str}, pk="id")
 
     migrations.apply(db)
 
@@ -231,40 +255,33 @@ class Store:
             "night = ? and closed_at is not null", [night])))
 
     def begin_segment(self, night: str, start_s: float) -> int:
-        """Start a recording span at `start_s`; returns its id for `extend_segment`."""
+        """Start a recording span at `start_s`; returns its id for `save_progress`."""
         return self.call(lambda db: db["segments"].insert(
             {"night": night, "start_s": start_s, "end_s": start_s, "samples": 0}).last_pk)
 
-    def extend_segment(self, segment_id: int, end_s: float, samples: int) -> None:
-        """Record that the span `segment_id` reached `end_s` with `samples` samples so far."""
-        self.write(lambda db: db["segments"].update(segment_id, {"end_s": end_s, "samples": samples}))
-
-    def set_open_posture(self, segment_id: int, night: str, leg: int, posture: PostureSegment) -> None:
-        """Record the posture segment still open on `leg` (replacing the previous record)."""
-        self.write(lambda db: db["open_postures"].upsert(
-            {"segment_id": segment_id, "leg": leg, "night": night, "start_s": posture.start_s,
-             "end_s": posture.end_s, "posture": posture.posture}, pk=("segment_id", "leg")))
-
-    def clear_open_postures(self, segment_id: int) -> None:
-        """The segment ended cleanly: its postures are all closed and stored."""
-        self.write(lambda db: db["open_postures"].delete_where("segment_id = ?", [segment_id]))
-
-    def add_events(self, night: str, movements: list[LegMovement], postures: list[PostureSegment],
-                   gaps: list[Interval], segment_id: int | None = None, leg: int = 0) -> None:
-        """Queue what the detector completed (on `leg`, in recording segment `segment_id`)."""
-        if not (movements or postures or gaps):
-            return
+    def save_progress(self, progress: Progress) -> None:
+        """Write a recording segment's progress, its completed events and its open postures, in one
+        transaction (one job, so the writer cannot split it)."""
+        p = progress
 
         def fn(db: Any) -> None:
-            if postures and segment_id is not None:  # the open posture now starts after them
-                db.execute("update open_postures set start_s = max(start_s, ?) where segment_id = ? and leg = ?",
-                           [max(p.end_s for p in postures), segment_id, leg])
-            db["movements"].insert_all({"night": night, "leg": m.leg, "onset_s": m.onset_s,
-                                        "offset_s": m.offset_s, "peak_dps": m.peak_dps,
-                                        "tilt_deg": m.tilt_deg} for m in movements)
-            db["postures"].insert_all({"night": night, "start_s": p.start_s, "end_s": p.end_s,
-                                       "posture": p.posture} for p in postures)
-            db["gaps"].insert_all({"night": night, "start_s": g.start_s, "end_s": g.end_s} for g in gaps)
+            db["segments"].update(p.segment_id, {"end_s": p.end_s, "samples": p.samples})
+            for ev in p.events:
+                if ev.postures:  # the leg's open posture now starts after the closed ones
+                    db.execute("update open_postures set start_s = max(start_s, ?) where segment_id = ? and leg = ?",
+                               [max(x.end_s for x in ev.postures), p.segment_id, ev.leg])
+                db["movements"].insert_all({"night": p.night, "leg": m.leg, "onset_s": m.onset_s,
+                                            "offset_s": m.offset_s, "peak_dps": m.peak_dps,
+                                            "tilt_deg": m.tilt_deg} for m in ev.movements)
+                db["postures"].insert_all({"night": p.night, "start_s": x.start_s, "end_s": x.end_s,
+                                           "posture": x.posture} for x in ev.postures)
+                db["gaps"].insert_all({"night": p.night, "start_s": g.start_s, "end_s": g.end_s} for g in ev.gaps)
+            if p.final:  # the segment ended cleanly: every posture is closed and stored
+                db["open_postures"].delete_where("segment_id = ?", [p.segment_id])
+            for leg, posture in p.open_postures.items():
+                db["open_postures"].upsert({"id": p.segment_id * 2 + leg, "segment_id": p.segment_id, "leg": leg,
+                                            "night": p.night, "start_s": posture.start_s,
+                                            "posture": posture.posture}, pk="id")
 
         self.write(fn)
 
@@ -298,7 +315,9 @@ class Store:
             movements=[LegMovement(r["onset_s"], r["offset_s"], r["leg"], r["peak_dps"], r["tilt_deg"])
                        for r in rows("movements", "onset_s")],
             postures=sorted([PostureSegment(r["start_s"], r["end_s"], r["posture"])
-                             for r in [*rows("postures", "start_s"), *rows("open_postures", "start_s")]
+                             for r in [*rows("postures", "start_s"), *db.query(
+                                 "select o.start_s, s.end_s, o.posture from open_postures o "
+                                 "join segments s on s.id = o.segment_id where o.night = ?", [night])]
                              if r["end_s"] > r["start_s"]], key=lambda p: p.start_s),
             markers=[(r["t_s"], r["kind"]) for r in rows("markers", "t_s")],
         )

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from device.detect.events import Interval, LegMovement, PostureSegment
-from device.store import NightInfo, Store
+from device.store import LegEvents, NightInfo, Progress, Store
 
 INFO = NightInfo("2026-03-01", "2026-03-01T22:00:00+01:00", "2026-03-01T23:00:00+01:00", "Europe/Berlin",
                  3600.0, True, "WASM2016", {"chip": "LSM6DSOX"})
@@ -32,14 +32,31 @@ def test_database_is_wal_with_small_pages(store):
 def test_events_are_committed_as_they_are_queued(store):
     assert store.open_night(INFO, "t0") is True
     seg = store.begin_segment(INFO.night, 1.0)
-    store.extend_segment(seg, 60.0, 3000)
-    store.add_events(INFO.night, [LegMovement(10.0, 12.0, 0)], [PostureSegment(0.0, 60.0, "lying")],
-                     [Interval(30.0, 31.0)])
+    store.save_progress(Progress(INFO.night, seg, 60.0, 3000, [LegEvents(
+        0, [LegMovement(10.0, 12.0, 0)], [PostureSegment(0.0, 40.0, "lying")], [Interval(30.0, 31.0)])],
+        {0: PostureSegment(40.0, 60.0, "upright")}))
     store.flush()
     # another connection (as after a kill -9) sees it all
     conn = sqlite3.connect(store.path)
     assert conn.execute("select count(*) from movements").fetchone()[0] == 1
     assert conn.execute("select end_s, samples from segments").fetchone() == (60.0, 3000)
+    # until the segment ends cleanly, its open posture counts
+    stored = store.call(lambda db: store.load_night(db, INFO.night))
+    assert [p.posture for p in stored.postures] == ["lying", "upright"]
+
+
+def test_open_posture_is_trimmed_by_closed_ones_and_cleared_at_a_clean_end(store):
+    store.open_night(INFO, "t0")
+    seg = store.begin_segment(INFO.night, 0.0)
+    store.save_progress(Progress(INFO.night, seg, 60.0, 1, open_postures={0: PostureSegment(0.0, 55.0, "lying")}))
+    # the lying posture closes at 70 s and an upright one opens: both in one write
+    store.save_progress(Progress(INFO.night, seg, 90.0, 2, [LegEvents(0, postures=[PostureSegment(0.0, 70.0, "lying")])],
+                                 {0: PostureSegment(70.0, 90.0, "upright")}))
+    stored = store.call(lambda db: store.load_night(db, INFO.night))
+    assert stored.postures == [PostureSegment(0.0, 70.0, "lying"), PostureSegment(70.0, 90.0, "upright")]
+    store.save_progress(Progress(INFO.night, seg, 96.0, 4, [LegEvents(0, postures=[PostureSegment(70.0, 96.0, "upright")])],
+                                 final=True))
+    assert store.call(lambda db: db["open_postures"].count) == 0
 
 
 def test_reopening_a_night_resumes_it(tmp_path):
@@ -59,7 +76,8 @@ def test_reopening_a_night_resumes_it(tmp_path):
 
 def test_close_night_puts_summary_in_outbox_once(store):
     store.open_night(INFO, "t0")
-    store.add_events(INFO.night, [LegMovement(10.0, 12.0, 0), LegMovement(40.0, 41.0, 0)], [], [])
+    seg = store.begin_segment(INFO.night, 0.0)
+    store.save_progress(Progress(INFO.night, seg, 50.0, 1, [LegEvents(0, [LegMovement(10.0, 12.0), LegMovement(40.0, 41.0)])]))
 
     def build(stored):
         return "rlsmon/v1/d/summary", {"summary_id": "abc", "n": len(stored.movements)}
@@ -87,10 +105,11 @@ def test_failed_summary_build_leaves_night_open_and_outbox_empty(store):
 
 def test_many_threads_write_through_one_writer(store):
     store.open_night(INFO, "t0")
+    seg = store.begin_segment(INFO.night, 0.0)
 
     def worker(leg):
         for i in range(50):
-            store.add_events(INFO.night, [LegMovement(float(i), i + 0.6, leg)], [], [])
+            store.save_progress(Progress(INFO.night, seg, float(i), i, [LegEvents(leg, [LegMovement(float(i), i + 0.6, leg)])]))
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
     for t in threads:
