@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STOP_TIMEOUT_S = 10.0
+ARRIVAL_TIMEOUT_S = 60.0  # after the devices exit (every night acknowledged by the broker)
 
 
 class DemoError(RuntimeError):
@@ -461,16 +462,25 @@ def run_demo(args: argparse.Namespace, work: Path, supervisor: Supervisor) -> No
         f"and MQTT: a night every ~{per_night_s:.0f} s")
 
     seen: set[tuple[str, str]] = set()
-    while True:
+    devices = [proc for name, proc in supervisor.children if name.startswith("device-")]
+    devices_done_at: float | None = None
+    while len(seen) < args.nights * len(PATIENTS):
         supervisor.check_alive()
-        for pseudonym, nights in dashboard.nights().items():
+        if devices_done_at is None and all(proc.poll() is not None for proc in devices):
+            devices_done_at = time.monotonic()
+        elif devices_done_at is not None and time.monotonic() - devices_done_at > ARRIVAL_TIMEOUT_S:
+            raise DemoError(f"the devices sent every night, but only {len(seen)} reached the dashboard; "
+                            f"see {supervisor.log_dir}/collector.log")
+        try:
+            patients = dashboard.nights()
+        except OSError:
+            patients = {}  # a slow answer: ask again (a dead dashboard is caught by check_alive)
+        for pseudonym, nights in patients.items():
             for night in nights:
                 if (pseudonym, night["night"]) not in seen:
                     seen.add((pseudonym, night["night"]))
                     say(f"  {pseudonym}: night {night['night']}: PLMI {night['plm_index']:.1f}/h "
                         f"({night['severity']}), {night['lm_count']} LMs, {night['plm_count']} PLMs")
-        if len(seen) >= args.nights * len(PATIENTS):
-            break
         time.sleep(1.0)
     say(f"\nall {args.nights} nights of both patients are on the dashboard, "
         f"{time.monotonic() - began:.0f} s after the start: {dashboard.url}/")
