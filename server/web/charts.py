@@ -134,7 +134,7 @@ def night_timeline_svg(
     ``in_bed`` and ``gaps`` are ``{start_s, end_s}``; ``markers`` are ``{t_s, kind}``.
     """
     with matplotlib.rc_context(_RC):
-        fig, ax = _figure(9, 3.0, _WIDE)
+        fig, ax = _figure(9, 3.0, {**_WIDE, "top": 0.93})
         hours = max(duration_s, 1.0) / 3600.0
         top_s = 12.0
         top = top_s * 1.15
@@ -258,7 +258,7 @@ def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, 
     ``nights`` must be sorted by date.
     """
     with matplotlib.rc_context(_RC):
-        fig, ax = _figure(10, 3.6, _WIDE)
+        fig, ax = _figure(9, 3.4, {**_WIDE, "right": 0.945})
         if nights:
             xs = [n for n, _ in nights]
             ax.scatter(xs, [v for _, v in nights], s=14, color=INK, alpha=0.7, lw=0,
