@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -85,3 +86,34 @@ def test_fuzzed_garbage_never_reaches_nights():
     for schema in ("rlsmon.night/2", 1, None):
         assert ingest(db, "rlsmon/v1/dev-a/summary", encode({**BASE, "schema": schema})).kind == "rejected"
     assert db["rejected"].count == 3 and db["nights"].count == 1
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory, mqtt_ca):
+    """One real broker, collector and device for all the examples (a broker per example is too slow)."""
+    from tests.broker import Broker
+    from tests.server.conftest import Device, RunningCollector
+
+    workdir = tmp_path_factory.mktemp("fuzz-broker")
+    broker = Broker(workdir / "mosquitto", mqtt_ca)
+    broker.start()
+    collector = RunningCollector(broker, workdir / "server.db").start()
+    device = Device(broker, "dev-a")
+    yield collector, device, workdir / "server.db"
+    device.close()
+    collector.stop()
+    broker.kill()
+
+
+# Under the test broker's message_size_limit: a bigger message is the broker's to refuse.
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(payload=payloads.filter(lambda p: len(p) < 200_000))
+def test_fuzzed_payloads_through_the_broker_are_kept_and_the_collector_lives(rig, payload):
+    collector, device, db_path = rig
+    assert not device.summary(payload).is_failure
+    topic, outcome = collector.next(30)
+    assert collector.collector.failed.is_set() is False
+    if outcome.kind not in STORED_KINDS:
+        db = open_db(db_path)
+        [last] = db.query("SELECT payload, reason FROM rejected ORDER BY id DESC LIMIT 1")
+        assert last == {"payload": payload, "reason": outcome.reason}
