@@ -1,0 +1,76 @@
+"""`rlsmon-server add-user` and the config handling of `rlsmon-server web`."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from click.testing import CliRunner
+
+from server.cli import cli
+from server.db import open_db
+from server.web import auth
+
+
+def _config(tmp_path, extra: str = "") -> str:
+    path = tmp_path / "server.toml"
+    path.write_text(f'[database]\npath = "{tmp_path / "server.db"}"\n{extra}')
+    return str(path)
+
+
+def _can_log_in(tmp_path, username: str, password: str) -> bool:
+    db = open_db(tmp_path / "server.db")
+    try:
+        return auth.login(db, username, password, datetime.now(timezone.utc)).token is not None
+    finally:
+        db.conn.close()
+
+
+def test_add_user_asks_for_the_password_twice(tmp_path):
+    config = _config(tmp_path)
+    result = CliRunner().invoke(cli, ["add-user", "nurse.kim", "--config", config],
+                                input="a long password\na long password\n")
+    assert result.exit_code == 0, result.output
+    assert "created user nurse.kim" in result.output
+    assert "a long password" not in result.output  # never echoed
+    assert _can_log_in(tmp_path, "nurse.kim", "a long password")
+
+
+def test_add_user_refuses_two_different_entries(tmp_path):
+    result = CliRunner().invoke(cli, ["add-user", "nurse.kim", "--config", _config(tmp_path)],
+                                input="a long password\nanother one!!\n")
+    assert result.exit_code != 0
+    assert "do not match" in result.output
+    assert not _can_log_in(tmp_path, "nurse.kim", "a long password")
+
+
+def test_add_user_from_a_file_and_replace(tmp_path):
+    config = _config(tmp_path)
+    secret = tmp_path / "pw"
+    secret.write_text("first password\n")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["add-user", "dr.o", "--config", config,
+                               "--password-file", str(secret)]).exit_code == 0
+    again = runner.invoke(cli, ["add-user", "dr.o", "--config", config,
+                                "--password-file", str(secret)])
+    assert again.exit_code == 1 and "already exists" in again.output
+    secret.write_text("second password\n")
+    replaced = runner.invoke(cli, ["add-user", "dr.o", "--config", config, "--replace",
+                                   "--password-file", str(secret)])
+    assert replaced.exit_code == 0
+    assert _can_log_in(tmp_path, "dr.o", "second password")
+    assert not _can_log_in(tmp_path, "dr.o", "first password")
+
+
+def test_add_user_refuses_a_short_password(tmp_path):
+    secret = tmp_path / "pw"
+    secret.write_text("short\n")
+    result = CliRunner().invoke(cli, ["add-user", "x", "--config", _config(tmp_path),
+                                      "--password-file", str(secret)])
+    assert result.exit_code == 1 and "at least 10 characters" in result.output
+
+
+def test_web_names_the_file_and_key_of_a_bad_config(tmp_path):
+    config = _config(tmp_path, '[web]\nport = "eighty"\n')
+    result = CliRunner().invoke(cli, ["web", "--config", config])
+    assert result.exit_code == 1
+    assert config in result.output and "port" in result.output
