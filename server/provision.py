@@ -76,15 +76,20 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
-def _replace_file(path: Path, text: str, mode: int) -> None:
-    # Written beside the original and renamed over it, so mosquitto never reads half a file.
+def _replace_file(path: Path, text: str, new_mode: int) -> None:
+    # Written beside the original and renamed over it, so mosquitto never reads half a file. The
+    # new file keeps the old one's mode, owner and group: mosquitto rereads it on SIGHUP as its own
+    # user, so a root-owned 0600 copy would lock every device out.
+    old = path.stat() if path.exists() else None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
+        os.chmod(tmp, old.st_mode & 0o777 if old else new_mode)
+        if old and (old.st_uid, old.st_gid) != (os.getuid(), os.getgid()):
+            os.chown(tmp, old.st_uid, old.st_gid)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -94,18 +99,17 @@ def _replace_file(path: Path, text: str, mode: int) -> None:
 def set_password(password_file: str | Path, username: str, password: str, *, replace: bool = False) -> None:
     """Add (or with `replace`, change) `username`'s entry in a mosquitto password file.
 
-    Raises ProvisionError if the user exists and `replace` is false. The file keeps its mode
-    (0600 for a new file).
+    Raises ProvisionError if the user exists and `replace` is false. The file keeps its mode, owner
+    and group (a new one is 0600: give it to the mosquitto user).
     """
     path = Path(password_file)
     with _locked(path):
         lines = path.read_text().splitlines() if path.exists() else []
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
         exists = any(line.split(":", 1)[0] == username for line in lines)
         if exists and not replace:
             raise ProvisionError(f"{username} already has a password in {path}; use --rotate to replace it")
         kept = [line for line in lines if line.strip() and line.split(":", 1)[0] != username]
-        _replace_file(path, "\n".join([*kept, f"{username}:{hash_password(password)}"]) + "\n", mode)
+        _replace_file(path, "\n".join([*kept, f"{username}:{hash_password(password)}"]) + "\n", 0o600)
 
 
 def ensure_acl(acl_file: str | Path, collector_user: str) -> bool:
@@ -117,7 +121,7 @@ def ensure_acl(acl_file: str | Path, collector_user: str) -> bool:
             text = path.read_text()
             if any(line.strip() == DEVICE_PATTERN for line in text.splitlines()):
                 return False
-            _replace_file(path, text.rstrip("\n") + f"\n\n{DEVICE_PATTERN}\n", path.stat().st_mode & 0o777)
+            _replace_file(path, text.rstrip("\n") + f"\n\n{DEVICE_PATTERN}\n", 0o644)
         else:
             _replace_file(path, ACL_TEMPLATE.format(collector=collector_user), 0o644)
         return True

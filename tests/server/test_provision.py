@@ -4,6 +4,7 @@ config that it starts with, and the add-device / assign commands."""
 from __future__ import annotations
 
 import getpass
+import os
 import queue
 import signal
 import ssl
@@ -179,3 +180,14 @@ def test_example_device_snippet_matches_the_daemon_example():
     example = tomllib.loads((FIRMWARE / "device.example.toml").read_text())
     snippet = tomllib.loads(provision.device_config_snippet("x", "h", 1, "/c"))
     assert set(snippet["broker"]) <= set(example["broker"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_rewritten_password_file_keeps_owner_group_and_mode(tmp_path):
+    passwd = tmp_path / "passwd"
+    passwd.write_text("")
+    os.chown(passwd, 4321, 4322)  # as mosquitto's user would own it (the tests run as root)
+    os.chmod(passwd, 0o640)
+    provision.set_password(passwd, "dev-a", "one")
+    st = passwd.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (4321, 4322, 0o640)
