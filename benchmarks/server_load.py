@@ -4,7 +4,9 @@ passwords, ACL) into SQLite by the real collector. Each night has about 500 LMs.
 The clock starts when the 4 publisher processes are connected and released together, and stops when
 the collector has committed (and acknowledged) the last night. The publishers are separate
 processes, as devices are separate machines, but they share this machine's cores with mosquitto and
-the collector. It also prints the rate of `ingest()` alone (validation + SQLite, no MQTT).
+the collector, and with whatever else runs on the machine: the rate printed is what was left for
+us. So it also prints the CPU time per night of each part, and from it the rate this machine's
+cores could carry with nothing else running, and the rate of `ingest()` alone (no MQTT).
 
     .venv/bin/python benchmarks/server_load.py [--nights-per-device 250] [--lms 500]
 """
@@ -83,6 +85,20 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_s(exclude: set[int]) -> float:
+    """CPU seconds so far of this process's live children, except `exclude` (the collector's
+    validator processes, when the publishers are excluded)."""
+    total_s = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and int(stat.parent.name) not in exclude:
+            total_s += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total_s
+
+
 def ingest_only_rate(workdir: Path, lms: int, nights: int = 300) -> float:
     """Nights/s of `ingest()` alone, in batches as the collector commits them."""
     db = open_db(workdir / "ingest-only.db")
@@ -140,6 +156,8 @@ def main() -> None:
             for _, ready, _, _ in procs:
                 if not ready.wait(120):
                     raise SystemExit("a publisher did not get ready")
+            publisher_pids = {p.pid for p, _, _, _ in procs}
+            validators_cpu_start_s = children_cpu_s(publisher_pids)
             collector_cpu_start_s = time.process_time()
             broker_cpu_start_s = process_cpu_s(broker.process.pid)
             start = time.perf_counter()
@@ -148,6 +166,7 @@ def main() -> None:
                 raise SystemExit(f"only {sum(kinds.values())} of {total} nights arrived: {dict(kinds)}")
             elapsed = time.perf_counter() - start
             collector_cpu_s = time.process_time() - collector_cpu_start_s
+            validators_cpu_s = children_cpu_s(publisher_pids) - validators_cpu_start_s
             broker_cpu_s = process_cpu_s(broker.process.pid) - broker_cpu_start_s
             for p, _, done, _ in procs:
                 done.wait(60)
@@ -161,8 +180,12 @@ def main() -> None:
             print(f"ingest through mosquitto: {total} nights of {args.lms} LMs from {DEVICES} devices "
                   f"in {elapsed:.2f} s = {total / elapsed:.0f} nights/s with {args.validators} validator processes "
                   f"(bar: >= 500/s; {os.cpu_count()} cores, load average before {load_before:.2f})")
-            print(f"CPU per night: collector {1000 * collector_cpu_s / total:.2f} ms, mosquitto "
-                  f"{1000 * broker_cpu_s / total:.2f} ms, publishers {1000 * publishers_cpu_s / total:.2f} ms")
+            per_night_s = {"collector": collector_cpu_s / total, "its validators": validators_cpu_s / total,
+                           "mosquitto": broker_cpu_s / total, "publishers": publishers_cpu_s / total}
+            print("CPU per night: " + ", ".join(f"{k} {1000 * v:.2f} ms" for k, v in per_night_s.items()))
+            # What the cores could carry if nothing else ran: load-independent, unlike the rate.
+            print(f"CPU-bound capacity of this machine: {os.cpu_count() / sum(per_night_s.values()):.0f} nights/s "
+                  f"({os.cpu_count()} cores / {1000 * sum(per_night_s.values()):.2f} ms of CPU per night)")
         finally:
             broker.kill()
         print(f"ingest() alone (validate + SQLite): {ingest_only_rate(workdir, args.lms):.0f} nights/s")

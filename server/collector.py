@@ -296,6 +296,8 @@ class Collector:
         if self._validators > 0:
             # spawn, not fork: this process already runs threads.
             self._pool = ProcessPoolExecutor(self._validators, mp_context=multiprocessing.get_context("spawn"))
+            # Start the workers now: a validator that cannot start fails here, not on the first night.
+            self._pool.submit(check, "", b"").result()
         self._writer = threading.Thread(target=self._write_loop, args=(db,), name="rlsmon-writer", daemon=True)
         self._writer.start()
         client = mqtt.Client(
