@@ -129,32 +129,35 @@ def list_patients(db: Database = Depends(get_db)) -> list[dict]:
              "devices": sorted(r[3].split(",")) if r[3] else []} for r in rows]
 
 
-@router.get("/api/patients/{patient_id}", response_model=PatientOut,
-            responses={**_401, **_404}, tags=["patients"])
-def get_patient(patient_id: int = PatientId, db: Database = Depends(get_db)) -> dict:
-    """One patient pseudonym and their devices."""
+def existing_patient(patient_id: int = PatientId, db: Database = Depends(get_db)) -> dict:
+    """The patient in the path, or 404."""
     found = queries.patient(db, patient_id)
     if found is None:
         raise HTTPException(404, f"No patient {patient_id}.")
     return found
 
 
+@router.get("/api/patients/{patient_id}", response_model=PatientOut,
+            responses={**_401, **_404}, tags=["patients"])
+def get_patient(patient: dict = Depends(existing_patient)) -> dict:
+    """One patient pseudonym and their devices."""
+    return patient
+
+
 @router.get("/api/patients/{patient_id}/nights", response_model=list[NightHeadline],
             responses={**_401, **_404}, tags=["patients"])
-def patient_nights(patient_id: int = PatientId, db: Database = Depends(get_db)) -> list[dict]:
+def patient_nights(patient: dict = Depends(existing_patient),
+                   db: Database = Depends(get_db)) -> list[dict]:
     """Headline figures of every night of the patient's devices, oldest first."""
-    if queries.patient(db, patient_id) is None:
-        raise HTTPException(404, f"No patient {patient_id}.")
-    return queries.patient_nights(db, patient_id)
+    return queries.patient_nights(db, patient["id"])
 
 
 @router.get("/api/patients/{patient_id}/notes", response_model=list[Note],
             responses={**_401, **_404}, tags=["patients"])
-def patient_notes(patient_id: int = PatientId, db: Database = Depends(get_db)) -> list[dict]:
+def patient_notes(patient: dict = Depends(existing_patient),
+                  db: Database = Depends(get_db)) -> list[dict]:
     """The patient's treatment notes, by date."""
-    if queries.patient(db, patient_id) is None:
-        raise HTTPException(404, f"No patient {patient_id}.")
-    return queries.notes(db, patient_id)
+    return queries.notes(db, patient["id"])
 
 
 def openapi_spec(app: FastAPI) -> dict:
