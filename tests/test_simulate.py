@@ -222,7 +222,7 @@ def test_plms_are_denser_early_with_imis_of_15_to_40_s():
         middle = (truth["lights_off_s"] + truth["lights_on_s"]) / 2
         early, late = early + np.sum(onsets < middle), late + np.sum(onsets >= middle)
         imis = np.diff(onsets)
-        assert 15.0 <= np.median(imis[imis < 90]) <= 40.0  # Coleman 1980; Ferri et al., Sleep 2006
+        assert 15.0 <= np.median(imis[imis < 90]) <= 40.0  # Coleman et al. 1980; Ferri et al. 2006
     assert early > 1.2 * late
 
 

@@ -18,15 +18,16 @@ shin's front. Accel is specific force in g (1 g "up" at rest), gyro is dps in th
 
 What each event looks like to the sensor (for tuning the detector):
 
-- Lying (truth `positions`): shin within ~10 deg of horizontal, so |ax| < ~0.2 g. Supine puts gravity
-  on +z, prone on -z, the sides on +-y (roll 0, 180, +-90 deg, each +-15 deg).
+- Lying (truth `positions`; sides 50%, supine 35%, prone 15%): shin within ~10 deg of horizontal,
+  so |ax| < ~0.2 g. Supine puts gravity on +z, prone on -z, the sides on +-y (roll 0, 180, +-90
+  deg, each +-15 deg).
   Sitting: shin 72-84 deg up; standing 85-92 deg: ax near +1 g.
 - PLM / isolated LM (truth `lms`, kind `plm` / `isolated`): a knee flexion about the lateral y
   axis of 2-25 deg (scenario range): a minimum-jerk flex of 0.15-2 s (gyro y peak 10-150 dps,
-  negative = flexion; angular acceleration at most 15 rad/s^2), then in most LMs a hold of up to several seconds with almost no rotation
-  (the angle drifts by at most 15%: < ~3 dps, plus an 8-12 Hz tremor of 0.3-2 dps), then a release
-  of 0.2-3 s (gyro y of the other sign).
-  A quarter have no hold. Duration 0.6-9.5 s, median 2.5 s. Up to 15% of the flexion leaks into
+  negative = flexion; angular acceleration at most 15 rad/s^2), then in most LMs a hold of up to
+  several seconds with almost no rotation (the angle drifts by at most 15%: < ~3 dps, plus an 8-12
+  Hz tremor of 0.3-2 dps), then a release of 0.2-3 s (gyro y of the other sign). A quarter have no
+  hold. Duration 0.6-9.5 s, median 2.5 s. Up to 15% of the flexion leaks into
   roll (gyro x). Supine or prone, gravity shifts between x and z by sin(tilt) (35-420 mg); on a side
   the hinge axis is vertical, so gravity barely changes and only the gyro sees it. A lever-arm
   acceleration (sensor 5-12 cm from a heel pivot or 25-40 cm from the knee) adds up to a few
@@ -143,7 +144,7 @@ def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0,
     if seed < 0:
         raise ValueError(f"seed must be a non-negative integer, not {seed}")
     if not hours >= MIN_HOURS:
-        raise ValueError(f"hours must be at least {MIN_HOURS} (time to walk in, lie down and get up), not {hours}")
+        raise ValueError(f"hours must be at least {MIN_HOURS} (to walk in, lie down and get up), not {hours}")
     if not odr_hz > 0:
         raise ValueError(f"odr_hz must be positive, not {odr_hz}")
     if legs not in (1, 2):

@@ -16,9 +16,9 @@ from device.sim import physics
 from device.sim.scenarios import SCENARIOS, Scenario
 from device.sim.shapes import Event, Flexion, Path, Rocking, Tug, Twitch, Walk
 
-# Lying positions: (name, roll of the leg about the shin in deg, weight). Supine is most common in
-# adults, then the sides, then prone (De Koninck et al., Sleep 1992).
-LYING = (("supine", 0.0, 0.45), ("left", 90.0, 0.2), ("right", -90.0, 0.2), ("prone", 180.0, 0.15))
+# Lying positions: (name, roll of the leg about the shin in deg, weight). Adults sleep on a side
+# most, then on the back, least on the front (De Koninck et al., Sleep 1992).
+LYING = (("supine", 0.0, 0.35), ("left", 90.0, 0.25), ("right", -90.0, 0.25), ("prone", 180.0, 0.15))
 SITTING_DEG = (72.0, 84.0)
 STANDING_DEG = (85.0, 92.0)
 UPRIGHT_ABOVE_DEG = 45.0
@@ -78,7 +78,8 @@ MAX_FLEX_ACCEL_RAD_S2 = 15.0
 
 def make_flexion(rng: np.random.Generator, onset_s: float, flex_deg: tuple[float, float]) -> Flexion:
     """A PLM-like flexion. WASM 2016 (Ferri et al., Sleep Med 2016): an LM lasts 0.5-10 s; PLMs
-    mostly 1.5-5 s (Coleman 1980). Peak shin rates of 10-150 dps (ARCHITECTURE.md)."""
+    mostly 1.5-5 s (ARCHITECTURE.md; Coleman et al., Ann Neurol 1980). Peak shin rates of 10-150
+    dps (ARCHITECTURE.md)."""
     amp = _loguniform(rng, *flex_deg)
     dur = float(np.clip(rng.lognormal(np.log(2.5), 0.45), 0.6, 9.5))
     # Minimum-jerk peak speed is 1.875 amplitude/duration: pick the peak, derive the duration. Its
@@ -86,7 +87,8 @@ def make_flexion(rng: np.random.Generator, onset_s: float, flex_deg: tuple[float
     # arm (up to 40 cm from the knee) within the 20-1000 mg of ARCHITECTURE.md.
     fastest_s = np.sqrt(5.77 * np.radians(amp) / MAX_FLEX_ACCEL_RAD_S2)
     peak_flex = _loguniform(rng, max(10.0, 1.875 * amp / 2.0), min(150.0, 1.875 * amp / max(0.15, fastest_s)))
-    peak_release = _loguniform(rng, max(10.0, 1.875 * amp / 3.0), min(120.0, 1.875 * amp / max(0.2, fastest_s)))
+    peak_release = _loguniform(rng, max(10.0, 1.875 * amp / 3.0),
+                               min(120.0, 1.875 * amp / max(0.2, fastest_s)))
     flex_s, release_s = 1.875 * amp / peak_flex, 1.875 * amp / peak_release
     hold_s = max(0.0, dur - flex_s - release_s)
     if rng.random() < 0.25 and flex_s + release_s >= 0.6:
@@ -132,9 +134,11 @@ def make_path(rng: np.random.Generator, start_s: float, dur_s: float, shape: tup
     return Path(start_s, tuple(knots), tuple(alpha), tuple(beta), lever_m=-0.3)
 
 
-def _tilt_deg(path: Path) -> float:
-    """The largest flexion of a path."""
-    return float(np.degrees(np.max(np.abs(path.alpha_rad))))
+def _flex_deg(ev: Flexion | Path) -> float:
+    """The largest flexion of a movement (deg)."""
+    if isinstance(ev, Path):
+        return float(np.degrees(np.max(np.abs(ev.alpha_rad))))
+    return float(np.degrees(ev.amp_rad * max(1.0, 1.0 + ev.drift)))
 
 
 def _peak_dps(ev: Event) -> float:
@@ -207,11 +211,12 @@ class _Planner:
         rng, sc = self.rng, self.sc
         episodes = []
         for _ in range(rng.poisson(sc.bathroom_per_8h * self.window / 28800.0)):
-            episodes.append((rng.uniform(self.lights_off + self.latency, self.lights_on - 900.0), "bathroom"))
+            episodes.append((self.lights_off + self.latency, self.lights_on - 900.0, "bathroom"))
         for _ in range(rng.poisson(sc.turns_per_hour * self.window / 3600.0)):
-            episodes.append((rng.uniform(self.lights_off, self.lights_on - 30.0), "turn"))
-        for t0, kind in sorted(episodes):
-            if t0 <= self.now()[0] + 5.0 or t0 < self.lights_off:
+            episodes.append((self.lights_off, self.lights_on - 30.0, "turn"))
+        times = [(rng.uniform(lo, hi), kind) for lo, hi, kind in episodes if hi > lo]
+        for t0, kind in sorted(times):
+            if t0 <= self.now()[0] + 5.0:
                 continue
             if kind == "turn":
                 dur = rng.uniform(10.5, 20.0)
@@ -300,7 +305,7 @@ class _Planner:
                 ev = make_path(rng, t, dur, RESTLESS_PATH)
                 self.plan.events.append(ev)
                 self.busy.take(t - 1.0, ev.end_s + 1.0)
-                self.lms.append(self._lm(t, ev.end_s, "restless", _peak_dps(ev), _tilt_deg(ev), wake=True))
+                self.lms.append(self._lm(t, ev.end_s, "restless", _peak_dps(ev), _flex_deg(ev), wake=True))
                 self.owned.append((ev, self.lms[-1]))
 
     def confounders_in_bed(self) -> None:
@@ -320,8 +325,8 @@ class _Planner:
             partner.take(a, b)
         for _ in range(rng.poisson(sc.partner_per_hour * self.window / 3600.0)):
             dur = rng.uniform(3.0, 20.0)
-            t = rng.uniform(lo, hi - dur)
-            if partner.free(t - 1.0, t + dur + 1.0):
+            t = rng.uniform(lo, max(lo, hi - dur))
+            if t + dur <= hi and partner.free(t - 1.0, t + dur + 1.0):
                 f1, f2 = rng.uniform(0.3, 1.0), rng.uniform(1.0, 2.5)
                 # The rocking's own rate is 1-10 dps: rate = 2 pi f amplitude.
                 tilts = tuple(np.radians(rng.uniform(1.0, 10.0) / (360.0 * f1)) for _ in range(2))
@@ -426,7 +431,7 @@ class _Planner:
                                  "from": current, "to": name})
         # A technologist scores the leg EMG of a turn as one LM > 10 s: not a CLM, and it breaks a
         # series (WASM 2016, Ferri et al., Sleep Med 2016).
-        self.lms.append(self._lm(t0, t0 + dur_s, "turn", peak, _tilt_deg(wiggle), wake=False))
+        self.lms.append(self._lm(t0, t0 + dur_s, "turn", peak, _flex_deg(wiggle), wake=False))
         self.owned.append((wiggle, self.lms[-1]))
 
     def bathroom(self, t0: float) -> float:
@@ -480,8 +485,7 @@ class _Planner:
     def add_flexion(self, ev: Flexion, kind: str, series: int | None, wake: bool) -> None:
         self.plan.events.append(ev)
         self.busy.take(ev.start_s - 1.0, ev.end_s + 1.0)
-        lm = self._lm(ev.start_s, ev.end_s, kind, _peak_dps(ev),
-                      float(np.degrees(ev.amp_rad * max(1.0, 1.0 + ev.drift))), wake)
+        lm = self._lm(ev.start_s, ev.end_s, kind, _peak_dps(ev), _flex_deg(ev), wake)
         if series is not None:
             lm["series"] = series
         self.lms.append(lm)
@@ -560,9 +564,9 @@ def _second_leg(pl: _Planner, rng: np.random.Generator) -> Plan:
         if twin is not None:
             p1.events.append(twin)
             if "onset_s" in entry:
-                tilt = _tilt_deg(twin) if isinstance(twin, Path) else float(np.degrees(twin.amp_rad * max(1.0, 1.0 + twin.drift)))
-                pl.lms.append({**pl._lm(twin.start_s, twin.end_s, entry["kind"], _peak_dps(twin), tilt,
-                                        entry["wake"]), **{k: v for k, v in entry.items() if k == "series"}, "leg": 1})
+                lm = pl._lm(twin.start_s, twin.end_s, entry["kind"], _peak_dps(twin), _flex_deg(twin),
+                            entry["wake"])
+                pl.lms.append(lm | {k: v for k, v in entry.items() if k == "series"} | {"leg": 1})
     p0.events = [ev for ev in p0.events if id(ev) not in moved]
     return p1
 
@@ -576,7 +580,8 @@ def _sensor_quirks(plan: Plan, rng: np.random.Generator, sc: Scenario) -> None:
     plan.gyro_noise_dps = rng.uniform(*physics.GYRO_NOISE_MDPS_RTHZ) * 1e-3 * np.sqrt(nyquist)
     step_s = 10.0
     plan.bias_t = np.arange(0.0, plan.duration_s + 2 * step_s, step_s)
-    steps = rng.standard_normal((len(plan.bias_t), 3)) * physics.GYRO_BIAS_WALK_DPS_RTHR * np.sqrt(step_s / 3600.0)
+    step_dps = physics.GYRO_BIAS_WALK_DPS_RTHR * np.sqrt(step_s / 3600.0)
+    steps = rng.standard_normal((len(plan.bias_t), 3)) * step_dps
     plan.bias_dps = rng.uniform(-1, 1, 3) * physics.GYRO_ZERO_RATE_DPS * 2.0 + np.cumsum(steps, axis=0)
     plan.strap_accel_g = sc.strap_accel_mg / 1000.0
     plan.strap_gyro_dps = sc.strap_gyro_dps

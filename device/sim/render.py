@@ -64,14 +64,15 @@ class Renderer:
                                  ("sa", self.strap_width, plan.strap_accel_g),
                                  ("sg", self.strap_width, plan.strap_gyro_dps)):
             noise[name], self.tails[name] = physics.moving_average_noise(rng, n, width, rms, self.tails[name])
+        micro_a, micro_g = (np.where(upright, level[1], level[0])
+                            for level in (physics.MICRO_ACCEL_G, physics.MICRO_GYRO_DPS))
         accel = (
-            plan.accel_offset_g + accel * plan.accel_scale
-            + noise["ba"] * np.where(upright, physics.MICRO_ACCEL_G[1], physics.MICRO_ACCEL_G[0]) + noise["sa"]
+            plan.accel_offset_g + accel * plan.accel_scale + noise["ba"] * micro_a + noise["sa"]
             + rng.standard_normal((n, 3)) * plan.accel_noise_g
         )
         bias = np.stack([np.interp(t, plan.bias_t, plan.bias_dps[:, c]) for c in range(3)], axis=1)
         gyro = (
-            gyro + bias + noise["bg"] * np.where(upright, physics.MICRO_GYRO_DPS[1], physics.MICRO_GYRO_DPS[0]) + noise["sg"]
+            gyro + bias + noise["bg"] * micro_g + noise["sg"]
             + rng.standard_normal((n, 3)) * plan.gyro_noise_dps
         )
         return accel, gyro

@@ -14,8 +14,8 @@ class Scenario:
     # PLM series: how many an hour of sleep on average, how many LMs each, and their IMIs.
     series_per_hour: float
     series_len: tuple[int, int]
-    # Lognormal IMI around a median: Coleman 1980 and Ferri et al. (Sleep 2006) put most PLMS IMIs at
-    # 15-40 s. A small share of IMIs < 10 s exercises the WASM 2016 series-breaking rule.
+    # Lognormal IMI around a median: Coleman et al. (Ann Neurol 1980) and Ferri et al. (Sleep 2006)
+    # put most PLMS IMIs at 15-40 s. A small share of IMIs < 10 s exercises the WASM 2016 series-breaking rule.
     imi_median_s: float
     imi_sigma: float
     short_imi_p: float
