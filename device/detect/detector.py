@@ -152,14 +152,12 @@ class LegDetector:
         th = self._floor.update(cf.gyro_window_dps, cf.accel_window_g)
         self._out.postures.extend(self._posture.update(t[cf.window_start], win_end, cf.elevation_deg))
 
-        # Walking is never an LM: no activity counts while the shin is upright.
-        lying = np.repeat(cf.elevation_deg <= self._posture.params.upright_above_deg, counts)
         # Either sensor may show that a movement began: a small flexion tilts the shin (gyro) and
         # shifts gravity along it (accelerometer). Its extent is timed by the gyro alone, since a
         # high-pass holds a tilt step in the acceleration for its own time constant (see
         # ConditioningParams.highpass_s), which would stretch a 0.4-s twitch past 0.5 s.
-        act_off = np.where(lying, cf.gyro_act_dps / th.off_gyro_dps, 0.0)
-        act_on = np.where(lying, np.maximum(cf.gyro_act_dps / th.on_gyro_dps, cf.accel_act_g / th.on_accel_g), 0.0)
+        act_off = np.maximum(cf.gyro_act_dps / th.off_gyro_dps, cf.roll_dps / self._lm_params.roll_sustain_dps)
+        act_on = np.maximum(cf.gyro_act_dps / th.on_gyro_dps, cf.accel_act_g / th.on_accel_g)
 
         for burst in self._tracker.process(
             t, act_on, act_off, cf.gyro_dps_mag, cf.roll_dps, cf.flex_deg, cf.roll_deg, cf.delay_samples
@@ -170,11 +168,15 @@ class LegDetector:
         self._emit([], now_s=now_s)
 
     def _emit(self, bursts: list[Burst], now_s: float | None = None, final: bool = False) -> None:
-        """Turn released bursts into LMs once the posture around them is known."""
+        """Turn released bursts into LMs once the posture around them is known.
+
+        Walking is never an LM: movements in or next to an upright posture are dropped.
+        """
         self._awaiting.extend(bursts)
         keep: list[Burst] = []
+        wait_s = POSTURE_MARGIN_S + self._posture.params.min_posture_s
         for b in self._awaiting:
-            if not final and (now_s is None or now_s < b.offset_s + POSTURE_MARGIN_S):
+            if not final and (now_s is None or now_s < b.offset_s + wait_s):
                 keep.append(b)
                 continue
             if b.offset_s - b.onset_s < MIN_LM_S or is_rolling(b, self._lm_params):
@@ -187,7 +189,7 @@ class LegDetector:
         self._awaiting = keep
         if now_s is not None:
             open_onsets = [b.onset_s for b in keep] + [self._tracker.onset_s, self._merger.onset_s, now_s]
-            self._posture.forget_before(min(t for t in open_onsets if t is not None) - 2 * POSTURE_MARGIN_S)
+            self._posture.forget_before(min(t for t in open_onsets if t is not None) - POSTURE_MARGIN_S)
 
     def _take(self) -> DetectorOutput:
         out, self._out = self._out, DetectorOutput()

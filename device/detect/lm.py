@@ -54,13 +54,17 @@ class LMParams:
     hold_return_frac: float = 0.5
     # Turning over: bursts at most turn_join_s apart are one movement once the leg has rolled by
     # turn_roll_deg (a tugged strap twists 5-30°; a turn rolls the leg 45-180°).
-    turn_join_s: float = 3.0
+    turn_join_s: float = 1.5
     turn_roll_deg: float = 40.0
     # Rolling, not flexion: a burst that turns about the shin's own axis this many times faster than
     # it flexes, without rolling as far as a turn. A knee flexion barely rolls the shin (the hip
     # rotates a little with it); a tugged cable twists a loose strap about the shin at up to
     # ~200 dps while rocking it a little about y.
     roll_rate_ratio: float = 2.0
+    # Rolling never starts an LM, but while the leg rolls faster than this (turning over: the
+    # body carries the leg round, often with no flexion for a second or two) the LM goes on.
+    # A partner rocking the mattress tilts it at up to ~10 dps.
+    roll_sustain_dps: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,14 @@ class NoiseFloor:
         )
 
 
+def run_reduce(ufunc: np.ufunc, x: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """`ufunc` reduced over each run x[starts[i]:ends[i]] (runs sorted, disjoint, non-empty)."""
+    bounds = np.column_stack([starts, ends]).ravel()
+    if bounds[-1] == len(x):
+        bounds = bounds[:-1]  # the last run goes to the end anyway
+    return ufunc.reduceat(x, bounds)[::2]
+
+
 class HysteresisTracker:
     """Finds bursts in activities normalised to their thresholds (1.0 is on the threshold)."""
 
@@ -184,12 +196,12 @@ class HysteresisTracker:
         if self._segment_start_s is None:
             self._segment_start_s = float(t_s[0])
         if len(starts):
-            run_peak = np.maximum.reduceat(gyro_dps, starts)
-            run_roll_peak = np.maximum.reduceat(roll_dps, starts)
-            run_fmax = np.maximum.reduceat(flex_deg, starts)
-            run_fmin = np.minimum.reduceat(flex_deg, starts)
-            run_rmax = np.maximum.reduceat(roll_deg, starts)
-            run_rmin = np.minimum.reduceat(roll_deg, starts)
+            run_peak = run_reduce(np.maximum, gyro_dps, starts, ends)
+            run_roll_peak = run_reduce(np.maximum, roll_dps, starts, ends)
+            run_fmax = run_reduce(np.maximum, flex_deg, starts, ends)
+            run_fmin = run_reduce(np.minimum, flex_deg, starts, ends)
+            run_rmax = run_reduce(np.maximum, roll_deg, starts, ends)
+            run_rmin = run_reduce(np.minimum, roll_deg, starts, ends)
         done: list[Burst] = []
         prev_end = -self._quiet_run  # index after the last active sample, in this frame's terms
         for i, (s, e) in enumerate(zip(starts, ends)):
@@ -267,16 +279,30 @@ def is_hold_release(first: Burst, second: Burst, params: LMParams) -> bool:
     `hold_return_frac` of the flexion's. Each is measured over its own burst, so a slow drift of the
     integrated angle during the quiet hold (residual gyro bias, the leg sagging) does not matter.
     """
-    if first.held or first.turn or second.onset_s - first.offset_s > params.max_hold_s:
+    if first.held or is_turn(first, params) or is_turn(second, params):
+        return False
+    if second.onset_s - first.offset_s > params.max_hold_s:
         return False
     held = first.flex_off_deg - first.flex_on_deg
     back = second.flex_off_deg - second.flex_on_deg
-    return abs(held) >= params.hold_min_deg and abs(held + back) <= params.hold_return_frac * abs(held)
+    # Each must go one way (a flexion that stays; a release), not out and back like a twitch or a
+    # whole LM: its net change is most of its excursion.
+    one_way = abs(held) >= 0.5 * first.flex_dev_deg and abs(back) >= 0.5 * second.flex_dev_deg
+    return (
+        one_way
+        and abs(held) >= params.hold_min_deg
+        and abs(held + back) <= params.hold_return_frac * abs(held)
+    )
+
+
+def is_turn(burst: Burst, params: LMParams) -> bool:
+    """Whether a burst is (part of) turning over: joined as such, or rolling as far as a turn."""
+    return burst.turn or burst.roll_span_deg >= params.turn_roll_deg
 
 
 def is_rolling(burst: Burst, params: LMParams) -> bool:
     """Whether a burst is the sensor rolling about the shin rather than the leg moving."""
-    if burst.turn or burst.roll_span_deg >= params.turn_roll_deg:
+    if is_turn(burst, params):
         return False  # turning over is scored: one LM longer than 10 s
     return burst.roll_peak_dps >= params.roll_rate_ratio * burst.peak_dps
 

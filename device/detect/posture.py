@@ -35,10 +35,9 @@ class PostureTracker:
         self._segment_start_s = 0.0
         self._candidate_start_s: float | None = None  # when the raw state left the accepted one
         self._end_s = 0.0
-        self._upright_open_s: float | None = None
-        # Spans with the shin clearly upright (above `upright_above_deg`): no LM is scored in or next
-        # to them. The band below is left to the hysteresis: drawing the knee up while turning over
-        # raises the shin by up to ~50°.
+        # Closed upright segments, kept while an LM near them may still be judged: no LM is scored
+        # in or next to them. Only accepted postures count, so drawing the knee up high for a few
+        # seconds while turning over does not make the patient stand.
         self.upright_spans: list[Interval] = []
 
     def update(self, start_s: np.ndarray, end_s: np.ndarray, elevation_deg: np.ndarray) -> list[PostureSegment]:
@@ -55,7 +54,6 @@ class PostureTracker:
         raw = np.where(filled_idx >= 0, level[np.maximum(filled_idx, 0)] > 0, self._raw_upright)
         if len(known):
             self._raw_upright = bool(level[known[-1]] > 0)
-        self._track_upright(start_s, end_s, elevation_deg > p.upright_above_deg)
 
         closed: list[PostureSegment] = []
         if self._posture is None:
@@ -73,31 +71,26 @@ class PostureTracker:
             if self._candidate_start_s is None:
                 self._candidate_start_s = float(start_s[a])
             if float(end_s[b - 1]) - self._candidate_start_s >= p.min_posture_s:
-                closed.append(PostureSegment(self._segment_start_s, self._candidate_start_s, self._posture))
+                closed.append(self._close_at(self._candidate_start_s))
                 self._segment_start_s = self._candidate_start_s
                 self._posture = posture
                 self._candidate_start_s = None
         self._end_s = float(end_s[-1])
         return closed
 
-    def _track_upright(self, start_s: np.ndarray, end_s: np.ndarray, upright: np.ndarray) -> None:
-        if self._upright_open_s is not None and not upright[0]:
-            self.upright_spans.append(Interval(self._upright_open_s, float(start_s[0])))
-            self._upright_open_s = None
-        edges = np.diff(np.concatenate([[0], upright.astype(np.int8), [0]]))
-        for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
-            span_start = float(start_s[a])
-            if a == 0 and self._upright_open_s is not None:
-                span_start = self._upright_open_s
-            if b == len(upright):
-                self._upright_open_s = span_start
-            else:
-                self.upright_spans.append(Interval(span_start, float(end_s[b - 1])))
-                self._upright_open_s = None
+    def _close_at(self, end_s: float) -> PostureSegment:
+        seg = PostureSegment(self._segment_start_s, end_s, self._posture)
+        if seg.posture == "upright":
+            self.upright_spans.append(Interval(seg.start_s, seg.end_s))
+        return seg
 
     def overlaps_upright(self, start_s: float, end_s: float, margin_s: float) -> bool:
-        """Whether [start_s, end_s] comes within `margin_s` of a span with the shin upright."""
-        if self._upright_open_s is not None and end_s + margin_s > self._upright_open_s:
+        """Whether [start_s, end_s] comes within `margin_s` of an accepted upright posture.
+
+        A posture is accepted `min_posture_s` after it began, so ask only once that long has passed
+        since `end_s + margin_s`.
+        """
+        if self._posture == "upright" and end_s + margin_s > self._segment_start_s:
             return True
         return any(iv.start_s < end_s + margin_s and iv.end_s > start_s - margin_s for iv in self.upright_spans)
 
@@ -110,11 +103,8 @@ class PostureTracker:
         if self._posture is None:
             return []
         end = self._end_s if end_s is None else end_s
-        seg = PostureSegment(self._segment_start_s, end, self._posture)
-        if self._upright_open_s is not None:
-            self.upright_spans.append(Interval(self._upright_open_s, end))
+        seg = self._close_at(end)
         self._posture = None
         self._raw_upright = None
         self._candidate_start_s = None
-        self._upright_open_s = None
         return [seg] if end > seg.start_s else []

@@ -112,11 +112,11 @@ def test_a_twitch_shorter_than_half_a_second_is_not_an_lm():
 def test_turning_over_never_becomes_a_clm():
     t = times(120)
     # Over 14 s: the knee draws up, the leg rolls onto its side in two heaves (the second one a pure
-    # roll, during a 2-s pause of the knee), shuffles, settles.
-    roll = 45.0 * min_jerk((t - 40.0) / 3.0) + 45.0 * min_jerk((t - 45.5) / 2.0)
+    # roll, during a 1.2-s pause of the knee), shuffles, settles.
+    roll = 45.0 * min_jerk((t - 40.0) / 3.0) + 45.0 * min_jerk((t - 44.8) / 1.0)
     pitch = (
-        flex(t, 40.0, 20.0, 1.5, 3.0, 2.0)
-        + flex(t, 46.5, 12.0, 1.0, 1.0, 1.5)
+        flex(t, 40.0, 20.0, 1.5, 1.5, 1.5)
+        + flex(t, 45.6, 12.0, 1.0, 1.0, 1.5)
         + 3.0 * np.sin(2 * np.pi * 0.7 * t) * ((t > 50.0) & (t < 54.0))
     )
     out = run(t, *readings(pitch, roll))
