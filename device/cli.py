@@ -135,8 +135,8 @@ def main() -> None:
 @click.option("--speed", type=click.FloatRange(min=0.001), default=1.0, show_default=True,
               help="With --emulate: how many times faster than real time the clock runs.")
 @click.option("--start-at", default=None,
-              help="With --emulate: ISO datetime the clock starts at (default: an hour before the next window; "
-                   "the idle time before each window is skipped once the sensor is ready).")
+              help="With --emulate: ISO datetime the clock reads once the daemon is ready (default: an hour "
+                   "before the next window; idle time before each window is skipped).")
 @click.option("--origin", type=float, default=None,
               help="With --emulate: the Unix time at which the clock read --start-at (to resume a timeline).")
 @click.option("--nights", type=click.IntRange(min=1), default=None,

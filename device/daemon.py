@@ -435,6 +435,12 @@ class Daemon:
                              max_retry_s=max(0.5, 300.0 * self.retry_scale), on_sent=self._on_sent)
         if self.use_panel:
             self._start_panel()
+        prepare = getattr(self.open_sensor, "prepare", None)
+        if prepare is not None:  # an emulated night: index its recording before the clock runs
+            prepare(self._night_index)
+        start = getattr(self.clock, "start", None)
+        if start is not None:
+            start()
         self.notifier.ready(f"sensor {self.sensor_info.get('chip')} ready; waiting for the night window")
         log.info("ready: %s, device %s", self.sensor_info.get("chip"), self.cfg.device_id)
         self.uplink.start()
@@ -709,7 +715,14 @@ class FastForwardClock(ScaledClock):
         super().__init__(speed, start_wall)
         # With `real_origin` (a Unix time), the clock read `start_wall` at that real instant, so a
         # restarted process continues the same timeline, the downtime included.
+        self._real_origin = real_origin
         self._skipped_s = 0.0 if real_origin is None else max(0.0, time.time() - real_origin) * speed
+
+    def start(self) -> None:
+        """Without a `real_origin`, read `start_wall` now: the daemon's start-up takes no clock time."""
+        if self._real_origin is None:
+            self._real0 = time.monotonic()
+            self._skipped_s = 0.0
 
     def monotonic(self) -> float:
         return super().monotonic() + self._skipped_s
