@@ -374,3 +374,17 @@ def test_no_flexion_is_violent():
                 flex = ev.channels(t)["alpha"]
                 # The hold's tremor (up to 2 dps at 12 Hz: 2.6 rad/s^2) and drift come on top.
                 assert np.max(np.abs(np.diff(flex, 2))) / 0.002**2 <= MAX_FLEX_ACCEL_RAD_S2 + 3.0, ev
+
+
+def test_only_a_loose_strap_rings_after_each_flexion():
+    from device.sim.shapes import Flexion, Ring
+
+    for scenario, rings_per_flexion in (("faint", 2), ("plmd", 0)):
+        events = simulate_night(scenario, 2, 2.0).plan.events
+        flexions = [e for e in events if isinstance(e, Flexion)]
+        rings = [e for e in events if isinstance(e, Ring)]
+        assert flexions and len(rings) == rings_per_flexion * len(flexions)
+        if rings:  # one as the flexion stops, one as the release stops
+            starts = {round(r.start_s, 6) for r in rings}
+            assert {round(e.end_s, 6) for e in flexions} <= starts
+            assert {round(e.start_s + e.flex_s, 6) for e in flexions} <= starts

@@ -58,7 +58,7 @@ What each event looks like to the sensor (for tuning the detector):
   ~200 dps), springing back over 0.5-3 s to 0-60% of it, which persists; the strap also rocks the
   sensor about y by up to 25% of the twist, out and back. Not an LM.
 - Walking (confounder `walk`, inside `bathroom` spells and at the start and end of the night): shin
-  near vertical, swinging +-20-30 deg about y at ~0.9 stride/s (steps at ~2 Hz), a 0.1-0.25 g
+  near vertical, swinging +-22-32 deg about y at ~0.9 stride/s (steps at ~2 Hz), a 0.1-0.25 g
   bounce at the step rate and a 0.5-1.5 g heel strike each stride. Never an LM.
 - Sit up / lie down (confounders): the shin moves between horizontal and upright in 2.5-5 s.
 - Gaps (truth `gaps`): no rows, a jump in t.
@@ -67,6 +67,8 @@ What each event looks like to the sensor (for tuning the detector):
   on the second leg alone; every truth LM and per-leg confounder names its `leg`.
 - Mounting: the sensor sits up to 8 deg (faint: 20) off the shin's axes in yaw, 8 (10) in pitch and
   12 (20) in roll (truth `mount_deg`), so flexion leaks into gyro x and roll into gyro y.
+- A loose strap (`faint`) also rings after each flexion and each release: a decaying 6.4-9.6 Hz
+  rocking of the sensor about y (and a little x), 1-10 dps at first, gone in ~0.3 s.
 - Always: the chip's white noise (LSM6DSOX), a gyro bias of up to +-2 dps that random-walks
   ~1 dps/sqrt(h), accel offsets of up to 20 mg and 1% scale errors, sub-mg pulse/breathing
   micro-motion in bed (mg-level sway upright), and in the `faint` scenario a loose strap's rattle

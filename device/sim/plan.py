@@ -14,7 +14,7 @@ import numpy as np
 
 from device.sim import physics
 from device.sim.scenarios import SCENARIOS, Scenario
-from device.sim.shapes import Event, Flexion, Path, Rocking, Tug, Twitch, Walk
+from device.sim.shapes import Event, Flexion, Path, Ring, Rocking, Tug, Twitch, Walk
 
 # Lying positions: (name, roll of the leg about the shin in deg, weight). Adults sleep on a side
 # most, then on the back, least on the front (De Koninck et al., Sleep 1992).
@@ -132,6 +132,19 @@ def make_path(rng: np.random.Generator, start_s: float, dur_s: float, shape: tup
     alpha.append(0.0)
     beta.append(0.0)
     return Path(start_s, tuple(knots), tuple(alpha), tuple(beta), lever_m=-0.3)
+
+
+def strap_rings(rng: np.random.Generator, ev: Flexion, ring_hz: float) -> list[Ring]:
+    """A loose strap's ringing after the flexion and after the release: the sensor, a mass on a
+    spring, deflects by (angular acceleration) / (2 pi f)^2 and rings on. None when `ring_hz` is 0."""
+    if not ring_hz:
+        return []
+    phases = ((ev.start_s + ev.flex_s, ev.amp_rad, ev.flex_s),
+              (ev.end_s, ev.amp_rad * (1.0 + ev.drift), ev.release_s))
+    return [Ring(start_s=t, amp_rad=5.77 * amp / dur**2 / (2 * np.pi * ring_hz) ** 2 * rng.choice([-1.0, 1.0]),
+                 freq_hz=ring_hz * rng.uniform(0.8, 1.2), tau_s=rng.uniform(0.05, 0.15),
+                 roll_share=rng.uniform(-0.3, 0.3))
+            for t, amp, dur in phases]
 
 
 def _flex_deg(ev: Flexion | Path) -> float:
@@ -484,6 +497,7 @@ class _Planner:
 
     def add_flexion(self, ev: Flexion, kind: str, series: int | None, wake: bool) -> None:
         self.plan.events.append(ev)
+        self.plan.events += strap_rings(self.rng, ev, self.sc.strap_ring_hz)
         self.busy.take(ev.start_s - 1.0, ev.end_s + 1.0)
         lm = self._lm(ev.start_s, ev.end_s, kind, _peak_dps(ev), _flex_deg(ev), wake)
         if series is not None:
@@ -563,6 +577,8 @@ def _second_leg(pl: _Planner, rng: np.random.Generator) -> Plan:
             entry["leg"] = 1
         if twin is not None:
             p1.events.append(twin)
+            if isinstance(twin, Flexion):
+                p1.events += strap_rings(rng, twin, pl.sc.strap_ring_hz)
             if "onset_s" in entry:
                 lm = pl._lm(twin.start_s, twin.end_s, entry["kind"], _peak_dps(twin), _flex_deg(twin),
                             entry["wake"])

@@ -43,6 +43,8 @@ class Scenario:
     # No strap puts the sensor exactly on the shin's axes: the largest misalignment about z (yaw,
     # which mixes flexion and roll between the x and y gyros), y (the tibia's sloping front) and x.
     mount_deg: tuple[float, float, float] = (8.0, 8.0, 12.0)
+    # A loose strap rings at this resonance (Hz) after each flexion and release; 0 for a snug one.
+    strap_ring_hz: float = 0.0
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -98,6 +100,6 @@ SCENARIOS: dict[str, Scenario] = {
         sleep_latency_min=(10.0, 25.0), awakenings_per_hour=0.8, restless_per_wake_hour=15.0,
         twitches_per_hour=20.0, turns_per_hour=2.0, partner_per_hour=1.5, cable_per_hour=3.0,
         bathroom_per_8h=1.0, gaps_per_hour=0.0, gap_s=(1.0, 5.0),
-        strap_accel_mg=3.0, strap_gyro_dps=0.4, mount_deg=(20.0, 10.0, 20.0),
+        strap_accel_mg=3.0, strap_gyro_dps=0.4, mount_deg=(20.0, 10.0, 20.0), strap_ring_hz=8.0,
     ),
 }

@@ -84,6 +84,28 @@ class Path:
 
 
 @dataclass(frozen=True)
+class Ring:
+    """A loose strap ringing after a jerk: the sensor rocks on the skin about y (and a little about
+    x) at the strap's resonance, decaying with time constant `tau_s`."""
+
+    start_s: float
+    amp_rad: float
+    freq_hz: float
+    tau_s: float
+    roll_share: float
+    lever_m: float = 0.0
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + 5.0 * self.tau_s
+
+    def channels(self, t: np.ndarray) -> dict[str, np.ndarray]:
+        u = np.clip(t - self.start_s, 0.0, None)
+        ring = self.amp_rad * np.exp(-u / self.tau_s) * np.sin(2 * np.pi * self.freq_hz * u)
+        return {"alpha": ring, "beta": self.roll_share * ring}
+
+
+@dataclass(frozen=True)
 class Twitch:
     """A jerk shorter than 0.5 s: a sin^2 flexion bump, out and back."""
 
