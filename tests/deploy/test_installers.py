@@ -212,7 +212,6 @@ def test_server_install_keeps_existing_certificates_config_and_password(tmp_path
     assert (tmp_path / "etc/rlsmon/server.toml").read_text() == "[web]\nport = 8111\n"
 
 
-@pytest.mark.xfail(strict=True, reason="provision._replace_file renames a new root-owned file over it")
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another group needs root")
 def test_add_device_keeps_the_password_file_readable_by_mosquitto(tmp_path):
     """mosquitto 2 reads its password file as the mosquitto user (at start and on every reload),
