@@ -44,9 +44,10 @@ class ConditionedFrame:
     Per sample: `gyro_act_dps` (bias-removed rotation rate in the y-z plane, smoothed),
     `accel_act_g` (high-passed acceleration along the shin, rectified and smoothed),
     `gyro_dps_mag` (the same rate unsmoothed, for the reported peak), `roll_dps` (the rectified
-    bias-removed rate about x) and `flex_deg` (the flexion
-    angle: bias-removed gyro y integrated, on an arbitrary running origin) and `roll_deg` (the same
-    about x: how far the leg rolled).
+    bias-removed rate about x), `flex_deg` (n, 2) (the flexion angle: the bias-removed gyro y and z
+    integrated, on an arbitrary running origin; the knee's hinge is the lateral axis, which a
+    mounting error or a twisted strap turns within the y-z plane) and `roll_deg` (the same about x:
+    how far the leg rolled).
     Per window: `window_start` (sample index of each window), `elevation_deg` (angle of the shin
     above the horizontal, from the window's mean acceleration), `gyro_floor_dps` and
     `accel_floor_g` (the window means of the two activities, for the noise-floor estimate).
@@ -121,7 +122,7 @@ class Conditioner:
         # EMA weight per still window: bias_tau_s expressed in windows.
         self._alpha = min(1.0, p.window_s / p.bias_tau_s)
         self.bias_dps: np.ndarray | None = None  # unknown until the first still window
-        self.flex_deg = 0.0
+        self.flex_deg = np.zeros(2)
         self.roll_deg = 0.0
         self._reset_histories()
 
@@ -161,9 +162,9 @@ class Conditioner:
         gyro, self._gyro_hist = median3(gyro_dps, self._gyro_hist)
         gyro = gyro - np.repeat(bias_w, counts[:, 0].astype(int), axis=0)
 
-        flex = self.flex_deg + np.cumsum(gyro[:, 1]) * self.dt_s
+        flex = self.flex_deg + np.cumsum(gyro[:, 1:3], axis=0) * self.dt_s
         roll = self.roll_deg + np.cumsum(gyro[:, 0]) * self.dt_s
-        self.flex_deg, self.roll_deg = float(flex[-1]), float(roll[-1])
+        self.flex_deg, self.roll_deg = flex[-1].copy(), float(roll[-1])
 
         g_mag = np.hypot(gyro[:, 1], gyro[:, 2])
         low, self._accel_hist = trailing_mean(accel_g[:, 0], self._accel_hist, self.highpass_n)

@@ -12,7 +12,7 @@ Three stages, each with a little carried state:
    movement happened; its onset is dated back to where the activity left the resting level (the
    offset threshold), as a technologist marks the start of the burst.
 3. `HoldMerger`: a held contraction. The leg flexes, stays flexed with little rotation, then
-   releases. The gyro sees two bursts; the flexion angle (gyro y integrated) shows the leg held away
+   releases. The gyro sees two bursts; the flexion angle (gyro y-z integrated) shows the leg held away
    from where it started and brought back, so the two are one LM from the flexion to the release
    (ARCHITECTURE.md, "What a shin sensor sees"). Turning over is also joined: bursts close together
    while the leg rolls far about its own axis are one long movement, so a turn (longer than 10 s,
@@ -73,9 +73,9 @@ class Burst:
 
     onset_s: float
     offset_s: float
-    flex_on_deg: float
-    flex_off_deg: float
-    flex_dev_deg: float  # largest |flexion - flexion at onset| within the burst
+    flex_on_deg: tuple[float, float]  # the flexion angle (y, z) at onset and at offset
+    flex_off_deg: tuple[float, float]
+    flex_dev_deg: float  # about the largest |flexion - flexion at onset| within the burst
     peak_dps: float
     roll_peak_dps: float = 0.0  # largest rate about the shin's own axis
     roll_on_deg: float = 0.0
@@ -92,7 +92,7 @@ class Burst:
             offset_s=later.offset_s,
             flex_on_deg=self.flex_on_deg,
             flex_off_deg=later.flex_off_deg,
-            flex_dev_deg=max(self.flex_dev_deg, abs(later.flex_on_deg - self.flex_on_deg)),
+            flex_dev_deg=max(self.flex_dev_deg, _norm(later.flex_on_deg, self.flex_on_deg)),
             peak_dps=max(self.peak_dps, later.peak_dps),
             roll_peak_dps=max(self.roll_peak_dps, later.roll_peak_dps),
             roll_on_deg=self.roll_on_deg,
@@ -160,10 +160,11 @@ class HysteresisTracker:
         self._quiet_start_s = 0.0
         # A stretch above the offset threshold still open at the end of the last frame, with no
         # onset yet: its start time and flexion, in case the onset comes in this frame.
-        self._open_run: tuple[float, float, float] | None = None
+        self._open_run: tuple[float, tuple[float, float], float] | None = None
         self._segment_start_s: float | None = None  # first sample since the start or the last gap
         self._roll_on = self._roll_off = self._roll_lo = self._roll_hi = 0.0
-        self._flex_on = self._flex_off = self._flex_dev = self._peak = self._roll_peak = 0.0
+        self._flex_on = self._flex_off = (0.0, 0.0)
+        self._flex_dev = self._peak = self._roll_peak = 0.0
 
     @property
     def onset_s(self) -> float | None:
@@ -209,7 +210,7 @@ class HysteresisTracker:
                 done.append(self._end())
             if not self.in_lm:
                 onset_s = max(float(t_s[s]) - shift_s, self._segment_start_s)
-                run_start = (onset_s, float(flex_deg[s]), float(roll_deg[s]))
+                run_start = (onset_s, tuple(flex_deg[s].tolist()), float(roll_deg[s]))
                 if s == 0 and self._open_run is not None:
                     run_start = self._open_run
                 self._open_run = run_start if e == len(act_off) else None
@@ -226,10 +227,9 @@ class HysteresisTracker:
             # Run ends are exclusive; the peak and excursion are only approximate outside runs.
             self._peak = max(self._peak, float(run_peak[i]))
             self._roll_peak = max(self._roll_peak, float(run_roll_peak[i]))
-            self._flex_dev = max(
-                self._flex_dev, abs(float(run_fmax[i]) - self._flex_on), abs(float(run_fmin[i]) - self._flex_on)
-            )
-            self._flex_off = float(flex_deg[e - 1])
+            reach = np.maximum(np.abs(run_fmax[i] - self._flex_on), np.abs(run_fmin[i] - self._flex_on))
+            self._flex_dev = max(self._flex_dev, float(np.hypot(*reach)))
+            self._flex_off = tuple(flex_deg[e - 1].tolist())
             self._roll_off = float(roll_deg[e - 1])
             self._roll_lo = min(self._roll_lo, float(run_rmin[i]))
             self._roll_hi = max(self._roll_hi, float(run_rmax[i]))
@@ -283,16 +283,22 @@ def is_hold_release(first: Burst, second: Burst, params: LMParams) -> bool:
         return False
     if second.onset_s - first.offset_s > params.max_hold_s:
         return False
-    held = first.flex_off_deg - first.flex_on_deg
-    back = second.flex_off_deg - second.flex_on_deg
+    held = _norm(first.flex_off_deg, first.flex_on_deg)
+    back = _norm(second.flex_off_deg, second.flex_on_deg)
+    # Where the release leaves the leg, measured from where the flexion took it.
+    undone = np.hypot(
+        first.flex_off_deg[0] - first.flex_on_deg[0] + second.flex_off_deg[0] - second.flex_on_deg[0],
+        first.flex_off_deg[1] - first.flex_on_deg[1] + second.flex_off_deg[1] - second.flex_on_deg[1],
+    )
     # Each must go one way (a flexion that stays; a release), not out and back like a twitch or a
     # whole LM: its net change is most of its excursion.
-    one_way = abs(held) >= 0.5 * first.flex_dev_deg and abs(back) >= 0.5 * second.flex_dev_deg
-    return (
-        one_way
-        and abs(held) >= params.hold_min_deg
-        and abs(held + back) <= params.hold_return_frac * abs(held)
-    )
+    one_way = held >= 0.5 * first.flex_dev_deg and back >= 0.5 * second.flex_dev_deg
+    return one_way and held >= params.hold_min_deg and undone <= params.hold_return_frac * held
+
+
+def _norm(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """|a - b| for two flexion angles (y, z)."""
+    return float(np.hypot(a[0] - b[0], a[1] - b[1]))
 
 
 def is_turn(burst: Burst, params: LMParams) -> bool:

@@ -94,6 +94,28 @@ def test_flex_hold_release_is_one_lm_not_two():
     assert [(round(m.onset_s), round(m.offset_s)) for m in out.movements] == [(40, 44)]
 
 
+def twisted(v: np.ndarray, deg: float) -> np.ndarray:
+    """Vectors (n, 3) seen by a sensor turned by `deg` about the shin axis x (a strap twisted on the leg)."""
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    return np.column_stack([v[:, 0], c * v[:, 1] + s * v[:, 2], -s * v[:, 1] + c * v[:, 2]])
+
+
+def test_flex_hold_release_with_the_strap_twisted_80_degrees_is_still_one_lm():
+    t = times(90)
+    accel, gyro = readings(flex(t, 40.0, 4.0, 0.3, 3.0, 0.4))
+    out = run(t, twisted(accel, 80.0), twisted(gyro, 80.0))
+    assert [(round(m.onset_s), round(m.offset_s, 1)) for m in out.movements] == [(40, 43.7)]
+
+
+def test_a_tugged_cable_twisting_the_strap_is_not_an_lm():
+    t = times(60)
+    # A 25° twist about the shin in 0.25 s that springs back to a third of it over 1.5 s; the strap
+    # rocks the sensor about y by a fifth of that, out and back.
+    roll = 25.0 * (min_jerk((t - 30.0) / 0.25) - 0.66 * min_jerk((t - 30.25) / 1.5))
+    pitch = 5.0 * (min_jerk((t - 30.0) / 0.3) - min_jerk((t - 30.3) / 0.6))
+    assert run(t, *readings(pitch, roll)).movements == []
+
+
 def test_a_flexion_that_stays_is_not_merged_with_a_later_one():
     t = times(90)
     # The leg settles 6° flexed and stays; 5 s later another flexion goes further: two LMs.
