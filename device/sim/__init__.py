@@ -61,7 +61,9 @@ What each event looks like to the sensor (for tuning the detector):
   near vertical, swinging +-22-32 deg about y at ~0.9 stride/s (steps at ~2 Hz), a 0.1-0.25 g
   bounce at the step rate and a 0.5-1.5 g heel strike each stride. Never an LM.
 - Sit up / lie down (confounders): the shin moves between horizontal and upright in 2.5-5 s.
-- Gaps (truth `gaps`): no rows, a jump in t.
+- Gaps (truth `gaps`): no rows, a jump in t; 1 s to 10 min in the `gaps` scenario. A gap never
+  cuts a true LM in two (a beat of a series that would fall in it is skipped), so the truth stays
+  what could be scored from the recorded data.
 - Two legs (`legs=2`): the second sensor shares the body's posture, the partner, the gaps and
   walking (in anti-phase); 60% of flexions are bilateral (onsets within 0.3 s, sizes differ), 20%
   on the second leg alone; every truth LM and per-leg confounder names its `leg`.
