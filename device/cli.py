@@ -37,11 +37,10 @@ def simulate(scenario: str, seed: int, hours: float, odr_hz: float, out_csv: str
     Every true LM, every confounder (twitches, turning over, a bed partner, a tugged cable,
     walking), the gaps, in-bed spans and the reference PLM figures go to the truth JSON.
 
+    \b
     Example:
-
-        rlsmon-device simulate --scenario plmd --seed 1 --hours 8 --out night.csv --truth night.json
-
-        rlsmon-device simulate --scenario severe --out left.csv --right-out right.csv --truth night.json
+      rlsmon-device simulate --scenario plmd --seed 1 --hours 8 --out night.csv --truth night.json
+      rlsmon-device simulate --scenario severe --out left.csv --right-out right.csv --truth night.json
     """
     import os
 
