@@ -117,13 +117,16 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=1, help="seeds run from here (tuned on 1-4)")
     ap.add_argument("--hours", type=float, default=8.0)
     ap.add_argument("--odr-hz", type=float, default=52.0)
-    ap.add_argument("--block-s", type=float, default=60.0, help="feed blocks of this many seconds (live: 0.5)")
+    ap.add_argument(
+        "--block-s", type=float, default=60.0, help="feed blocks of this many seconds (live: 0.5)"
+    )
     ap.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
     ap.add_argument("--workers", type=int, default=2, choices=(1, 2))
     ap.add_argument("--verbose", action="store_true", help="misses and false detections by kind")
     a = ap.parse_args()
     scenarios = a.scenario or list(SCENARIOS)
-    jobs = [(s, seed, a.hours, a.odr_hz, a.block_s) for s in scenarios for seed in range(a.first_seed, a.first_seed + a.seeds)]
+    seeds = range(a.first_seed, a.first_seed + a.seeds)
+    jobs = [(s, seed, a.hours, a.odr_hz, a.block_s) for s in scenarios for seed in seeds]
     t0 = time.perf_counter()
     if a.workers == 1:
         results = [run_night(j) for j in jobs]

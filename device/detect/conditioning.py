@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+
 @dataclass(frozen=True)
 class ConditioningParams:
     """Tunable constants of the conditioning, in physical units."""
@@ -34,7 +35,9 @@ class ConditioningParams:
     # Stillness, for bias tracking: per-axis standard deviation within one window.
     still_gyro_dps: float = 1.0
     still_accel_g: float = 0.01
-    bias_tau_s: float = 30.0  # the zero-rate offset drifts with temperature: minutes, not seconds
+    # The zero-rate offset drifts with temperature over minutes; a 30-s average of still windows
+    # follows it and averages the noise away.
+    bias_tau_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,9 @@ class ConditionedFrame:
     mounting error or a twisted strap turns within the y-z plane) and `roll_deg` (the same about x:
     how far the leg rolled).
     Per window: `window_start` (sample index of each window), `elevation_deg` (angle of the shin
-    above the horizontal, from the window's mean acceleration), `gyro_floor_dps` and
-    `accel_floor_g` (the window means of the two activities, for the noise-floor estimate).
+    above the horizontal, from the window's mean acceleration: the gravity estimate),
+    `gyro_window_dps` and `accel_window_g` (the window means of the two activities, for the
+    noise-floor estimate).
     `delay_samples` is the group delay of the smoothing, to be taken off reported times.
     """
 

@@ -156,7 +156,9 @@ class LegDetector:
         # shifts gravity along it (accelerometer). Its extent is timed by the gyro alone, since a
         # high-pass holds a tilt step in the acceleration for its own time constant (see
         # ConditioningParams.highpass_s), which would stretch a 0.4-s twitch past 0.5 s.
-        act_off = np.maximum(cf.gyro_act_dps / th.off_gyro_dps, cf.roll_dps / self._lm_params.roll_sustain_dps)
+        act_off = np.maximum(
+            cf.gyro_act_dps / th.off_gyro_dps, cf.roll_dps / self._lm_params.roll_sustain_dps
+        )
         act_on = np.maximum(cf.gyro_act_dps / th.on_gyro_dps, cf.accel_act_g / th.on_accel_g)
 
         for burst in self._tracker.process(

@@ -97,7 +97,9 @@ class Burst:
             roll_peak_dps=max(self.roll_peak_dps, later.roll_peak_dps),
             roll_on_deg=self.roll_on_deg,
             roll_off_deg=later.roll_off_deg,
-            roll_span_deg=max(self.roll_span_deg, later.roll_span_deg, abs(later.roll_off_deg - self.roll_on_deg)),
+            roll_span_deg=max(
+                self.roll_span_deg, later.roll_span_deg, abs(later.roll_off_deg - self.roll_on_deg)
+            ),
             cut_by_gap=later.cut_by_gap,
             held=held or self.held,
             turn=turn or self.turn,
@@ -353,7 +355,8 @@ class HoldMerger:
         if first is None:
             return []
         horizon = first.offset_s + (self.params.turn_join_s if first.held else self._horizon_s)
-        if first.cut_by_gap or (now_s > horizon and (onset_in_progress_s is None or onset_in_progress_s > horizon)):
+        nothing_coming = onset_in_progress_s is None or onset_in_progress_s > horizon
+        if first.cut_by_gap or (now_s > horizon and nothing_coming):
             self._pending = None
             return [first]
         return []

@@ -40,7 +40,9 @@ class PostureTracker:
         # seconds while turning over does not make the patient stand.
         self.upright_spans: list[Interval] = []
 
-    def update(self, start_s: np.ndarray, end_s: np.ndarray, elevation_deg: np.ndarray) -> list[PostureSegment]:
+    def update(
+        self, start_s: np.ndarray, end_s: np.ndarray, elevation_deg: np.ndarray
+    ) -> list[PostureSegment]:
         """Consume contiguous windows ([start_s, end_s) each); return the segments closed by them."""
         p = self.params
         level = np.where(
@@ -92,7 +94,9 @@ class PostureTracker:
         """
         if self._posture == "upright" and end_s + margin_s > self._segment_start_s:
             return True
-        return any(iv.start_s < end_s + margin_s and iv.end_s > start_s - margin_s for iv in self.upright_spans)
+        return any(
+            iv.start_s < end_s + margin_s and iv.end_s > start_s - margin_s for iv in self.upright_spans
+        )
 
     def forget_before(self, t_s: float) -> None:
         """Drop upright spans that ended before `t_s`: memory stays bounded over the night."""

@@ -51,7 +51,9 @@ def times(duration_s: float, odr_hz: float = ODR_HZ) -> np.ndarray:
     return np.arange(round(duration_s * odr_hz)) / odr_hz
 
 
-def flex(t: np.ndarray, start_s: float, deg: float, flex_s: float, hold_s: float, release_s: float) -> np.ndarray:
+def flex(
+    t: np.ndarray, start_s: float, deg: float, flex_s: float, hold_s: float, release_s: float
+) -> np.ndarray:
     """A knee flexion that raises the shin by `deg`, holds it, and releases it."""
     up = min_jerk((t - start_s) / flex_s)
     down = min_jerk((t - start_s - flex_s - hold_s) / release_s)
