@@ -75,9 +75,10 @@ class SensorConfig:
         v in _ODRS_HZ, "one of " + ", ".join(f"{o:g}" for o in _ODRS_HZ))})
     axes: list[str] = field(default_factory=lambda: ["+x", "+y", "+z"], metadata={
         "check": lambda v: _check(
-            len(v) == 3 and all(a in _AXES for a in v) and len({a[1] for a in v}) == 3,
-            "three distinct signed sensor axes for shin-long, lateral and out-of-shin, "
-            "e.g. [\"+x\", \"+y\", \"+z\"]")})
+            len(v) == 3 and all(a in _AXES for a in v) and len({a[1] for a in v}) == 3 and _right_handed(v),
+            "three distinct signed sensor axes for shin-long, lateral and out-of-shin, forming a "
+            "right-handed frame (a board cannot be mounted mirrored), e.g. [\"+x\", \"+y\", \"+z\"] "
+            "or [\"-y\", \"+x\", \"+z\"]")})
     int1_pin: int = field(default=24, metadata={"check": lambda v: _check(
         0 <= v <= 27, "a BCM GPIO number 0–27")})
 
@@ -116,6 +117,14 @@ class DeviceConfig:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     gpio: GpioConfig = field(default_factory=GpioConfig)
     path: str = field(default="", metadata={"internal": True})  # where it was loaded from
+
+
+def _right_handed(axes: list[str]) -> bool:
+    """Whether the signed axis permutation is a rotation (determinant +1), not a reflection."""
+    perm = ["xyz".index(a[1]) for a in axes]
+    inversions = sum(1 for i in range(3) for j in range(i + 1, 3) if perm[i] > perm[j])
+    negatives = sum(1 for a in axes if a[0] == "-")
+    return (inversions + negatives) % 2 == 0
 
 
 def _is_zone(name: str) -> bool:

@@ -228,11 +228,11 @@ class _ShiftedMotion:
         return self.inner.at(t_s + self.shift_s)
 
 
-def emulated_bus(cfg: DeviceConfig, clock: Clock, motion: Any, *, chip: str = "LSM6DSOX",
+def emulated_bus(cfg: DeviceConfig, clock: Clock, motions: list[Any], *, chip: str = "LSM6DSOX",
                  faults: str = "") -> tuple[Any, Any]:
-    """The register-level emulated chip(s), one per leg, moving as `motion` (a `MotionSource`), and
-    the INT1 input: (bus, int1). INT1 goes through a gpiozero mock pin as it would through a real
-    one. Close both when done."""
+    """The register-level emulated chip(s), one per leg, leg k moving as `motions[k]` (each chip
+    samples its own from its own thread), and the INT1 input: (bus, int1). INT1 goes through a
+    gpiozero mock pin as it would through a real one. Close both when done."""
     from gpiozero import Device
     from gpiozero.pins.mock import MockFactory
 
@@ -252,7 +252,7 @@ def emulated_bus(cfg: DeviceConfig, clock: Clock, motion: Any, *, chip: str = "L
         else:
             pin.drive_low()
 
-    chips = [EmulatedChip(variant(chip), motion, clock, address=cfg.sensor.addresses[leg], faults=schedule,
+    chips = [EmulatedChip(variant(chip), motions[leg], clock, address=cfg.sensor.addresses[leg], faults=schedule,
                           on_int1=drive if leg == 0 else None) for leg in range(cfg.sensor.legs)]
     for c in chips:
         c.start()
@@ -274,22 +274,24 @@ class EmulatedNights:
         self._prepared: dict[int, Any] = {}
 
     def prepare(self, index: int) -> None:
-        """Index night `index`'s recording now, if not done yet."""
+        """Index night `index`'s recording now (once per leg: each chip plays its own copy)."""
         from device.sensor.emulator import RecordingMotion
 
         if index not in self._prepared:
-            self._prepared[index] = RecordingMotion(self.recordings[min(index, len(self.recordings) - 1)])
+            path = self.recordings[min(index, len(self.recordings) - 1)]
+            self._prepared[index] = [RecordingMotion(path) for _ in range(self.cfg.sensor.legs)]
 
     def __call__(self, index: int, window: Window | None) -> LegReaders:
         from device.sensor.emulator import FunctionMotion, still_motion
 
         if window is None:  # the start-up probe: any motion will do
-            motion: Any = FunctionMotion(still_motion)
+            motions: list[Any] = [FunctionMotion(still_motion) for _ in range(self.cfg.sensor.legs)]
         else:
             self.prepare(index)
-            # Each session takes a fresh motion: a recording plays forward only.
-            motion = _ShiftedMotion(self._prepared.pop(index), max(0.0, window.t_s(self.clock.wall())))
-        bus, int1 = emulated_bus(self.cfg, self.clock, motion, chip=self.chip, faults=self.faults)
+            # Each session takes fresh motions: a recording plays forward only.
+            shift_s = max(0.0, window.t_s(self.clock.wall()))
+            motions = [_ShiftedMotion(m, shift_s) for m in self._prepared.pop(index)]
+        bus, int1 = emulated_bus(self.cfg, self.clock, motions, chip=self.chip, faults=self.faults)
         return _read_legs(self.cfg, self.clock, bus, int1, "fifo (emulated)", self.chip)
 
 

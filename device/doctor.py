@@ -175,7 +175,7 @@ def check_sensor(cfg: DeviceConfig, emulate: str | None = None) -> Iterator[Chec
         from device.daemon import emulated_bus
         from device.sensor.emulator import RecordingMotion
 
-        bus, int1 = emulated_bus(cfg, clock, RecordingMotion(emulate))
+        bus, int1 = emulated_bus(cfg, clock, [RecordingMotion(emulate) for _ in range(cfg.sensor.legs)])
         try:
             yield from _sensor_checks(cfg, bus, int1, clock, "emulated I2C bus")
         finally:

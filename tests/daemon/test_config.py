@@ -50,6 +50,7 @@ BAD = [
     ('device_id = "a"\n[sensor]\nodr_hz = 50', "sensor.odr_hz", "52"),
     ('device_id = "a"\n[sensor]\nodr_hz = "fast"', "sensor.odr_hz", "a number"),
     ('device_id = "a"\n[sensor]\naxes = ["+x", "+x", "+z"]', "sensor.axes", "distinct"),
+    ('device_id = "a"\n[sensor]\naxes = ["+y", "+x", "+z"]', "sensor.axes", "right-handed"),
     ('device_id = "a"\n[broker]\nport = 0', "broker.port", "1–65535"),
     ('device_id = "a"\n[broker]\nport = "8883"', "broker.port", "an integer"),
     ('device_id = "a"\nbroker = 5', "broker", "table"),
@@ -68,6 +69,11 @@ def test_bad_config_names_file_key_and_expectation(tmp_path, text, key, expected
     assert err.value.key == key
     message = str(err.value)
     assert str(path) in message and f"[{key}]" in message and expected in message
+
+
+def test_rotated_mountings_are_accepted():
+    for axes in (["-y", "+x", "+z"], ["-x", "-y", "+z"], ["+z", "+x", "+y"], ["-x", "+y", "-z"]):
+        assert parse_config(f'device_id = "a"\n[sensor]\naxes = {axes!r}'.replace("'", '"')).sensor.axes == axes
 
 
 def test_missing_file_names_it(tmp_path):
