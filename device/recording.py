@@ -149,9 +149,9 @@ def _parse(buf: bytes, name: str, first_line: int) -> tuple[np.ndarray, int]:
     if b"\r" in buf:
         buf = buf.replace(b"\r\n", b"\n")
     rows = _parse_fast(buf)
-    nlines = buf.count(b"\n")
     if rows is not None:
-        return rows, nlines
+        return rows, len(rows)
+    nlines = buf.count(b"\n")
     lines = buf.decode("utf-8", "replace").split("\n")[:-1]
     # np.loadtxt would skip a blank line silently and shift every line number after it.
     if any(not line.strip() for line in lines):
