@@ -46,8 +46,10 @@ class LegDetector:
     """Streaming LM detector for one leg.
 
     `feed(block)` returns what completed since the last call, and `finish()` flushes the rest at the
-    end of the recording. Concatenating every output gives the night. Outputs lag the input by up to
-    one frame plus the time it takes to know an LM has ended (0.5 s) and is not held (`max_hold_s`).
+    end of the recording (once; a new recording takes a new detector). Concatenating every output
+    gives the night. An LM comes out up to one frame plus about 20 s after it ended: the time to know
+    it has ended (0.5 s), that no release of a held flexion follows (`max_hold_s`), and that the
+    patient did not get up right after it (`POSTURE_MARGIN_S` plus `min_posture_s`).
     """
 
     def __init__(
@@ -88,6 +90,11 @@ class LegDetector:
         if abs(block.odr_hz - self.odr_hz) > 1e-6 * self.odr_hz:
             raise ValueError(f"block odr_hz {block.odr_hz} differs from the detector's {self.odr_hz}")
         t = np.asarray(block.t_s, dtype=float)
+        finite = np.isfinite(t) & np.isfinite(block.accel_g).all(axis=1)
+        finite &= np.isfinite(block.gyro_dps).all(axis=1)
+        if not finite.all():
+            i = int(np.flatnonzero(~finite)[0])
+            raise ValueError(f"sample {i} of the block (t_s {t[i]!r}) is not a finite number")
         prev = np.concatenate([[t[0] if self._last_t is None else self._last_t], t[:-1]])
         step = t - prev
         bad = np.flatnonzero(step <= 0)

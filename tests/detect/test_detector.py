@@ -220,6 +220,14 @@ def test_time_going_backwards_is_a_clear_error():
         det.feed(SampleBlock(t[50:150], accel[50:150], gyro[50:150], ODR_HZ))
 
 
+def test_a_sample_that_is_not_a_number_is_a_clear_error():
+    t = times(10)
+    accel, gyro = readings(np.zeros(len(t)))
+    gyro[123, 1] = np.nan
+    with pytest.raises(ValueError, match="sample 123 .* not a finite number"):
+        LegDetector(odr_hz=ODR_HZ).feed(SampleBlock(t, accel, gyro, ODR_HZ))
+
+
 def busy_snippet() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Three minutes with LMs, a hold, a twitch, a gap and a spell upright: every path at once."""
     t = times(180)
