@@ -183,6 +183,22 @@ def test_getting_up_to_walk_and_lying_down_again():
     assert out.postures[2].start_s == pytest.approx(161.0, abs=1.5)
 
 
+def test_drawing_the_knee_up_high_for_a_moment_is_not_getting_up():
+    t = times(120)
+    # The knee drawn up until the shin stands at 70° for 2 s, then down: a movement in bed.
+    out = run(t, *readings(flex(t, 50.0, 70.0, 1.5, 2.0, 1.5)))
+    assert [p.posture for p in out.postures] == ["lying"]
+    assert [round(m.onset_s) for m in out.movements] == [50]
+
+
+def test_a_partner_rocking_the_mattress_is_not_an_lm():
+    t = times(90)
+    # 15 s of rocking under a Hann envelope: ±1.5° at 0.5 Hz in pitch and roll (under 5 dps).
+    env = np.sin(np.pi * np.clip((t - 30.0) / 15.0, 0.0, 1.0)) ** 2
+    rock = 1.5 * env * np.sin(2 * np.pi * 0.5 * t)
+    assert run(t, *readings(rock, rock)).movements == []
+
+
 def test_a_gap_ends_the_lm_in_progress_and_is_reported():
     t = times(90)
     accel, gyro = readings(flex(t, 40.0, 10.0, 1.5, 2.0, 1.5))
