@@ -226,7 +226,8 @@ class HysteresisTracker:
                 self._flex_dev = 0.0
                 self._peak = self._roll_peak = 0.0
                 self._roll_lo = self._roll_hi = self._roll_on
-            # Run ends are exclusive; the peak and excursion are only approximate outside runs.
+            # Peaks and excursions come from the runs above the offset threshold, not the quiet
+            # (held) stretches between them.
             self._peak = max(self._peak, float(run_peak[i]))
             self._roll_peak = max(self._roll_peak, float(run_roll_peak[i]))
             reach = np.maximum(np.abs(run_fmax[i] - self._flex_on), np.abs(run_fmin[i] - self._flex_on))
