@@ -42,7 +42,8 @@ class LMParams:
     # ...but never within the noise: on a rattling strap, noise peaks would hold an LM open.
     offset_x_floor: float = 4.0
     # Lower bounds. A movement worth catching peaks at 10-150 dps on the shin (ARCHITECTURE.md), while
-    # a partner rocking the mattress tilts it at a few dps: the onset needs 6 dps whatever the floor.
+    # a partner rocking the mattress mostly rolls the leg (about x, not counted) and tilts it at a
+    # few dps: the onset needs 6 dps whatever the floor.
     min_onset_dps: float = 6.0
     min_onset_g: float = 0.03
     floor_percentile: float = 10.0
