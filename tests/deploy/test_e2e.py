@@ -11,8 +11,8 @@ benchmarks/accuracy.py's question, not this test's.
 One honest exception: the emulated clock runs 100x real time, so a busy machine can overrun the
 chip's FIFO, and the daemon must then record a gap (never invent samples). An LM that touches a gap
 may be cut or lost, so LMs overlapping a reported gap are set aside on both sides; every other LM
-must match one for one, onset to onset, up to one constant time-base shift (see
-MAX_TIMEBASE_SHIFT_S). The gaps may not hide more than a fifth of the night.
+must match one for one, onset to onset, within the time base's error (see MAX_TIMEBASE_ERROR_S),
+and the intervals between them within 0.1 s. The gaps may not hide more than a fifth of the night.
 """
 
 from __future__ import annotations
@@ -33,12 +33,14 @@ BIN = Path(sys.executable).parent
 DEVICE_ID = "e2e-bed-1"
 NIGHT = "2026-01-05"
 SPEED = 100.0
-ONSET_TOLERANCE_S = 0.1  # a few samples at 52 Hz: the same samples, read back through the chip
-# The night's t = 0 is the window start; the emulated chip's stream starts when the daemon turns it
-# on, and the time base anchors on the clock read then. The few milliseconds of real latency in
-# that anchor become SPEED times more on the emulated clock (about 0.5 s at 100x, 5 ms on a Pi),
-# the same for every LM of the night. So onsets must match up to one constant shift, at most:
-MAX_TIMEBASE_SHIFT_S = 1.0
+# The night's times come from the device's own time base: the clock read when the emulated chip
+# starts, then the chip's measured output rate. The analysis of the CSV counts samples at the
+# nominal 52 Hz. At 100x, a few ms of real latency at start-up and the rate estimate settling
+# shift the device's onsets by up to ~0.7 s by the end of an hour, smoothly. So each onset must
+# match within 1 s, and each interval between consecutive LMs, which is what PLM scoring reads,
+# within 0.1 s (about 5 samples).
+MAX_TIMEBASE_ERROR_S = 1.0
+IMI_TOLERANCE_S = 0.1
 
 
 def wait_for(predicate, timeout_s: float, what: str, procs=()):
@@ -157,9 +159,10 @@ def test_a_night_travels_from_the_emulated_ankle_to_the_dashboard_api(tmp_path, 
     expected = [lm["onset_s"] for lm in offline["lm_events"] if not overlaps_gap(lm, gaps)]
     received = [lm["onset_s"] for lm in night["lm_events"] if not overlaps_gap(lm, gaps)]
     assert len(received) == len(expected), (received, expected)
-    shifts = sorted(a - b for a, b in zip(received, expected))
-    shift = shifts[len(shifts) // 2]
-    assert abs(shift) <= MAX_TIMEBASE_SHIFT_S, shift
-    assert all(abs(s - shift) <= ONSET_TOLERANCE_S for s in shifts), (received, expected)
+    pairs = list(zip(received, expected))
+    assert all(abs(a - b) <= MAX_TIMEBASE_ERROR_S for a, b in pairs), pairs
+    # The intervals between LMs are what PLM scoring reads: they must survive the trip unchanged.
+    imi_errors = [abs((a2 - a1) - (b2 - b1)) for (a1, b1), (a2, b2) in zip(pairs, pairs[1:])]
+    assert max(imi_errors, default=0.0) <= IMI_TOLERANCE_S, pairs
     if not gaps:
         assert night["lm_count"] == offline["lm_count"]
