@@ -59,6 +59,7 @@ def build(path: Path, patients: int, nights: int, measured: set[tuple[str, str]]
             [(f"dev-{i:05d}", i, "online" if i % 7 else "offline", now, now, "2025-01-01T00:00:00+00:00")
              for i in range(1, patients + 1)])
         small_json = json.dumps({"duration_s": 28800.0, "lm_events": []})
+        stale = (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()
         for i in range(1, patients + 1):
             device = f"dev-{i:05d}"
             # A few devices stop reporting a few nights before the end, as in a real clinic.
@@ -70,7 +71,10 @@ def build(path: Path, patients: int, nights: int, measured: set[tuple[str, str]]
                 if (device, night) in measured:
                     continue
                 plmi = max(0.0, rng.gauss(base, base * 0.35))
-                rows.append((device, night, f"{i:05d}-{k:04d}", now, now, "WASM2016", plmi,
+                # Stand-ins without events, received before the dashboard's look-back, so its
+                # chart warmer leaves them alone (they have nothing to draw).
+                morning = min(f"{today - timedelta(days=nights - k - 1)}T06:00:00+00:00", stale)
+                rows.append((device, night, f"{i:05d}-{k:04d}", morning, morning, "WASM2016", plmi,
                              plmi * 1.3, int(plmi * 9), int(plmi * 8.5), int(plmi * 7.5),
                              int(plmi / 4), 27000.0, 28400.0, 0.7, _severity(plmi),
                              int(plmi > 15), small_json))
@@ -82,8 +86,13 @@ def build(path: Path, patients: int, nights: int, measured: set[tuple[str, str]]
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     db.execute("PRAGMA synchronous = FULL")
     for device, night in sorted(measured):
-        # ~55 PLMs/h plus sporadic LMs: about 500 LMs in the night, through the real ingest.
-        store(db, make_night(device, date.fromisoformat(night), 55.0, sporadic_per_h=12.0))
+        # ~55 PLMs/h plus sporadic LMs: about 500 LMs in the night, through the real ingest,
+        # received the morning after (so only last night's are new when the dashboard starts).
+        evening = date.fromisoformat(night)
+        morning = datetime.combine(evening + timedelta(days=1), datetime.min.time(),
+                                   timezone.utc) + timedelta(hours=6)
+        store(db, make_night(device, evening, 55.0, sporadic_per_h=12.0),
+              received_at=min(morning, datetime.now(timezone.utc)))
     auth.set_password(db, USER, PASSWORD, datetime.now(timezone.utc), replace=True)
     db.execute("ANALYZE")
     db.conn.close()
@@ -121,9 +130,13 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+HITS: dict[str, int] = {}
+
+
 def timed(client: httpx.Client, urls: list[str], pid: int) -> tuple[list[float], float]:
     """Milliseconds for each GET, in order, and the server's mean CPU ms per request, which other
-    load on the machine does not inflate. Every response must be a 200 page."""
+    load on the machine does not inflate. Every response must be a 200 page. Counts night pages
+    whose charts were drawn ahead (X-Chart-Cache: hit)."""
     out = []
     cpu0 = _cpu_s(pid)
     for url in urls:
@@ -132,6 +145,9 @@ def timed(client: httpx.Client, urls: list[str], pid: int) -> tuple[list[float],
         out.append((time.perf_counter() - t0) * 1000)
         if response.status_code != 200:
             raise SystemExit(f"{url}: HTTP {response.status_code}")
+        cache = response.headers.get("x-chart-cache")
+        if cache:
+            HITS[cache] = HITS.get(cache, 0) + 1
     return out, (_cpu_s(pid) - cpu0) * 1000 / len(urls)
 
 
@@ -149,9 +165,12 @@ def paced(client: httpx.Client, urls: list[str], pid: int) -> tuple[list[float],
 def report(name: str, timing: tuple[list[float], float]) -> bool:
     """Print p50/p95 of the wall times and the mean server CPU; True when p95 meets the bar."""
     ms, cpu_ms = timing
+    if HITS:
+        name += f" [{HITS.get('hit', 0)} of {sum(HITS.values())} drawn ahead]"
+        HITS.clear()
     q = statistics.quantiles(ms, n=100, method="inclusive")
     ok = q[94] <= BAR_P95_MS
-    print(f"{name:<28} n={len(ms):<4} p50={q[49]:7.1f} ms  p95={q[94]:7.1f} ms  "
+    print(f"{name:<48} n={len(ms):<4} p50={q[49]:7.1f} ms  p95={q[94]:7.1f} ms  "
           f"server CPU {cpu_ms:6.1f} ms/request  {'ok' if ok else 'OVER'} "
           f"(bar p95 ≤ {BAR_P95_MS:.0f} ms)")
     return ok
@@ -196,19 +215,23 @@ def main() -> int:
             report("patients list (any page)",
                    timed(client, [f"/?page={rng.randint(1, pages)}" for _ in range(60)], pid)),
         ]
+        # Nights received days ago, before the dashboard started: not drawn ahead.
         night_urls = [f"/devices/{d}/nights/{n}" for d, n in older]
-        results.append(report("night, first view (link)", paced(client, night_urls, pid)))
+        results.append(report("night, first view, charts not ready", paced(client, night_urls, pid)))
         results.append(report("night, later view", timed(client, night_urls * 2, pid)))
-        # A clinician's path: a patient's trend, a moment to read it, then last night. The trend
-        # page prepares that night's charts once it has been sent.
+        # A clinician's path: a patient's trend, a moment to read it, then last night (received
+        # this morning: the chart warmer draws it; the trend page would prepare it too).
         trends, nights = [], []
         for patient, (device, night) in zip(devices, latest):
             trends.append(paced(client, [f"/patients/{patient}"], pid))
             nights.append(paced(client, [f"/devices/{device}/nights/{night}"], pid))
-        for name, runs in (("trend (365 nights), first", trends),
-                           ("night, opened from trend", nights)):
-            results.append(report(name, ([t for ms, _ in runs for t in ms],
-                                         statistics.fmean(cpu for _, cpu in runs))))
+        night_hits = dict(HITS)
+        HITS.clear()
+        results.append(report("trend (365 nights), first view", (
+            [t for ms, _ in trends for t in ms], statistics.fmean(cpu for _, cpu in trends))))
+        HITS.update(night_hits)
+        results.append(report("last night, from the trend", (
+            [t for ms, _ in nights for t in ms], statistics.fmean(cpu for _, cpu in nights))))
         trend_urls = [f"/patients/{d}" for d in devices]
         results.append(report("trend, later view", timed(client, trend_urls * 2, pid)))
     proc.terminate()

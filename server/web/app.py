@@ -9,12 +9,15 @@ Every form POST must carry the session's CSRF token.
 from __future__ import annotations
 
 import os
+import pickle
 import threading
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone, tzinfo
 from pathlib import Path
-from typing import Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, Callable, Iterator
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -51,13 +54,20 @@ class WebState:
         return self.now().astimezone(self.clinic_tz).date()
 
 
-class SvgCache:
-    """A small LRU of rendered charts. A night's charts are keyed by its summary_id, which changes
-    whenever the night is replaced, so a cached chart is never stale. Single-flight: while one
-    thread renders a key, others asking for it wait for that render instead of repeating it."""
+def _unpack(packed: bytes) -> object:
+    # Only this process's own renders are ever unpickled.
+    return pickle.loads(zlib.decompress(packed))
 
-    def __init__(self, size: int = 512) -> None:
-        self._items: OrderedDict[tuple, object] = OrderedDict()
+
+class SvgCache:
+    """An LRU of rendered charts. A night's charts are keyed by its summary_id, which changes
+    whenever the night is replaced, so a cached chart is never stale. Single-flight: while one
+    thread renders a key, others asking for it wait for that render instead of repeating it.
+    Values are kept zlib-compressed (SVG shrinks about fivefold): a day of nights for 2,000
+    patients fits in a few tens of MB."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._items: OrderedDict[tuple, bytes] = OrderedDict()
         self._pending: dict[tuple, threading.Event] = {}
         self._size = size
         self._lock = threading.Lock()
@@ -72,7 +82,7 @@ class SvgCache:
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
-                return self._items[key]
+                return _unpack(self._items[key])
             pending = self._pending.get(key)
             if pending is None:
                 self._pending[key] = threading.Event()
@@ -80,12 +90,13 @@ class SvgCache:
             pending.wait(timeout=60)
             with self._lock:
                 if key in self._items:
-                    return self._items[key]
+                    return _unpack(self._items[key])
             return render()  # the other render failed: do it here, and let the error show
         try:
             value = render()
+            packed = zlib.compress(pickle.dumps(value), 1)
             with self._lock:
-                self._items[key] = value
+                self._items[key] = packed
                 while len(self._items) > self._size:
                     self._items.popitem(last=False)
             return value
@@ -185,19 +196,37 @@ def create_app(
     clinic_tz: tzinfo | None = None,
     policy: auth.LoginPolicy | None = None,
     secure_cookies: bool | None = None,
+    warm_charts: bool = False,
 ) -> FastAPI:
     """The dashboard as an ASGI app reading (and migrating) the database at ``db_path``.
 
     ``now`` is the clock (UTC-aware); ``clinic_tz`` the zone of the clinic's calendar (default:
     the machine's); ``secure_cookies`` True/False forces the cookies' Secure flag, None sets it
     when the request came over HTTPS (behind a TLS proxy, run uvicorn with proxy headers).
+    ``warm_charts`` draws new nights' charts ahead of time in a worker process (server/web/warmer.py).
     """
     from server.web import api, pages
 
     open_db(db_path).conn.close()  # create and migrate before the first request
     templates = Jinja2Templates(directory=HERE / "templates")
     pages.install_filters(templates, clinic_tz)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not warm_charts:
+            yield
+            return
+        from server.web.warmer import ChartWarmer
+
+        warmer = ChartWarmer(app.state.web)
+        warmer.start()
+        try:
+            yield
+        finally:
+            warmer.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="rlsmon clinic API",
         version=__version__,
         description=("Nights of leg-movement monitoring, per device and per patient pseudonym. "

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import re
 import threading
 from math import nan
 from datetime import date, datetime, timedelta
 from typing import Any, Callable, ParamSpec, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import matplotlib
 
@@ -224,6 +226,34 @@ def imi_histogram_svg(imi_histogram: dict) -> str:
         ax.set_ylabel("count")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         return _to_svg(fig, "Histogram of inter-movement intervals")
+
+
+def recording_start(summary: dict) -> datetime | None:
+    """The wall clock of a night summary's t = 0 in the night's own time zone, when known."""
+    start = summary.get("recording_start") or summary.get("window", {}).get("start")
+    if not start:
+        return None
+    moment = datetime.fromisoformat(start)
+    try:
+        return moment.astimezone(ZoneInfo(summary.get("window", {}).get("timezone", "")))
+    except (ZoneInfoNotFoundError, ValueError):
+        return moment
+
+
+def night_charts(summary: dict) -> dict[str, str]:
+    """All charts of a night page, from its summary: {"timeline", "hourly", "imi"} → SVG."""
+    return {
+        "timeline": night_timeline_svg(
+            summary["lm_events"], summary["in_bed"], summary["coverage"]["gaps"],
+            summary.get("markers", []), summary["duration_s"], recording_start(summary)),
+        "hourly": hourly_svg(summary["hourly"]),
+        "imi": imi_histogram_svg(summary["imi_histogram"]),
+    }
+
+
+def night_charts_from_json(summary_json: str) -> dict[str, str]:
+    """`night_charts` of a summary given as JSON text (what a worker process is sent)."""
+    return night_charts(json.loads(summary_json))
 
 
 def rolling_stats(

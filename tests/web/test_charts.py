@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from server.web import charts
+from server.web import charts, pages
 from server.web.app import SvgCache
 from server.web.queries import night_summary
 from server.db import open_db
@@ -81,3 +81,38 @@ def test_opening_a_trend_prepares_its_latest_night(app, staff, seeded):
     assert not cache.cached(("night", latest["summary_id"]))
     staff.get(f"/patients/{seeded.flagged_patient}")
     assert cache.cached(("night", latest["summary_id"]))
+
+
+def test_new_nights_are_drawn_ahead_in_a_worker_process(seeded, clock):
+    from server.web import create_app
+    from server.web.warmer import ChartWarmer
+    from tests.web import seed
+
+    clock.advance(timedelta(days=2))  # the seeded nights are now older than the look-back
+    night = seeded.last_night + timedelta(days=1)
+    db = open_db(seeded.path)
+    seed.store(db, seed.make_night("dev-b", night, 12.0), received_at=clock.now)
+    fresh = night_summary(db, "dev-b", str(night))
+    db.conn.close()
+    app = create_app(seeded.path, now=clock)
+    web = app.state.web
+    warmer = ChartWarmer(web)
+    try:
+        assert warmer.run_once() == 1
+        assert web.svg_cache.cached(("night", fresh["summary_id"]))
+        # ... and the trend of its patient, which that night changed.
+        db = open_db(seeded.path)
+        trend = pages.load_trend(db, seeded.calm_patient)[2]
+        db.conn.close()
+        assert web.svg_cache.cached(pages.trend_key(seeded.calm_patient, trend))
+        assert warmer.run_once() == 0  # nothing new since
+        drawn = web.svg_cache.get(("night", fresh["summary_id"]), lambda: None)
+        assert drawn == charts.night_charts(fresh["summary"])  # as the page would draw them
+    finally:
+        warmer.stop()
+
+
+def test_a_nights_charts_are_drawn_once(staff, seeded):
+    url = f"/devices/dev-b/nights/{seeded.last_night}"
+    assert staff.get(url).headers["x-chart-cache"] == "miss"
+    assert staff.get(url).headers["x-chart-cache"] == "hit"
