@@ -132,7 +132,7 @@ def web(config_path: str, host: str | None, port: int | None, secure_cookies: st
     policy = auth.LoginPolicy(session_ttl=timedelta(hours=w.session_hours),
                               max_failed_logins=w.max_failed_logins,
                               lockout=timedelta(minutes=w.lockout_minutes))
-    app = create_app(config.database.path, policy=policy,
+    app = create_app(config.database.path, policy=policy, warm_charts=True,
                      secure_cookies={"auto": None, "always": True, "never": False}[secure_cookies])
     # proxy_headers: behind the clinic's TLS proxy, the scheme (and so the Secure flag) is https.
     uvicorn.run(app, host=host or w.host, port=port or w.port, proxy_headers=True,
