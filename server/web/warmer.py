@@ -23,10 +23,16 @@ from server.web.app import WebState
 log = logging.getLogger(__name__)
 # Nights received this long before the dashboard starts are drawn too (last night's, mostly).
 LOOKBACK = timedelta(hours=36)
+DRAW_TIMEOUT_S = 120.0  # far above a night's ~0.2 s: only a stuck worker takes this long
 
 
 def _lower_priority() -> None:
-    os.nice(10)  # requests in the dashboard's own process come first
+    # Requests in the dashboard's own process come first. Under systemd's
+    # SystemCallFilter=~@resources, setpriority() is refused (EPERM): draw at normal priority then.
+    try:
+        os.nice(10)
+    except OSError:
+        pass
 
 
 class ChartWarmer:
@@ -82,7 +88,7 @@ class ChartWarmer:
         """Draw one chart in the worker process into the cache; False (logged) when it fails."""
         future = self._pool.submit(chart, *args)
         try:
-            self._web.svg_cache.get(key, future.result)
+            self._web.svg_cache.get(key, lambda: future.result(timeout=DRAW_TIMEOUT_S))
             return True
         except Exception as e:  # one bad night must not block the ones after it
             log.warning("could not draw a chart ahead: %s", type(e).__name__)
