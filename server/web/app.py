@@ -13,10 +13,10 @@ import pickle
 import threading
 import zlib
 from collections import OrderedDict
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone, tzinfo
 from pathlib import Path
-from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable, Iterator
 from urllib.parse import quote
 
