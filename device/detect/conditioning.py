@@ -44,8 +44,8 @@ class ConditioningParams:
 class ConditionedFrame:
     """The conditioned signals of one frame.
 
-    Per sample: `gyro_act_dps` (bias-removed rotation rate in the y-z plane, smoothed),
-    `accel_act_g` (high-passed acceleration along the shin, rectified and smoothed),
+    Per sample: `gyro_act_dps` (bias-removed rotation rate in the y-z plane, smoothed, then its
+    magnitude), `accel_act_g` (high-passed acceleration along the shin, smoothed, then rectified),
     `gyro_dps_mag` (the same rate unsmoothed, for the reported peak), `roll_dps` (the rectified
     bias-removed rate about x), `flex_deg` (n, 2) (the flexion angle: the bias-removed gyro y and z
     integrated, on an arbitrary running origin; the knee's hinge is the lateral axis, which a
@@ -133,7 +133,7 @@ class Conditioner:
     def _reset_histories(self) -> None:
         self._gyro_hist = np.zeros((0, 3))
         self._accel_hist = np.zeros(0)
-        self._gyro_smooth_hist = np.zeros(0)
+        self._gyro_smooth_hist = np.zeros((0, 2))
         self._accel_smooth_hist = np.zeros(0)
 
     def gap(self) -> None:
@@ -172,9 +172,11 @@ class Conditioner:
 
         g_mag = np.hypot(gyro[:, 1], gyro[:, 2])
         low, self._accel_hist = trailing_mean(accel_g[:, 0], self._accel_hist, self.highpass_n)
-        a_mag = np.abs(accel_g[:, 0] - low)
-        g_act, self._gyro_smooth_hist = trailing_mean(g_mag, self._gyro_smooth_hist, self.smooth_n)
-        a_act, self._accel_smooth_hist = trailing_mean(a_mag, self._accel_smooth_hist, self.smooth_n)
+        # Smooth the signed signals, then rectify: noise averages toward zero, a movement does not.
+        n_s = self.smooth_n
+        g_yz, self._gyro_smooth_hist = trailing_mean(gyro[:, 1:3], self._gyro_smooth_hist, n_s)
+        a_x, self._accel_smooth_hist = trailing_mean(accel_g[:, 0] - low, self._accel_smooth_hist, n_s)
+        g_act, a_act = np.hypot(g_yz[:, 0], g_yz[:, 1]), np.abs(a_x)
 
         return ConditionedFrame(
             gyro_act_dps=g_act,

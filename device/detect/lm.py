@@ -37,7 +37,11 @@ OFFSET_QUIET_S = 0.5
 class LMParams:
     """Tunable constants of LM detection."""
 
-    onset_x_floor: float = 12.0  # onset threshold as a multiple of the noise floor
+    # Onset threshold as a multiple of the noise floor (a low percentile of window-mean activity).
+    # For Gaussian noise of σ per axis the y-z magnitude averages 1.25σ, and 6 times that (7.5σ)
+    # is exceeded with a probability of e^-28 per sample: never by noise alone. Higher multiples
+    # only cost sensitivity on a noisy strap.
+    onset_x_floor: float = 6.0
     offset_ratio: float = 0.25  # offset / onset threshold: WASM 2016 EMG, 2 µV / 8 µV above resting
     # ...but never within the noise: on a rattling strap, noise peaks would hold an LM open.
     offset_x_floor: float = 4.0
