@@ -201,7 +201,7 @@ def hourly_svg(hourly: Sequence[dict]) -> str:
         ax.set_xlabel("clock hour" if hourly and hourly[0].get("clock_hour") is not None
                       else "hour from start")
         ax.set_ylabel("count")
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
         ax.legend(frameon=False, fontsize=9)
         return _to_svg(fig, "Leg movements and periodic leg movements per hour")
 
@@ -224,7 +224,8 @@ def imi_histogram_svg(imi_histogram: dict) -> str:
         ax.set_xlabel(f"onset-to-onset interval (s); above 90 s: "
                       f"{imi_histogram.get('above_90_s', 0)}")
         ax.set_ylabel("count")
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+        ax.xaxis.set_major_locator(FixedLocator([0, 10, 30, 60, 90]))
         return _to_svg(fig, "Histogram of inter-movement intervals")
 
 
