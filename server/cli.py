@@ -33,6 +33,7 @@ def _load_config(config_path: str):
 def collect(config_path: str) -> None:
     """Receive nightly summaries over MQTT into the database, until SIGTERM.
 
+    \b
     Example:
         rlsmon-server collect --config /etc/rlsmon/server.toml
     """
@@ -59,6 +60,7 @@ def add_device(config_path: str, device_id: str, rotate: bool) -> None:
     Writes the mosquitto password file and makes sure the ACL lets each device write only
     rlsmon/v1/<its id>/#. Reload mosquitto afterwards (`systemctl reload mosquitto`).
 
+    \b
     Example:
         rlsmon-server add-device bedroom-1
     """
@@ -90,6 +92,7 @@ def add_device(config_path: str, device_id: str, rotate: bool) -> None:
 def assign(config_path: str, device_id: str, pseudonym: str) -> None:
     """Assign DEVICE_ID to the patient PSEUDONYM (created if new). Names stay out of rlsmon.
 
+    \b
     Example:
         rlsmon-server assign bedroom-1 P-0042
     """
