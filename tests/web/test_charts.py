@@ -116,3 +116,25 @@ def test_a_nights_charts_are_drawn_once(staff, seeded):
     url = f"/devices/dev-b/nights/{seeded.last_night}"
     assert staff.get(url).headers["x-chart-cache"] == "miss"
     assert staff.get(url).headers["x-chart-cache"] == "hit"
+
+
+def test_the_app_runs_the_warmer_for_its_lifetime(seeded, clock):
+    import time
+
+    from server.web import create_app
+    from tests.web.conftest import TestClient
+
+    db = open_db(seeded.path)
+    latest = night_summary(db, "dev-a", str(seeded.last_night))
+    db.conn.close()
+    app = create_app(seeded.path, now=clock, warm_charts=True)
+    key = ("night", latest["summary_id"])
+    with TestClient(app):
+        deadline = time.monotonic() + 120
+        while not app.state.web.svg_cache.cached(key) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a condition, with a bound
+        assert app.state.web.svg_cache.cached(key)
+    # Leaving the client ran the shutdown: the warmer's thread is gone.
+    import threading
+
+    assert "chart-warmer" not in {t.name for t in threading.enumerate()}

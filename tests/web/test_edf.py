@@ -9,6 +9,8 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from server.web.edf import Annotation, write_annotations_edf
 from tests.web.seed import make_night
@@ -148,3 +150,17 @@ def test_record_size_grows_with_the_busiest_minute():
                                                   "P-1", "x"))
     assert sum(len(t) - 1 for t in parsed["records"]) == 100
     assert timedelta(seconds=parsed["header"]["record_s"]) == timedelta(minutes=1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(
+    st.floats(0, 7200, allow_nan=False).map(lambda x: round(x, 3)),
+    st.one_of(st.none(), st.floats(0, 600, allow_nan=False).map(lambda x: round(x, 3))),
+    st.sampled_from(["LM", "PLM", "PLM bilateral", "Lights off", "PLM series 3", "Bein ü"])),
+    max_size=80))
+def test_any_annotations_read_back_as_written(items):
+    notes = [Annotation(*item) for item in items]
+    data = write_annotations_edf(notes, datetime(2026, 3, 1, 23, 5, 7), 7200.0, "P-1", "rlsmon")
+    parsed = parse_edf_plus(data)
+    back = [(round(o, 3), d, ts[0]) for tals in parsed["records"] for o, d, ts in tals[1:]]
+    assert sorted(back, key=str) == sorted(items, key=str)
