@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import queue
 import signal
 import sys
@@ -40,6 +41,7 @@ log = logging.getLogger("device.daemon")
 HEARTBEAT_S = 60.0
 IDLE_POLL_S = 5.0  # the loop's tick outside the window (watchdog, fault LED, stop requests)
 SENSOR_RETRY_MAX_S = 60.0
+STALE_RETRY_S = 3600.0  # a night whose summary could not be built is tried again this often
 SYSLOG_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
 
 
@@ -413,9 +415,8 @@ class Daemon:
         self.sensor_fault = False
         self.recording: _Recording | None = None
         self.nights_closed = 0
-        self.acknowledged = threading.Event()
-        self._pending_ids: set[str] = set()
-        self._ids_lock = threading.Lock()
+        self.sensor_info: dict[str, Any] = {}
+        self._stale_checked = -math.inf
         self._night_index = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -434,7 +435,7 @@ class Daemon:
             return 0
         self.uplink = Uplink(self.cfg.broker, self.cfg.device_id, self.store,
                              min_retry_s=max(0.05, 1.0 * self.retry_scale),
-                             max_retry_s=max(0.5, 300.0 * self.retry_scale), on_sent=self._on_sent)
+                             max_retry_s=max(0.5, 300.0 * self.retry_scale))
         if self.use_panel:
             self._start_panel()
         prepare = getattr(self.open_sensor, "prepare", None)
@@ -511,9 +512,6 @@ class Daemon:
         log.info("button: %s marked", kind)
         return kind
 
-    def _on_sent(self, row: Any) -> None:
-        self.acknowledged.set()
-
     def _all_acknowledged(self) -> bool:
         return self.store.outbox_count() == 0
 
@@ -528,6 +526,9 @@ class Daemon:
             wait_s = IDLE_POLL_S
         if self.panel is not None:
             self.panel.fault_tick(self.sensor_fault)
+        if self.clock.monotonic() - self._stale_checked >= STALE_RETRY_S:
+            self._stale_checked = self.clock.monotonic()
+            self._close_stale_nights()
         self.clock.wait(self.stop_requested, max(0.0, wait_s))
 
     def _skip_idle(self, window: Window) -> None:
