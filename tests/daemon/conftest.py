@@ -38,6 +38,17 @@ def wait_for(predicate, timeout_s: float = 60.0, what: str = "condition", proc=N
         time.sleep(0.02)
 
 
+@pytest.fixture
+def store(tmp_path):
+    """A night store on disk, running its writer thread."""
+    from device.store import Store
+
+    s = Store(tmp_path / "night.db")
+    s.start()
+    yield s
+    s.close()
+
+
 @pytest.fixture(scope="session")
 def night_recording(tmp_path_factory):
     """A simulated PLMD night as long as the window, with its truth."""

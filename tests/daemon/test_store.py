@@ -14,14 +14,6 @@ INFO = NightInfo("2026-03-01", "2026-03-01T22:00:00+01:00", "2026-03-01T23:00:00
                  3600.0, True, "WASM2016", {"chip": "LSM6DSOX"})
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "night.db")
-    s.start()
-    yield s
-    s.close()
-
-
 def test_database_is_wal_with_small_pages(store):
     store.flush()
     conn = sqlite3.connect(store.path)

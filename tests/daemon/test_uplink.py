@@ -6,32 +6,15 @@ import json
 import logging
 import queue
 import threading
-import time
 
 import pytest
 
 from device.config import BrokerConfig
 from device.store import NightInfo, Store
 from device.uplink import Uplink, summary_topic
+from tests.daemon.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def wait_for(predicate, timeout_s: float = 20.0, what: str = "condition") -> None:
-    """Poll `predicate` until true, failing after `timeout_s` (a bound, never a guessed sleep)."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "night.db")
-    s.start()
-    yield s
-    s.close()
 
 
 def put_summary(store: Store, device_id: str, night: str) -> str:
