@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 
 from device.notify import Notifier
 
@@ -29,10 +30,11 @@ def test_messages_arrive(tmp_path, monkeypatch):
 
 
 def test_abstract_socket(monkeypatch):
+    name = f"rlsmon-test-notify-{uuid.uuid4().hex}"  # abstract names are machine-wide
     server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    server.bind("\0rlsmon-test-notify")
+    server.bind("\0" + name)
     server.settimeout(5)
-    monkeypatch.setenv("NOTIFY_SOCKET", "@rlsmon-test-notify")
+    monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)
     assert Notifier().status("hello")
     assert server.recv(1024) == b"STATUS=hello"
 
