@@ -414,6 +414,7 @@ class Daemon:
         self.panel: Any = None
         self.sensor_fault = False
         self.recording: _Recording | None = None
+        self.night: Window | None = None  # the window being recorded (sensor working or not)
         self.nights_closed = 0
         self.sensor_info: dict[str, Any] = {}
         self._stale_checked = -math.inf
@@ -494,7 +495,7 @@ class Daemon:
         from device.panel import Panel, PanelStatus
 
         def status() -> PanelStatus:
-            return PanelStatus(self.recording is not None, self.sensor_fault, self.store.outbox_count())
+            return PanelStatus(self.night is not None, self.sensor_fault, self.store.outbox_count())
 
         self.panel = Panel(self.cfg.gpio, self.clock, self._on_button, status)
         try:
@@ -504,11 +505,11 @@ class Daemon:
             self.panel = None
 
     def _on_button(self) -> str | None:
-        rec = self.recording
-        if rec is None:
+        window = self.night
+        if window is None:
             log.info("button: pressed outside the night window; ignored")
             return None
-        kind = self.store.add_marker(rec.window.night, rec.window.t_s(self.clock.wall()))
+        kind = self.store.add_marker(window.night, window.t_s(self.clock.wall()))
         log.info("button: %s marked", kind)
         return kind
 
@@ -565,6 +566,17 @@ class Daemon:
             return
         fresh = self.store.open_night(self._night_info(window), _now_iso(self.clock))
         log.info("night %s %s", window.night, "begins" if fresh else "resumes after a restart")
+        self.night = window
+        try:
+            self._record_window(window)
+        finally:
+            self.night = None
+        if self.clock.wall() >= window.end.timestamp():
+            self._close_night(window.night)
+            self._night_index += 1
+
+    def _record_window(self, window: Window) -> None:
+        """Record sessions until the window ends, reopening the sensor after a failure."""
         retry_s = 1.0
         while not self.stop_requested.is_set() and self.clock.wall() < window.end.timestamp():
             try:
@@ -582,9 +594,6 @@ class Daemon:
             finally:
                 self._end_recording()
                 sensor.close()
-        if self.clock.wall() >= window.end.timestamp():
-            self._close_night(window.night)
-            self._night_index += 1
 
     def _idle_until_end(self, window: Window) -> None:
         while not self.stop_requested.is_set() and self.clock.wall() < window.end.timestamp():
@@ -595,9 +604,13 @@ class Daemon:
         self.sensor_fault = True
         log.error("sensor: %s; retrying in %.0f s (the time without data is reported as a gap)", exc, retry_s)
         self.notifier.status(f"sensor fault: {exc}")
-        if self.panel is not None:
-            self.panel.fault_tick(True)
-        self.clock.wait(self.stop_requested, retry_s)
+        # The loop is alive and retrying, not hung: keep the watchdog fed while it waits.
+        until = self.clock.monotonic() + retry_s
+        while not self.stop_requested.is_set() and self.clock.monotonic() < until:
+            self.notifier.watchdog()
+            if self.panel is not None:
+                self.panel.fault_tick(True)
+            self.clock.wait(self.stop_requested, min(IDLE_POLL_S, until - self.clock.monotonic()))
 
     def _record(self, window: Window, sensor: LegReaders) -> None:
         """The sampling loop: runs until the window ends, a stop is asked or the sensor fails."""

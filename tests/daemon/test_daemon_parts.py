@@ -95,7 +95,7 @@ password_file = "{tmp_path / 'none'}"
     thread.start()
     try:
         deadline = time.monotonic() + 60
-        while daemon.recording is None:
+        while daemon.night is None:
             assert time.monotonic() < deadline and thread.is_alive(), "the night never started"
             time.sleep(0.02)
         button = Device.pin_factory.pin(cfg.gpio.button_pin)
