@@ -53,10 +53,11 @@ class LMParams:
     floor_percentile: float = 10.0
     floor_history_s: float = 300.0
     # Held contraction: bursts at most this far apart (a CLM lasts at most 10 s), the first leaving
-    # the leg flexed by at least hold_min_deg and the second undoing that within half of it, are one LM.
+    # the leg flexed by at least hold_min_deg and the second turning it back, are one LM.
     max_hold_s: float = 10.0
     hold_min_deg: float = 1.0
-    hold_return_frac: float = 0.5
+    hold_reverse_deg: float = 45.0
+    hold_size_ratio: float = 3.0
     # Turning over: bursts at most turn_join_s apart are one movement once the leg has rolled by
     # turn_roll_deg (a tugged strap twists 5-30°; a turn rolls the leg 45-180°).
     turn_join_s: float = 1.5
@@ -283,25 +284,27 @@ class HysteresisTracker:
 def is_hold_release(first: Burst, second: Burst, params: LMParams) -> bool:
     """Whether `second` releases a contraction that `first` flexed and held (one LM, not two).
 
-    The release must undo the flexion: its own change of angle is opposite and within
-    `hold_return_frac` of the flexion's. Each is measured over its own burst, so a slow drift of the
-    integrated angle during the quiet hold (residual gyro bias, the leg sagging) does not matter.
+    The release must turn the leg back: its change of angle points the other way from the
+    flexion's (within `hold_reverse_deg`), and neither is more than `hold_size_ratio` times the
+    other. Each is measured over its own burst, so a slow drift of the integrated angle during the
+    quiet hold (residual gyro bias, the leg sagging) does not matter, and neither does the part of
+    a slow flexion or release that stayed under the offset threshold.
     """
     if first.held or is_turn(first, params) or is_turn(second, params):
         return False
     if second.onset_s - first.offset_s > params.max_hold_s:
         return False
-    held = _norm(first.flex_off_deg, first.flex_on_deg)
-    back = _norm(second.flex_off_deg, second.flex_on_deg)
-    # Where the release leaves the leg, measured from where the flexion took it.
-    undone = np.hypot(
-        first.flex_off_deg[0] - first.flex_on_deg[0] + second.flex_off_deg[0] - second.flex_on_deg[0],
-        first.flex_off_deg[1] - first.flex_on_deg[1] + second.flex_off_deg[1] - second.flex_on_deg[1],
-    )
+    out = np.subtract(first.flex_off_deg, first.flex_on_deg)
+    back = np.subtract(second.flex_off_deg, second.flex_on_deg)
+    held, released = float(np.hypot(*out)), float(np.hypot(*back))
+    smaller, larger = sorted((held, released))
+    if smaller < params.hold_min_deg or larger > params.hold_size_ratio * smaller:
+        return False
     # Each must go one way (a flexion that stays; a release), not out and back like a twitch or a
     # whole LM: its net change is most of its excursion.
-    one_way = held >= 0.5 * first.flex_dev_deg and back >= 0.5 * second.flex_dev_deg
-    return one_way and held >= params.hold_min_deg and undone <= params.hold_return_frac * held
+    if held < 0.5 * first.flex_dev_deg or released < 0.5 * second.flex_dev_deg:
+        return False
+    return float(np.dot(out, back)) <= -np.cos(np.radians(params.hold_reverse_deg)) * held * released
 
 
 def _norm(a: tuple[float, float], b: tuple[float, float]) -> float:
