@@ -189,9 +189,9 @@ def open_hardware(cfg: DeviceConfig, clock: Clock) -> LegReaders:
                           "is I2C enabled (dtparam=i2c_arm=on)?") from exc
     try:
         int1 = int1_input(cfg.sensor.int1_pin)
-    except BaseException:
-        bus.close()
-        raise
+    except Exception as exc:  # GPIO busy or absent: the FIFO reader then polls once a second
+        log.warning("sensor: cannot claim INT1 on GPIO %d (%s); polling the FIFO instead", cfg.sensor.int1_pin, exc)
+        int1 = None
     return _read_legs(cfg, clock, bus, int1, "fifo", None)
 
 
@@ -200,7 +200,8 @@ def _read_legs(cfg: DeviceConfig, clock: Clock, bus: Any, int1: Any, driver: str
     from device.sensor.fifo import FifoReader
 
     def cleanup() -> None:
-        int1.close()
+        if int1 is not None:
+            int1.close()
         bus.close()
 
     try:

@@ -99,3 +99,32 @@ def test_doctor_reports_a_bad_config_as_one_failing_line(tmp_path):
     out = subprocess.run([RLSMON_DEVICE, "doctor", "--config", str(path)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert out.stdout.startswith("FAIL  config") and "sensor.odr_hz" in out.stdout
+
+
+def test_without_a_sensor_it_retries_and_never_says_ready(tmp_path, daemons):
+    import os
+
+    from tests.daemon.conftest import DaemonRun, wait_for
+
+    config = write_config(tmp_path, None)
+    config.write_text(config.read_text() + "[sensor]\nbus = 99\n")  # no /dev/i2c-99 here
+    sock_path = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(sock_path)
+    server.settimeout(0.2)
+    log_path = tmp_path / "daemon.log"
+    proc = subprocess.Popen([RLSMON_DEVICE, "run", "--config", str(config)], stderr=open(log_path, "w"),
+                            env={**os.environ, "NOTIFY_SOCKET": sock_path})
+    run = DaemonRun(proc, log_path, tmp_path / "data" / "night.db")
+    daemons.append(run)
+    wait_for(lambda: run.log().count("/dev/i2c-99") >= 2, 30, "two attempts to open the bus", proc)
+    assert "<3>" in run.log() and "is I2C enabled" in run.log()
+    messages = []
+    try:
+        while True:
+            messages.append(server.recv(4096).decode())
+    except TimeoutError:
+        pass
+    assert not any(m.startswith("READY=1") for m in messages)
+    assert run.stop() == 0
+    server.close()
