@@ -63,9 +63,9 @@ class LMParams:
     turn_join_s: float = 1.5
     turn_roll_deg: float = 40.0
     # Rolling, not flexion: a burst that turns about the shin's own axis this many times faster than
-    # it flexes (or 3/4 as fast while rolling further than it flexes), without rolling as far as a
-    # turn. A knee flexion barely rolls the shin (the hip rotates a little with it); a tugged cable
-    # twists a loose strap about the shin at up to ~200 dps while rocking it a little about y.
+    # it flexes, without rolling as far as a turn. A knee flexion barely rolls the shin (the hip
+    # rotates a little with it); a tugged cable twists a loose strap about the shin at up to
+    # ~200 dps while rocking it a little about y.
     roll_rate_ratio: float = 2.0
     # Rolling never starts an LM, but while the leg rolls faster than this (turning over: the
     # body carries the leg round, often with no flexion for a second or two) the LM goes on.
@@ -321,11 +321,7 @@ def is_rolling(burst: Burst, params: LMParams) -> bool:
     """Whether a burst is the sensor rolling about the shin rather than the leg moving."""
     if is_turn(burst, params):
         return False  # turning over is scored: one LM longer than 10 s
-    rate_ratio = burst.roll_peak_dps / max(burst.peak_dps, 1e-9)
-    if rate_ratio >= params.roll_rate_ratio:
-        return True
-    # Nearly as fast, and rolled further than it flexed: the strap, not the knee.
-    return rate_ratio >= 0.75 * params.roll_rate_ratio and burst.roll_span_deg >= 1.5 * burst.flex_dev_deg
+    return burst.roll_peak_dps >= params.roll_rate_ratio * burst.peak_dps
 
 
 def is_turning(first: Burst, second: Burst, params: LMParams) -> bool:
