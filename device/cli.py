@@ -126,6 +126,32 @@ def main() -> None:
     cli()
 
 
+def _aware_datetime(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A `--start-at` value must be an ISO datetime with a UTC offset."""
+    import datetime as dt
+
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO datetime, e.g. 2026-03-01T21:00:00+01:00") from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter(f"{value!r} needs a UTC offset, e.g. 2026-03-01T21:00:00+01:00")
+    return value
+
+
+def _fault_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A `--faults` value must parse as a fault schedule."""
+    from device.sensor.emulator import FaultSchedule, FaultSpecError
+
+    try:
+        FaultSchedule.parse(value)
+    except FaultSpecError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Config file (default /etc/rlsmon/device.toml).")
@@ -133,14 +159,15 @@ def main() -> None:
               help="Play this recording CSV through the emulated chip; repeat for night after night.")
 @click.option("--speed", type=click.FloatRange(min=0.001), default=1.0, show_default=True,
               help="With --emulate: how many times faster than real time the clock runs.")
-@click.option("--start-at", default=None,
+@click.option("--start-at", default=None, callback=_aware_datetime,
               help="With --emulate: ISO datetime the clock reads once the daemon is ready (default: an hour "
                    "before the next window; idle time before each window is skipped).")
 @click.option("--origin", type=float, default=None,
               help="With --emulate: the Unix time at which the clock read --start-at (to resume a timeline).")
 @click.option("--nights", type=click.IntRange(min=1), default=None,
               help="Exit once this many nights are closed and their summaries acknowledged.")
-@click.option("--faults", default="", help="With --emulate: bus faults, e.g. 'eio=0.01,disconnect=600+600,reset=900'.")
+@click.option("--faults", default="", callback=_fault_spec,
+              help="With --emulate: bus faults, e.g. 'eio=0.01,disconnect=600+600,reset=900'.")
 @click.option("--chip", default="LSM6DSOX", show_default=True, help="With --emulate: the chip variant.")
 def run(config_path, recordings, speed, start_at, origin, nights, faults, chip) -> None:
     """Run the bedside daemon: record every night and forward each summary.

@@ -128,3 +128,15 @@ def test_without_a_sensor_it_retries_and_never_says_ready(tmp_path, daemons):
     assert not any(m.startswith("READY=1") for m in messages)
     assert run.stop() == 0
     server.close()
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--start-at", "2026-01-01T10:00"], "needs a UTC offset"),
+    (["--start-at", "tonight"], "not an ISO datetime"),
+    (["--faults", "eio=2"], "must be in [0, 1)"),
+])
+def test_bad_emulation_options_are_usage_errors(tmp_path, night_recording, args, expected):
+    rec, _ = night_recording
+    out = subprocess.run([RLSMON_DEVICE, "run", "--config", str(write_config(tmp_path, None)), "--emulate", str(rec),
+                          *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and expected in out.stderr
