@@ -1,8 +1,9 @@
 """The daemon's wiring: the night window, the recording loop, sd_notify and signals.
 
-Data flows one way: sensor blocks → `LegDetector` per leg → night store (as events complete) →
-at the end of the window the summary, built from what is stored, goes into the outbox in the same
-transaction that closes the night → the uplink drains it. A restart mid-night resumes the same
+Data flows one way: sensor blocks → `LegDetector` per leg → night store (each minute, with the
+recording's progress; button presses at once) → at the end of the window the summary, built from
+what is stored, goes into the outbox in the same transaction that closes the night → the uplink
+drains it. A restart mid-night resumes the same
 night: the time the daemon was down is simply not covered by any recording segment, so it becomes
 a gap. A night whose window ended while the daemon was down is closed at the next start.
 """

@@ -2,8 +2,8 @@
 
 Sensor, paho and gpiozero callbacks run on threads of their own; they never touch the connection
 but queue work to the writer (`submit`, `call`), which batches whatever is queued into one
-transaction. Each event is queued as it happens, so a kill -9 costs at most what was not yet
-queued. Small pages (1 KiB) keep SD-card writes per transaction small.
+transaction. What is committed survives a kill -9; the daemon commits its progress every minute,
+one transaction each, and small pages (1 KiB) keep the bytes each one writes to the SD card small.
 
 Tables: `nights` (one row per night, closed when its summary is built), `segments` (spans the
 daemon was recording: their complement in the window is coverage gaps), `gaps` (gaps the detector
