@@ -121,6 +121,7 @@ def assign(config_path: str, device_id: str, pseudonym: str) -> None:
 def web(config_path: str, host: str | None, port: int | None, secure_cookies: str) -> None:
     """Serve the clinic dashboard and its JSON API with uvicorn.
 
+    \b
     Example:
         rlsmon-server web --config /etc/rlsmon/server.toml --port 8000
     """
@@ -151,6 +152,7 @@ def web(config_path: str, host: str | None, port: int | None, secure_cookies: st
 def add_user(config_path: str, username: str, password_file, replace: bool) -> None:
     """Create a dashboard login for USERNAME; the password is asked for twice.
 
+    \b
     Example:
         rlsmon-server add-user nurse.kim
         rlsmon-server add-user nurse.kim --password-file /root/pw --replace
