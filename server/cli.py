@@ -96,19 +96,19 @@ def assign(config_path: str, device_id: str, pseudonym: str) -> None:
     Example:
         rlsmon-server assign bedroom-1 P-0042
     """
-    from server.db import open_db, utc_now
+    from server.db import assign_device, open_db, utc_now
 
-    pseudonym = pseudonym.strip()
-    if not 1 <= len(pseudonym) <= 64:
-        raise click.ClickException("the pseudonym must be 1–64 characters")
     config = _load_config(config_path)
-    with open_db(config.database.path) as db, db.atomic():
-        if db.execute("SELECT 1 FROM devices WHERE device_id = ?", [device_id]).fetchone() is None:
-            raise click.ClickException(f"unknown device {device_id!r}: add it first with `rlsmon-server add-device`")
-        db.execute("INSERT OR IGNORE INTO patients (pseudonym, created_at) VALUES (?, ?)", [pseudonym, utc_now()])
-        (patient_id,) = db.execute("SELECT id FROM patients WHERE pseudonym = ?", [pseudonym]).fetchone()
-        db.execute("UPDATE devices SET patient_id = ? WHERE device_id = ?", [patient_id, device_id])
-    click.echo(f"{device_id} → {pseudonym}")
+    with open_db(config.database.path) as db:
+        try:
+            assign_device(db, device_id, pseudonym, utc_now())
+        except LookupError:
+            raise click.ClickException(
+                f"unknown device {device_id!r}: add it first with `rlsmon-server add-device`"
+            ) from None
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+    click.echo(f"{device_id} → {pseudonym.strip()}")
 
 
 @cli.command()

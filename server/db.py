@@ -196,3 +196,19 @@ def open_db(path: str | os.PathLike[str], *, check_same_thread: bool = True) -> 
             raise
         db.conn.commit()
     return db
+
+
+def assign_device(db: Database, device_id: str, pseudonym: str, now_iso: str) -> int:
+    """Assign ``device_id`` to the patient ``pseudonym`` (created if new); returns the patient id."""
+    pseudonym = pseudonym.strip()
+    if not pseudonym or len(pseudonym) > 64 or not pseudonym.isprintable():
+        raise ValueError("a pseudonym is 1–64 printable characters")
+    with db.atomic():
+        if db.execute("SELECT 1 FROM devices WHERE device_id = ?", [device_id]).fetchone() is None:
+            raise LookupError(f"no device {device_id!r}")
+        db.execute("INSERT OR IGNORE INTO patients (pseudonym, created_at) VALUES (?, ?)",
+                   [pseudonym, now_iso])
+        patient_id = db.execute("SELECT id FROM patients WHERE pseudonym = ?",
+                                [pseudonym]).fetchone()[0]
+        db.execute("UPDATE devices SET patient_id = ? WHERE device_id = ?", [patient_id, device_id])
+    return patient_id

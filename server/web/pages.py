@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.background import BackgroundTask
 from sqlite_utils import Database
 
-from server.db import open_db
+from server.db import assign_device, open_db
 from server.model import DEVICE_ID_PATTERN
 from server.web import auth, charts, edf, queries
 from server.web.app import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, SvgCache, WebState,
@@ -161,7 +161,7 @@ def assign(request: Request, device_id: str = DeviceId,
            pseudonym: str = Form(max_length=200), db: Database = Depends(get_db)) -> Response:
     """Assign a device to a patient pseudonym (a new pseudonym creates the patient)."""
     try:
-        patient_id = queries.assign_device(db, device_id, pseudonym, _now_iso(request))
+        patient_id = assign_device(db, device_id, pseudonym, _now_iso(request))
     except LookupError as e:
         raise HTTPException(404, str(e)) from None
     except ValueError as e:

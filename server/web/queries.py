@@ -121,22 +121,6 @@ def overview(db: Database) -> dict[str, int]:
     return {"devices": row[0], "assigned": row[1], "online": row[2] or 0, "flagged": row[3] or 0}
 
 
-def assign_device(db: Database, device_id: str, pseudonym: str, now_iso: str) -> int:
-    """Assign ``device_id`` to the patient ``pseudonym`` (created if new); returns the patient id."""
-    pseudonym = pseudonym.strip()
-    if not pseudonym or len(pseudonym) > 64 or not pseudonym.isprintable():
-        raise ValueError("a pseudonym is 1–64 printable characters")
-    with db.atomic():
-        if db.execute("SELECT 1 FROM devices WHERE device_id = ?", [device_id]).fetchone() is None:
-            raise LookupError(f"no device {device_id!r}")
-        db.execute("INSERT OR IGNORE INTO patients (pseudonym, created_at) VALUES (?, ?)",
-                   [pseudonym, now_iso])
-        patient_id = db.execute("SELECT id FROM patients WHERE pseudonym = ?",
-                                [pseudonym]).fetchone()[0]
-        db.execute("UPDATE devices SET patient_id = ? WHERE device_id = ?", [patient_id, device_id])
-    return patient_id
-
-
 def patient(db: Database, patient_id: int) -> dict[str, Any] | None:
     """The patient's pseudonym and devices, or None."""
     row = db.execute("SELECT id, pseudonym, created_at FROM patients WHERE id = ?",

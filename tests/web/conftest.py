@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from server.db import open_db
+from server.db import assign_device, open_db
 from server.web import auth, create_app
 from tests.web import seed
 
@@ -76,9 +76,9 @@ def seed_db(path: Path, now: datetime = NOW) -> Seeded:
     seed.set_status(db, "dev-c", "offline", now - timedelta(days=5))
     from server.web import queries
 
-    a = queries.assign_device(db, "dev-a", "P-0001", now.isoformat())
-    b = queries.assign_device(db, "dev-b", "P-0002", now.isoformat())
-    queries.assign_device(db, "dev-c", "P-0003", now.isoformat())
+    a = assign_device(db, "dev-a", "P-0001", now.isoformat())
+    b = assign_device(db, "dev-b", "P-0002", now.isoformat())
+    assign_device(db, "dev-c", "P-0003", now.isoformat())
     queries.add_note(db, a, last - timedelta(days=12), "ropinirole 0.25 mg started", USER,
                      now.isoformat())
     auth.set_password(db, USER, PASSWORD, now, replace=False)
