@@ -1,6 +1,6 @@
 """The EDF+ export, read back by a parser written from the EDF+ specification (Kemp & Olivan 2003,
-edfplus.info/specs/edfplus.html), independent of the writer; and by pyedflib or MNE when one of
-them happens to be installed (neither is a dependency)."""
+edfplus.info/specs/edfplus.html), independent of the writer; and by pyedflib, which wraps EDFlib,
+the library behind EDFbrowser."""
 
 from __future__ import annotations
 
@@ -121,22 +121,17 @@ def test_a_nights_export_holds_every_lm_and_plm(staff, seeded):
     assert onsets[0] == pytest.approx(lms[0]["onset_s"], abs=1e-3)
 
 
-def test_the_export_opens_in_pyedflib_or_mne_when_installed(tmp_path, staff, seeded):
+def test_the_export_opens_in_pyedflib(tmp_path, staff, seeded):
+    """pyedflib wraps EDFlib, the reader behind EDFbrowser: what it opens, EDFbrowser opens."""
+    import pyedflib
+
     response = staff.get(f"/devices/dev-a/nights/{seeded.last_night}/annotations.edf")
     path = tmp_path / "night.edf"
     path.write_bytes(response.content)
-    try:
-        import pyedflib
-    except ImportError:
-        pyedflib = None
-    if pyedflib is not None:
-        with pyedflib.EdfReader(str(path)) as f:
-            onsets, _, texts = f.readAnnotations()
-            assert "PLM" in set(texts)
-        return
-    mne = pytest.importorskip("mne", reason="neither pyedflib nor mne is installed")
-    annotations = mne.read_annotations(path)
-    assert "PLM" in set(annotations.description)
+    with pyedflib.EdfReader(str(path)) as f:
+        onsets, durations, texts = f.readAnnotations()
+    assert "PLM" in set(texts) and "LM" in set(texts)
+    assert list(onsets) == sorted(onsets)
 
 
 def test_unknown_nights_are_404(staff):
