@@ -132,3 +132,19 @@ def test_open_posture_reads_the_detectors_unfinished_posture():
     posture = open_posture(det)
     assert posture is not None and posture.posture == "lying"
     assert posture.start_s <= 60.0 and posture.end_s >= 60.0
+
+
+def test_a_night_with_no_data_still_gets_a_valid_summary():
+    import json
+
+    from device.daemon import build_summary
+    from device.store import NightInfo, StoredNight
+    from server.model import NightSummary
+
+    info = NightInfo("2026-03-01", "2026-03-01T22:00:00+01:00", "2026-03-01T22:20:00+01:00", "Europe/Berlin",
+                     1200.0, False, "WASM2016", {"chip": "LSM6DSOX", "who_am_i": 0x6C, "driver": "fifo", "legs": 1,
+                                                 "odr_hz": 52.0, "accel_fs_g": 4.0, "gyro_fs_dps": 500.0})
+    summary = build_summary(StoredNight(info, [], [], [], [], []), "dev-a", dt.datetime.now(dt.timezone.utc))
+    NightSummary.model_validate_json(json.dumps(summary))
+    assert summary["coverage"]["gaps"] == [{"start_s": 0.0, "end_s": 1200.0}]
+    assert summary["lm_count"] == 0 and summary["sensor"]["odr_measured_hz"] is None
