@@ -302,21 +302,6 @@ class EmulatedNights:
 SensorFactory = Callable[[int, "Window | None"], LegReaders]  # (night index, window) → open sensor
 
 
-def open_posture(detector: Any) -> PostureSegment | None:
-    """The posture segment the detector has not closed yet, up to the data it has processed.
-
-    LegDetector emits a posture only when it ends; the daemon stores the open one at each heartbeat
-    so that after a kill -9 the segment still says whether the patient lay in bed. LegDetector has
-    no public accessor for it yet, so this reads its tracker and returns None if that changes.
-    """
-    tracker = getattr(detector, "_posture", None)
-    posture = getattr(tracker, "_posture", None)
-    start_s, end_s = getattr(tracker, "_segment_start_s", None), getattr(tracker, "_end_s", None)
-    if posture is None or start_s is None or end_s is None or end_s <= start_s:
-        return None
-    return PostureSegment(float(start_s), float(end_s), posture)
-
-
 def remap_axes(block: SampleBlock, axes: list[str]) -> SampleBlock:
     """Turn the sensor frame into the shin frame of the design, per the configured mounting."""
     if axes == ["+x", "+y", "+z"]:
@@ -675,7 +660,7 @@ class Daemon:
         """Write the segment's progress: one transaction per heartbeat."""
         changed: dict[int, PostureSegment] = {}
         for leg, det in rec.detectors.items():
-            posture = None if final else open_posture(det)
+            posture = None if final else det.open_posture()
             key = None if posture is None else (posture.start_s, posture.posture)
             if posture is not None and rec.open_written.get(leg) != key:
                 changed[leg] = posture

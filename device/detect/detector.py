@@ -119,6 +119,14 @@ class LegDetector:
         self._emit(self._merger.flush(), final=True)
         return self._take()
 
+    def open_posture(self) -> PostureSegment | None:
+        """The posture segment still open, up to the data processed so far.
+
+        Postures are emitted only when they end; a caller that persists progress (the daemon, for
+        a kill -9) stores this one so that a cut-short session still knows the patient lay in bed.
+        """
+        return self._posture.open_segment()
+
     def _append(self, block: SampleBlock, start: int, stop: int) -> None:
         """Copy block rows [start, stop) into the frame buffer, processing each frame it fills."""
         pos = start

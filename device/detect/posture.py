@@ -102,6 +102,12 @@ class PostureTracker:
         """Drop upright spans that ended before `t_s`: memory stays bounded over the night."""
         self.upright_spans = [iv for iv in self.upright_spans if iv.end_s >= t_s]
 
+    def open_segment(self) -> PostureSegment | None:
+        """The segment not yet closed, up to the data processed so far; None before any data."""
+        if self._posture is None or self._end_s <= self._segment_start_s:
+            return None
+        return PostureSegment(self._segment_start_s, self._end_s, self._posture)
+
     def close(self, end_s: float | None = None) -> list[PostureSegment]:
         """Close the open segment (at a gap or the end of the recording) and return it."""
         if self._posture is None:

@@ -120,8 +120,7 @@ password_file = "{tmp_path / 'none'}"
     assert not thread.is_alive()
 
 
-def test_open_posture_reads_the_detectors_unfinished_posture():
-    from device.daemon import open_posture
+def test_the_detector_reports_its_unfinished_posture():
     from device.detect import LegDetector
 
     odr_hz, n = 52.0, int(52 * 180)
@@ -129,7 +128,7 @@ def test_open_posture_reads_the_detectors_unfinished_posture():
     lying = SampleBlock(t, np.tile([0.0, 0.0, 1.0], (n, 1)), np.zeros((n, 3)), odr_hz)  # on the back, still
     det = LegDetector(odr_hz=odr_hz)
     det.feed(lying)
-    posture = open_posture(det)
+    posture = det.open_posture()
     assert posture is not None and posture.posture == "lying"
     assert posture.start_s <= 60.0 and posture.end_s >= 60.0
 
