@@ -20,6 +20,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from device.errors import ConfigError
+from device.sensor.lsm6ds import VARIANTS
 
 DEFAULT_PATH = Path("/etc/rlsmon/device.toml")
 EX_CONFIG = 78  # sysexits.h: configuration error; systemd's RestartPreventExitStatus uses it
@@ -81,6 +82,10 @@ class SensorConfig:
             "or [\"-y\", \"+x\", \"+z\"]")})
     int1_pin: int = field(default=24, metadata={"check": lambda v: _check(
         0 <= v <= 27, "a BCM GPIO number 0–27")})
+    # LSM6DSOX and LSM6DSO32 share WHO_AM_I 0x6C but not their accelerometer scales, so WHO_AM_I
+    # alone can misread an LSM6DSO32 by a factor of 2: the installer names the chip.
+    chip: str = field(default="", metadata={"check": lambda v: _check(
+        v == "" or v in VARIANTS, '"" (identify by WHO_AM_I) or one of ' + ", ".join(VARIANTS))})
 
 
 @dataclass(frozen=True)

@@ -193,7 +193,7 @@ def open_hardware(cfg: DeviceConfig, clock: Clock) -> LegReaders:
     except Exception as exc:  # GPIO busy or absent: the FIFO reader then polls once a second
         log.warning("sensor: cannot claim INT1 on GPIO %d (%s); polling the FIFO instead", cfg.sensor.int1_pin, exc)
         int1 = None
-    return _read_legs(cfg, clock, bus, int1, "fifo", None)
+    return _read_legs(cfg, clock, bus, int1, "fifo", cfg.sensor.chip or None)
 
 
 def _read_legs(cfg: DeviceConfig, clock: Clock, bus: Any, int1: Any, driver: str, chip: str | None) -> LegReaders:

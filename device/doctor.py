@@ -139,7 +139,7 @@ def _sensor_checks(cfg: DeviceConfig, bus: Any, int1: Any, clock: Any, bus_name:
     for leg in range(cfg.sensor.legs):
         addr = cfg.sensor.addresses[leg]
         try:
-            reader = FifoReader(bus, addresses=(addr,), odr_hz=cfg.sensor.odr_hz,
+            reader = FifoReader(bus, addresses=(addr,), chip=cfg.sensor.chip or None, odr_hz=cfg.sensor.odr_hz,
                                 int1=int1 if leg == 0 else None, clock=clock, watermark_s=0.25)
         except SensorError as exc:
             yield Check("fail", "sensor", f"leg {leg + 1}: {exc}",
@@ -175,7 +175,8 @@ def check_sensor(cfg: DeviceConfig, emulate: str | None = None) -> Iterator[Chec
         from device.daemon import emulated_bus
         from device.sensor.emulator import RecordingMotion
 
-        bus, int1 = emulated_bus(cfg, clock, [RecordingMotion(emulate) for _ in range(cfg.sensor.legs)])
+        bus, int1 = emulated_bus(cfg, clock, [RecordingMotion(emulate) for _ in range(cfg.sensor.legs)],
+                                 chip=cfg.sensor.chip or "LSM6DSOX")
         try:
             yield from _sensor_checks(cfg, bus, int1, clock, "emulated I2C bus")
         finally:

@@ -80,3 +80,12 @@ def test_missing_file_names_it(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(tmp_path / "nope.toml")
     assert "nope.toml" in str(err.value) and "cannot be read" in str(err.value)
+
+
+def test_the_chip_can_be_named_where_who_am_i_is_ambiguous(tmp_path):
+    path = tmp_path / "device.toml"
+    path.write_text('device_id = "bed-1"\n[sensor]\nchip = "LSM6DSO32"\n')
+    assert load_config(path).sensor.chip == "LSM6DSO32"
+    path.write_text('device_id = "bed-1"\n[sensor]\nchip = "LSM6DSO64"\n')
+    with pytest.raises(ConfigError, match=r"sensor\.chip.*LSM6DSO32"):
+        load_config(path)
