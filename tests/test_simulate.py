@@ -16,8 +16,8 @@ from device.sim import SCENARIOS, simulate_night
 from device.sim.physics import mount_matrix
 
 
-def samples(night, block_s: float = 60.0):
-    blocks = list(night.blocks(block_s))
+def samples(night, block_s: float = 60.0, leg: int = 0):
+    blocks = list(night.blocks(block_s, leg))
     return (np.concatenate([b.t_s for b in blocks]), np.concatenate([b.accel_g for b in blocks]),
             np.concatenate([b.gyro_dps for b in blocks]))
 
@@ -391,3 +391,78 @@ def test_only_a_loose_strap_rings_after_each_flexion():
             starts = {round(r.start_s, 6) for r in rings}
             assert {round(e.end_s, 6) for e in flexions} <= starts
             assert {round(e.start_s + e.flex_s, 6) for e in flexions} <= starts
+
+
+# The LSM6DS gyro's full scale is at most +-2000 dps; a shin in bed turns far slower (restless
+# movement and cable tugs peak near 150-200 dps) and even walking swings it at 200-300 dps
+# (Aminian et al., J Biomech 2002), so 500 dps bounds anything the simulator may draw.
+MAX_SHIN_DPS = 500.0
+
+
+def test_every_shape_vanishes_at_both_ends_of_its_span():
+    """The renderer evaluates a shape only near its span, so a value left at either end would be
+    a step in an angle, differentiated into a one-sample gyro spike (a tug once left its residual
+    twist there, on top of the one the renderer carries on)."""
+    from device.sim.shapes import CHANNELS
+
+    for scenario in sorted(SCENARIOS):
+        for plan in simulate_night(scenario, 3, 2.0, legs=2).plans:
+            for ev in plan.events:
+                ch = ev.channels(np.array([ev.start_s - 1e-3, ev.start_s, ev.end_s, ev.end_s + 1e-3]))
+                for name in CHANNELS:
+                    if name in ch:
+                        assert np.max(np.abs(ch[name])) < np.radians(1e-3), (name, ev)
+
+
+def test_the_end_of_a_cable_tug_is_smooth_and_its_residual_twist_stays():
+    """The reported case (faint, seed 1, a tug ending at ~9567.81 s gave a 2700 dps sample):
+    sampled densely across every tug, right up to its end, the gyro stays under the tug's own
+    ~200 dps, and afterwards the strap stays rolled by the tug's residual twist (lying, the shin is
+    across gravity, so a roll about it turns gravity in the sensor frame by that angle)."""
+    from device.sim.shapes import Tug
+
+    night = simulate_night("faint", 1, 8.0)
+    tugs = [e for e in night.plan.events if isinstance(e, Tug)]
+    assert len(tugs) >= 10 and any(9567.0 < e.end_s < 9568.5 for e in tugs)
+    motion = night.motion()
+    for ev in tugs:
+        edge = ev.end_s + np.array([-1e-3, -5e-4, -1e-6, 0.0, 1e-6, 5e-4, 1e-3])
+        t = np.unique(np.concatenate([np.arange(ev.start_s - 0.3, ev.end_s + 0.5, 0.002), edge]))
+        accel, gyro = motion.at(t)
+        assert np.max(np.abs(gyro)) < 250.0, ev
+        before = accel[t < ev.start_s].mean(axis=0)
+        after = accel[t > ev.end_s + 0.2].mean(axis=0)
+        cos = before @ after / np.linalg.norm(before) / np.linalg.norm(after)
+        turned_deg = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+        assert turned_deg == pytest.approx(abs(np.degrees(ev.residual_rad)), abs=0.5), ev
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_no_gyro_sample_is_beyond_what_a_shin_can_do(scenario):
+    for seed in (1, 2):
+        night = simulate_night(scenario, seed, 1.0, legs=2)
+        for leg in range(2):
+            _, _, gyro = samples(night, 600.0, leg)
+            assert np.max(np.abs(gyro)) < MAX_SHIN_DPS, (seed, leg)
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_true_lm_moves_the_shin_in_the_samples(scenario):
+    """What the truth calls an LM must be there to score: the shin turns by at least 2 deg at at
+    least 10 dps (ARCHITECTURE.md; 10% off for sampling a 52-Hz grid and the noise), read from the
+    gyro alone, so it holds on a side too where gravity barely moves."""
+    checked = 0
+    for seed in (1, 2):
+        night = simulate_night(scenario, seed, 1.0, legs=2)
+        for leg in range(2):
+            t, _, gyro = samples(night, 600.0, leg)
+            for lm in (m for m in night.truth["lms"] if m["leg"] == leg):
+                a, b = lm["onset_s"], lm["offset_s"]
+                around = ((t >= a - 3.0) & (t < a)) | ((t > b) & (t <= b + 3.0))
+                rate = gyro[(t >= a) & (t <= b)] - np.median(gyro[around], axis=0)  # less the bias
+                assert np.linalg.norm(rate, axis=1).max() >= 9.0, lm
+                turned_deg = np.linalg.norm(np.cumsum(rate, axis=0) / night.odr_hz, axis=1).max()
+                assert turned_deg >= 1.8, lm
+                checked += 1
+    assert checked >= 10
+

@@ -17,7 +17,10 @@ CHANNELS = ("theta", "phi", "alpha", "beta")
 
 class Event(Protocol):
     """What every shape offers: its span, its lever arm, and its channels at given times: any of
-    CHANNELS (rad, added to those angles) and "acc" (world-frame linear acceleration, (n, 3) g)."""
+    CHANNELS (rad, added to those angles) and "acc" (world-frame linear acceleration, (n, 3) g).
+    The renderer evaluates a shape only near its span, so every channel must fall smoothly to zero
+    at both ends: a step there would be differentiated into a one-sample gyro spike. A lasting
+    change (a tug's residual twist) is carried by the renderer from `end_s` on, not by the shape."""
 
     start_s: float
     lever_m: float
@@ -97,7 +100,9 @@ class Ring:
 
     @property
     def end_s(self) -> float:
-        return self.start_s + 5.0 * self.tau_s
+        # 12 time constants: what is left (6e-6 of the amplitude) is far below the chip's noise, so
+        # cutting it off makes no step.
+        return self.start_s + 12.0 * self.tau_s
 
     def channels(self, t: np.ndarray) -> dict[str, np.ndarray]:
         u = np.clip(t - self.start_s, 0.0, None)
@@ -157,7 +162,9 @@ class Rocking:
 class Tug:
     """A tugged cable twists a loose strap about the shin: a fast roll by `twist_rad`, then the
     strap springs back to `residual` of it, which stays until the next tug. The strap also rocks
-    the sensor on the skin about the lateral axis by `pitch` of the twist, out and back."""
+    the sensor on the skin about the lateral axis by `pitch` of the twist, out and back. The
+    channels give the twist relative to the residual that lasts from `end_s` on (`residual_rad`,
+    which the renderer adds up over the tugs that have ended), so they vanish outside the span."""
 
     start_s: float
     twist_rad: float
@@ -175,7 +182,8 @@ class Tug:
         u = t - self.start_s
         out = min_jerk(u / self.twist_s)
         back = min_jerk((u - self.twist_s) / self.back_s)
-        return {"beta": self.twist_rad * (out - (1.0 - self.residual) * back),
+        lasting = np.where(t >= self.end_s, self.residual, 0.0)
+        return {"beta": self.twist_rad * (out - (1.0 - self.residual) * back - lasting),
                 "alpha": self.pitch * abs(self.twist_rad) * (out - back)}
 
     @property
