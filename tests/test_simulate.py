@@ -382,15 +382,16 @@ def test_no_flexion_is_violent():
 def test_only_a_loose_strap_rings_after_each_flexion():
     from device.sim.shapes import Flexion, Ring
 
-    for scenario, rings_per_flexion in (("faint", 2), ("plmd", 0)):
-        events = simulate_night(scenario, 2, 2.0).plan.events
-        flexions = [e for e in events if isinstance(e, Flexion)]
-        rings = [e for e in events if isinstance(e, Ring)]
-        assert flexions and len(rings) == rings_per_flexion * len(flexions)
-        if rings:  # one as the flexion stops, one as the release stops
-            starts = {round(r.start_s, 6) for r in rings}
-            assert {round(e.end_s, 6) for e in flexions} <= starts
-            assert {round(e.start_s + e.flex_s, 6) for e in flexions} <= starts
+    # On two legs too: a flexion that moves to the other leg takes its rings with it.
+    for scenario, rings_per_flexion, legs in (("faint", 2, 1), ("faint", 2, 2), ("plmd", 0, 1)):
+        for plan in simulate_night(scenario, 2, 2.0, legs=legs).plans:
+            flexions = [e for e in plan.events if isinstance(e, Flexion)]
+            rings = [e for e in plan.events if isinstance(e, Ring)]
+            assert flexions and len(rings) == rings_per_flexion * len(flexions)
+            if rings:  # one as the flexion stops, one as the release stops
+                starts = {round(r.start_s, 6) for r in rings}
+                assert {round(e.end_s, 6) for e in flexions} <= starts
+                assert {round(e.start_s + e.flex_s, 6) for e in flexions} <= starts
 
 
 # The LSM6DS gyro's full scale is at most +-2000 dps; a shin in bed turns far slower (restless

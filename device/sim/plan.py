@@ -182,6 +182,8 @@ class _Planner:
         self.out_of_bed: list[tuple[float, float]] = []
         # Each leg's own events and their truth entries (whole-body ones are not listed).
         self.owned: list[tuple[Event, dict]] = []
+        # A loose strap's rings after each flexion (by the flexion's id), to follow it to a leg.
+        self.rings: dict[int, list[Ring]] = {}
         self.rem: list[tuple[float, float]] = []
         self.edge = self.lights_off = self.lights_on = self.get_up_s = self.window = self.latency = 0.0
 
@@ -497,7 +499,8 @@ class _Planner:
 
     def add_flexion(self, ev: Flexion, kind: str, series: int | None, wake: bool) -> None:
         self.plan.events.append(ev)
-        self.plan.events += strap_rings(self.rng, ev, self.sc.strap_ring_hz)
+        self.rings[id(ev)] = strap_rings(self.rng, ev, self.sc.strap_ring_hz)
+        self.plan.events += self.rings[id(ev)]
         self.busy.take(ev.start_s - 1.0, ev.end_s + 1.0)
         lm = self._lm(ev.start_s, ev.end_s, kind, _peak_dps(ev), _flex_deg(ev), wake)
         if series is not None:
@@ -573,7 +576,9 @@ def _second_leg(pl: _Planner, rng: np.random.Generator) -> Plan:
         elif isinstance(ev, (Twitch, Tug)) and r < 0.5:
             moved.add(id(ev))
         if id(ev) in moved:
-            p1.events.append(ev)
+            rings = pl.rings.get(id(ev), [])  # the strap rings where the flexion is
+            p1.events += [ev, *rings]
+            moved.update(id(ring) for ring in rings)
             entry["leg"] = 1
         if twin is not None:
             p1.events.append(twin)
