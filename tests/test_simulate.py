@@ -467,3 +467,22 @@ def test_every_true_lm_moves_the_shin_in_the_samples(scenario):
                 checked += 1
     assert checked >= 10
 
+
+
+def test_a_partner_rocks_the_mattress_at_1_to_10_dps():
+    """The documented 1-10 dps of a partner's rocking (the tilt's rate, 2 pi f times its amplitude),
+    read from the elevation and roll the plan gives the body; the Hann envelope's own slope adds a
+    little. A degrees-to-radians conversion done twice once made it 57 times smaller."""
+    from device.sim.shapes import Rocking
+
+    rates = []
+    for seed in (1, 2, 3):
+        for ev in simulate_night("control", seed, 8.0).plan.events:
+            if isinstance(ev, Rocking):
+                t = np.arange(ev.start_s, ev.end_s, 0.002)
+                ch = ev.channels(t)
+                for name in ("theta", "phi"):
+                    rates.append(np.degrees(np.max(np.abs(np.gradient(ch[name], t)))))
+    assert len(rates) >= 20
+    assert 0.5 <= min(rates) and max(rates) <= 12.0, (min(rates), max(rates))
+    assert max(rates) >= 5.0

@@ -343,8 +343,9 @@ class _Planner:
             t = rng.uniform(lo, max(lo, hi - dur))
             if t + dur <= hi and partner.free(t - 1.0, t + dur + 1.0):
                 f1, f2 = rng.uniform(0.3, 1.0), rng.uniform(1.0, 2.5)
-                # The rocking's own rate is 1-10 dps: rate = 2 pi f amplitude.
-                tilts = tuple(np.radians(rng.uniform(1.0, 10.0) / (360.0 * f1)) for _ in range(2))
+                # The rocking's own rate is 1-10 dps: rate = 2 pi f amplitude, with f the tilt's own
+                # frequency (elevation rocks at f1, roll at f1 + f2; see Rocking.channels).
+                tilts = tuple(np.radians(rng.uniform(1.0, 10.0) / (2 * np.pi * f)) for f in (f1, f1 + f2))
                 ev = Rocking(t, dur, (f1, f2), tilts, rng.uniform(0.005, 0.06), rng.uniform(0, 2 * np.pi))
                 self.plan.events.append(ev)
                 partner.take(t - 1.0, t + dur + 1.0)
