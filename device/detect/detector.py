@@ -22,6 +22,7 @@ from device.detect.lm import (
     HysteresisTracker,
     LMParams,
     NoiseFloor,
+    is_rocking,
     is_rolling,
 )
 from device.detect.posture import PostureParams, PostureTracker
@@ -196,7 +197,9 @@ class LegDetector:
             if not final and (now_s is None or now_s < b.offset_s + wait_s):
                 keep.append(b)
                 continue
-            if b.offset_s - b.onset_s < MIN_LM_S or is_rolling(b, self._lm_params):
+            if b.offset_s - b.onset_s < MIN_LM_S:
+                continue
+            if is_rolling(b, self._lm_params) or is_rocking(b, self._lm_params):
                 continue
             if self._posture.overlaps_upright(b.onset_s, b.offset_s, POSTURE_MARGIN_S):
                 continue

@@ -71,6 +71,14 @@ class LMParams:
     # body carries the leg round, often with no flexion for a second or two) the LM goes on.
     # A partner rocking the mattress tilts it at up to ~10 dps.
     roll_sustain_dps: float = 15.0
+    # Rocked, not moved: a partner rocking the mattress swings the whole leg passively back and
+    # forth about where it lay, slowly (the mattress tilts it at up to ~10 dps). A burst that
+    # travels more than one out-and-back (its flexion path at least rock_path_ratio times its
+    # reach; a flexion and its return, held or not, travel twice the reach) at a mean rate under
+    # rock_mean_dps is rocking. Restless flexing and turning over also swing back and forth, but
+    # actively: 8-30 deg swings at 25-150 dps (ARCHITECTURE.md), a mean rate well above 10 dps.
+    rock_path_ratio: float = 3.0
+    rock_mean_dps: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,7 @@ class Burst:
     roll_on_deg: float = 0.0
     roll_off_deg: float = 0.0
     roll_span_deg: float = 0.0  # max - min of the roll angle within the burst
+    path_deg: float = 0.0  # the flexion rate integrated unsigned over the burst's active runs
     cut_by_gap: bool = False
     held: bool = False  # already a flexion joined to its release
     turn: bool = False  # already joined as part of turning over
@@ -106,6 +115,7 @@ class Burst:
             roll_span_deg=max(
                 self.roll_span_deg, later.roll_span_deg, abs(later.roll_off_deg - self.roll_on_deg)
             ),
+            path_deg=self.path_deg + later.path_deg,
             cut_by_gap=later.cut_by_gap,
             held=held or self.held,
             turn=turn or self.turn,
@@ -172,7 +182,7 @@ class HysteresisTracker:
         self._segment_start_s: float | None = None  # first sample since the start or the last gap
         self._roll_on = self._roll_off = self._roll_lo = self._roll_hi = 0.0
         self._flex_on = self._flex_off = (0.0, 0.0)
-        self._flex_dev = self._peak = self._roll_peak = 0.0
+        self._flex_dev = self._peak = self._roll_peak = self._path = 0.0
 
     @property
     def onset_s(self) -> float | None:
@@ -206,6 +216,7 @@ class HysteresisTracker:
             self._segment_start_s = float(t_s[0])
         if len(starts):
             run_peak = run_reduce(np.maximum, gyro_dps, starts, ends)
+            run_path = run_reduce(np.add, gyro_dps, starts, ends) * self.dt_s
             run_roll_peak = run_reduce(np.maximum, roll_dps, starts, ends)
             run_fmax = run_reduce(np.maximum, flex_deg, starts, ends)
             run_fmin = run_reduce(np.minimum, flex_deg, starts, ends)
@@ -230,11 +241,12 @@ class HysteresisTracker:
                 self.in_lm = True
                 self._onset_s, self._flex_on, self._roll_on = run_start
                 self._flex_dev = 0.0
-                self._peak = self._roll_peak = 0.0
+                self._peak = self._roll_peak = self._path = 0.0
                 self._roll_lo = self._roll_hi = self._roll_on
             # Peaks and excursions come from the runs above the offset threshold, not the quiet
             # (held) stretches between them.
             self._peak = max(self._peak, float(run_peak[i]))
+            self._path += float(run_path[i])
             self._roll_peak = max(self._roll_peak, float(run_roll_peak[i]))
             reach = np.maximum(np.abs(run_fmax[i] - self._flex_on), np.abs(run_fmin[i] - self._flex_on))
             self._flex_dev = max(self._flex_dev, float(np.hypot(*reach)))
@@ -278,6 +290,7 @@ class HysteresisTracker:
             roll_on_deg=self._roll_on,
             roll_off_deg=self._roll_off,
             roll_span_deg=self._roll_hi - self._roll_lo,
+            path_deg=self._path,
         )
 
 
@@ -322,6 +335,17 @@ def is_rolling(burst: Burst, params: LMParams) -> bool:
     if is_turn(burst, params):
         return False  # turning over is scored: one LM longer than 10 s
     return burst.roll_peak_dps >= params.roll_rate_ratio * burst.peak_dps
+
+
+def is_rocking(burst: Burst, params: LMParams) -> bool:
+    """Whether a burst is the leg rocked back and forth by the mattress rather than moved."""
+    if is_turn(burst, params) or burst.held:
+        return False
+    duration_s = burst.offset_s - burst.onset_s
+    return (
+        burst.path_deg >= params.rock_path_ratio * burst.flex_dev_deg
+        and burst.path_deg < params.rock_mean_dps * duration_s
+    )
 
 
 def is_turning(first: Burst, second: Burst, params: LMParams) -> bool:
