@@ -19,13 +19,20 @@ _CONFIG_OPTION = click.option(
 )
 
 
+class BadConfig(click.ClickException):
+    """A bad config file. Exit 78 (EX_CONFIG, sysexits.h): the units' RestartPreventExitStatus=78
+    then stops systemd restarting a service that can only fail the same way again."""
+
+    exit_code = 78
+
+
 def _load_config(config_path: str):
     from server.config import ConfigError, load_config
 
     try:
         return load_config(config_path)
     except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+        raise BadConfig(str(e)) from None
 
 
 @cli.command()
@@ -46,7 +53,7 @@ def collect(config_path: str) -> None:
     try:
         code = run_collector(config_path)
     except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+        raise BadConfig(str(e)) from None
     raise SystemExit(code)
 
 

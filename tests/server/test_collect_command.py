@@ -64,4 +64,4 @@ def test_collect_names_the_bad_config(tmp_path):
     bad = tmp_path / "server.toml"
     bad.write_text("[mqtt]\nport = \"x\"\n")
     result = subprocess.run([RLSMON_SERVER, "collect", "--config", str(bad)], capture_output=True, text=True)
-    assert result.returncode == 1 and f"{bad}: [mqtt] port" in result.stderr
+    assert result.returncode == 78 and f"{bad}: [mqtt] port" in result.stderr
