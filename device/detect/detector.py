@@ -22,6 +22,7 @@ from device.detect.lm import (
     HysteresisTracker,
     LMParams,
     NoiseFloor,
+    fast_part_stands_in,
     is_rocking,
     is_rolling,
 )
@@ -75,6 +76,11 @@ class LegDetector:
         self._floor = NoiseFloor(self._cond.params.window_s, self._lm_params)
         self._tracker = HysteresisTracker(self.odr_hz, self._lm_params)
         self._merger = HoldMerger(self._lm_params)
+        # The same stages above the rate a rocked mattress reaches: what moved the leg faster than
+        # the rocking, in case a burst turns out to be rocking.
+        self._fast_tracker = HysteresisTracker(self.odr_hz, self._lm_params)
+        self._fast_merger = HoldMerger(self._lm_params)
+        self._fast: list[Burst] = []
         self._posture = PostureTracker(posture)
         self._buf_t = np.empty(self.frame_n)
         self._buf_accel = np.empty((self.frame_n, 3))
@@ -156,6 +162,9 @@ class LegDetector:
 
     def _close_segment(self, end_s: float) -> None:
         """The data stops at `end_s` (a gap or the end): end what is in progress there."""
+        for burst in self._fast_tracker.cut(end_s):
+            self._fast.extend(self._fast_merger.add(burst))
+        self._fast.extend(self._fast_merger.flush())
         for burst in self._tracker.cut(end_s):
             self._emit(self._merger.add(burst))
         self._emit(self._merger.flush())  # nothing joins across a gap
@@ -177,11 +186,16 @@ class LegDetector:
         )
         act_on = np.maximum(cf.gyro_act_dps / th.on_gyro_dps, cf.accel_act_g / th.on_accel_g)
 
-        for burst in self._tracker.process(
-            t, act_on, act_off, cf.gyro_dps_mag, cf.roll_dps, cf.flex_deg, cf.roll_deg, cf.delay_samples
-        ):
-            self._emit(self._merger.add(burst))
+        ceiling = self._lm_params.rock_ceiling_dps
+        fast_on = cf.gyro_act_dps / max(th.on_gyro_dps, 1.2 * ceiling)
+        fast_off = cf.gyro_act_dps / max(th.off_gyro_dps, ceiling)
+        signals = (cf.gyro_dps_mag, cf.roll_dps, cf.flex_deg, cf.roll_deg, cf.delay_samples)
         now_s = float(win_end[-1])
+        for burst in self._fast_tracker.process(t, fast_on, fast_off, *signals):
+            self._fast.extend(self._fast_merger.add(burst))
+        self._fast.extend(self._fast_merger.release(now_s, self._fast_tracker.onset_s))
+        for burst in self._tracker.process(t, act_on, act_off, *signals):
+            self._emit(self._merger.add(burst))
         self._emit(self._merger.release(now_s, self._tracker.onset_s))
         self._emit([], now_s=now_s)
 
@@ -197,15 +211,21 @@ class LegDetector:
             if not final and (now_s is None or now_s < b.offset_s + wait_s):
                 keep.append(b)
                 continue
-            if b.offset_s - b.onset_s < MIN_LM_S:
-                continue
-            if is_rolling(b, self._lm_params) or is_rocking(b, self._lm_params):
-                continue
-            if self._posture.overlaps_upright(b.onset_s, b.offset_s, POSTURE_MARGIN_S):
-                continue
-            self._out.movements.append(
-                LegMovement(b.onset_s, b.offset_s, leg=self.leg, peak_dps=b.peak_dps, tilt_deg=b.flex_dev_deg)
-            )
+            if final:
+                self._fast.extend(self._fast_merger.flush())
+            # The fast bursts inside this one stand in for it if it was (partly) rocking.
+            inside = [f for f in self._fast if f.onset_s <= b.offset_s]
+            self._fast = self._fast[len(inside) :]
+            for m in inside if fast_part_stands_in(b, inside, self._lm_params) else [b]:
+                if m.offset_s - m.onset_s < MIN_LM_S or is_rolling(m, self._lm_params):
+                    continue
+                if is_rocking(m, self._lm_params):
+                    continue
+                if self._posture.overlaps_upright(m.onset_s, m.offset_s, POSTURE_MARGIN_S):
+                    continue
+                self._out.movements.append(
+                    LegMovement(m.onset_s, m.offset_s, leg=self.leg, peak_dps=m.peak_dps, tilt_deg=m.flex_dev_deg)
+                )
         self._awaiting = keep
         if now_s is not None:
             open_onsets = [b.onset_s for b in keep] + [self._tracker.onset_s, self._merger.onset_s, now_s]

@@ -79,6 +79,14 @@ class LMParams:
     # actively: 8-30 deg swings at 25-150 dps (ARCHITECTURE.md), a mean rate well above 10 dps.
     rock_path_ratio: float = 3.0
     rock_mean_dps: float = 6.0
+    # A leg movement during the rocking still shows where it turns the leg faster than the mattress
+    # can: the bursts of rotation above rock_ceiling_dps (starting once above 1.2 times it) inside
+    # a rocking burst are judged as LMs of their own. So is such a whole movement (out and back)
+    # inside a burst that went on slowly for more than rock_lead_s before it: a flexion from rest
+    # passes 10 dps well within a second (a 2-25 deg minimum-jerk flex of 0.15-2 s peaks at
+    # 10-150 dps, ARCHITECTURE.md), so a slow lead-in that long is the rocking it came on top of.
+    rock_ceiling_dps: float = 10.0
+    rock_lead_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -346,6 +354,19 @@ def is_rocking(burst: Burst, params: LMParams) -> bool:
         burst.path_deg >= params.rock_path_ratio * burst.flex_dev_deg
         and burst.path_deg < params.rock_mean_dps * duration_s
     )
+
+
+def fast_part_stands_in(burst: Burst, fast: list[Burst], params: LMParams) -> bool:
+    """Whether the fast bursts inside `burst` are the movements, the rest of it being rocking."""
+    if is_rocking(burst, params):
+        return True
+    if not fast or burst.held or is_turn(burst, params):
+        return False
+    # ...and only where the fast part is a whole movement, out and back (a fast release after a
+    # slow flexion and hold is one way: the burst is the LM, from the flexion on).
+    first = fast[0]
+    net_deg = _norm(first.flex_off_deg, first.flex_on_deg)
+    return first.onset_s - burst.onset_s > params.rock_lead_s and net_deg < 0.5 * first.flex_dev_deg
 
 
 def is_turning(first: Burst, second: Burst, params: LMParams) -> bool:

@@ -199,6 +199,32 @@ def test_a_partner_rocking_the_mattress_is_not_an_lm():
     assert run(t, *readings(rock, rock)).movements == []
 
 
+def partner_rocking(t: np.ndarray, start_s: float, dur_s: float, f_hz: float, rate_dps: float) -> np.ndarray:
+    """A mattress rocked by someone else tilts the whole leg passively: a symmetric swing about where
+    it lay, at `f_hz` and `rate_dps` at most (rate = 2 pi f amplitude), under a Hann envelope."""
+    env = np.sin(np.pi * np.clip((t - start_s) / dur_s, 0.0, 1.0)) ** 2
+    return rate_dps / (2 * np.pi * f_hz) * env * np.sin(2 * np.pi * f_hz * (t - start_s))
+
+
+@pytest.mark.parametrize("f_hz, rate_dps", [(0.3, 10.0), (0.5, 9.0), (1.0, 8.0)])
+def test_a_partner_rocking_the_mattress_fast_enough_to_cross_the_onset_is_not_an_lm(f_hz, rate_dps):
+    """Above the 6 dps onset, for 15 s: a burst going back and forth, slowly, is the leg rocked."""
+    t = times(90)
+    pitch = partner_rocking(t, 30.0, 15.0, f_hz, rate_dps)
+    roll = partner_rocking(t, 30.0, 15.0, 2.5 * f_hz, rate_dps)
+    assert run(t, *readings(pitch, roll)).movements == []
+
+
+@pytest.mark.parametrize("deg, flex_s, hold_s", [(12.0, 0.8, 1.0), (15.0, 1.0, 0.0), (8.0, 0.5, 2.0)])
+def test_a_leg_movement_while_the_partner_rocks_the_mattress_is_still_found(deg, flex_s, hold_s):
+    t = times(90)
+    pitch = partner_rocking(t, 30.0, 15.0, 0.5, 9.0) + flex(t, 37.0, deg, flex_s, hold_s, flex_s)
+    roll = partner_rocking(t, 30.0, 15.0, 1.25, 9.0)
+    (lm,) = run(t, *readings(pitch, roll)).movements
+    assert lm.onset_s == pytest.approx(37.0, abs=0.5)
+    assert lm.offset_s > 37.0 + flex_s + hold_s
+
+
 def test_a_gap_ends_the_lm_in_progress_and_is_reported():
     t = times(90)
     accel, gyro = readings(flex(t, 40.0, 10.0, 1.5, 2.0, 1.5))
