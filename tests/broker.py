@@ -1,14 +1,14 @@
-"""A real mosquitto on a loopback port, for tests, benchmarks and the demo's checks.
+"""A real mosquitto on a loopback port, for tests and benchmarks.
 
-It runs exactly as production does (see firmware_config/): TLS only, no anonymous clients, a password
-per device and an ACL that lets each device write only under `rlsmon/v1/<its user>/`. Certificates
-come from trustme, passwords from `mosquitto_passwd`.
+It runs the production config and ACL from firmware_config/, with only its paths and port changed
+(the demo does the same): TLS only, no anonymous clients, a password per device, and an ACL that lets
+each device write only under `rlsmon/v1/<its user>/`. Certificates come from trustme, passwords from
+`mosquitto_passwd`.
 """
 
 from __future__ import annotations
 
 import getpass
-import os
 import queue
 import secrets
 import shutil
@@ -23,24 +23,10 @@ from pathlib import Path
 
 import trustme
 
-COLLECTOR_USER = "collector"
+from device.demo import accepts_tls, broker_config, mosquitto_binary
 
-ACL_TEMPLATE = """\
-# The collector reads every device's topics.
-user {collector}
-topic read rlsmon/v1/#
-
-# Each device writes only its own topics (its username is its device id).
-pattern write rlsmon/v1/%u/#
-"""
-
-
-def mosquitto_binary() -> str:
-    """The mosquitto executable; Debian puts it in /usr/sbin, which may not be on PATH."""
-    found = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
-    if not found:
-        raise RuntimeError("mosquitto is not installed: run `make test`, which installs it from apt")
-    return found
+REPO = Path(__file__).resolve().parents[1]
+COLLECTOR_USER = "collector"  # as in firmware_config/mosquitto.acl
 
 
 def free_port() -> int:
@@ -74,41 +60,22 @@ class Broker:
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.ca_file = self.workdir / "ca.pem"
+        tls_dir = self.workdir / "tls"
+        tls_dir.mkdir(exist_ok=True)
+        self.ca_file = tls_dir / "ca.crt"
         self.ca.cert_pem.write_to_path(str(self.ca_file))
         cert = self.ca.issue_cert("localhost", "127.0.0.1")
-        cert.cert_chain_pems[0].write_to_path(str(self.workdir / "server.pem"))
-        cert.private_key_pem.write_to_path(str(self.workdir / "server.key"))
+        cert.cert_chain_pems[0].write_to_path(str(tls_dir / "server.crt"))
+        cert.private_key_pem.write_to_path(str(tls_dir / "server.key"))
         self.password_file = self.workdir / "passwd"
         self.password_file.touch(mode=0o600)
         self.acl_file = self.workdir / "acl"
-        self.acl_file.write_text(ACL_TEMPLATE.format(collector=self.collector_user))
+        shutil.copy(REPO / "firmware_config" / "mosquitto.acl", self.acl_file)
         self.log_file = self.workdir / "mosquitto.log"
         self._set_password(self.collector_user, self.collector_password)
-        (self.workdir / "mosquitto.conf").write_text(
-            f"""\
-per_listener_settings false
-allow_anonymous false
-password_file {self.password_file}
-acl_file {self.acl_file}
-persistence true
-persistence_location {self.workdir}/
-autosave_interval 1
-log_dest file {self.log_file}
-log_type error
-log_type warning
-log_type notice
-log_type information
-connection_messages true
-user {getpass.getuser()}
-message_size_limit 262144
-listener {self.port} {self.host}
-cafile {self.ca_file}
-certfile {self.workdir / 'server.pem'}
-keyfile {self.workdir / 'server.key'}
-tls_version tlsv1.2
-"""
-        )
+        (self.workdir / "mosquitto.conf").write_text(broker_config(
+            (REPO / "firmware_config" / "mosquitto.conf").read_text(), port=self.port, tls_dir=tls_dir,
+            mosquitto_dir=self.workdir, user=getpass.getuser()))
 
     def _set_password(self, user: str, password: str) -> None:
         subprocess.run(
@@ -131,13 +98,7 @@ tls_version tlsv1.2
     def _accepts_tls(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError(f"mosquitto exited with {self.process.returncode}; see {self.log_file}")
-        context = ssl.create_default_context(cafile=str(self.ca_file))
-        try:
-            with socket.create_connection((self.host, self.port), timeout=1) as raw:
-                with context.wrap_socket(raw, server_hostname="localhost"):
-                    return True
-        except OSError:
-            return False
+        return accepts_tls(self.host, self.port, self.ca_file)
 
     def stop(self) -> None:
         """Stop mosquitto cleanly (SIGTERM): it saves its persistent sessions first."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import queue
 
-import paho.mqtt.client as mqtt
 import pytest
 
 

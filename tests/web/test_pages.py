@@ -121,7 +121,7 @@ def test_the_trend_has_the_chart_notes_and_nights(staff, seeded):
     assert "ropinirole 0.25 mg started" in chart
     assert "7-night mean" in chart and "7-night range" in chart
     assert "Trotti" in html
-    assert html.count(f'href="/devices/dev-a/nights/') == 30
+    assert html.count('href="/devices/dev-a/nights/') == 30
 
 
 def test_a_note_with_a_bad_date_or_no_text_is_refused(staff, seeded):
