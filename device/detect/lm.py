@@ -17,6 +17,9 @@ Three stages, each with a little carried state:
    (ARCHITECTURE.md, "What a shin sensor sees"). Turning over is also joined: bursts close together
    while the leg rolls far about its own axis are one long movement, so a turn (longer than 10 s,
    ARCHITECTURE.md) is one LM that breaks a series, never a run of CLMs.
+A partner rocking the mattress swings the leg back and forth slowly: such a burst is no LM
+(`is_rocking`), but a movement made during it still stands out where it turns the leg faster than a
+mattress can, and a second tracker above that rate finds it (`fast_part_stands_in`).
 LMs shorter than 0.5 s are dropped (WASM 2016: an LM lasts at least 0.5 s). LMs over 10 s are kept
 as LMs: scoring makes them non-CLMs that break a series.
 """
