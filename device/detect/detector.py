@@ -172,7 +172,6 @@ class LegDetector:
 
     def _process(self, t: np.ndarray, accel_g: np.ndarray, gyro_dps: np.ndarray) -> None:
         cf = self._cond.process(accel_g, gyro_dps)
-        counts = np.diff(np.append(cf.window_start, len(t)))
         win_end = t[np.append(cf.window_start[1:], len(t)) - 1] + self.dt_s
         th = self._floor.update(cf.gyro_window_dps, cf.accel_window_g)
         self._out.postures.extend(self._posture.update(t[cf.window_start], win_end, cf.elevation_deg))
