@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -125,10 +127,14 @@ def test_installer_scripts_are_executable_in_git():
 
 @pytest.mark.parametrize("component", ["device", "server"])
 def test_real_install_needs_root(component):
-    # As root here, drop to nobody: the refusal is what a non-root user sees.
+    # As root here, drop to nobody: the refusal is what a non-root user sees. Nobody may not be able
+    # to read the checkout (a fresh clone under pytest's 0700 tmp), so it runs a copy in /tmp.
     as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
-    result = subprocess.run([*as_user, "bash", str(SYSTEMD / f"install-{component}.sh")],
-                            capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chmod(scratch, 0o755)
+        scripts = shutil.copytree(SYSTEMD, Path(scratch) / "systemd")
+        result = subprocess.run([*as_user, "bash", str(scripts / f"install-{component}.sh")],
+                                capture_output=True, text=True)
     assert result.returncode == 1 and "run as root" in result.stderr
 
 
