@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from datetime import datetime, timezone
 
 from sqlite_utils import Database
@@ -29,6 +30,21 @@ BUSY_TIMEOUT_S = 10.0
 def utc_now() -> str:
     """The current time as an ISO 8601 UTC string, e.g. `2026-01-31T06:02:03.123456+00:00`."""
     return datetime.now(timezone.utc).isoformat()
+
+
+def _enable_wal(db: Database) -> None:
+    # Turning a new database to WAL takes an exclusive lock, and when another process is doing the
+    # same SQLite answers SQLITE_BUSY at once instead of waiting on the busy timeout. The switch is
+    # idempotent, so retry it until that timeout.
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.enable_wal()
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _ddl(db: Database, *statements: str) -> None:
@@ -181,7 +197,7 @@ def open_db(path: str | os.PathLike[str], *, check_same_thread: bool = True) -> 
     )
     db = Database(conn)
     if os.fspath(path) != ":memory:":
-        db.enable_wal()
+        _enable_wal(db)
     db.execute("PRAGMA foreign_keys = ON")
     db.execute("PRAGMA synchronous = FULL")
     if MIGRATIONS.pending(db):
