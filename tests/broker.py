@@ -155,22 +155,37 @@ class Broker:
             c.disconnect()
             c.loop_stop()
 
-    def subscribe(self, topic: str, username: str | None = None, password: str | None = None) -> "Subscription":
-        """Subscribe (as the collector by default) and collect messages; returns once subscribed."""
-        return Subscription(self, topic, username or self.collector_user, password or self.collector_password)
+    def subscribe(self, topic: str, username: str | None = None, password: str | None = None,
+                  session: str | None = None) -> "Subscription":
+        """Subscribe (as the collector by default) and collect messages; returns once subscribed.
+
+        With `session` (a client id) the subscription is a persistent MQTT v5 session: closed, or
+        across a broker restart, the broker queues what arrives for it, and subscribing again with
+        the same `session` delivers that. A test that must not miss a message published while it
+        is away (a daemon reconnecting as soon as the broker is back) subscribes this way first.
+        """
+        return Subscription(self, topic, username or self.collector_user, password or self.collector_password,
+                            session)
 
 
 class Subscription:
     """A QoS 1 subscriber whose messages land in `messages`, a queue of (topic, payload bytes, retain)."""
 
-    def __init__(self, broker: Broker, topic: str, username: str, password: str) -> None:
+    def __init__(self, broker: Broker, topic: str, username: str, password: str, session: str | None = None) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
         self.messages: queue.Queue = queue.Queue()
         subscribed = threading.Event()
-        self._client = broker.client(username, password)
+        self._client = broker.client(username, password, client_id=session or "")
         self._client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self._client.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
         self._client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload, m.retain))
-        self._client.connect(broker.host, broker.port)
+        properties = None
+        if session:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = 3600
+        self._client.connect(broker.host, broker.port, clean_start=not session, properties=properties)
         self._client.loop_start()
         if not subscribed.wait(10):
             self.close()

@@ -60,6 +60,9 @@ def test_a_full_night_yields_exactly_one_summary(mqtt_broker, tmp_path, night_re
 def test_broker_down_through_two_nights_then_back(mqtt_broker, tmp_path, night_recording, daemons):
     rec, _ = night_recording
     password = mqtt_broker.add_device("dev-a")
+    # The daemon publishes the moment it reconnects, so the subscriber's session must already exist
+    # then: a persistent session, made before the broker stops, queues the summaries for it.
+    mqtt_broker.subscribe("rlsmon/v1/dev-a/summary", session="night-test").close()
     mqtt_broker.stop()
     run = start_daemon(write_config(tmp_path, mqtt_broker, password=password), [rec, rec], nights=2)
     daemons.append(run)
@@ -67,8 +70,8 @@ def test_broker_down_through_two_nights_then_back(mqtt_broker, tmp_path, night_r
     wait_for(lambda: run.query("select count(*) from outbox") == [(2,)], 180, "two queued summaries", run.proc)
     assert run.proc.poll() is None
     mqtt_broker.start()
-    sub = mqtt_broker.subscribe("rlsmon/v1/dev-a/summary")
     assert run.proc.wait(120) == 0, run.log()
+    sub = mqtt_broker.subscribe("rlsmon/v1/dev-a/summary", session="night-test")
     got = summaries(sub, 10)
     sub.close()
     assert [s["night"] for s in got] == ["2026-03-01", "2026-03-02"]
