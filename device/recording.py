@@ -1,6 +1,6 @@
 """The recording CSV: read it as a stream of `SampleBlock`s, and write one.
 
-The format (ARCHITECTURE.md): a header line `t,ax,ay,az,gx,gy,gz`, then one row per sample; `t` in
+The format (docs/architecture.md): a header line `t,ax,ay,az,gx,gy,gz`, then one row per sample; `t` in
 seconds from the start of the recording, accel in g, gyro in dps. A jump in `t` is a gap in
 recording: it is kept as it is, never interpolated.
 

@@ -16,7 +16,7 @@ class SampleBlock:
 
     `t_s` is seconds from the start of the recording (or night), one per sample. `accel_g` and
     `gyro_dps` are (n, 3) arrays in the sensor frame: x along the shin toward the knee, y lateral,
-    z out of the shin's front (see ARCHITECTURE.md). A jump in `t_s` larger than 1.5 sample periods,
+    z out of the shin's front (see docs/architecture.md). A jump in `t_s` larger than 1.5 sample periods,
     inside a block or between blocks, is a gap in recording: it is never interpolated.
     """
 

@@ -450,7 +450,7 @@ def test_no_gyro_sample_is_beyond_what_a_shin_can_do(scenario):
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_every_true_lm_moves_the_shin_in_the_samples(scenario):
     """What the truth calls an LM must be there to score: the shin turns by at least 2 deg at at
-    least 10 dps (ARCHITECTURE.md; 10% off for sampling a 52-Hz grid and the noise), read from the
+    least 10 dps (docs/architecture.md; 10% off for sampling a 52-Hz grid and the noise), read from the
     gyro alone, so it holds on a side too where gravity barely moves."""
     checked = 0
     for seed in (1, 2):

@@ -15,7 +15,7 @@ def in_bed_intervals(
     """The spans in bed: the shin lying (near horizontal), and between lights off and on when marked.
 
     The shin is near horizontal in bed and near vertical when standing, walking or sitting on the
-    bed's edge (ARCHITECTURE.md), so only `"lying"` counts; `"unknown"` does not. When the patient
+    bed's edge (docs/architecture.md), so only `"lying"` counts; `"unknown"` does not. When the patient
     marked lights off/on, in bed is also limited to those windows, as a PSG's time in bed runs from
     lights off to lights on; a trip to the bathroom inside the window still leaves bed, by posture.
     A lights-off without a later lights-on runs to the end; a lights-on with no lights-off before it

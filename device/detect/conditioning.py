@@ -5,7 +5,7 @@ and returns the conditioned signals for it; filter histories are carried to the 
 cleared after a gap. The work is vectorised per frame; the only sequential state is a few floats
 per 0.5-s window.
 
-Sensor frame (ARCHITECTURE.md): x along the shin toward the knee, y lateral, z out of the shin's
+Sensor frame (docs/architecture.md): x along the shin toward the knee, y lateral, z out of the shin's
 front. Knee flexion tilts the shin about y; rotation about x is rolling (turning over, a partner
 tilting the mattress, a tugged cable twisting a loose strap), not flexion. So the activity is built
 from quantities that rolling about x leaves unchanged: the rotation rate in the y-z plane, and the
@@ -26,7 +26,7 @@ class ConditioningParams:
 
     window_s: float = 0.5  # statistics window: bias tracking, noise floor, elevation
     # PAM-RL band-passes acceleration at 0.3–20 Hz (the device validated by Sforza et al., Sleep Med
-    # 2005; its parameters as in ARCHITECTURE.md). On the shin the gyro carries the tilt, and a
+    # 2005; its parameters as in docs/architecture.md). On the shin the gyro carries the tilt, and a
     # high-pass holds a tilt step above threshold for about its own time constant, which would push
     # offsets late and stretch a 0.3-s twitch past 0.5 s. So the trailing mean is short (≈3 Hz): the
     # acceleration adds the jolts and kicks, the gyro the timing.

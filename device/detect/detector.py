@@ -29,7 +29,7 @@ from device.detect.lm import (
 from device.detect.posture import PostureParams, PostureTracker
 from device.samples import SampleBlock
 
-# A jump in t_s of more than 1.5 sample periods is a gap in recording (SampleBlock, ARCHITECTURE.md).
+# A jump in t_s of more than 1.5 sample periods is a gap in recording (SampleBlock, docs/architecture.md).
 GAP_PERIODS = 1.5
 # Movements this close to a spell upright belong to getting up or lying down.
 POSTURE_MARGIN_S = 3.0

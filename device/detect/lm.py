@@ -14,9 +14,9 @@ Three stages, each with a little carried state:
 3. `HoldMerger`: a held contraction. The leg flexes, stays flexed with little rotation, then
    releases. The gyro sees two bursts; the flexion angle (gyro y-z integrated) shows the leg held away
    from where it started and brought back, so the two are one LM from the flexion to the release
-   (ARCHITECTURE.md, "What a shin sensor sees"). Turning over is also joined: bursts close together
+   (docs/architecture.md, "What a shin sensor sees"). Turning over is also joined: bursts close together
    while the leg rolls far about its own axis are one long movement, so a turn (longer than 10 s,
-   ARCHITECTURE.md) is one LM that breaks a series, never a run of CLMs.
+   docs/architecture.md) is one LM that breaks a series, never a run of CLMs.
 A partner rocking the mattress swings the leg back and forth slowly: such a burst is no LM
 (`is_rocking`), but a movement made during it still stands out where it turns the leg faster than a
 mattress can, and a second tracker above that rate finds it (`fast_part_stands_in`).
@@ -48,7 +48,7 @@ class LMParams:
     offset_ratio: float = 0.25  # offset / onset threshold: WASM 2016 EMG, 2 µV / 8 µV above resting
     # ...but never within the noise: on a rattling strap, noise peaks would hold an LM open.
     offset_x_floor: float = 4.0
-    # Lower bounds. A movement worth catching peaks at 10-150 dps on the shin (ARCHITECTURE.md), while
+    # Lower bounds. A movement worth catching peaks at 10-150 dps on the shin (docs/architecture.md), while
     # a partner rocking the mattress mostly rolls the leg (about x, not counted) and tilts it at a
     # few dps: the onset needs 6 dps whatever the floor.
     min_onset_dps: float = 6.0
@@ -79,7 +79,7 @@ class LMParams:
     # travels more than one out-and-back (its flexion path at least rock_path_ratio times its
     # reach; a flexion and its return, held or not, travel twice the reach) at a mean rate under
     # rock_mean_dps is rocking. Restless flexing and turning over also swing back and forth, but
-    # actively: 8-30 deg swings at 25-150 dps (ARCHITECTURE.md), a mean rate well above 10 dps.
+    # actively: 8-30 deg swings at 25-150 dps (docs/architecture.md), a mean rate well above 10 dps.
     rock_path_ratio: float = 3.0
     rock_mean_dps: float = 6.0
     # A leg movement during the rocking still shows where it turns the leg faster than the mattress
@@ -87,7 +87,7 @@ class LMParams:
     # a rocking burst are judged as LMs of their own. So is such a whole movement (out and back)
     # inside a burst that went on slowly for more than rock_lead_s before it: a flexion from rest
     # passes 10 dps well within a second (a 2-25 deg minimum-jerk flex of 0.15-2 s peaks at
-    # 10-150 dps, ARCHITECTURE.md), so a slow lead-in that long is the rocking it came on top of.
+    # 10-150 dps, docs/architecture.md), so a slow lead-in that long is the rocking it came on top of.
     rock_ceiling_dps: float = 10.0
     rock_lead_s: float = 1.0
 

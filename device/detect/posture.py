@@ -3,7 +3,7 @@
 Input is one elevation per 0.5-s window (the angle of the shin axis above the horizontal, from the
 gravity estimate). A hysteresis band keeps a posture until the angle clearly leaves it, and a new
 posture must hold for `min_posture_s` before it is accepted, so shifting the legs in bed or a
-stumble never splits the night. ARCHITECTURE.md: "the shin is near horizontal while lying and near
+stumble never splits the night. docs/architecture.md: "the shin is near horizontal while lying and near
 vertical while standing or walking".
 """
 

@@ -1,6 +1,6 @@
 """Rigid-body kinematics of a sensor on the shin, and the MEMS sensor model.
 
-Frames. World: Z up. Sensor (ARCHITECTURE.md): x along the shin toward the knee, y lateral, z out of
+Frames. World: Z up. Sensor (docs/architecture.md): x along the shin toward the knee, y lateral, z out of
 the shin's front. The sensor's orientation is a chain of four rotations, applied to sensor vectors
 from the right:
 

@@ -78,13 +78,13 @@ MAX_FLEX_ACCEL_RAD_S2 = 15.0
 
 def make_flexion(rng: np.random.Generator, onset_s: float, flex_deg: tuple[float, float]) -> Flexion:
     """A PLM-like flexion. WASM 2016 (Ferri et al., Sleep Med 2016): an LM lasts 0.5-10 s; PLMs
-    mostly 1.5-5 s (ARCHITECTURE.md; Coleman et al., Ann Neurol 1980). Peak shin rates of 10-150
-    dps (ARCHITECTURE.md)."""
+    mostly 1.5-5 s (docs/architecture.md; Coleman et al., Ann Neurol 1980). Peak shin rates of 10-150
+    dps (docs/architecture.md)."""
     amp = _loguniform(rng, *flex_deg)
     dur = float(np.clip(rng.lognormal(np.log(2.5), 0.45), 0.6, 9.5))
     # Minimum-jerk peak speed is 1.875 amplitude/duration: pick the peak, derive the duration. Its
     # peak angular acceleration is 5.77 amplitude/duration^2; capping that keeps the sensor's lever
-    # arm (up to 40 cm from the knee) within the 20-1000 mg of ARCHITECTURE.md.
+    # arm (up to 40 cm from the knee) within the 20-1000 mg of docs/architecture.md.
     fastest_s = np.sqrt(5.77 * np.radians(amp) / MAX_FLEX_ACCEL_RAD_S2)
     peak_flex = _loguniform(rng, max(10.0, 1.875 * amp / 2.0), min(150.0, 1.875 * amp / max(0.15, fastest_s)))
     peak_release = _loguniform(rng, max(10.0, 1.875 * amp / 3.0),
@@ -393,7 +393,7 @@ class _Planner:
         t0, _, _ = self.now()
         self.key(t0 + 1.0, self.rng.uniform(*STANDING_DEG), 0.0)
         self.positions.append({"start_s": t0, "position": "standing"})
-        # A slow walk in the night: 0.85-1 strides/s, so steps at 1.7-2 Hz (ARCHITECTURE.md: about
+        # A slow walk in the night: 0.85-1 strides/s, so steps at 1.7-2 Hz (docs/architecture.md: about
         # 2 Hz). The shank swings through some 50-60 deg, its rate peaking at 200-300 dps in swing
         # (shank gyroscopes in gait: Aminian et al., J Biomech 2002).
         walk = Walk(

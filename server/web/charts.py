@@ -41,7 +41,7 @@ NOTE_COLOUR = "#6a4c93"
 # WASM 2016 (Ferri et al., Sleep Med 2016): PLM series need onset-to-onset intervals of 10–90 s.
 IMI_MIN_S = 10.0
 IMI_MAX_S = 90.0
-# Clinically significant in adults: PLMI > 15 /h (WASM 2016; ARCHITECTURE.md "Flags").
+# Clinically significant in adults: PLMI > 15 /h (WASM 2016; docs/architecture.md "Indices and flags").
 PLMI_SIGNIFICANT = 15.0
 
 P = ParamSpec("P")

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 DeviceId = Path(pattern=DEVICE_ID_PATTERN, max_length=63)
 
-# Shown on every night: what a shin accelerometer cannot know (ARCHITECTURE.md, domain rules).
+# Shown on every night: what a shin accelerometer cannot know (docs/architecture.md, domain rules).
 STANDING_CAVEATS = (
     "Respiratory-related leg movements are not excluded: there is no respiratory signal.",
     "Indices are per hour in bed, not per hour of sleep: there is no EEG (as PAM-RL reports them).",
