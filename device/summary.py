@@ -7,7 +7,9 @@ import uuid
 from typing import Any
 
 from device import __version__
+from device.detect.bed import in_bed_intervals
 from device.detect.events import Interval
+from device.detect.scoring import score_night
 from device.store import Segment, StoredNight
 
 
@@ -36,9 +38,6 @@ def coverage_gaps(segments: list[Segment], detector_gaps: list[Interval], durati
 def build_summary(stored: StoredNight, device_id: str, generated_at: dt.datetime) -> dict[str, Any]:
     """The published summary: `score_night`'s core from the stored night plus the device metadata
     of docs/summary.md."""
-    from device.detect.bed import in_bed_intervals
-    from device.detect.scoring import score_night
-
     info = stored.info
     legs_n = int(info.sensor.get("legs", 1))
     gaps = coverage_gaps(stored.segments, stored.gaps, info.duration_s)

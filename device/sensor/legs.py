@@ -14,7 +14,9 @@ import numpy as np
 from device.clock import Clock
 from device.config import DeviceConfig
 from device.errors import SensorError
+from device.panel import int1_input
 from device.samples import SampleBlock
+from device.sensor.fifo import FifoReader
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +99,6 @@ def open_hardware(cfg: DeviceConfig, clock: Clock) -> LegReaders:
     """The real sensor(s): smbus2 on the configured bus, INT1 through gpiozero for the first leg."""
     from smbus2 import SMBus
 
-    from device.panel import int1_input
-
     try:
         bus = SMBus(cfg.sensor.bus)
     except OSError as exc:
@@ -114,8 +114,6 @@ def open_hardware(cfg: DeviceConfig, clock: Clock) -> LegReaders:
 
 def read_legs(cfg: DeviceConfig, clock: Clock, bus: Any, int1: Any, driver: str, chip: str | None) -> LegReaders:
     """A FIFO reader per leg on `bus` (INT1 wired for the first); closes bus and int1 on failure."""
-    from device.sensor.fifo import FifoReader
-
     def cleanup() -> None:
         if int1 is not None:
             int1.close()
