@@ -1,12 +1,16 @@
 """Clocks. Everything on the device that needs time is handed one of these, never `time` itself.
 
 The same sensor, emulator and daemon code then runs in real time on a Pi, faster than real time for
-the demo (`ScaledClock`), and as fast as the machine allows in tests and `capture --emulate`
-(`VirtualClock`).
+the demo (`ScaledClock`; `FastForwardClock` for `run --emulate`, which also skips the idle day
+between nights), and as fast as the machine allows in tests and `capture --emulate` (`VirtualClock`).
+`ntp_synchronized` says whether the system clock itself can be trusted.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import subprocess
 import threading
 import time
 from typing import Protocol
@@ -102,3 +106,55 @@ class VirtualClock:
             return True
         self.advance(timeout_s)
         return event.is_set()
+
+
+class FastForwardClock(ScaledClock):
+    """A `ScaledClock` that can also skip idle time, so an emulated device plays night after night
+    without waiting out the days between them."""
+
+    def __init__(self, speed: float, start_wall: float | None = None, real_origin: float | None = None) -> None:
+        super().__init__(speed, start_wall)
+        # With `real_origin` (a Unix time), the clock read `start_wall` at that real instant, so a
+        # restarted process continues the same timeline, the downtime included.
+        self._real_origin = real_origin
+        self._skipped_s = 0.0 if real_origin is None else max(0.0, time.time() - real_origin) * speed
+
+    def start(self) -> None:
+        """Without a `real_origin`, read `start_wall` now: the daemon's start-up takes no clock time."""
+        if self._real_origin is None:
+            self._real0 = time.monotonic()
+            self._skipped_s = 0.0
+
+    def monotonic(self) -> float:
+        return super().monotonic() + self._skipped_s
+
+    def skip_to(self, wall_s: float) -> None:
+        """Jump forward to Unix time `wall_s` (never backward)."""
+        ahead = wall_s - self.wall()
+        if ahead > 0:
+            self._skipped_s += ahead
+
+
+def ntp_synchronized() -> bool | None:
+    """Whether the system clock is NTP-synchronised (the Pi has no RTC); None when unknown."""
+    try:
+        out = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
+                             capture_output=True, text=True, timeout=5)
+        if out.returncode == 0 and out.stdout.strip() in ("yes", "no"):
+            return out.stdout.strip() == "yes"
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return _adjtimex_synchronized()
+
+
+def _adjtimex_synchronized() -> bool | None:
+    # adjtimex(2) with modes 0 only reads; it returns TIME_ERROR (5) while the clock is unsynchronised.
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return None
+    buf = ctypes.create_string_buffer(512)  # larger than struct timex on every architecture
+    try:
+        state = ctypes.CDLL(libc_name, use_errno=True).adjtimex(buf)
+    except (OSError, AttributeError):
+        return None
+    return None if state < 0 else state != 5

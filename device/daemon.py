@@ -1,4 +1,4 @@
-"""The daemon's wiring: the night window, the recording loop, sd_notify and signals.
+"""The daemon: the recording loop, night after night, with sd_notify and signals.
 
 Data flows one way: sensor blocks → `LegDetector` per leg → night store (each minute, with the
 recording's progress; button presses at once) → at the end of the window the summary, built from
@@ -6,6 +6,10 @@ what is stored, goes into the outbox in the same transaction that closes the nig
 drains it. A restart mid-night resumes the same
 night: the time the daemon was down is simply not covered by any recording segment, so it becomes
 a gap. A night whose window ended while the daemon was down is closed at the next start.
+
+What the loop uses lives beside it: the night window in `device.window`, the legs' readers in
+`device.sensor.legs`, the summary in `device.summary`; for `run --emulate`, the emulated nights in
+`device.sensor.emulated` and the `FastForwardClock` in `device.clock`.
 """
 
 from __future__ import annotations
@@ -13,26 +17,23 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import queue
 import signal
 import sys
 import threading
-import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from device import __version__
-from device.clock import Clock, ScaledClock
-from device.config import DeviceConfig, NightConfig
-from device.detect.events import Interval, PostureSegment
+from device.clock import Clock, FastForwardClock, SystemClock, ntp_synchronized
+from device.config import DeviceConfig
+from device.detect.events import PostureSegment
 from device.errors import SensorError
 from device.notify import Notifier
 from device.samples import SampleBlock
-from device.store import LegEvents, NightInfo, Progress, Segment, Store, StoredNight
+from device.sensor.legs import LegReaders, open_hardware, remap_axes
+from device.store import LegEvents, NightInfo, Progress, Store, StoredNight
+from device.summary import build_summary
+from device.window import Window, window_at
 
 log = logging.getLogger("device.daemon")
 
@@ -65,304 +66,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.getLogger("paho").setLevel(logging.WARNING)
 
 
-# --- the night window ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Window:
-    """One night's recording window; `night` is the evening's date."""
-
-    night: str
-    start: dt.datetime
-    end: dt.datetime
-    timezone: str
-
-    @property
-    def duration_s(self) -> float:
-        """Length of the window in seconds, DST changes included (subtracting two datetimes of one
-        zone would give the wall-clock difference)."""
-        return self.end.timestamp() - self.start.timestamp()
-
-    def t_s(self, wall_s: float) -> float:
-        """Seconds from the window's start of the Unix time `wall_s`."""
-        return wall_s - self.start.timestamp()
-
-
-def window_at(wall_s: float, night: NightConfig) -> Window:
-    """The window containing Unix time `wall_s`, or else the next one to begin."""
-    zone = night.zone
-    now = dt.datetime.fromtimestamp(wall_s, dt.timezone.utc)
-    today = now.astimezone(zone).date()
-    for days in (-1, 0, 1):
-        evening = today + dt.timedelta(days=days)
-        start = dt.datetime.combine(evening, night.start_time, tzinfo=zone)
-        end_day = evening if night.end_time > night.start_time else evening + dt.timedelta(days=1)
-        end = dt.datetime.combine(end_day, night.end_time, tzinfo=zone)
-        if now < end:
-            return Window(evening.isoformat(), start, end, night.timezone)
-    raise AssertionError("unreachable: tomorrow's window always ends after now")
-
-
-# --- the sensor, as the daemon sees it --------------------------------------------------------
-STALL_S = 10.0  # a reader that neither delivers nor retries for this long is hung: stop the watchdog
-
-
-class LegReaders:
-    """The FIFO reader(s), one per leg, each drained by its own thread into one queue.
-
-    `blocks()` yields (leg, block) and, when nothing came for a moment, (-1, None) so the caller
-    can look at the time. A reader keeps retrying I2C errors itself (the gap shows in `t_s`); an
-    exception it raises ends the session with `SensorError`.
-    """
-
-    def __init__(self, readers: list[Any], clock: Clock, info: dict[str, Any],
-                 cleanup: Callable[[], None] = lambda: None) -> None:
-        self.readers, self.clock, self.info = readers, clock, info
-        self._cleanup = cleanup
-        self._queue: queue.Queue = queue.Queue()
-        self._progress = [clock.monotonic()] * len(readers)
-        self._errors = [0] * len(readers)
-        self._threads = [threading.Thread(target=self._pump, args=(leg,), name=f"imu-leg{leg}", daemon=True)
-                         for leg in range(len(readers))]
-        for t in self._threads:
-            t.start()
-
-    def _pump(self, leg: int) -> None:
-        try:
-            for block in self.readers[leg]:
-                self._progress[leg] = self.clock.monotonic()
-                self._queue.put((leg, block))
-        except Exception as exc:
-            self._queue.put((leg, exc))
-
-    def wall_of_origin(self, leg: int) -> float | None:
-        """Unix time of the leg's `t_s = 0`."""
-        return self.readers[leg].timebase.wall_of_origin()
-
-    def _note_retries(self) -> None:
-        now = self.clock.monotonic()
-        for leg, reader in enumerate(self.readers):
-            if reader.errors != self._errors[leg]:
-                self._errors[leg] = reader.errors
-                self._progress[leg] = now
-
-    def alive(self) -> bool:
-        """Every reader thread runs and has delivered or retried recently."""
-        self._note_retries()
-        now = self.clock.monotonic()
-        return all(t.is_alive() for t in self._threads) and all(now - p < STALL_S for p in self._progress)
-
-    def faulty(self) -> bool:
-        """A reader is retrying errors and has not delivered for a while."""
-        before = list(self._errors)
-        self._note_retries()
-        return self._errors != before or any(self.clock.monotonic() - p > 2.0 for p in self._progress)
-
-    def blocks(self) -> Iterator[tuple[int, SampleBlock | None]]:
-        """(leg, block) as they come; (-1, None) after a quiet half second (real time)."""
-        while True:
-            try:
-                leg, item = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                yield -1, None
-                continue
-            if isinstance(item, Exception):
-                raise SensorError(f"the IMU reader for leg {leg} stopped: {item}") from item
-            yield leg, item
-
-    def close(self) -> None:
-        """Stop the readers and release the bus."""
-        for reader in self.readers:
-            reader.stop()
-        for t in self._threads:
-            t.join(5.0)
-        self._cleanup()
-
-
-def open_hardware(cfg: DeviceConfig, clock: Clock) -> LegReaders:
-    """The real sensor(s): smbus2 on the configured bus, INT1 through gpiozero for the first leg."""
-    from smbus2 import SMBus
-
-    from device.panel import int1_input
-
-    try:
-        bus = SMBus(cfg.sensor.bus)
-    except OSError as exc:
-        raise SensorError(f"cannot open /dev/i2c-{cfg.sensor.bus} ({exc.strerror or exc}): "
-                          "is I2C enabled (dtparam=i2c_arm=on)?") from exc
-    try:
-        int1 = int1_input(cfg.sensor.int1_pin)
-    except Exception as exc:  # GPIO busy or absent: the FIFO reader then polls once a second
-        log.warning("sensor: cannot claim INT1 on GPIO %d (%s); polling the FIFO instead", cfg.sensor.int1_pin, exc)
-        int1 = None
-    return _read_legs(cfg, clock, bus, int1, "fifo", cfg.sensor.chip or None)
-
-
-def _read_legs(cfg: DeviceConfig, clock: Clock, bus: Any, int1: Any, driver: str, chip: str | None) -> LegReaders:
-    """A FIFO reader per leg on `bus` (INT1 wired for the first); closes bus and int1 on failure."""
-    from device.sensor.fifo import FifoReader
-
-    def cleanup() -> None:
-        if int1 is not None:
-            int1.close()
-        bus.close()
-
-    try:
-        readers = [FifoReader(bus, addresses=(cfg.sensor.addresses[leg],), chip=chip, odr_hz=cfg.sensor.odr_hz,
-                              int1=int1 if leg == 0 else None, clock=clock)
-                   for leg in range(cfg.sensor.legs)]
-    except BaseException:
-        cleanup()
-        raise
-    return LegReaders(readers, clock, _sensor_info(readers[0], driver, cfg), cleanup)
-
-
-def _sensor_info(reader: Any, driver: str, cfg: DeviceConfig) -> dict[str, Any]:
-    return {"chip": reader.chip_name, "who_am_i": reader.who_am_i, "driver": driver,
-            "legs": cfg.sensor.legs, "odr_hz": reader.nominal_odr_hz,
-            "accel_fs_g": reader.accel_scale.full_scale, "gyro_fs_dps": reader.gyro_scale.full_scale}
-
-
-class _ShiftedMotion:
-    """A motion source started `shift_s` into its timeline (a recording played from mid-night)."""
-
-    def __init__(self, inner: Any, shift_s: float) -> None:
-        self.inner, self.shift_s = inner, shift_s
-        self.gaps = [(a - shift_s, b - shift_s) for a, b in getattr(inner, "gaps", []) if b > shift_s]
-
-    def at(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.inner.at(t_s + self.shift_s)
-
-
-def emulated_bus(cfg: DeviceConfig, clock: Clock, motions: list[Any], *, chip: str = "LSM6DSOX",
-                 faults: str = "") -> tuple[Any, Any]:
-    """The register-level emulated chip(s), one per leg, leg k moving as `motions[k]` (each chip
-    samples its own from its own thread), and the INT1 input: (bus, int1). INT1 goes through a
-    gpiozero mock pin as it would through a real one. Close both when done."""
-    from gpiozero import Device
-    from gpiozero.pins.mock import MockFactory
-
-    from device.panel import int1_input
-    from device.sensor.emulator import EmulatedBus, EmulatedChip, FaultSchedule
-    from device.sensor.lsm6ds import variant
-
-    if not isinstance(Device.pin_factory, MockFactory):
-        Device.pin_factory = MockFactory()
-    schedule = FaultSchedule.parse(faults)
-    int1 = int1_input(cfg.sensor.int1_pin)
-    pin = Device.pin_factory.pin(cfg.sensor.int1_pin)
-
-    def drive(level: bool) -> None:
-        if level:
-            pin.drive_high()
-        else:
-            pin.drive_low()
-
-    chips = [EmulatedChip(variant(chip), motions[leg], clock, address=cfg.sensor.addresses[leg], faults=schedule,
-                          on_int1=drive if leg == 0 else None) for leg in range(cfg.sensor.legs)]
-    for c in chips:
-        c.start()
-    return EmulatedBus(*chips), int1
-
-
-class EmulatedNights:
-    """The sensor factory of `run --emulate`: night i plays recording i (the last one repeats) from
-    the window's start, through the emulated chip and the real FIFO reader.
-
-    Reading a recording's index takes a while, so `prepare(i)` does it ahead of the window: the
-    recording then starts when the night does, even on a fast clock.
-    """
-
-    def __init__(self, cfg: DeviceConfig, clock: Clock, recordings: tuple[str, ...], *,
-                 chip: str = "LSM6DSOX", faults: str = "") -> None:
-        self.cfg, self.clock, self.recordings = cfg, clock, recordings
-        self.chip, self.faults = chip, faults
-        self._prepared: dict[int, Any] = {}
-
-    def prepare(self, index: int) -> None:
-        """Index night `index`'s recording now (once per leg: each chip plays its own copy)."""
-        from device.sensor.emulator import RecordingMotion
-
-        if index not in self._prepared:
-            path = self.recordings[min(index, len(self.recordings) - 1)]
-            self._prepared[index] = [RecordingMotion(path) for _ in range(self.cfg.sensor.legs)]
-
-    def __call__(self, index: int, window: Window | None) -> LegReaders:
-        from device.sensor.emulator import FunctionMotion, still_motion
-
-        if window is None:  # the start-up probe: any motion will do
-            motions: list[Any] = [FunctionMotion(still_motion) for _ in range(self.cfg.sensor.legs)]
-        else:
-            self.prepare(index)
-            # Each session takes fresh motions: a recording plays forward only.
-            shift_s = max(0.0, window.t_s(self.clock.wall()))
-            motions = [_ShiftedMotion(m, shift_s) for m in self._prepared.pop(index)]
-        bus, int1 = emulated_bus(self.cfg, self.clock, motions, chip=self.chip, faults=self.faults)
-        return _read_legs(self.cfg, self.clock, bus, int1, "fifo (emulated)", self.chip)
-
-
-SensorFactory = Callable[[int, "Window | None"], LegReaders]  # (night index, window) → open sensor
-
-
-def remap_axes(block: SampleBlock, axes: list[str]) -> SampleBlock:
-    """Turn the sensor frame into the shin frame of the design, per the configured mounting."""
-    if axes == ["+x", "+y", "+z"]:
-        return block
-    idx = ["xyz".index(a[1]) for a in axes]
-    sign = np.array([-1.0 if a[0] == "-" else 1.0 for a in axes])
-    return SampleBlock(block.t_s, block.accel_g[:, idx] * sign, block.gyro_dps[:, idx] * sign, block.odr_hz)
-
-
-# --- the summary, from what is stored ---------------------------------------------------------
-def coverage_gaps(segments: list[Segment], detector_gaps: list[Interval], duration_s: float) -> list[Interval]:
-    """The window's gaps: everything no segment covers, plus gaps the detector saw, merged."""
-    holes: list[Interval] = list(detector_gaps)
-    cursor = 0.0
-    for seg in sorted(segments, key=lambda s: s.start_s):
-        if seg.start_s > cursor:
-            holes.append(Interval(cursor, seg.start_s))
-        cursor = max(cursor, seg.end_s)
-    if cursor < duration_s:
-        holes.append(Interval(cursor, duration_s))
-    merged: list[Interval] = []
-    for h in sorted(holes, key=lambda i: i.start_s):
-        start, end = max(0.0, h.start_s), min(duration_s, h.end_s)
-        if end - start <= 0:
-            continue
-        if merged and start <= merged[-1].end_s:
-            merged[-1] = Interval(merged[-1].start_s, max(merged[-1].end_s, end))
-        else:
-            merged.append(Interval(start, end))
-    return merged
-
-
-def build_summary(stored: StoredNight, device_id: str, generated_at: dt.datetime) -> dict[str, Any]:
-    """The published summary: `score_night`'s core from the stored night plus the device metadata
-    of docs/summary.md."""
-    from device.detect.bed import in_bed_intervals
-    from device.detect.scoring import score_night
-
-    info = stored.info
-    legs_n = int(info.sensor.get("legs", 1))
-    gaps = coverage_gaps(stored.segments, stored.gaps, info.duration_s)
-    legs = [[m for m in stored.movements if m.leg == k] for k in range(legs_n)]
-    in_bed = in_bed_intervals(stored.postures, stored.markers, info.duration_s)
-    core = score_night(legs, in_bed, gaps, info.duration_s, rules=info.rules,
-                       recording_start=dt.datetime.fromisoformat(info.window_start))
-    recorded_s = sum(s.end_s - s.start_s for s in stored.segments)
-    samples = sum(s.samples for s in stored.segments)
-    sensor = dict(info.sensor)
-    sensor["odr_measured_hz"] = round(samples / legs_n / recorded_s, 3) if recorded_s > 0 else None
-    return {
-        **core,
-        "device_id": device_id,
-        "night": info.night,
-        "summary_id": str(uuid.uuid4()),
-        "generated_at": generated_at.astimezone(dt.timezone.utc).isoformat(),
-        "window": {"start": info.window_start, "end": info.window_end, "timezone": info.timezone},
-        "software_version": __version__,
-        "sensor": sensor,
-        "clock_synced": info.clock_synced,
-        "markers": [{"t_s": t, "kind": kind} for t, kind in stored.markers],
-    }
+SensorFactory = Callable[[int, Window | None], LegReaders]  # (night index, window) → open sensor
 
 
 # --- the daemon ---------------------------------------------------------------------------------
@@ -705,36 +409,7 @@ def _now_iso(clock: Clock) -> str:
 
 
 def _ntp_synchronized() -> bool:
-    from device.doctor import ntp_synchronized
-
     return bool(ntp_synchronized())
-
-
-class FastForwardClock(ScaledClock):
-    """A `ScaledClock` that can also skip idle time, so an emulated device plays night after night
-    without waiting out the days between them."""
-
-    def __init__(self, speed: float, start_wall: float | None = None, real_origin: float | None = None) -> None:
-        super().__init__(speed, start_wall)
-        # With `real_origin` (a Unix time), the clock read `start_wall` at that real instant, so a
-        # restarted process continues the same timeline, the downtime included.
-        self._real_origin = real_origin
-        self._skipped_s = 0.0 if real_origin is None else max(0.0, time.time() - real_origin) * speed
-
-    def start(self) -> None:
-        """Without a `real_origin`, read `start_wall` now: the daemon's start-up takes no clock time."""
-        if self._real_origin is None:
-            self._real0 = time.monotonic()
-            self._skipped_s = 0.0
-
-    def monotonic(self) -> float:
-        return super().monotonic() + self._skipped_s
-
-    def skip_to(self, wall_s: float) -> None:
-        """Jump forward to Unix time `wall_s` (never backward)."""
-        ahead = wall_s - self.wall()
-        if ahead > 0:
-            self._skipped_s += ahead
 
 
 def install_signal_handlers(daemon: Daemon) -> None:
@@ -760,15 +435,14 @@ def run_command(config_path: str | None, recordings: tuple[str, ...] = (), speed
         log.error("%s", exc)
         return EX_CONFIG
     if recordings:
+        from device.sensor.emulated import EmulatedNights
+
         start_wall = (dt.datetime.fromisoformat(start_at).timestamp() if start_at else
                       window_at(time.time(), cfg.night).start.timestamp() - 3600.0)
         clock: Clock = FastForwardClock(speed, start_wall, real_origin=origin)
-
-        daemon = Daemon(cfg, clock, EmulatedNights(cfg, clock, recordings, chip=chip, faults=faults), nights=nights, retry_scale=1.0 / speed,
-                        clock_synced=lambda: True)
+        daemon = Daemon(cfg, clock, EmulatedNights(cfg, clock, recordings, chip=chip, faults=faults),
+                        nights=nights, retry_scale=1.0 / speed, clock_synced=lambda: True)
     else:
-        from device.clock import SystemClock
-
         clock = SystemClock()
         daemon = Daemon(cfg, clock, functools.partial(_open_hardware_for_night, cfg, clock), nights=nights)
     install_signal_handlers(daemon)

@@ -6,18 +6,16 @@ gpiozero mock pin); the clock, broker, disk and config checks are the real ones 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import itertools
 import os
 import queue
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from device.clock import ntp_synchronized
 from device.config import DeviceConfig
 
 FREE_FAIL_MB = 50  # below this a night's store (< 5 MB) and the logs are at risk
@@ -37,31 +35,6 @@ class Check:
         """The one-line report."""
         text = f"{self.status.upper():4}  {self.name:8}  {self.message}"
         return text + (f" -- fix: {self.fix}" if self.fix and self.status != "pass" else "")
-
-
-def ntp_synchronized() -> bool | None:
-    """Whether the system clock is NTP-synchronised (the Pi has no RTC); None when unknown."""
-    try:
-        out = subprocess.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
-                             capture_output=True, text=True, timeout=5)
-        if out.returncode == 0 and out.stdout.strip() in ("yes", "no"):
-            return out.stdout.strip() == "yes"
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return _adjtimex_synchronized()
-
-
-def _adjtimex_synchronized() -> bool | None:
-    # adjtimex(2) with modes 0 only reads; it returns TIME_ERROR (5) while the clock is unsynchronised.
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return None
-    buf = ctypes.create_string_buffer(512)  # larger than struct timex on every architecture
-    try:
-        state = ctypes.CDLL(libc_name, use_errno=True).adjtimex(buf)
-    except (OSError, AttributeError):
-        return None
-    return None if state < 0 else state != 5
 
 
 def check_clock() -> Check:
@@ -172,11 +145,11 @@ def check_sensor(cfg: DeviceConfig, emulate: str | None = None) -> Iterator[Chec
 
     clock = SystemClock()
     if emulate is not None:
-        from device.daemon import emulated_bus
+        from device.sensor.emulated import emulated_legs
         from device.sensor.emulator import RecordingMotion
 
-        bus, int1 = emulated_bus(cfg, clock, [RecordingMotion(emulate) for _ in range(cfg.sensor.legs)],
-                                 chip=cfg.sensor.chip or "LSM6DSOX")
+        bus, int1 = emulated_legs(cfg, clock, [RecordingMotion(emulate) for _ in range(cfg.sensor.legs)],
+                                  chip=cfg.sensor.chip or "LSM6DSOX")
         try:
             yield from _sensor_checks(cfg, bus, int1, clock, "emulated I2C bus")
         finally:

@@ -20,7 +20,9 @@ grow by about one per `watermark_s` (1 s); with `open_emulated(..., int1_gpio=N)
 `t_s` counts from the stream's first sample; `reader.timebase.wall_of_origin()` gives its wall time.
 
 Modules: `lsm6ds` (register map, chip table), `fifo` (FIFO reader), `polled` (adafruit_lsm6ds
-reader), `replay` (CSV), `emulator` (register-level chip, fault schedule), `busio_adapter`.
+reader), `replay` (CSV), `emulator` (register-level chip, fault schedule), `busio_adapter`, `legs`
+(a reader per leg, as the daemon reads them), `emulated` (emulated legs and nights for
+`run --emulate` and `doctor --emulate`).
 Nothing here imports smbus2, gpiozero or adafruit at import time.
 """
 

@@ -11,12 +11,16 @@ import time
 import numpy as np
 import pytest
 
+from device.clock import FastForwardClock
 from device.config import NightConfig, parse_config
-from device.daemon import (Daemon, EmulatedNights, FastForwardClock, JournalFormatter, coverage_gaps,
-                           remap_axes, window_at)
+from device.daemon import Daemon, JournalFormatter
 from device.detect.events import Interval
 from device.samples import SampleBlock
+from device.sensor.emulated import EmulatedNights
+from device.sensor.legs import remap_axes
 from device.store import Segment
+from device.summary import coverage_gaps
+from device.window import window_at
 
 BERLIN = NightConfig("20:00", "10:00", "Europe/Berlin")
 
@@ -136,7 +140,7 @@ def test_the_detector_reports_its_unfinished_posture():
 def test_a_night_with_no_data_still_gets_a_valid_summary():
     import json
 
-    from device.daemon import build_summary
+    from device.summary import build_summary
     from device.store import NightInfo, StoredNight
     from server.model import NightSummary
 

@@ -1,0 +1,88 @@
+"""Emulated legs for `run --emulate` and `doctor --emulate`: register-level chips wired as the
+hardware is (INT1 through a gpiozero mock pin), read by the real FIFO reader, and the nights they
+play one after another."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from device.clock import Clock
+from device.config import DeviceConfig
+from device.panel import int1_input
+from device.sensor.emulator import (EmulatedBus, EmulatedChip, FaultSchedule, FunctionMotion, RecordingMotion,
+                                    still_motion)
+from device.sensor.legs import LegReaders, read_legs
+from device.sensor.lsm6ds import variant
+from device.window import Window
+
+
+class _ShiftedMotion:
+    """A motion source started `shift_s` into its timeline (a recording played from mid-night)."""
+
+    def __init__(self, inner: Any, shift_s: float) -> None:
+        self.inner, self.shift_s = inner, shift_s
+        self.gaps = [(a - shift_s, b - shift_s) for a, b in getattr(inner, "gaps", []) if b > shift_s]
+
+    def at(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.inner.at(t_s + self.shift_s)
+
+
+def emulated_legs(cfg: DeviceConfig, clock: Clock, motions: list[Any], *, chip: str = "LSM6DSOX",
+                 faults: str = "") -> tuple[Any, Any]:
+    """The register-level emulated chip(s), one per leg, leg k moving as `motions[k]` (each chip
+    samples its own from its own thread), and the INT1 input: (bus, int1). INT1 goes through a
+    gpiozero mock pin as it would through a real one. Close both when done."""
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    if not isinstance(Device.pin_factory, MockFactory):
+        Device.pin_factory = MockFactory()
+    schedule = FaultSchedule.parse(faults)
+    int1 = int1_input(cfg.sensor.int1_pin)
+    pin = Device.pin_factory.pin(cfg.sensor.int1_pin)
+
+    def drive(level: bool) -> None:
+        if level:
+            pin.drive_high()
+        else:
+            pin.drive_low()
+
+    chips = [EmulatedChip(variant(chip), motions[leg], clock, address=cfg.sensor.addresses[leg], faults=schedule,
+                          on_int1=drive if leg == 0 else None) for leg in range(cfg.sensor.legs)]
+    for c in chips:
+        c.start()
+    return EmulatedBus(*chips), int1
+
+
+class EmulatedNights:
+    """The sensor factory of `run --emulate`: night i plays recording i (the last one repeats) from
+    the window's start, through the emulated chip and the real FIFO reader.
+
+    Reading a recording's index takes a while, so `prepare(i)` does it ahead of the window: the
+    recording then starts when the night does, even on a fast clock.
+    """
+
+    def __init__(self, cfg: DeviceConfig, clock: Clock, recordings: tuple[str, ...], *,
+                 chip: str = "LSM6DSOX", faults: str = "") -> None:
+        self.cfg, self.clock, self.recordings = cfg, clock, recordings
+        self.chip, self.faults = chip, faults
+        self._prepared: dict[int, Any] = {}
+
+    def prepare(self, index: int) -> None:
+        """Index night `index`'s recording now (once per leg: each chip plays its own copy)."""
+        if index not in self._prepared:
+            path = self.recordings[min(index, len(self.recordings) - 1)]
+            self._prepared[index] = [RecordingMotion(path) for _ in range(self.cfg.sensor.legs)]
+
+    def __call__(self, index: int, window: Window | None) -> LegReaders:
+        if window is None:  # the start-up probe: any motion will do
+            motions: list[Any] = [FunctionMotion(still_motion) for _ in range(self.cfg.sensor.legs)]
+        else:
+            self.prepare(index)
+            # Each session takes fresh motions: a recording plays forward only.
+            shift_s = max(0.0, window.t_s(self.clock.wall()))
+            motions = [_ShiftedMotion(m, shift_s) for m in self._prepared.pop(index)]
+        bus, int1 = emulated_legs(self.cfg, self.clock, motions, chip=self.chip, faults=self.faults)
+        return read_legs(self.cfg, self.clock, bus, int1, "fifo (emulated)", self.chip)

@@ -1,0 +1,144 @@
+"""The sensor as the daemon sees it: one FIFO reader per leg, each drained by its own thread, and
+the mounting turned into the shin frame."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from device.clock import Clock
+from device.config import DeviceConfig
+from device.errors import SensorError
+from device.panel import int1_input
+from device.samples import SampleBlock
+from device.sensor.fifo import FifoReader
+
+log = logging.getLogger(__name__)
+
+STALL_S = 10.0  # a reader that neither delivers nor retries for this long is hung: stop the watchdog
+
+
+class LegReaders:
+    """The FIFO reader(s), one per leg, each drained by its own thread into one queue.
+
+    `blocks()` yields (leg, block) and, when nothing came for a moment, (-1, None) so the caller
+    can look at the time. A reader keeps retrying I2C errors itself (the gap shows in `t_s`); an
+    exception it raises ends the session with `SensorError`.
+    """
+
+    def __init__(self, readers: list[Any], clock: Clock, info: dict[str, Any],
+                 cleanup: Callable[[], None] = lambda: None) -> None:
+        self.readers, self.clock, self.info = readers, clock, info
+        self._cleanup = cleanup
+        self._queue: queue.Queue = queue.Queue()
+        self._progress = [clock.monotonic()] * len(readers)
+        self._errors = [0] * len(readers)
+        self._threads = [threading.Thread(target=self._pump, args=(leg,), name=f"imu-leg{leg}", daemon=True)
+                         for leg in range(len(readers))]
+        for t in self._threads:
+            t.start()
+
+    def _pump(self, leg: int) -> None:
+        try:
+            for block in self.readers[leg]:
+                self._progress[leg] = self.clock.monotonic()
+                self._queue.put((leg, block))
+        except Exception as exc:
+            self._queue.put((leg, exc))
+
+    def wall_of_origin(self, leg: int) -> float | None:
+        """Unix time of the leg's `t_s = 0`."""
+        return self.readers[leg].timebase.wall_of_origin()
+
+    def _note_retries(self) -> None:
+        now = self.clock.monotonic()
+        for leg, reader in enumerate(self.readers):
+            if reader.errors != self._errors[leg]:
+                self._errors[leg] = reader.errors
+                self._progress[leg] = now
+
+    def alive(self) -> bool:
+        """Every reader thread runs and has delivered or retried recently."""
+        self._note_retries()
+        now = self.clock.monotonic()
+        return all(t.is_alive() for t in self._threads) and all(now - p < STALL_S for p in self._progress)
+
+    def faulty(self) -> bool:
+        """A reader is retrying errors and has not delivered for a while."""
+        before = list(self._errors)
+        self._note_retries()
+        return self._errors != before or any(self.clock.monotonic() - p > 2.0 for p in self._progress)
+
+    def blocks(self) -> Iterator[tuple[int, SampleBlock | None]]:
+        """(leg, block) as they come; (-1, None) after a quiet half second (real time)."""
+        while True:
+            try:
+                leg, item = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                yield -1, None
+                continue
+            if isinstance(item, Exception):
+                raise SensorError(f"the IMU reader for leg {leg} stopped: {item}") from item
+            yield leg, item
+
+    def close(self) -> None:
+        """Stop the readers and release the bus."""
+        for reader in self.readers:
+            reader.stop()
+        for t in self._threads:
+            t.join(5.0)
+        self._cleanup()
+
+
+def open_hardware(cfg: DeviceConfig, clock: Clock) -> LegReaders:
+    """The real sensor(s): smbus2 on the configured bus, INT1 through gpiozero for the first leg."""
+    from smbus2 import SMBus
+
+    try:
+        bus = SMBus(cfg.sensor.bus)
+    except OSError as exc:
+        raise SensorError(f"cannot open /dev/i2c-{cfg.sensor.bus} ({exc.strerror or exc}): "
+                          "is I2C enabled (dtparam=i2c_arm=on)?") from exc
+    try:
+        int1 = int1_input(cfg.sensor.int1_pin)
+    except Exception as exc:  # GPIO busy or absent: the FIFO reader then polls once a second
+        log.warning("sensor: cannot claim INT1 on GPIO %d (%s); polling the FIFO instead", cfg.sensor.int1_pin, exc)
+        int1 = None
+    return read_legs(cfg, clock, bus, int1, "fifo", cfg.sensor.chip or None)
+
+
+def read_legs(cfg: DeviceConfig, clock: Clock, bus: Any, int1: Any, driver: str, chip: str | None) -> LegReaders:
+    """A FIFO reader per leg on `bus` (INT1 wired for the first); closes bus and int1 on failure."""
+    def cleanup() -> None:
+        if int1 is not None:
+            int1.close()
+        bus.close()
+
+    try:
+        readers = [FifoReader(bus, addresses=(cfg.sensor.addresses[leg],), chip=chip, odr_hz=cfg.sensor.odr_hz,
+                              int1=int1 if leg == 0 else None, clock=clock)
+                   for leg in range(cfg.sensor.legs)]
+    except BaseException:
+        cleanup()
+        raise
+    return LegReaders(readers, clock, _sensor_info(readers[0], driver, cfg), cleanup)
+
+
+def _sensor_info(reader: Any, driver: str, cfg: DeviceConfig) -> dict[str, Any]:
+    return {"chip": reader.chip_name, "who_am_i": reader.who_am_i, "driver": driver,
+            "legs": cfg.sensor.legs, "odr_hz": reader.nominal_odr_hz,
+            "accel_fs_g": reader.accel_scale.full_scale, "gyro_fs_dps": reader.gyro_scale.full_scale}
+
+
+def remap_axes(block: SampleBlock, axes: list[str]) -> SampleBlock:
+    """Turn the sensor frame into the shin frame of the design, per the configured mounting."""
+    if axes == ["+x", "+y", "+z"]:
+        return block
+    idx = ["xyz".index(a[1]) for a in axes]
+    sign = np.array([-1.0 if a[0] == "-" else 1.0 for a in axes])
+    return SampleBlock(block.t_s, block.accel_g[:, idx] * sign, block.gyro_dps[:, idx] * sign, block.odr_hz)
