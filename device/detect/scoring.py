@@ -136,7 +136,7 @@ def score_night(
         "time_in_bed_s": _r3(time_in_bed_s),
         "lm_index": round(len(lms) / hours_in_bed, 2) if hours_in_bed > 0 else 0.0,
         "plm_index": plm_index,
-        "periodicity_index": round(periodicity_index(lms, rs), 4),
+        "periodicity_index": round(periodicity_index(lms), 4),
         "imi_histogram": imi_histogram(imis),
         "hourly": hourly(lms, duration_s, recording_start),
         "coverage": {
@@ -205,11 +205,16 @@ def mark_series(lms: Sequence[_LM], rs: RuleSet) -> int:
     at least `min_series_clms` CLMs. It ends at a gap or out of bed, at an IMI > imi_max_s, at a
     non-CLM LM when the rule set says so, and at an IMI < imi_min_s under `"break"`; under `"skip"`
     that CLM is passed over and the next IMI is measured from the CLM before it.
+
+    Where a non-CLM LM breaks series, the intervals next to it are missing: the CLM after it has no
+    IMI, as a gap leaves none. PLMScoRe (Fulda's R code of WASM 2016, R/lm_score.R, `plm()`) sets
+    the IMIs next to a non-CLM LM to NA and starts the next run from the CLM after it; measuring
+    across the long LM would put an interval in the histogram and the periodicity index that no
+    series can use.
     """
     series = 0
     run: list[_LM] = []
     anchor: _LM | None = None
-    broken = False
 
     def close() -> None:
         nonlocal series, run
@@ -222,38 +227,36 @@ def mark_series(lms: Sequence[_LM], rs: RuleSet) -> int:
     for lm in lms:
         if anchor is not None and anchor.segment != lm.segment:
             close()
-            anchor, broken = None, False
+            anchor = None
         if not lm.clm:
             if rs.long_lm_breaks_series:
                 close()
-                broken = True
+                anchor = None
             continue
         imi_s = None if anchor is None else round(lm.onset_s - anchor.onset_s, _IMI_DECIMALS)
         lm.imi_s = imi_s
-        if imi_s is not None and imi_s < rs.imi_min_s and rs.short_imi == "skip" and not broken:
+        if imi_s is not None and imi_s < rs.imi_min_s and rs.short_imi == "skip":
             continue
-        if imi_s is None or broken or imi_s < rs.imi_min_s or imi_s > rs.imi_max_s:
+        if imi_s is None or imi_s < rs.imi_min_s or imi_s > rs.imi_max_s:
             close()
         run.append(lm)
-        anchor, broken = lm, False
+        anchor = lm
     close()
     return series
 
 
-def periodicity_index(lms: Sequence[_LM], rs: RuleSet) -> float:
+def periodicity_index(lms: Sequence[_LM]) -> float:
     """Ferri 2006: the IMIs of 10–90 s that belong to runs of ≥ 3 consecutive such IMIs, ÷ all IMIs.
 
     Ferri R, Zucconi M, Manconi M, et al. New approaches to the study of periodic leg movements
     during sleep in restless legs syndrome. Sleep 2006;29:759–769. The 10–90 s window is Ferri's,
-    whichever rule set scores the series. A run is also cut where the series logic is cut: no IMI
-    (a gap or out of bed) or, when the rule set says so, a non-CLM LM. 0 when there is no IMI.
+    whichever rule set scores the series. The IMIs are those `mark_series` set: a CLM without one
+    (after a gap, out of bed, or, when the rule set says so, after a non-CLM LM, as in PLMScoRe)
+    cuts the run and adds nothing to the denominator. 0 when there is no IMI.
     """
     total = in_runs = run = 0
     for lm in lms:
         if not lm.clm:
-            if rs.long_lm_breaks_series:
-                in_runs += run if run >= 3 else 0
-                run = 0
             continue
         if lm.imi_s is None:
             in_runs += run if run >= 3 else 0
