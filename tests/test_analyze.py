@@ -108,6 +108,18 @@ def test_a_bad_file_fails_with_a_message_naming_the_line(tmp_path):
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_an_overflowing_value_is_an_error_naming_the_line_without_numpy_warnings(tmp_path):
+    bad = tmp_path / "bad.csv"
+    rows = "".join(f"{k / 52:.4f},0,0,1,0,0,0\n" for k in range(200))
+    bad.write_text("t,ax,ay,az,gx,gy,gz\n" + rows + "3.9000,1e308,0,1,0,0,0\n")
+    done = run_cli(["analyze", bad], subprocess.PIPE)
+    assert done.returncode == 1
+    assert done.stdout == b""
+    assert done.stderr.decode().strip() == (
+        f"Error: {bad}, line 202: ax = 1e+308 g is beyond any supported sensor's range (±64 g)"
+    )
+
+
 def test_a_missing_file_is_a_usage_error(tmp_path):
     result = analyze(tmp_path / "nope.csv")
     assert result.exit_code == 2
