@@ -13,8 +13,10 @@ from datetime import datetime
 
 from device.detect import LegDetector
 from device.detect.bed import Marker, in_bed_intervals, merge
+from device.detect.detector import GAP_PERIODS
 from device.detect.events import Interval, LegMovement, PostureSegment
 from device.detect.scoring import score_night
+from device.errors import RecordingMismatchError
 from device.recording import read_recording
 
 # Blocks of a few seconds keep per-call overhead low offline; the detector's frames make the result
@@ -33,10 +35,13 @@ class NightAnalysis:
 
 @dataclass
 class _Leg:
+    path: str
     movements: list[LegMovement] = field(default_factory=list)
     postures: list[PostureSegment] = field(default_factory=list)
     gaps: list[Interval] = field(default_factory=list)
+    start_s: float | None = None  # the first sample; None when the recording has none
     end_s: float = 0.0
+    dt_s: float = 0.0
 
 
 def analyze_recordings(
@@ -49,13 +54,16 @@ def analyze_recordings(
     """Detect and score one recording per leg (left first); both legs share one timeline.
 
     `progress`, when given, is called with the number of rows just read. `recording_start` (aware)
-    names the clock hours. A gap in either leg is a
-    gap of the night, since a bilateral LM cannot be scored with one leg missing. Raises
-    `RecordingFormatError` for a malformed file and ValueError for an unknown rule set.
+    names the clock hours. A gap in either leg is a gap of the night, since a bilateral LM cannot be
+    scored with one leg missing; so is any time of the night before a leg's first sample or after
+    its last. Raises `RecordingFormatError` for a malformed file, `RecordingMismatchError` for two
+    legs that share no time (they are not one night), and ValueError for an unknown rule set.
     """
     legs = [_detect(path, leg, progress) for leg, path in enumerate(paths)]
+    if len(legs) > 1:
+        _check_overlap(legs)
     duration_s = max((leg.end_s for leg in legs), default=0.0)
-    gaps = merge(g for leg in legs for g in leg.gaps)
+    gaps = merge([g for leg in legs for g in leg.gaps] + [g for leg in legs for g in _unrecorded(leg, duration_s)])
     # Both shins lie and stand together, so the first leg's posture speaks for the patient.
     postures = legs[0].postures if legs else []
     in_bed = in_bed_intervals(postures, markers, duration_s)
@@ -63,12 +71,37 @@ def analyze_recordings(
     return NightAnalysis(summary=summary, postures=postures, markers=list(markers))
 
 
+def _check_overlap(legs: Sequence[_Leg]) -> None:
+    def span(leg: _Leg) -> str:
+        if leg.start_s is None:
+            return f"{leg.path} (no samples)"
+        return f"{leg.path} (t = {leg.start_s:g}–{leg.end_s:g} s)"
+
+    recorded = [leg for leg in legs if leg.start_s is not None]
+    if len(recorded) < len(legs) or max(leg.start_s for leg in legs) >= min(leg.end_s for leg in legs):
+        raise RecordingMismatchError(
+            f"{' and '.join(span(leg) for leg in legs)} do not overlap in time: they are not the two "
+            "legs of one night"
+        )
+
+
+def _unrecorded(leg: _Leg, duration_s: float) -> list[Interval]:
+    """The night's time before the leg's first sample and after its last, beyond the detector's
+    own gap tolerance (so the few ms between two sensors' last samples are no gap)."""
+    if leg.start_s is None:
+        return [Interval(0.0, duration_s)] if duration_s > 0 else []
+    tolerance_s = GAP_PERIODS * leg.dt_s
+    spans = [Interval(0.0, leg.start_s), Interval(leg.end_s, duration_s)]
+    return [s for s in spans if s.duration_s > tolerance_s]
+
+
 def _detect(path: str | os.PathLike, leg: int, progress: Callable[[int], None] | None) -> _Leg:
-    out = _Leg()
+    out = _Leg(os.fspath(path))
     detector: LegDetector | None = None
     for block in read_recording(path, block_rows=BLOCK_ROWS):
         if detector is None:
             detector = LegDetector(block.odr_hz, leg=leg)
+            out.start_s, out.dt_s = float(block.t_s[0]), 1.0 / block.odr_hz
         _collect(out, detector.feed(block))
         out.end_s = float(block.t_s[-1]) + 1.0 / block.odr_hz  # the end of the last sample
         if progress:

@@ -89,7 +89,7 @@ def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, pl
     from datetime import datetime
 
     from device.analyze import analyze_recordings, estimate_rows, report
-    from device.errors import RecordingFormatError
+    from device.errors import RecordingFormatError, RecordingMismatchError
 
     paths = [recording] + ([right_leg] if right_leg else [])
     start = None
@@ -107,7 +107,7 @@ def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, pl
                 analysis = analyze_recordings(paths, rules, progress=bar.update, recording_start=start)
         else:
             analysis = analyze_recordings(paths, rules, recording_start=start)
-    except (RecordingFormatError, OSError) as e:
+    except (RecordingFormatError, RecordingMismatchError, OSError) as e:
         raise click.ClickException(str(e)) from None
     if plot_png:
         from device.plot import plot_night

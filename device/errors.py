@@ -29,3 +29,7 @@ class ConfigError(RlsmonError, ValueError):
     def __init__(self, path: str, key: str, problem: str) -> None:
         self.path, self.key, self.problem = path, key, problem
         super().__init__(f"{path}: [{key}] {problem}")
+
+
+class RecordingMismatchError(RlsmonError, ValueError):
+    """Recordings given as the two legs of one night do not share any time."""
