@@ -15,7 +15,7 @@ from device.detect import LegDetector
 from device.detect.bed import Marker, in_bed_intervals, merge
 from device.detect.detector import GAP_PERIODS
 from device.detect.events import Interval, LegMovement, PostureSegment
-from device.detect.scoring import score_night
+from device.detect.scoring import INSUFFICIENT, score_night
 from device.errors import RecordingMismatchError
 from device.recording import read_recording
 
@@ -133,21 +133,30 @@ def report(analysis: NightAnalysis, names: Sequence[str]) -> str:
     gaps = s["coverage"]["gaps"]
     gap_s = sum(g["end_s"] - g["start_s"] for g in gaps)
     coverage = 100.0 * s["coverage"]["recorded_s"] / s["duration_s"] if s["duration_s"] else 0.0
-    significance = "clinically significant" if s["clinically_significant"] else "not clinically significant"
+    lm_index = "no index" if s["severity"] == INSUFFICIENT else f"LM index {s['lm_index']:.1f}/h"
     lines = [
         f"rlsmon night analysis of {' + '.join(names)} ({s['rules']} rules, algorithm {s['algorithm_version']})",
         f"  Recorded        {hours_minutes(s['duration_s'])}, coverage {coverage:.1f} % "
         f"({_plural(len(gaps), 'gap')}, {hours_minutes(gap_s)})",
         f"  Time in bed     {hours_minutes(s['time_in_bed_s'])} in {_plural(len(s['in_bed']), 'span')}",
-        f"  Leg movements   {s['lm_count']} (LM index {s['lm_index']:.1f}/h), {s['clm_count']} candidate LMs",
+        f"  Leg movements   {s['lm_count']} ({lm_index}), {s['clm_count']} candidate LMs",
         f"  PLMs            {s['plm_count']} in {s['plm_series_count']} series",
-        f"  PLM index       {s['plm_index']:.1f}/h: {s['severity']}, {significance} (threshold > 15/h in adults)",
+        f"  PLM index       {plm_index_verdict(s)}",
         f"  Periodicity     {s['periodicity_index']:.2f}; IMIs < 10 s: {h['below_10_s']}, "
         f"10–90 s: {h['from_10_to_90_s']}, > 90 s: {h['above_90_s']}",
         "  Caveats:",
         *(f"  - {c}" for c in s["caveats"]),
     ]
     return "\n".join(lines)
+
+
+def plm_index_verdict(summary: dict) -> str:
+    """The PLM index with its band and flag, or that the night has too little data for one."""
+    if summary["severity"] == INSUFFICIENT:
+        return (f"insufficient data: {summary['time_in_bed_s'] / 60:.0f} min in bed, an index needs "
+                f"{summary['min_time_in_bed_s'] / 60:.0f} min (no severity, no flag)")
+    significance = "clinically significant" if summary["clinically_significant"] else "not clinically significant"
+    return f"{summary['plm_index']:.1f}/h: {summary['severity']}, {significance} (threshold > 15/h in adults)"
 
 
 def hours_minutes(seconds: float) -> str:

@@ -137,6 +137,18 @@ def test_legs_that_do_not_overlap_in_time_are_an_error(tmp_path):
     assert result.exit_code == 1 and f"{empty} (no samples) do not overlap in time" in result.output
 
 
+def test_no_data_is_insufficient_not_normal(tmp_path):
+    # Issue 11: a header-only CSV said "PLM index 0.0/h: normal".
+    empty = tmp_path / "empty.csv"
+    empty.write_text("t,ax,ay,az,gx,gy,gz\n")
+    summary = json.loads(analyze(empty, "--json").output)
+    NightCore.model_validate(summary)
+    assert (summary["severity"], summary["clinically_significant"]) == ("insufficient_data", False)
+    report = analyze(empty).output
+    assert "PLM index       insufficient data: 0 min in bed, an index needs 48 min (no severity, no flag)" in report
+    assert "normal" not in report and "0.0/h" not in report
+
+
 def test_a_bad_file_fails_with_a_message_naming_the_line(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("t,ax,ay,az,gx,gy,gz\n0.0,0,0,1,0,0,0\n0.02,0,0,1,0,0,0\n0.04,0,0,1,0,0,0\n0.06,0,0,1,0,zero,0\n")

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from device import __version__
 from device.detect.bed import merge, subtract
 from device.detect.events import Interval, LegMovement
-from device.detect.rules import RuleSet, rule_set
+from device.detect.rules import WASM2016, RuleSet, rule_set
 
 SCHEMA = "rlsmon.night/1"
 IMI_BIN_WIDTH_S = 2
@@ -36,9 +36,13 @@ SEVERITY_BANDS: tuple[tuple[float, str], ...] = ((50.0, "severe"), (25.0, "moder
 # children the threshold is > 5/h; this summary uses the adult one.
 CLINICAL_PLMI_ADULT = 15.0
 
-# Below this much time in bed a per-hour index says nothing (a few LMs in a minute would read as
-# hundreds per hour), so the indices are left at 0 and a caveat says why.
-MIN_TIME_IN_BED_S = 600.0
+# Below this much recorded time in bed the night has insufficient data: no index, no severity band,
+# no flag. The fewest PLMs a night can have is one series of 4 (WASM 2016); below 48 min those 4
+# alone read as more than 5/h, the floor of the mild band (ICSD-R), so the index could not tell a
+# normal night from a mild one, and an empty night would be called normal on no evidence.
+# 4 PLMs / 0.8 h = 5/h: from 48 min on, one series is at most the band's floor.
+MIN_TIME_IN_BED_S = WASM2016.min_series_clms / SEVERITY_BANDS[-1][0] * 3600.0
+INSUFFICIENT = "insufficient_data"
 
 CAVEATS = (
     "Respiratory-related leg movements are not excluded: without respiratory signals they cannot be "
@@ -94,7 +98,8 @@ def score_night(
         lm.clm = is_clm(lm, rs)
     series_count = mark_series(lms, rs)
     time_in_bed_s = float(sum(s.duration_s for s in scored))  # plain floats and bools for JSON
-    hours_in_bed = time_in_bed_s / 3600.0 if time_in_bed_s >= MIN_TIME_IN_BED_S else 0.0
+    sufficient = _r3(time_in_bed_s) >= MIN_TIME_IN_BED_S  # on the figure reported, so readers agree
+    hours_in_bed = time_in_bed_s / 3600.0 if sufficient else 0.0
     plm_count = sum(lm.series is not None for lm in lms)
     # Bands and flags read the index as reported, so a printed 25.0 is never called mild.
     plm_index = round(plm_count / hours_in_bed, 2) if hours_in_bed > 0 else 0.0
@@ -104,10 +109,11 @@ def score_night(
         caveats.append(
             f"{total - len(lms)} leg movements while out of bed or in a recording gap are not scored."
         )
-    if not hours_in_bed:
+    if not sufficient:
         caveats.append(
-            f"Only {time_in_bed_s / 60:.0f} min in bed (the shin lying, between lights off and on): "
-            f"indices need at least {MIN_TIME_IN_BED_S / 60:.0f} min and are left at 0."
+            f"Insufficient data: {time_in_bed_s / 60:.0f} min recorded in bed (the shin lying, between "
+            f"lights off and on, outside gaps), and a PLM index needs at least "
+            f"{MIN_TIME_IN_BED_S / 60:.0f} min. The indices are left at 0 with no severity and no flag."
         )
     return {
         "schema": SCHEMA,
@@ -143,8 +149,9 @@ def score_night(
             "recorded_s": _r3(sum(s.duration_s for s in subtract([Interval(0.0, duration_s)], gaps))),
             "gaps": [_span(g, duration_s) for g in gaps],
         },
-        "severity": severity(plm_index),
-        "clinically_significant": plm_index > CLINICAL_PLMI_ADULT,
+        "severity": severity(plm_index) if sufficient else INSUFFICIENT,
+        "clinically_significant": sufficient and plm_index > CLINICAL_PLMI_ADULT,
+        "min_time_in_bed_s": MIN_TIME_IN_BED_S,
         "caveats": caveats,
     }
 

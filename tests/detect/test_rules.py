@@ -413,11 +413,31 @@ def test_an_unknown_marker_is_refused():
         in_bed_intervals(POSTURES, [(10.0, "lamp")], 1000.0)
 
 
-def test_too_little_time_in_bed_gives_no_index_and_says_why():
+def test_too_little_time_in_bed_is_insufficient_data_not_normal():
     s = score(at(0, 20, 40, 60), in_bed=((90.0, 400.0),), duration_s=3600.0)
     assert s["plm_count"] == 4 and s["time_in_bed_s"] == 310.0
-    assert (s["plm_index"], s["lm_index"], s["severity"]) == (0.0, 0.0, "normal")
-    assert any("Only 5 min in bed" in c for c in s["caveats"])
+    assert (s["plm_index"], s["lm_index"]) == (0.0, 0.0)
+    assert (s["severity"], s["clinically_significant"]) == ("insufficient_data", False)
+    assert s["min_time_in_bed_s"] == 2880.0
+    assert any(c.startswith("Insufficient data: 5 min recorded in bed") for c in s["caveats"])
+
+
+def test_no_data_at_all_is_insufficient_data():
+    s = score([], in_bed=(), duration_s=0.0)
+    assert (s["severity"], s["clinically_significant"], s["plm_index"]) == ("insufficient_data", False, 0.0)
+
+
+def test_a_plm_index_needs_48_min_in_bed():
+    # One series of 4 PLMs, the fewest WASM 2016 scores, in 48 min is 5.0/h, the floor of the mild
+    # band: from 48 min on the index can tell normal from mild. 47 min 59.999 s is too little.
+    moves = at(0, 20, 40, 60)
+    s = score(moves, in_bed=((0.0, 2880.0),), duration_s=3600.0)
+    assert (s["plm_index"], s["severity"]) == (5.0, "mild")
+    s = score(moves, in_bed=((0.0, 2879.999),), duration_s=3600.0)
+    assert (s["plm_index"], s["severity"]) == (0.0, "insufficient_data")
+    # The time that counts is in bed minus gaps.
+    s = score(moves, in_bed=((0.0, 3000.0),), gaps=((1000.0, 1200.0),), duration_s=3600.0)
+    assert (s["time_in_bed_s"], s["severity"]) == (2800.0, "insufficient_data")
 
 
 def test_bilateral_bounds_are_strict_despite_floating_point():
