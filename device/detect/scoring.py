@@ -1,6 +1,8 @@
 """Score a night: leg movements in, the summary core of docs/summary.md out. Pure: no I/O, no clock.
 
-The steps, each by the figures of a `RuleSet` (device/detect/rules.py):
+The steps, each by the figures of a `RuleSet` (device/detect/rules.py), applied here whatever made
+the LMs (our detector, or a PSG's scoring imported by `rlsmon-device score`):
+0. On each leg, movements less than 0.5 s apart are one LM, and what is still under 0.5 s is no LM.
 1. LMs of the two legs combine into bilateral LMs.
 2. Only LMs whose onset lies in bed, outside any gap, are scored: an LM while up and about is not a
    sleep LM (the PSG standards score LMs between lights off and lights on), and a clinician reading
@@ -91,7 +93,10 @@ def score_night(
     gaps = merge(g for g in gaps if g.end_s > g.start_s)
     in_bed = merge(s for s in in_bed if s.end_s > s.start_s)
     scored = subtract(in_bed, gaps)  # the spans that count: in bed and recorded
-    lms = combine_legs(legs, rs)
+    joined = [join_one_leg(moves, rs) for moves in legs]
+    kept = [[m for m in moves if round(m[1] - m[0], _IMI_DECIMALS) >= rs.lm_min_s] for moves in joined]
+    too_short = sum(map(len, joined)) - sum(map(len, kept))
+    lms = combine_legs(kept, rs)
     total = len(lms)
     lms = _in_spans(lms, scored)
     for lm in lms:
@@ -105,6 +110,11 @@ def score_night(
     plm_index = round(plm_count / hours_in_bed, 2) if hours_in_bed > 0 else 0.0
     imis = [lm.imi_s for lm in lms if lm.clm and lm.imi_s is not None]
     caveats = list(CAVEATS)
+    if too_short:
+        caveats.append(
+            f"{too_short} movements shorter than {rs.lm_min_s:g} s (after joining those less than "
+            f"{rs.same_leg_within_s:g} s apart on one leg) are not leg movements and are not scored."
+        )
     if total > len(lms):
         caveats.append(
             f"{total - len(lms)} leg movements while out of bed or in a recording gap are not scored."
@@ -156,17 +166,31 @@ def score_night(
     }
 
 
-def combine_legs(legs: Sequence[Sequence[LegMovement]], rs: RuleSet) -> list[_LM]:
-    """Merge the legs' LMs into one list by onset, joining LMs of different legs per `rs.bilateral`.
+def join_one_leg(moves: Sequence[LegMovement], rs: RuleSet) -> list[tuple[float, float]]:
+    """One leg's movements as (onset_s, offset_s) by onset, those that overlap or lie less than
+    `rs.same_leg_within_s` apart joined into one (WASM 2016; PLMScoRe `lm_unil`)."""
+    out: list[list[float]] = []
+    for onset_s, offset_s in sorted((float(m.onset_s), float(m.offset_s)) for m in moves):
+        if out and round(onset_s - out[-1][1], _IMI_DECIMALS) < rs.same_leg_within_s:
+            out[-1][1] = max(out[-1][1], offset_s)
+        else:
+            out.append([onset_s, offset_s])
+    return [(a, b) for a, b in out]
+
+
+def combine_legs(legs: Sequence[Sequence[tuple[float, float]]], rs: RuleSet) -> list[_LM]:
+    """Merge the legs' LMs, (onset_s, offset_s) each as `join_one_leg` gives them, into one list by
+    onset, joining LMs of different legs per `rs.bilateral`.
 
     `"gap"` (WASM 2016) chains LMs while each starts less than `bilateral_within_s` after the
-    running offset (overlap counts), so a chain of parts on alternating legs is one LM. `"onset"`
-    (AASM 2012) joins an LM of another leg whose onset is less than `bilateral_within_s` after the
-    previous part's onset. The combined LM runs from the earliest onset to the latest offset, so its
-    IMI is taken from the earliest onset (WASM 2016).
+    running offset (overlap counts), so a chain of parts on alternating legs is one LM; its parts
+    are whole single-leg LMs, as WASM 2016 counts them (at most 4). `"onset"` (AASM 2012) joins an
+    LM of another leg whose onset is less than `bilateral_within_s` after the previous part's
+    onset. The combined LM runs from the earliest onset to the latest offset, so its IMI is taken
+    from the earliest onset (WASM 2016).
     """
     moves = sorted(
-        ((float(m.onset_s), float(m.offset_s), leg) for leg, ms in enumerate(legs) for m in ms),
+        ((onset_s, offset_s, leg) for leg, ms in enumerate(legs) for onset_s, offset_s in ms),
         key=lambda m: (m[0], m[1]),
     )
     out: list[_LM] = []
@@ -175,8 +199,6 @@ def combine_legs(legs: Sequence[Sequence[LegMovement]], rs: RuleSet) -> list[_LM
         if out and last_leg is not None:
             prev = out[-1]
             if rs.bilateral == "gap":
-                # The same rule makes one LM of two on one leg less than 0.5 s apart (WASM 2016), in
-                # case the detector handed them over apart.
                 joins = round(onset_s - prev.offset_s, _IMI_DECIMALS) < rs.bilateral_within_s
             else:
                 joins = leg != last_leg and round(onset_s - last_onset_s, _IMI_DECIMALS) < rs.bilateral_within_s
