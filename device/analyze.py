@@ -1,4 +1,5 @@
-"""Offline analysis of a recorded night: recording CSV(s) → detection → scoring → summary core.
+"""Offline analysis of a recorded night: recording CSV(s) → detection → scoring → summary core; or
+LMs scored elsewhere (a PSG's annotations) → scoring → the same summary core and report.
 
 The same detection and scoring code as the live daemon, fed from `read_recording` block by block,
 so memory stays flat whatever the length of the night.
@@ -17,6 +18,7 @@ from device.detect.detector import GAP_PERIODS
 from device.detect.events import Interval, LegMovement, PostureSegment
 from device.detect.scoring import INSUFFICIENT, score_night
 from device.errors import RecordingMismatchError
+from device.lm_import import ImportedEvents
 from device.recording import read_recording
 
 # Blocks of a few seconds keep per-call overhead low offline; the detector's frames make the result
@@ -69,6 +71,31 @@ def analyze_recordings(
     in_bed = in_bed_intervals(postures, markers, duration_s)
     summary = score_night([leg.movements for leg in legs], in_bed, gaps, duration_s, rules, recording_start)
     return NightAnalysis(summary=summary, postures=postures, markers=list(markers))
+
+
+def score_events(
+    events: ImportedEvents,
+    rules: str = "WASM2016",
+    markers: Sequence[Marker] = (),
+    gaps: Sequence[Interval] = (),
+    duration_s: float | None = None,
+    recording_start: datetime | None = None,
+) -> NightAnalysis:
+    """Score LMs scored elsewhere (`device.lm_import.read_events`) as `analyze_recordings` scores ours.
+
+    In bed runs from lights off to lights on (`markers`; without any, the whole recording), as a
+    PSG's time in bed. There is no posture, so the patient counts as lying throughout. `gaps` add
+    to the file's own. `duration_s` defaults to the end of the file's records or last LM, or of the
+    last marker or gap if later. Raises ValueError for an unknown rule set.
+    """
+    markers = list(markers)
+    gaps = [*events.gaps, *gaps]
+    if duration_s is None:
+        duration_s = max([events.duration_s, *(t for t, _ in markers), *(g.end_s for g in gaps)])
+    lying = [PostureSegment(0.0, duration_s, "lying")]
+    in_bed = in_bed_intervals(lying, markers, duration_s)
+    summary = score_night(events.legs, in_bed, merge(gaps), duration_s, rules, recording_start)
+    return NightAnalysis(summary=summary, markers=markers)
 
 
 def _check_overlap(legs: Sequence[_Leg]) -> None:

@@ -121,8 +121,8 @@ def score_night(
         )
     if not sufficient:
         caveats.append(
-            f"Insufficient data: {time_in_bed_s / 60:.0f} min recorded in bed (the shin lying, between "
-            f"lights off and on, outside gaps), and a PLM index needs at least "
+            f"Insufficient data: {time_in_bed_s / 60:.0f} min recorded in bed (lying, between lights off "
+            f"and on, outside gaps), and a PLM index needs at least "
             f"{MIN_TIME_IN_BED_S / 60:.0f} min. The indices are left at 0 with no severity and no flag."
         )
     return {
