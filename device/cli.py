@@ -84,22 +84,13 @@ def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, pl
       rlsmon-device analyze left.csv right.csv --rules AASM2012 --json > summary.json
       rlsmon-device analyze night.csv --plot night.png --start 2026-03-02T22:40:00+01:00
     """
-    import json
     import sys
-    from datetime import datetime
 
-    from device.analyze import analyze_recordings, estimate_rows, report
-    from device.errors import RecordingFormatError
+    from device.analyze import analyze_recordings, estimate_rows
+    from device.errors import RecordingFormatError, RecordingMismatchError
 
     paths = [recording] + ([right_leg] if right_leg else [])
-    start = None
-    if start_iso:
-        try:
-            start = datetime.fromisoformat(start_iso)
-        except ValueError:
-            raise click.BadParameter(f"{start_iso!r} is not an ISO 8601 datetime", param_hint="--start") from None
-        if start.utcoffset() is None:
-            raise click.BadParameter(f"{start_iso!r} needs its UTC offset, e.g. +01:00 or Z", param_hint="--start")
+    start = _recording_start(start_iso)
     try:
         if sys.stderr.isatty():  # a bar on a terminal only, never into a pipe or a log
             total = sum(estimate_rows(p) for p in paths)
@@ -107,8 +98,32 @@ def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, pl
                 analysis = analyze_recordings(paths, rules, progress=bar.update, recording_start=start)
         else:
             analysis = analyze_recordings(paths, rules, recording_start=start)
-    except (RecordingFormatError, OSError) as e:
+    except (RecordingFormatError, RecordingMismatchError, OSError) as e:
         raise click.ClickException(str(e)) from None
+    _print_night(analysis, paths, as_json, plot_png)
+
+
+def _recording_start(start_iso: str | None):
+    """The `--start` value as an aware datetime, or None."""
+    from datetime import datetime
+
+    if not start_iso:
+        return None
+    try:
+        start = datetime.fromisoformat(start_iso)
+    except ValueError:
+        raise click.BadParameter(f"{start_iso!r} is not an ISO 8601 datetime", param_hint="--start") from None
+    if start.utcoffset() is None:
+        raise click.BadParameter(f"{start_iso!r} needs its UTC offset, e.g. +01:00 or Z", param_hint="--start")
+    return start
+
+
+def _print_night(analysis, names: list[str], as_json: bool, plot_png: str | None) -> None:
+    """The night as `analyze` and `score` print it: the report or the JSON, and the plot if asked."""
+    import json
+
+    from device.analyze import report
+
     if plot_png:
         from device.plot import plot_night
 
@@ -116,9 +131,93 @@ def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, pl
     if as_json:
         click.echo(json.dumps(analysis.summary, indent=1))
     else:
-        click.echo(report(analysis, paths))
+        click.echo(report(analysis, names))
         if plot_png:
             click.echo(f"  Plot            {plot_png}")
+
+
+def _span(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[tuple[float, float]]:
+    """`--gap START-END` values, in seconds, as (start, end) pairs."""
+    spans = []
+    for value in values:
+        try:
+            start_s, end_s = (float(x) for x in value.split("-"))
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not START-END in seconds, e.g. 3600-3720") from None
+        if not 0 <= start_s < end_s:
+            raise click.BadParameter(f"{value!r}: START must be at least 0 and before END")
+        spans.append((start_s, end_s))
+    return spans
+
+
+def _labels(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    """`--label TEXT=KIND` values as {text: kind}."""
+    from device.lm_import import KINDS
+
+    table = {}
+    for value in values:
+        text, _, kind = value.rpartition("=")
+        if not text or kind not in KINDS:
+            raise click.BadParameter(f"{value!r} is not TEXT=KIND with KIND one of {', '.join(KINDS)}")
+        table[text] = kind
+    return table
+
+
+@cli.command()
+@click.argument("events", type=click.Path(exists=True, dir_okay=False))
+@click.option("--rules", type=click.Choice(["WASM2016", "AASM2012"]), default="WASM2016", show_default=True,
+              help="The scoring rule set.")
+@click.option("--lights-off", "lights_off_s", type=click.FloatRange(min=0), default=None,
+              help="Seconds from the start when the lights went off (default: the file's own marker, or 0).")
+@click.option("--lights-on", "lights_on_s", type=click.FloatRange(min=0), default=None,
+              help="Seconds from the start when the lights went on (default: the file's own marker, or the end).")
+@click.option("--gap", "gaps", multiple=True, callback=_span, metavar="START-END",
+              help="A span in seconds that was not recorded; repeat for more.")
+@click.option("--duration", "duration_s", type=click.FloatRange(min=0), default=None,
+              help="Length of the recording in seconds (default: the file's records, or its last LM).")
+@click.option("--label", "labels", multiple=True, callback=_labels, metavar="TEXT=KIND",
+              help="Count an EDF+ label the table does not know, KIND left, right, unsided, lights_off, "
+                   "lights_on or gap; repeat for more.")
+@click.option("--json", "as_json", is_flag=True, help="Print the night summary core as JSON.")
+@click.option("--plot", "plot_png", type=click.Path(dir_okay=False), default=None,
+              help="Draw the night to this PNG.")
+@click.option("--start", "start_iso", default=None,
+              help="Wall-clock time of t = 0 with its UTC offset, e.g. 2026-03-02T22:40:00+01:00, for clock hours.")
+def score(events: str, rules: str, lights_off_s: float | None, lights_on_s: float | None,
+          gaps: list[tuple[float, float]], duration_s: float | None, labels: dict[str, str], as_json: bool,
+          plot_png: str | None, start_iso: str | None) -> None:
+    """Score leg movements scored elsewhere, by WASM 2016 or AASM 2012.
+
+    EVENTS is an EDF+ file, whose annotations are read through a table of the labels PSG software
+    uses ("LM", "Limb movement - left", "LM/right", "Lights off", ...; labels it does not know are
+    listed on stderr, never guessed), or a CSV with the header onset_s,offset_s,leg (leg left or
+    right). The scorer applies the rules itself: movements on one leg less than 0.5 s apart are
+    one LM, shorter LMs are dropped, and the legs combine into bilateral LMs. In bed runs from
+    lights off to lights on. The report, --json and --plot are those of `analyze`.
+
+    \b
+    Example:
+      rlsmon-device score psg.edf
+      rlsmon-device score psg.edf --rules AASM2012 --json > summary.json
+      rlsmon-device score lms.csv --lights-off 1800 --lights-on 29400 --gap 7200-7260 --plot night.png
+    """
+    from device.analyze import score_events
+    from device.detect.events import Interval
+    from device.errors import EventsFormatError
+    from device.lm_import import read_events
+
+    start = _recording_start(start_iso)
+    try:
+        imported = read_events(events, labels)
+    except (EventsFormatError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    if imported.unknown_labels:
+        listed = ", ".join(f"{text!r} x{n}" for text, n in imported.unknown_labels.most_common())
+        click.echo(f"Not scored, labels not in the LM table (add one with --label 'TEXT=left'): {listed}", err=True)
+    given = {kind: t for kind, t in (("lights_off", lights_off_s), ("lights_on", lights_on_s)) if t is not None}
+    markers = [m for m in imported.markers if m[1] not in given] + [(t, kind) for kind, t in given.items()]
+    analysis = score_events(imported, rules, markers, [Interval(*g) for g in gaps], duration_s, start)
+    _print_night(analysis, [events], as_json, plot_png)
 
 
 def main() -> None:

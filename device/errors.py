@@ -29,3 +29,16 @@ class ConfigError(RlsmonError, ValueError):
     def __init__(self, path: str, key: str, problem: str) -> None:
         self.path, self.key, self.problem = path, key, problem
         super().__init__(f"{path}: [{key}] {problem}")
+
+
+class RecordingMismatchError(RlsmonError, ValueError):
+    """Recordings given as the two legs of one night do not share any time."""
+
+
+class EventsFormatError(RlsmonError, ValueError):
+    """A file of scored events (EDF+ annotations or an LM CSV) is malformed. The message names the
+    file, and the line when there is one."""
+
+    def __init__(self, path: str, problem: str, line: int | None = None) -> None:
+        self.path, self.line, self.problem = path, line, problem
+        super().__init__(f"{path}, line {line}: {problem}" if line is not None else f"{path}: {problem}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from device.analyze import NightAnalysis, hours_minutes
+from device.analyze import NightAnalysis, hours_minutes, plm_index_verdict
 
 _POSTURE_COLOURS = {"lying": "#9ecae1", "upright": "#fdae6b", "unknown": "#d9d9d9"}
 _PLM = "#d62728"
@@ -33,9 +33,8 @@ def plot_night(analysis: NightAnalysis, path: str | os.PathLike) -> None:
     ax_lm = fig.add_subplot(grid[1, :], sharex=ax_bed)
     ax_hour = fig.add_subplot(grid[2:, 0])
     ax_imi = fig.add_subplot(grid[2:, 1])
-    significance = "clinically significant" if s["clinically_significant"] else "not clinically significant"
     fig.suptitle(
-        f"PLM index {s['plm_index']:.1f}/h ({s['severity']}, {significance})   ·   "
+        f"PLM index {plm_index_verdict(s)}\n"
         f"{s['plm_count']} PLMs in {s['plm_series_count']} series, {s['lm_count']} LMs   ·   "
         f"in bed {hours_minutes(s['time_in_bed_s'])}   ·   {s['rules']}",
         fontsize=12, fontweight="bold",

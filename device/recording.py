@@ -21,8 +21,21 @@ import numpy as np
 
 from device.errors import RecordingFormatError
 from device.samples import SampleBlock
+from device.sensor.lsm6ds import VARIANTS
 
 RECORDING_HEADER = "t,ax,ay,az,gx,gy,gz"
+
+# No supported chip reports more than its int16 range times its coarsest LSB: 32768 x 0.976 mg
+# = 32.0 g (LSM6DSO32 at ±32 g) and 32768 x 140 mdps = 4588 dps (ISM330DHCX at ±4000 dps). Twice
+# that leaves room for a remapped or calibrated axis; anything beyond is not a measurement (an
+# overflowed or corrupted value such as 1e308), and would overflow the detector's arithmetic.
+ACCEL_LIMIT_G = 2 * max(32768 * s.per_lsb for v in VARIANTS.values() for s in v.accel_scales.values())
+GYRO_LIMIT_DPS = 2 * max(32768 * s.per_lsb for v in VARIANTS.values() for s in v.gyro_scales.values())
+# A recording is one night; a t a week from the start is a corrupted value, and would make the
+# hourly profile of the night millions of hours long.
+MAX_T_S = 7 * 24 * 3600.0
+_LIMITS = np.array([MAX_T_S] + [ACCEL_LIMIT_G] * 3 + [GYRO_LIMIT_DPS] * 3)
+_UNITS = ("s", "g", "g", "g", "dps", "dps", "dps")
 
 _NCOL = 7
 _CHUNK_BYTES = 1 << 20
@@ -38,8 +51,9 @@ def read_recording(path: str | os.PathLike, block_rows: int = 4096) -> Iterator[
     `odr_hz` is estimated once, from the first megabyte: the median sample interval finds the
     regular spacing, and the mean of the intervals within 1.5 of it (so gaps are left out) refines
     it past the rounding of `t` in the file. Raises `RecordingFormatError` naming the 1-based line
-    for a bad header, a wrong number of columns, a field that is not a finite number, or a `t` that
-    does not increase.
+    for a bad header, a wrong number of columns, a field that is not a finite number, a value beyond
+    any supported sensor's range (`ACCEL_LIMIT_G`, `GYRO_LIMIT_DPS`; `t` up to `MAX_T_S`), or a `t`
+    that does not increase.
     """
     if block_rows < 1:
         raise ValueError(f"block_rows must be at least 1, not {block_rows}")
@@ -56,13 +70,14 @@ def read_recording(path: str | os.PathLike, block_rows: int = 4096) -> Iterator[
             )
         first_line = 2
         for rows, first_line in _chunks(f, name, first_line):
+            _check_range(rows, name, first_line)
             t = rows[:, 0]
             bad = np.flatnonzero(np.diff(t, prepend=last_t) <= 0)
             if bad.size:
                 i = int(bad[0])
-                before = rows[i - 1, 0] if i else last_t
+                before = float(rows[i - 1, 0] if i else last_t)
                 raise RecordingFormatError(
-                    name, first_line + i, f"t = {rows[i, 0]!r} does not increase (the row before has t = {before!r})"
+                    name, first_line + i, f"t = {float(rows[i, 0])!r} does not increase (the row before has t = {before!r})"
                 )
             last_t = t[-1]
             if odr_hz is None:
@@ -105,6 +120,19 @@ def write_recording(path: str | os.PathLike, blocks: Iterable[SampleBlock]) -> N
 def _block(rows: np.ndarray, odr_hz: float) -> SampleBlock:
     rows = np.ascontiguousarray(rows)
     return SampleBlock(t_s=rows[:, 0].copy(), accel_g=rows[:, 1:4].copy(), gyro_dps=rows[:, 4:7].copy(), odr_hz=odr_hz)
+
+
+def _check_range(rows: np.ndarray, name: str, first_line: int) -> None:
+    """Raise `RecordingFormatError` naming the first line with a value beyond `_LIMITS`."""
+    beyond = np.abs(rows) > _LIMITS
+    if not beyond.any():
+        return
+    i, column = (int(k) for k in np.argwhere(beyond)[0])
+    value, limit, unit = float(rows[i, column]), _LIMITS[column], _UNITS[column]
+    what = "more than a week from the start" if column == 0 else f"beyond any supported sensor's range (±{limit:.0f} {unit})"
+    raise RecordingFormatError(
+        name, first_line + i, f"{RECORDING_HEADER.split(',')[column]} = {value!r} {unit} is {what}"
+    )
 
 
 def _estimate_odr_hz(t: np.ndarray, name: str) -> float:

@@ -121,7 +121,10 @@ class NightCore(_Record):
     """The scored night, as printed by `rlsmon-device analyze --json`.
 
     Rules: `lm_count == len(lm_events)`, `clm_count` == LMs with `clm`, `plm_count` == LMs with
-    `periodic`, `plm_series_count` == distinct `series`; `lm_events` ordered by onset.
+    `periodic`, `plm_series_count` == distinct `series`; `lm_events` ordered by onset. A night with
+    `severity` "insufficient_data" has `lm_index` and `plm_index` 0 and `clinically_significant`
+    false; when `min_time_in_bed_s` is given, `severity` is "insufficient_data" exactly when
+    `time_in_bed_s` is below it.
     """
 
     schema_: Literal["rlsmon.night/1"] = Field(alias="schema")
@@ -142,9 +145,12 @@ class NightCore(_Record):
     imi_histogram: ImiHistogram
     hourly: Annotated[list[Hour], Field(max_length=MAX_HOURS)]
     coverage: Coverage
-    severity: Literal["normal", "mild", "moderate", "severe"]
+    severity: Literal["normal", "mild", "moderate", "severe", "insufficient_data"]
     clinically_significant: bool
     caveats: Annotated[list[Annotated[str, Field(max_length=1000)]], Field(max_length=50)]
+    # Added within rlsmon.night/1 (optional, so earlier summaries stay valid): the least recorded
+    # time in bed for an index; below it `severity` is "insufficient_data".
+    min_time_in_bed_s: TimeS | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> NightCore:
@@ -178,6 +184,11 @@ class NightCore(_Record):
         for key, stated, counted in checks:
             if stated != counted:
                 raise ValueError(f"{key} is {stated} but lm_events give {counted}")
+        insufficient = self.severity == "insufficient_data"
+        if insufficient and (self.clinically_significant or self.plm_index or self.lm_index):
+            raise ValueError("a night with insufficient data has no index and is not clinically significant")
+        if self.min_time_in_bed_s is not None and insufficient != (self.time_in_bed_s < self.min_time_in_bed_s):
+            raise ValueError("severity is insufficient_data exactly when time_in_bed_s < min_time_in_bed_s")
         return self
 
 

@@ -99,6 +99,56 @@ def test_a_gap_in_the_recording_is_reported_and_ends_series(severe, tmp_path):
     assert after[0]["imi_s"] is None  # no IMI across a gap
 
 
+def still_leg(path, start_s: float, seconds: float, odr_hz: float = 52.0):
+    """A shin lying still (gravity along z) from `start_s` for `seconds`."""
+    t = start_s + np.arange(int(seconds * odr_hz)) / odr_hz
+    accel = np.tile([0.0, 0.0, 1.0], (len(t), 1))
+    write_recording(path, [SampleBlock(t, accel, np.zeros((len(t), 3)), odr_hz)])
+    return path
+
+
+def test_each_legs_coverage_counts(tmp_path):
+    # Issue 11: an 18-min left leg and a 38-s right leg were accepted with 100 % coverage. Without
+    # the right leg no bilateral LM can be scored, so its missing 17 min 22 s is a gap of the night.
+    left = still_leg(tmp_path / "left.csv", 0.0, 18 * 60)
+    right = still_leg(tmp_path / "right.csv", 0.0, 38)
+    summary = json.loads(analyze(left, right, "--json").output)
+    assert summary["duration_s"] == pytest.approx(1080.0, abs=0.05)
+    assert summary["coverage"]["gaps"] == [{"start_s": pytest.approx(38.0, abs=0.05), "end_s": summary["duration_s"]}]
+    assert summary["coverage"]["recorded_s"] == pytest.approx(38.0, abs=0.05)
+    report = analyze(left, right).output
+    assert "coverage 3.5 % (1 gap, 0 h 17 min)" in report
+    # The same leg twice covers the night.
+    assert json.loads(analyze(left, left, "--json").output)["coverage"]["gaps"] == []
+
+
+def test_legs_that_do_not_overlap_in_time_are_an_error(tmp_path):
+    left = still_leg(tmp_path / "left.csv", 0.0, 18 * 60)
+    right = still_leg(tmp_path / "right.csv", 2000.0, 38)
+    result = analyze(left, right)
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"Error: {left} (t = 0–1080 s) and {right} (t = 2000–2038 s) do not overlap in time: "
+        "they are not the two legs of one night"
+    )
+    empty = tmp_path / "empty.csv"
+    empty.write_text("t,ax,ay,az,gx,gy,gz\n")
+    result = analyze(left, empty)
+    assert result.exit_code == 1 and f"{empty} (no samples) do not overlap in time" in result.output
+
+
+def test_no_data_is_insufficient_not_normal(tmp_path):
+    # Issue 11: a header-only CSV said "PLM index 0.0/h: normal".
+    empty = tmp_path / "empty.csv"
+    empty.write_text("t,ax,ay,az,gx,gy,gz\n")
+    summary = json.loads(analyze(empty, "--json").output)
+    NightCore.model_validate(summary)
+    assert (summary["severity"], summary["clinically_significant"]) == ("insufficient_data", False)
+    report = analyze(empty).output
+    assert "PLM index       insufficient data: 0 min in bed, an index needs 48 min (no severity, no flag)" in report
+    assert "normal" not in report and "0.0/h" not in report
+
+
 def test_a_bad_file_fails_with_a_message_naming_the_line(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("t,ax,ay,az,gx,gy,gz\n0.0,0,0,1,0,0,0\n0.02,0,0,1,0,0,0\n0.04,0,0,1,0,0,0\n0.06,0,0,1,0,zero,0\n")
@@ -106,6 +156,18 @@ def test_a_bad_file_fails_with_a_message_naming_the_line(tmp_path):
     assert result.exit_code == 1
     assert f"{bad}, line 5: gy is not a number: 'zero'" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_an_overflowing_value_is_an_error_naming_the_line_without_numpy_warnings(tmp_path):
+    bad = tmp_path / "bad.csv"
+    rows = "".join(f"{k / 52:.4f},0,0,1,0,0,0\n" for k in range(200))
+    bad.write_text("t,ax,ay,az,gx,gy,gz\n" + rows + "3.9000,1e308,0,1,0,0,0\n")
+    done = run_cli(["analyze", bad], subprocess.PIPE)
+    assert done.returncode == 1
+    assert done.stdout == b""
+    assert done.stderr.decode().strip() == (
+        f"Error: {bad}, line 202: ax = 1e+308 g is beyond any supported sensor's range (±64 g)"
+    )
 
 
 def test_a_missing_file_is_a_usage_error(tmp_path):

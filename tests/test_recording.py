@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device.errors import RecordingFormatError
-from device.recording import RECORDING_HEADER, read_recording, write_recording
+from device.recording import RECORDING_HEADER, _parse, read_recording, write_recording
 from device.samples import SampleBlock
 
 
@@ -95,14 +95,15 @@ number = st.one_of(
 
 @settings(max_examples=60, deadline=None)
 @given(rows=st.lists(st.lists(number, min_size=6, max_size=6), min_size=2, max_size=30))
-def test_any_decimal_text_reads_as_float_reads_it(tmp_path_factory, rows):
-    path = tmp_path_factory.mktemp("rec") / "rec.csv"
+def test_any_decimal_text_reads_as_float_reads_it(rows):
+    # The parser on its own: most of these values are beyond any sensor's range, which
+    # read_recording refuses once they are parsed (tested below).
     lines = [f"{i * 0.25},{','.join(r)}" for i, r in enumerate(rows)]
-    path.write_text(RECORDING_HEADER + "\n" + "\n".join(lines) + "\n")
-    back = read_all(path)
+    parsed, nlines = _parse(("\n".join(lines) + "\n").encode(), "rec.csv", 2)
     expected = np.array([[float(v) for v in r] for r in rows])
-    assert np.array_equal(np.column_stack([back.accel_g, back.gyro_dps]), expected)
-    assert np.array_equal(back.t_s, np.arange(len(rows)) * 0.25)
+    assert nlines == len(rows)
+    assert np.array_equal(parsed[:, 1:], expected)
+    assert np.array_equal(parsed[:, 0], np.arange(len(rows)) * 0.25)
 
 
 def test_windows_line_endings_a_bom_and_no_final_newline_are_read(tmp_path):
@@ -145,7 +146,7 @@ def rows(n: int, start: int = 0) -> str:
         (RECORDING_HEADER + "\n" + rows(3) + "0.06,0,,1,0,0,0\n", 5, "ay is not a number"),
         (RECORDING_HEADER + "\n" + rows(3) + "0.06,0,0,1,nan,0,0\n", 5, "gx is not a finite number"),
         (RECORDING_HEADER + "\n" + rows(3) + "0.06,0,0,1,0,0,inf\n", 5, "gz is not a finite number"),
-        (RECORDING_HEADER + "\n" + rows(3) + "0.04,0,0,1,0,0,0\n", 5, "does not increase"),
+        (RECORDING_HEADER + "\n" + rows(3) + "0.04,0,0,1,0,0,0\n", 5, "t = 0.04 does not increase (the row before has t = 0.04)"),
         (RECORDING_HEADER + "\n" + rows(3) + "0.01,0,0,1,0,0,0\n", 5, "does not increase"),
         (RECORDING_HEADER + "\n" + rows(3) + "\n" + rows(2, 4), 5, "empty line"),
         (RECORDING_HEADER + "\n" + rows(3) + "0.06;0;0;1;0;0;0\n", 5, "1 columns"),
@@ -155,6 +156,13 @@ def rows(n: int, start: int = 0) -> str:
         (RECORDING_HEADER + "\n" + rows(3) + "0.06,0,0,1,0,1.2.5,0\n", 5, "gy is not a number: '1.2.5'"),
         (RECORDING_HEADER + "\n" + rows(3) + "0.06,0,0,1,0,0,0,\n", 5, "8 columns"),
         (RECORDING_HEADER + "\n" + GOOD, 2, "at least two samples"),
+        # Beyond any supported chip's range (LSM6DSO32 ±32 g, ISM330DHCX ±4000 dps, with margin).
+        (RECORDING_HEADER + "\n" + rows(3) + "0.06,1e308,0,1,0,0,0\n", 5,
+         "ax = 1e+308 g is beyond any supported sensor's range (±64 g)"),
+        (RECORDING_HEADER + "\n" + rows(3) + "0.06,0,0,-65.0,0,0,0\n", 5, "az = -65.0 g is beyond"),
+        (RECORDING_HEADER + "\n" + rows(3) + "0.06,0,0,1,0,9200,0\n", 5,
+         "gy = 9200.0 dps is beyond any supported sensor's range (±9175 dps)"),
+        (RECORDING_HEADER + "\n" + rows(3) + "1e308,0,0,1,0,0,0\n", 5, "t = 1e+308 s is more than a week"),
     ],
 )
 def test_a_bad_file_names_its_line(tmp_path, text, line, words):
@@ -165,6 +173,20 @@ def test_a_bad_file_names_its_line(tmp_path, text, line, words):
     assert words in str(info.value)
     assert str(path) in str(info.value)
     assert f"line {line}" in str(info.value)
+
+
+def test_the_widest_values_a_chip_can_report_are_read(tmp_path):
+    # ±32 g and ±4000 dps full scale, and the int16 extremes of those scales, are measurements.
+    text = RECORDING_HEADER + "\n0.0,-32.0,31.98,1,-4000,4587.5,0\n0.02,0,0,1,0,0,0\n"
+    back = read_all(write_text(tmp_path, text))
+    assert back.accel_g[0].tolist() == [-32.0, 31.98, 1.0] and back.gyro_dps[0, 1] == 4587.5
+
+
+def test_an_overflowing_value_deep_in_a_long_file_names_its_line(tmp_path):
+    text = RECORDING_HEADER + "\n" + rows(33_000) + "660.0000,0.1,0.2,1,0,0,1.5e300\n" + rows(7_000, 33_001)
+    with pytest.raises(RecordingFormatError) as info:
+        list(read_recording(write_text(tmp_path, text)))
+    assert info.value.line == 33_002 and "gz = 1.5e+300 dps" in str(info.value)
 
 
 def test_an_error_deep_in_a_long_file_names_its_line(tmp_path):

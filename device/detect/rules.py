@@ -34,6 +34,8 @@ class RuleSet:
     """
 
     name: str
+    lm_min_s: float
+    same_leg_within_s: float
     clm_min_s: float
     clm_max_s: float
     bilateral: Literal["gap", "onset"]
@@ -50,6 +52,12 @@ class RuleSet:
 
 WASM2016 = RuleSet(
     name="WASM2016",
+    # WASM 2016: an LM lasts at least 0.5 s, and it ends at the start of a period of at least 0.5 s
+    # below the offset threshold, so movements on one leg less than 0.5 s apart are one LM. PLMScoRe
+    # (Fulda's R code of WASM 2016, R/lm_score.R) joins them first (`lm_unil`), then drops what
+    # is still shorter than 0.5 s (`lm_dur1`).
+    lm_min_s=0.5,
+    same_leg_within_s=0.5,
     # WASM 2016 (Ferri et al., Sleep Med 2016;26:86–95): a candidate LM (CLM) is a monolateral LM
     # of 0.5–10 s, both ends inclusive.
     clm_min_s=0.5,
@@ -79,6 +87,11 @@ WASM2016 = RuleSet(
 
 AASM2012 = RuleSet(
     name="AASM2012",
+    # AASM Manual v2.0 (2012), LM rules: the minimum duration of an LM is 0.5 s; it ends at the start
+    # of a period of at least 0.5 s during which the EMG stays within 2 µV of resting, so movements
+    # on one leg less than 0.5 s apart are one LM.
+    lm_min_s=0.5,
+    same_leg_within_s=0.5,
     # AASM Manual v2.0 (2012), LM rules: an LM lasts 0.5–10 s.
     clm_min_s=0.5,
     clm_max_s=10.0,

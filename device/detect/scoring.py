@@ -1,6 +1,8 @@
 """Score a night: leg movements in, the summary core of docs/summary.md out. Pure: no I/O, no clock.
 
-The steps, each by the figures of a `RuleSet` (device/detect/rules.py):
+The steps, each by the figures of a `RuleSet` (device/detect/rules.py), applied here whatever made
+the LMs (our detector, or a PSG's scoring imported by `rlsmon-device score`):
+0. On each leg, movements less than 0.5 s apart are one LM, and what is still under 0.5 s is no LM.
 1. LMs of the two legs combine into bilateral LMs.
 2. Only LMs whose onset lies in bed, outside any gap, are scored: an LM while up and about is not a
    sleep LM (the PSG standards score LMs between lights off and lights on), and a clinician reading
@@ -20,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 from device import __version__
 from device.detect.bed import merge, subtract
 from device.detect.events import Interval, LegMovement
-from device.detect.rules import RuleSet, rule_set
+from device.detect.rules import WASM2016, RuleSet, rule_set
 
 SCHEMA = "rlsmon.night/1"
 IMI_BIN_WIDTH_S = 2
@@ -36,9 +38,13 @@ SEVERITY_BANDS: tuple[tuple[float, str], ...] = ((50.0, "severe"), (25.0, "moder
 # children the threshold is > 5/h; this summary uses the adult one.
 CLINICAL_PLMI_ADULT = 15.0
 
-# Below this much time in bed a per-hour index says nothing (a few LMs in a minute would read as
-# hundreds per hour), so the indices are left at 0 and a caveat says why.
-MIN_TIME_IN_BED_S = 600.0
+# Below this much recorded time in bed the night has insufficient data: no index, no severity band,
+# no flag. The fewest PLMs a night can have is one series of 4 (WASM 2016); below 48 min those 4
+# alone read as more than 5/h, the floor of the mild band (ICSD-R), so the index could not tell a
+# normal night from a mild one, and an empty night would be called normal on no evidence.
+# 4 PLMs / 0.8 h = 5/h: from 48 min on, one series is at most the band's floor.
+MIN_TIME_IN_BED_S = WASM2016.min_series_clms / SEVERITY_BANDS[-1][0] * 3600.0
+INSUFFICIENT = "insufficient_data"
 
 CAVEATS = (
     "Respiratory-related leg movements are not excluded: without respiratory signals they cannot be "
@@ -87,27 +93,37 @@ def score_night(
     gaps = merge(g for g in gaps if g.end_s > g.start_s)
     in_bed = merge(s for s in in_bed if s.end_s > s.start_s)
     scored = subtract(in_bed, gaps)  # the spans that count: in bed and recorded
-    lms = combine_legs(legs, rs)
+    joined = [join_one_leg(moves, rs) for moves in legs]
+    kept = [[m for m in moves if round(m[1] - m[0], _IMI_DECIMALS) >= rs.lm_min_s] for moves in joined]
+    too_short = sum(map(len, joined)) - sum(map(len, kept))
+    lms = combine_legs(kept, rs)
     total = len(lms)
     lms = _in_spans(lms, scored)
     for lm in lms:
         lm.clm = is_clm(lm, rs)
     series_count = mark_series(lms, rs)
     time_in_bed_s = float(sum(s.duration_s for s in scored))  # plain floats and bools for JSON
-    hours_in_bed = time_in_bed_s / 3600.0 if time_in_bed_s >= MIN_TIME_IN_BED_S else 0.0
+    sufficient = _r3(time_in_bed_s) >= MIN_TIME_IN_BED_S  # on the figure reported, so readers agree
+    hours_in_bed = time_in_bed_s / 3600.0 if sufficient else 0.0
     plm_count = sum(lm.series is not None for lm in lms)
     # Bands and flags read the index as reported, so a printed 25.0 is never called mild.
     plm_index = round(plm_count / hours_in_bed, 2) if hours_in_bed > 0 else 0.0
     imis = [lm.imi_s for lm in lms if lm.clm and lm.imi_s is not None]
     caveats = list(CAVEATS)
+    if too_short:
+        caveats.append(
+            f"{too_short} movements shorter than {rs.lm_min_s:g} s (after joining those less than "
+            f"{rs.same_leg_within_s:g} s apart on one leg) are not leg movements and are not scored."
+        )
     if total > len(lms):
         caveats.append(
             f"{total - len(lms)} leg movements while out of bed or in a recording gap are not scored."
         )
-    if not hours_in_bed:
+    if not sufficient:
         caveats.append(
-            f"Only {time_in_bed_s / 60:.0f} min in bed (the shin lying, between lights off and on): "
-            f"indices need at least {MIN_TIME_IN_BED_S / 60:.0f} min and are left at 0."
+            f"Insufficient data: {time_in_bed_s / 60:.0f} min recorded in bed (lying, between lights off "
+            f"and on, outside gaps), and a PLM index needs at least "
+            f"{MIN_TIME_IN_BED_S / 60:.0f} min. The indices are left at 0 with no severity and no flag."
         )
     return {
         "schema": SCHEMA,
@@ -136,30 +152,45 @@ def score_night(
         "time_in_bed_s": _r3(time_in_bed_s),
         "lm_index": round(len(lms) / hours_in_bed, 2) if hours_in_bed > 0 else 0.0,
         "plm_index": plm_index,
-        "periodicity_index": round(periodicity_index(lms, rs), 4),
+        "periodicity_index": round(periodicity_index(lms), 4),
         "imi_histogram": imi_histogram(imis),
         "hourly": hourly(lms, duration_s, recording_start),
         "coverage": {
             "recorded_s": _r3(sum(s.duration_s for s in subtract([Interval(0.0, duration_s)], gaps))),
             "gaps": [_span(g, duration_s) for g in gaps],
         },
-        "severity": severity(plm_index),
-        "clinically_significant": plm_index > CLINICAL_PLMI_ADULT,
+        "severity": severity(plm_index) if sufficient else INSUFFICIENT,
+        "clinically_significant": sufficient and plm_index > CLINICAL_PLMI_ADULT,
+        "min_time_in_bed_s": MIN_TIME_IN_BED_S,
         "caveats": caveats,
     }
 
 
-def combine_legs(legs: Sequence[Sequence[LegMovement]], rs: RuleSet) -> list[_LM]:
-    """Merge the legs' LMs into one list by onset, joining LMs of different legs per `rs.bilateral`.
+def join_one_leg(moves: Sequence[LegMovement], rs: RuleSet) -> list[tuple[float, float]]:
+    """One leg's movements as (onset_s, offset_s) by onset, those that overlap or lie less than
+    `rs.same_leg_within_s` apart joined into one (WASM 2016; PLMScoRe `lm_unil`)."""
+    out: list[list[float]] = []
+    for onset_s, offset_s in sorted((float(m.onset_s), float(m.offset_s)) for m in moves):
+        if out and round(onset_s - out[-1][1], _IMI_DECIMALS) < rs.same_leg_within_s:
+            out[-1][1] = max(out[-1][1], offset_s)
+        else:
+            out.append([onset_s, offset_s])
+    return [(a, b) for a, b in out]
+
+
+def combine_legs(legs: Sequence[Sequence[tuple[float, float]]], rs: RuleSet) -> list[_LM]:
+    """Merge the legs' LMs, (onset_s, offset_s) each as `join_one_leg` gives them, into one list by
+    onset, joining LMs of different legs per `rs.bilateral`.
 
     `"gap"` (WASM 2016) chains LMs while each starts less than `bilateral_within_s` after the
-    running offset (overlap counts), so a chain of parts on alternating legs is one LM. `"onset"`
-    (AASM 2012) joins an LM of another leg whose onset is less than `bilateral_within_s` after the
-    previous part's onset. The combined LM runs from the earliest onset to the latest offset, so its
-    IMI is taken from the earliest onset (WASM 2016).
+    running offset (overlap counts), so a chain of parts on alternating legs is one LM; its parts
+    are whole single-leg LMs, as WASM 2016 counts them (at most 4). `"onset"` (AASM 2012) joins an
+    LM of another leg whose onset is less than `bilateral_within_s` after the previous part's
+    onset. The combined LM runs from the earliest onset to the latest offset, so its IMI is taken
+    from the earliest onset (WASM 2016).
     """
     moves = sorted(
-        ((float(m.onset_s), float(m.offset_s), leg) for leg, ms in enumerate(legs) for m in ms),
+        ((onset_s, offset_s, leg) for leg, ms in enumerate(legs) for onset_s, offset_s in ms),
         key=lambda m: (m[0], m[1]),
     )
     out: list[_LM] = []
@@ -168,8 +199,6 @@ def combine_legs(legs: Sequence[Sequence[LegMovement]], rs: RuleSet) -> list[_LM
         if out and last_leg is not None:
             prev = out[-1]
             if rs.bilateral == "gap":
-                # The same rule makes one LM of two on one leg less than 0.5 s apart (WASM 2016), in
-                # case the detector handed them over apart.
                 joins = round(onset_s - prev.offset_s, _IMI_DECIMALS) < rs.bilateral_within_s
             else:
                 joins = leg != last_leg and round(onset_s - last_onset_s, _IMI_DECIMALS) < rs.bilateral_within_s
@@ -205,11 +234,16 @@ def mark_series(lms: Sequence[_LM], rs: RuleSet) -> int:
     at least `min_series_clms` CLMs. It ends at a gap or out of bed, at an IMI > imi_max_s, at a
     non-CLM LM when the rule set says so, and at an IMI < imi_min_s under `"break"`; under `"skip"`
     that CLM is passed over and the next IMI is measured from the CLM before it.
+
+    Where a non-CLM LM breaks series, the intervals next to it are missing: the CLM after it has no
+    IMI, as a gap leaves none. PLMScoRe (Fulda's R code of WASM 2016, R/lm_score.R, `plm()`) sets
+    the IMIs next to a non-CLM LM to NA and starts the next run from the CLM after it; measuring
+    across the long LM would put an interval in the histogram and the periodicity index that no
+    series can use.
     """
     series = 0
     run: list[_LM] = []
     anchor: _LM | None = None
-    broken = False
 
     def close() -> None:
         nonlocal series, run
@@ -222,38 +256,36 @@ def mark_series(lms: Sequence[_LM], rs: RuleSet) -> int:
     for lm in lms:
         if anchor is not None and anchor.segment != lm.segment:
             close()
-            anchor, broken = None, False
+            anchor = None
         if not lm.clm:
             if rs.long_lm_breaks_series:
                 close()
-                broken = True
+                anchor = None
             continue
         imi_s = None if anchor is None else round(lm.onset_s - anchor.onset_s, _IMI_DECIMALS)
         lm.imi_s = imi_s
-        if imi_s is not None and imi_s < rs.imi_min_s and rs.short_imi == "skip" and not broken:
+        if imi_s is not None and imi_s < rs.imi_min_s and rs.short_imi == "skip":
             continue
-        if imi_s is None or broken or imi_s < rs.imi_min_s or imi_s > rs.imi_max_s:
+        if imi_s is None or imi_s < rs.imi_min_s or imi_s > rs.imi_max_s:
             close()
         run.append(lm)
-        anchor, broken = lm, False
+        anchor = lm
     close()
     return series
 
 
-def periodicity_index(lms: Sequence[_LM], rs: RuleSet) -> float:
+def periodicity_index(lms: Sequence[_LM]) -> float:
     """Ferri 2006: the IMIs of 10–90 s that belong to runs of ≥ 3 consecutive such IMIs, ÷ all IMIs.
 
     Ferri R, Zucconi M, Manconi M, et al. New approaches to the study of periodic leg movements
     during sleep in restless legs syndrome. Sleep 2006;29:759–769. The 10–90 s window is Ferri's,
-    whichever rule set scores the series. A run is also cut where the series logic is cut: no IMI
-    (a gap or out of bed) or, when the rule set says so, a non-CLM LM. 0 when there is no IMI.
+    whichever rule set scores the series. The IMIs are those `mark_series` set: a CLM without one
+    (after a gap, out of bed, or, when the rule set says so, after a non-CLM LM, as in PLMScoRe)
+    cuts the run and adds nothing to the denominator. 0 when there is no IMI.
     """
     total = in_runs = run = 0
     for lm in lms:
         if not lm.clm:
-            if rs.long_lm_breaks_series:
-                in_runs += run if run >= 3 else 0
-                run = 0
             continue
         if lm.imi_s is None:
             in_runs += run if run >= 3 else 0

@@ -90,8 +90,8 @@ def test_wasm_a_12_s_lm_breaks_the_series():
     assert [e["clm"] for e in s["lm_events"]] == [True, True, True, False, True, True, True, True]
     assert series(s) == [None, None, None, None, 0, 0, 0, 0]
     assert (s["lm_count"], s["clm_count"], s["plm_count"]) == (8, 7, 4)
-    # The IMI runs between CLMs, across the long LM.
-    assert imis(s)[4] == 20.0 and imis(s)[3] is None
+    # The intervals next to the long LM are missing (PLMScoRe): +60 has no IMI, +80 has 20 s.
+    assert imis(s) == [None, 20.0, 20.0, None, None, 20.0, 20.0, 20.0]
 
 
 def test_aasm_a_12_s_movement_is_not_an_lm_and_does_not_break():
@@ -248,6 +248,32 @@ def test_periodicity_index_counts_imis_in_runs_of_three_or_more():
     assert s["periodicity_index"] == round(3 / 7, 4)
 
 
+def test_the_intervals_next_to_a_long_lm_are_missing_hand_worked():
+    # The case: CLMs at 3199.19, 3234.39, 3270.75, a 12.5-s LM at 3294.77, a CLM at 3323.69.
+    # IMIs between CLMs: 35.20, 36.36; the intervals next to the LM (24.02 before, 28.92 after) are
+    # missing (PLMScoRe), so 3323.69 has none, and 52.94 across the LM is no IMI either. Two IMIs,
+    # in the 34-36 and 36-38 s bins; a run of 2 (< 3): periodicity index 0 of 2.
+    moves = [lm(3199.19), lm(3234.39), lm(3270.75), lm(3294.77, 12.5), lm(3323.69)]
+    s = score(moves)
+    assert imis(s) == [None, 35.2, 36.36, None, None]
+    assert [e["clm"] for e in s["lm_events"]] == [True, True, True, False, True]
+    h = s["imi_histogram"]
+    assert (h["below_10_s"], h["from_10_to_90_s"], h["above_90_s"]) == (0, 2, 0)
+    assert h["counts"][17] == 1 and h["counts"][18] == 1 and sum(h["counts"]) == 2
+    assert s["periodicity_index"] == 0.0
+
+
+def test_an_interval_across_a_long_lm_is_not_in_the_periodicity_index():
+    # IMIs 20, 20, 20 (a run of 3), then a 12-s LM at +70 and a CLM at +100. Across the LM would be
+    # a fourth IMI (40 s) outside the run: 3/4. It is missing, so the index is 3/3.
+    s = score(sorted(at(0, 20, 40, 60, 100) + at(70, duration_s=12.0), key=lambda m: m.onset_s))
+    assert imis(s) == [None, 20.0, 20.0, 20.0, None, None]
+    assert s["periodicity_index"] == 1.0
+    # AASM 2012: a movement > 10 s is no LM and breaks nothing: 40 s is a fourth IMI, in the run.
+    aasm = score(sorted(at(0, 20, 40, 60, 100) + at(70, duration_s=12.0), key=lambda m: m.onset_s), rules="AASM2012")
+    assert imis(aasm)[-1] == 40.0 and aasm["periodicity_index"] == 1.0
+
+
 def test_periodicity_index_is_zero_without_imis_and_one_for_a_clean_series():
     assert score([])["periodicity_index"] == 0.0
     assert score(at(0))["periodicity_index"] == 0.0
@@ -387,11 +413,31 @@ def test_an_unknown_marker_is_refused():
         in_bed_intervals(POSTURES, [(10.0, "lamp")], 1000.0)
 
 
-def test_too_little_time_in_bed_gives_no_index_and_says_why():
+def test_too_little_time_in_bed_is_insufficient_data_not_normal():
     s = score(at(0, 20, 40, 60), in_bed=((90.0, 400.0),), duration_s=3600.0)
     assert s["plm_count"] == 4 and s["time_in_bed_s"] == 310.0
-    assert (s["plm_index"], s["lm_index"], s["severity"]) == (0.0, 0.0, "normal")
-    assert any("Only 5 min in bed" in c for c in s["caveats"])
+    assert (s["plm_index"], s["lm_index"]) == (0.0, 0.0)
+    assert (s["severity"], s["clinically_significant"]) == ("insufficient_data", False)
+    assert s["min_time_in_bed_s"] == 2880.0
+    assert any(c.startswith("Insufficient data: 5 min recorded in bed") for c in s["caveats"])
+
+
+def test_no_data_at_all_is_insufficient_data():
+    s = score([], in_bed=(), duration_s=0.0)
+    assert (s["severity"], s["clinically_significant"], s["plm_index"]) == ("insufficient_data", False, 0.0)
+
+
+def test_a_plm_index_needs_48_min_in_bed():
+    # One series of 4 PLMs, the fewest WASM 2016 scores, in 48 min is 5.0/h, the floor of the mild
+    # band: from 48 min on the index can tell normal from mild. 47 min 59.999 s is too little.
+    moves = at(0, 20, 40, 60)
+    s = score(moves, in_bed=((0.0, 2880.0),), duration_s=3600.0)
+    assert (s["plm_index"], s["severity"]) == (5.0, "mild")
+    s = score(moves, in_bed=((0.0, 2879.999),), duration_s=3600.0)
+    assert (s["plm_index"], s["severity"]) == (0.0, "insufficient_data")
+    # The time that counts is in bed minus gaps.
+    s = score(moves, in_bed=((0.0, 3000.0),), gaps=((1000.0, 1200.0),), duration_s=3600.0)
+    assert (s["time_in_bed_s"], s["severity"]) == (2800.0, "insufficient_data")
 
 
 def test_bilateral_bounds_are_strict_despite_floating_point():

@@ -51,6 +51,47 @@ def test_extra_keys_are_kept_for_additive_evolution():
     assert dumped["future_field"] == {"x": 1} and dumped["lm_events"][0]["leg"] == 1
 
 
+def insufficient(summary: dict) -> dict:
+    """`summary` as a night with too little time in bed for an index (rlsmon.night/1, additive)."""
+    return summary | {"time_in_bed_s": 600.0, "min_time_in_bed_s": 2880.0, "lm_index": 0.0, "plm_index": 0.0,
+                      "severity": "insufficient_data", "clinically_significant": False}
+
+
+def test_a_night_with_insufficient_data_is_accepted():
+    summary = insufficient(make_summary())
+    night = NightSummary.model_validate_json(encode(summary))
+    assert night.severity == "insufficient_data" and night.min_time_in_bed_s == 2880.0
+    jsonschema_rs.validator_for(json.loads(SCHEMA_FILE.read_text())).validate(summary)
+
+
+def test_the_collector_stores_a_night_with_insufficient_data(tmp_path):
+    from server.collector import ingest
+    from server.db import open_db
+
+    db = open_db(tmp_path / "server.db")
+    assert ingest(db, "rlsmon/v1/dev-a/summary", encode(insufficient(make_summary()))).kind == "stored"
+    assert db["nights"].get(("dev-a", "2026-01-05"))["severity"] == "insufficient_data"
+
+
+def test_a_night_from_before_min_time_in_bed_s_is_still_valid():
+    summary = make_summary()
+    summary.pop("min_time_in_bed_s", None)
+    assert NightSummary.model_validate_json(encode(summary)).min_time_in_bed_s is None
+
+
+@pytest.mark.parametrize(("key", "value"), [("clinically_significant", True), ("plm_index", 3.0),
+                                            ("lm_index", 3.0), ("time_in_bed_s", 2880.0)])
+def test_insufficient_data_with_an_index_a_flag_or_enough_time_is_refused(key, value):
+    with pytest.raises(ValidationError, match="insufficient"):
+        NightSummary.model_validate_json(encode(insufficient(make_summary()) | {key: value}))
+
+
+def test_a_severity_despite_too_little_time_is_refused():
+    summary = make_summary() | {"time_in_bed_s": 600.0, "min_time_in_bed_s": 2880.0}
+    with pytest.raises(ValidationError, match="insufficient_data exactly when"):
+        NightSummary.model_validate_json(encode(summary))
+
+
 def _mutations():
     def put(path, value):
         def apply(s):
