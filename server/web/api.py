@@ -15,7 +15,7 @@ from sqlite_utils import Database
 
 from server.model import DEVICE_ID_PATTERN, NightSummary
 from server.web import queries
-from server.web.app import get_db, state
+from server.web.deps import get_db, state
 
 router = APIRouter()
 _401 = {401: {"description": "No session and no valid Bearer token"}}

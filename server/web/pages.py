@@ -14,7 +14,7 @@ import math
 import re
 import secrets
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,8 +25,10 @@ from sqlite_utils import Database
 from server.db import assign_device, open_db
 from server.model import DEVICE_ID_PATTERN
 from server.web import auth, charts, edf, queries
-from server.web.app import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, SvgCache, WebState,
-                            cookie_secure, get_db, safe_next, state)
+from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, WebState, cookie_secure,
+                             get_db, safe_next, state)
+from server.web.svg_cache import SvgCache
+from server.web.trend import load_trend, trend_key
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger(__name__)
@@ -257,33 +259,6 @@ def _patient_or_404(db: Database, patient_id: int) -> dict[str, Any]:
     if found is None:
         raise HTTPException(404, f"No patient {patient_id}.")
     return found
-
-
-def one_per_night(nights: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One night per date for the trend: when two devices recorded the same date (a device swap),
-    the one with more time in bed."""
-    best: dict[str, dict[str, Any]] = {}
-    for n in nights:
-        if n["night"] not in best or n["time_in_bed_s"] > best[n["night"]]["time_in_bed_s"]:
-            best[n["night"]] = n
-    return [best[k] for k in sorted(best)]
-
-
-TrendArgs = tuple[tuple[tuple[date, float], ...], tuple[tuple[date, str], ...]]
-
-
-def load_trend(db: Database, patient_id: int) -> tuple[list[dict], list[dict], TrendArgs]:
-    """A patient's nights (one per date) and notes, and the trend chart's arguments from them."""
-    nights = one_per_night(queries.patient_nights(db, patient_id))
-    notes = queries.notes(db, patient_id)
-    series = tuple((date.fromisoformat(n["night"]), n["plm_index"]) for n in nights)
-    marks = tuple((date.fromisoformat(n["date"]), n["text"]) for n in notes)
-    return nights, notes, (series, marks)
-
-
-def trend_key(patient_id: int, chart_args: TrendArgs) -> tuple:
-    """The trend chart's cache key: it changes with any night or note it draws."""
-    return ("trend", patient_id, hash(chart_args))
 
 
 @router.get("/patients/{patient_id}", response_class=HTMLResponse)
