@@ -86,8 +86,8 @@ class WebConfig:
     host: str = "127.0.0.1"
     port: int = field(default=8000, metadata={"check": lambda v: 0 < v < 65536, "expected": "a TCP port 1–65535"})
     session_hours: float = field(default=12.0, metadata={"check": lambda v: v > 0, "expected": "a positive number of hours"})
-    max_failed_logins: int = field(default=5, metadata={"check": lambda v: v >= 1, "expected": "at least 1"})
-    lockout_minutes: float = field(default=15.0, metadata={"check": lambda v: v > 0, "expected": "a positive number of minutes"})
+    # An API token lasts this long unless its maker chooses otherwise (1–365 days).
+    token_days: int = field(default=90, metadata={"check": lambda v: 1 <= v <= 365, "expected": "1–365 days"})
 
 
 @dataclass(frozen=True)

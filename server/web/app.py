@@ -1,9 +1,10 @@
 """The dashboard application: `create_app(db_path)` wires auth, pages, exports and the JSON API.
 
 Access is deny-by-default: one dependency on the whole app demands a session cookie or an API token
-on every route, so a route added later is protected without anyone remembering to. Only the login
-page and the static files are public. Pages redirect to /login; the API and its schema answer 401.
-Every form POST must carry the session's CSRF token.
+on every route, and a role that the route declared (`server/web/access.py`), so a route added later
+is closed until someone decides who may use it. Only the login page and the static files are
+public. Pages redirect to /login; the API and its schema answer 401; a role that may not use a
+route gets 403. Every form POST must carry the session's CSRF token.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from sqlite_utils import Database
 
 from server import __version__
 from server.db import open_db
-from server.web import api, auth, pages
+from server.web import admin, api, auth, pages
+from server.web.access import PUBLIC, allowed_roles
 from server.web.deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, WebState, get_db, state
 from server.web.warmer import ChartWarmer
 
 HERE = Path(__file__).parent
-PUBLIC_PATHS = frozenset({"/login"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -52,10 +53,12 @@ def _bearer(request: Request) -> str | None:
 
 
 async def guard(request: Request, db: Database = Depends(get_db)) -> Principal | None:
-    """Authenticate every request (except the login page) and check CSRF on every unsafe one."""
+    """Authenticate every request (except the public login page), check CSRF on every unsafe one,
+    and let through only the roles that the route declared (`server/web/access.py`)."""
     web = state(request)
     path = request.url.path
-    if path in PUBLIC_PATHS:
+    roles = allowed_roles(request.scope.get("endpoint"))
+    if PUBLIC in roles:
         if request.method not in SAFE_METHODS:
             form = await request.form()
             expected = request.cookies.get(LOGIN_CSRF_COOKIE)
@@ -66,22 +69,24 @@ async def guard(request: Request, db: Database = Depends(get_db)) -> Principal |
     token = _bearer(request)
     principal = None
     if session is not None:
-        principal = Principal(username=session.username, csrf_token=session.csrf_token)
+        principal = Principal(session.username, session.role, csrf_token=session.csrf_token)
     elif token is not None and request.method in SAFE_METHODS:
         # API tokens are read-only: they never change anything, so they need no CSRF token.
-        name = auth.api_token_name(db, token)
-        principal = Principal(token_name=name) if name else None
+        found = auth.api_token(db, token, web.now())
+        principal = Principal(found.owner, found.role, token_name=found.name) if found else None
     if principal is None:
         if is_api_path(path) or token is not None:
             raise HTTPException(401, "Authentication required: a session or a Bearer API token.",
                                 headers={"WWW-Authenticate": "Bearer"})
         raise LoginRequired(path + (f"?{request.url.query}" if request.url.query else ""))
+    request.state.principal = principal
     if request.method not in SAFE_METHODS:
         form = await request.form()
         given = form.get("csrf_token") or request.headers.get("x-csrf-token")
         if not auth.csrf_ok(principal.csrf_token or "", given if isinstance(given, str) else None):
             raise HTTPException(403, "Missing or wrong CSRF token; reload the page and try again.")
-    request.state.principal = principal
+    if principal.role not in roles:
+        raise HTTPException(403, f"This page is not open to the {principal.role} role.")
     return principal
 
 
@@ -140,6 +145,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.include_router(admin.router)
     app.openapi = lambda: api.openapi_spec(app)  # type: ignore[method-assign]
 
     @app.exception_handler(LoginRequired)

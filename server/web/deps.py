@@ -3,14 +3,18 @@ chart warmer all use. It imports none of them, so imports flow one way: app -> r
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from fastapi import Request
+from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
+from starlette.background import BackgroundTask
 from sqlite_utils import Database
 
+from server.audit import Actor, record
 from server.db import open_db
 from server.web import auth
 from server.web.svg_cache import SvgCache
@@ -38,9 +42,11 @@ class WebState:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is asking: a staff member (with a session) or an API token (by its name)."""
+    """Who is asking: a staff member with a session (and its CSRF token), or an API token, which
+    acts as its owner (``username``) with its own ``role``."""
 
-    username: str | None = None
+    username: str
+    role: str
     token_name: str | None = None
     csrf_token: str | None = None
 
@@ -58,6 +64,36 @@ def get_db(request: Request) -> Iterator[Database]:
         yield db
     finally:
         db.conn.close()
+
+
+def client_address(request: Request) -> str:
+    """The client's address (the proxy's client, when uvicorn trusts its forwarded headers)."""
+    return request.client.host if request.client else "unknown"
+
+
+def audit(request: Request, db: Database, action: str, *, target_kind: str | None = None,
+          target: str | None = None, patient: str | None = None,
+          detail: str | None = None) -> None:
+    """Add an entry to the audit trail for this request's principal (see `server.audit`)."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    actor = Actor(principal.username if principal else "-", client_address(request),
+                  principal.token_name if principal else None)
+    record(db, state(request).now(), actor, action, target_kind=target_kind, target=target,
+           patient=patient, detail=detail)
+
+
+def render(request: Request, name: str, context: dict[str, Any], status: int = 200,
+           background: BackgroundTask | None = None) -> Response:
+    """Render a template with the request's principal (for the navigation)."""
+    context.setdefault("principal", getattr(request.state, "principal", None))
+    return state(request).templates.TemplateResponse(request, name, context, status_code=status,
+                                                     background=background)
+
+
+def attachment(*parts: str) -> dict[str, str]:
+    """A Content-Disposition header whose file name keeps only safe characters."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts))
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
 def cookie_secure(request: Request) -> bool:
