@@ -158,10 +158,16 @@ def test_the_same_forms_pass_with_the_token(staff):
     assert "pramipexole stopped" in staff.get("/patients/1").text
 
 
-def _create_token(staff, name: str) -> str:
-    page = staff.post("/tokens", data={"name": name, "csrf_token": csrf_of(staff.get("/tokens").text)})
-    assert page.status_code == 201
+def _create_token(staff, name: str, days: int | None = None) -> str:
+    form = {"name": name, "csrf_token": csrf_of(staff.get("/tokens").text)}
+    page = staff.post("/tokens", data=form if days is None else {**form, "days": str(days)})
+    assert page.status_code == 201, page.text
     return re.search(r'<code class="token">([^<]+)</code>', page.text).group(1)
+
+
+def _revoke(client, name: str) -> None:
+    client.post("/tokens/revoke", data={"name": name,
+                                        "csrf_token": csrf_of(client.get("/tokens").text)})
 
 
 def test_api_tokens_read_the_api_and_can_be_revoked(app, staff):
@@ -178,9 +184,57 @@ def test_api_tokens_read_the_api_and_can_be_revoked(app, staff):
         refused = machine.post("/patients/1/notes", headers=auth_header,
                                data=FORM_FIELDS["/patients/1/notes"], follow_redirects=False)
         assert refused.status_code == 401
-        staff.post("/tokens/revoke", data={"name": "reporting",
-                                           "csrf_token": csrf_of(staff.get("/tokens").text)})
+        _revoke(staff, "reporting")
         assert machine.get("/api/devices", headers=auth_header).status_code == 401
+
+
+def _api_status(app, token: str, path: str = "/api/devices") -> int:
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as machine:
+        return machine.get(path, headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+def test_tokens_expire_after_ninety_days_by_default_or_as_chosen(app, staff, clock):
+    default, short = _create_token(staff, "default"), _create_token(staff, "short", days=7)
+    page = staff.get("/tokens").text
+    assert "nurse.kim" in page and "clinician" in page
+    assert "22 Feb 2027" in page  # NOW + 90 days, shown as the expiry
+    too_long = staff.post("/tokens", data={"name": "forever", "days": "3650",
+                                           "csrf_token": csrf_of(staff.get("/tokens").text)})
+    assert too_long.status_code == 422 and "1–365 days" in too_long.text
+    clock.advance(timedelta(days=7, seconds=1))
+    assert (_api_status(app, short), _api_status(app, default)) == (401, 200)
+    log_in(staff)  # a week on, the session has long expired
+    assert "<strong>expired</strong>" in staff.get("/tokens").text
+    clock.advance(timedelta(days=83))
+    assert _api_status(app, default) == 401
+
+
+def test_a_token_acts_with_its_owners_role_and_dies_with_it(app, seeded, staff, admin):
+    clinician_token = _create_token(staff, "reports")
+    admin_token = _create_token(admin, "siem")
+    assert _api_status(app, clinician_token) == 200
+    assert _api_status(app, admin_token) == 403  # an admin's token reads no patient data
+    assert _api_status(app, admin_token, "/admin/audit.csv") == 200
+    # The owner moves to another role: the token (made with the old one) stops working.
+    from server.web import auth
+
+    db = open_db(seeded.path)
+    auth.set_role(db, USER, "admin")
+    db.conn.close()
+    assert _api_status(app, clinician_token) == 401
+
+
+def test_admins_see_and_revoke_every_token_clinicians_only_their_own(app, staff, admin):
+    mine = _create_token(staff, "mine")
+    _create_token(admin, "ops")
+    assert "ops" not in staff.get("/tokens").text.split("<tbody>")[1]
+    _revoke(staff, "ops")  # not theirs: nothing happens
+    assert "ops" in admin.get("/tokens").text.split("<tbody>")[1]
+    assert _api_status(app, mine) == 200
+    _revoke(admin, "mine")
+    assert _api_status(app, mine) == 401
 
 
 def test_token_names_are_unique_and_tokens_are_shown_once(staff):
