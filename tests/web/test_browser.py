@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.web.conftest import PASSWORD, USER, seed_db
+from tests.web.conftest import ADMIN_PASSWORD, ADMIN_USER, PASSWORD, USER, seed_db
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.slow
@@ -147,4 +147,26 @@ def test_staff_log_in_and_read_patients_night_and_trend(server, browser, tmp_pat
     assert page.locator("figure.svg svg text", has_text="iron supplement started").count() >= 1
 
     assert origins == {base.split("/")[2]}, origins
+    page.close()
+
+
+@pytest.mark.timeout(240)
+def test_an_admin_reads_the_audit_trail_and_cannot_open_a_patient(server, browser, tmp_path):
+    base, seeded = server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)
+    page.goto(base + f"/patients/{seeded.flagged_patient}")
+    page.fill("input[name=username]", ADMIN_USER)
+    page.fill("input[name=password]", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    # The page it asked for is a clinician's: an admin is refused it.
+    page.wait_for_url(f"**/patients/{seeded.flagged_patient}")
+    assert page.get_by_text("not open to the admin role").is_visible()
+    assert page.locator("figure.svg svg").count() == 0
+    page.locator("nav a", has_text="Audit trail").click()
+    page.wait_for_url(base + "/admin/audit")
+    rows = page.locator("table.audit tbody tr")
+    assert rows.first.locator("td").nth(4).inner_text() == "login.success"
+    assert rows.first.locator("td").nth(2).inner_text().startswith(ADMIN_USER)
+    page.screenshot(path=str(_shots_dir(tmp_path) / "audit-laptop.png"), full_page=True)
     page.close()
