@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import click
 
 from server import __version__, audit
@@ -132,7 +134,7 @@ def web(config_path: str, host: str | None, port: int | None, secure_cookies: st
     Example:
         rlsmon-server web --config /etc/rlsmon/server.toml --port 8000
     """
-    from datetime import timedelta
+    import logging
 
     import uvicorn
 
@@ -145,8 +147,11 @@ def web(config_path: str, host: str | None, port: int | None, secure_cookies: st
     app = create_app(config.database.path, policy=policy, warm_charts=True,
                      secure_cookies={"auto": None, "always": True, "never": False}[secure_cookies])
     # proxy_headers: behind the clinic's TLS proxy, the scheme (and so the Secure flag) is https.
+    # The app keeps its own access log (server.web.access), without query strings: uvicorn's would
+    # log a pseudonym searched for.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     uvicorn.run(app, host=host or w.host, port=port or w.port, proxy_headers=True,
-                server_header=False, log_level="info")
+                server_header=False, log_level="info", access_log=False)
 
 
 @cli.command("add-user")
@@ -258,9 +263,7 @@ def forget(config_path: str, pseudonym: str, yes: bool) -> None:
                "in memory; backups keep the data until they are rotated away.", err=True)
 
 
-def _now():
-    from datetime import datetime, timezone
-
+def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 

@@ -224,11 +224,10 @@ def _charge(db: Database, keys: list[tuple[str, Backoff]], now: datetime,
 def _refund(db: Database, charges: list[_Charge]) -> None:
     """Undo a successful attempt's charge: the account starts afresh, and the address gets back
     the failure (and the delay) it was charged, unless a later attempt has charged it since."""
-    account, address = [c for c in charges if c.key.startswith("account:")], \
-        [c for c in charges if c.key.startswith("address:")]
-    for c in account:
-        db.execute("DELETE FROM login_throttle WHERE key = ?", [c.key])
-    for c in address:
+    for c in charges:
+        if c.key.startswith("account:"):
+            db.execute("DELETE FROM login_throttle WHERE key = ?", [c.key])
+            continue
         db.execute("UPDATE login_throttle SET failures = failures - 1, retry_at = CASE "
                    "WHEN retry_at = ? THEN coalesce(?, retry_at) ELSE retry_at END WHERE key = ?",
                    [c.retry_charged, c.retry_before, c.key])

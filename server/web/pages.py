@@ -120,7 +120,8 @@ def login_submit(request: Request, username: str = Form(max_length=200),
     web = state(request)
     result = auth.login(db, username, password, web.now(), client_address(request), web.policy)
     if result.retry_after_s is not None:
-        audit(request, db, "login.throttled", target_kind="user", target=result.account)
+        # Not audited: refused attempts cost an attacker nothing, so each one must cost the
+        # database nothing either. The failures that led here are in the trail.
         response = _login_page(request, f"Too many failed attempts. Try again in "
                                         f"{result.retry_after_s} s.", 429, next)
         response.headers["Retry-After"] = str(result.retry_after_s)
