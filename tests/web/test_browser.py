@@ -30,12 +30,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_until_serving(url: str, server: subprocess.Popen, timeout_s: float = 60.0) -> None:
+def _wait_until_serving(url: str, server: subprocess.Popen, log: Path,
+                        timeout_s: float = 60.0) -> None:
     """Poll until the server answers (bounded), failing early if it exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise AssertionError(f"server exited with {server.returncode}: {server.stderr.read()}")
+            raise AssertionError(f"server exited with {server.returncode}: {log.read_text()}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -51,15 +52,17 @@ def server(tmp_path):
     config = tmp_path / "server.toml"
     config.write_text(f'[database]\npath = "{seeded.path}"\n')
     port = _free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("rlsmon-server")), "web", "--config", str(config), "--host", "127.0.0.1",
-         "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")},
-    )
+    log = tmp_path / "web.log"  # a file, not a pipe: the access log must never fill and block it
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("rlsmon-server")), "web", "--config", str(config),
+             "--host", "127.0.0.1", "--port", str(port)],
+            stdout=subprocess.DEVNULL, stderr=out, text=True,
+            env={**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")},
+        )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_serving(base + "/login", proc)
+        _wait_until_serving(base + "/login", proc, log)
         yield base, seeded
     finally:
         proc.terminate()
