@@ -39,11 +39,16 @@ def record(db: Database, at: datetime, actor: Actor, action: str, *, target_kind
                     actor.client, action, target_kind, target, patient, detail])
 
 
-def page(db: Database, before_id: int | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Up to ``limit`` entries, newest first, older than ``before_id`` when given. Keyset paging on
-    the rowid, so any page costs the same however long the trail."""
-    rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM audit WHERE id < ? ORDER BY id DESC "
-                      "LIMIT ?", [before_id if before_id is not None else 2**63 - 1, limit])
+def page(db: Database, before_id: int | None = None, limit: int = 100,
+         patient: str | None = None) -> list[dict[str, Any]]:
+    """Up to ``limit`` entries, newest first, older than ``before_id`` when given, and only those
+    about ``patient`` (a pseudonym) when given. Keyset paging on the rowid, or on the
+    (patient, id) index, so any page costs the same however long the trail."""
+    where, params = "id < ?", [before_id if before_id is not None else 2**63 - 1]
+    if patient is not None:
+        where, params = "patient = ? AND " + where, [patient, *params]
+    rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM audit WHERE {where} ORDER BY id DESC "
+                      "LIMIT ?", [*params, limit])
     return [dict(zip(COLUMNS, r)) for r in rows]
 
 

@@ -89,12 +89,16 @@ def rejected_page(request: Request, db: Database = Depends(get_db)) -> Response:
 @router.get("/admin/audit", response_class=HTMLResponse)
 @allow(ADMIN)
 def audit_page(request: Request, before: int | None = Query(None, ge=1),
+               patient: str = Query("", max_length=64),
                db: Database = Depends(get_db)) -> Response:
-    """The audit trail, newest first, a page at a time (``before``: the oldest id seen)."""
-    entries = trail.page(db, before, AUDIT_PAGE_SIZE)
+    """The audit trail, newest first, a page at a time (``before``: the oldest id seen), all of
+    it or only the entries about one ``patient`` pseudonym (who saw P-0042's data)."""
+    patient = patient.strip()
+    entries = trail.page(db, before, AUDIT_PAGE_SIZE, patient=patient or None)
     older = entries[-1]["id"] if len(entries) == AUDIT_PAGE_SIZE else None
     return render(request, "admin_audit.html", {"entries": entries, "older": older,
-                                                "first_page": before is None})
+                                                "first_page": before is None,
+                                                "patient": patient})
 
 
 @router.get("/admin/audit.csv")

@@ -129,6 +129,14 @@ def test_the_audit_page_is_paged_newest_first_at_the_cost_of_a_page(admin, seede
         "EXPLAIN QUERY PLAN SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?", [10, 100]))
     db.conn.close()
     assert "SEARCH audit USING INTEGER PRIMARY KEY" in plan and "TEMP B-TREE" not in plan
+    db = open_db(seeded.path)
+    plan = " ".join(r[3] for r in db.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM audit WHERE patient = ? AND id < ? ORDER BY id DESC "
+        "LIMIT ?", ["P-0001", 10, 100]))
+    db.conn.close()
+    assert "USING INDEX idx_audit_patient" in plan and "TEMP B-TREE" not in plan
+    one = admin.get("/admin/audit?patient=P-0042").text.split("<tbody>")[1]
+    assert one.count("<tr>") == 1 and "P-0042" in one
     first = admin.get("/admin/audit").text
     assert "P-0249" in first and "P-0150" in first and "P-0149" not in first
     older = first.split('href="/admin/audit?before=')[1].split('"')[0]
