@@ -101,6 +101,12 @@ class ServerConfig:
     web: WebConfig = field(default_factory=WebConfig)
 
 
+# Keys that older configs have and this version no longer reads: the error says what to do.
+_LOCKOUT_GONE = ("no longer used: failed logins are throttled with growing delays instead of a "
+                 "lock-out (docs/dashboard.md); delete this line")
+REMOVED_KEYS = {"[web] max_failed_logins": _LOCKOUT_GONE, "[web] lockout_minutes": _LOCKOUT_GONE}
+
+
 def _type_ok(value: Any, hint: Any) -> bool:
     if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -114,6 +120,8 @@ def _build(cls: type, table: dict[str, Any], where: str, file: Path) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}
     for key in table:
+        if f"{where}{key}" in REMOVED_KEYS:
+            raise ConfigError(f"{file}: {where}{key}: {REMOVED_KEYS[where + key]}")
         if key not in known:
             raise ConfigError(f"{file}: {where}{key}: unknown key (known: {', '.join(known)})")
     values: dict[str, Any] = {}
