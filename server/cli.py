@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import click
 
-from server import __version__
+from server import __version__, audit
 
 
 @click.group()
@@ -132,7 +134,7 @@ def web(config_path: str, host: str | None, port: int | None, secure_cookies: st
     Example:
         rlsmon-server web --config /etc/rlsmon/server.toml --port 8000
     """
-    from datetime import timedelta
+    import logging
 
     import uvicorn
 
@@ -141,31 +143,41 @@ def web(config_path: str, host: str | None, port: int | None, secure_cookies: st
     config = _load_config(config_path)
     w = config.web
     policy = auth.LoginPolicy(session_ttl=timedelta(hours=w.session_hours),
-                              max_failed_logins=w.max_failed_logins,
-                              lockout=timedelta(minutes=w.lockout_minutes))
+                              token_ttl=timedelta(days=w.token_days))
     app = create_app(config.database.path, policy=policy, warm_charts=True,
                      secure_cookies={"auto": None, "always": True, "never": False}[secure_cookies])
     # proxy_headers: behind the clinic's TLS proxy, the scheme (and so the Secure flag) is https.
+    # The app keeps its own access log (server.web.access), without query strings: uvicorn's would
+    # log a pseudonym searched for.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     uvicorn.run(app, host=host or w.host, port=port or w.port, proxy_headers=True,
-                server_header=False, log_level="info")
+                server_header=False, log_level="info", access_log=False)
 
 
 @cli.command("add-user")
 @_CONFIG_OPTION
 @click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "clinician"]), default=None,
+              help="What the account may do (default for a new account: clinician; with "
+              "--replace, the account keeps its role unless this is given).")
 @click.option("--password-file", type=click.File("r"), default=None,
               help="Read the password from this file's first line instead of prompting.")
-@click.option("--replace", is_flag=True, help="Set a new password for an existing user (and unlock it).")
-def add_user(config_path: str, username: str, password_file, replace: bool) -> None:
+@click.option("--replace", is_flag=True,
+              help="Set a new password (and role, with --role) for an existing user.")
+def add_user(config_path: str, username: str, role: str | None, password_file,
+             replace: bool) -> None:
     """Create a dashboard login for USERNAME; the password is asked for twice.
+
+    An admin manages staff, devices, API tokens, refused payloads and the audit trail; a
+    clinician sees patients, nights, notes and exports. New accounts are clinicians unless
+    --role admin says otherwise: most staff are clinicians, and an admin is made on purpose.
 
     \b
     Example:
         rlsmon-server add-user nurse.kim
+        rlsmon-server add-user it.ops --role admin
         rlsmon-server add-user nurse.kim --password-file /root/pw --replace
     """
-    from datetime import datetime, timezone
-
     from server.db import open_db
     from server.web import auth
 
@@ -176,12 +188,90 @@ def add_user(config_path: str, username: str, password_file, replace: bool) -> N
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     db = open_db(config.database.path)
     try:
-        auth.set_password(db, username, password, datetime.now(timezone.utc), replace=replace)
+        auth.set_password(db, username, password, _now(), replace=replace, role=role)
+        audit.record(db, _now(), _cli_actor(), "user.replace" if replace else "user.create",
+                     target_kind="user", target=username, detail=f"role={role}" if role else None)
     except auth.AuthError as e:
         raise click.ClickException(str(e)) from None
     finally:
         db.conn.close()
     click.echo(f"{'updated' if replace else 'created'} user {username}")
+
+
+@cli.command()
+@_CONFIG_OPTION
+@click.argument("file", type=click.Path(dir_okay=False, writable=True))
+def backup(config_path: str, file: str) -> None:
+    """Copy the clinic database to FILE (a new file), consistent while the collector writes.
+
+    Uses SQLite's online backup API: the copy is one snapshot of committed data, checked, and
+    readable only by its owner. Restore it as the README says (stop, copy in place, start).
+
+    \b
+    Example:
+        rlsmon-server backup /var/backups/rlsmon/server-$(date +%F).db
+    """
+    import sqlite3
+
+    from server.db import open_db
+    from server.lifecycle import backup as backup_db
+
+    config = _load_config(config_path)
+    try:
+        backup_db(config.database.path, file)
+    except (OSError, sqlite3.DatabaseError) as e:
+        raise click.ClickException(f"backup to {file} failed: {e}") from None
+    db = open_db(config.database.path)
+    try:
+        audit.record(db, _now(), _cli_actor(), "backup", detail=f"file={file}")
+    finally:
+        db.conn.close()
+    click.echo(f"backed up {config.database.path} to {file}")
+
+
+@cli.command()
+@_CONFIG_OPTION
+@click.argument("pseudonym")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def forget(config_path: str, pseudonym: str, yes: bool) -> None:
+    """Erase the patient PSEUDONYM's data (GDPR art. 17): nights, notes, refused payloads from
+    their devices and their device assignments. The devices stay, unassigned. An audit entry
+    records the erasure (who, when, counts), with no health data.
+
+    \b
+    Example:
+        rlsmon-server forget P-0042
+    """
+    from server.db import open_db
+    from server.lifecycle import forget as forget_patient
+
+    config = _load_config(config_path)
+    if not yes:
+        click.confirm(f"Erase every night and note of {pseudonym}? This cannot be undone",
+                      abort=True)
+    db = open_db(config.database.path)
+    try:
+        done = forget_patient(db, pseudonym, _now(), _cli_actor())
+    except LookupError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        db.conn.close()
+    click.echo(f"erased {pseudonym}: {done.nights} nights, {done.notes} notes, "
+               f"{done.rejected} refused payloads; devices {', '.join(done.devices) or 'none'} "
+               "are unassigned")
+    click.echo("Restart the dashboard (systemctl restart rlsmon-web) to drop the charts it holds "
+               "in memory; backups keep the data until they are rotated away.", err=True)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _cli_actor() -> audit.Actor:
+    """The command line's entries in the audit trail name the operating-system user."""
+    import getpass
+
+    return audit.Actor(f"cli:{getpass.getuser()}", client="local")
 
 
 def main() -> None:

@@ -86,8 +86,8 @@ class WebConfig:
     host: str = "127.0.0.1"
     port: int = field(default=8000, metadata={"check": lambda v: 0 < v < 65536, "expected": "a TCP port 1–65535"})
     session_hours: float = field(default=12.0, metadata={"check": lambda v: v > 0, "expected": "a positive number of hours"})
-    max_failed_logins: int = field(default=5, metadata={"check": lambda v: v >= 1, "expected": "at least 1"})
-    lockout_minutes: float = field(default=15.0, metadata={"check": lambda v: v > 0, "expected": "a positive number of minutes"})
+    # An API token lasts this long unless its maker chooses otherwise (1–365 days).
+    token_days: int = field(default=90, metadata={"check": lambda v: 1 <= v <= 365, "expected": "1–365 days"})
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,12 @@ class ServerConfig:
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     provision: ProvisionConfig = field(default_factory=ProvisionConfig)
     web: WebConfig = field(default_factory=WebConfig)
+
+
+# Keys that older configs have and this version no longer reads: the error says what to do.
+_LOCKOUT_GONE = ("no longer used: failed logins are throttled with growing delays instead of a "
+                 "lock-out (docs/dashboard.md); delete this line")
+REMOVED_KEYS = {"[web] max_failed_logins": _LOCKOUT_GONE, "[web] lockout_minutes": _LOCKOUT_GONE}
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -114,6 +120,8 @@ def _build(cls: type, table: dict[str, Any], where: str, file: Path) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}
     for key in table:
+        if f"{where}{key}" in REMOVED_KEYS:
+            raise ConfigError(f"{file}: {where}{key}: {REMOVED_KEYS[where + key]}")
         if key not in known:
             raise ConfigError(f"{file}: {where}{key}: unknown key (known: {', '.join(known)})")
     values: dict[str, Any] = {}

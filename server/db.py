@@ -174,6 +174,76 @@ def _lm_events_view(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="0003_rejected_bounds")
+def _rejected_bounds(db: Database) -> None:
+    # Agreed with the collector's side (issue 10, item 3): a refused payload keeps only a bounded
+    # prefix, so its whole size and its SHA-256 are kept beside it, and what is no longer kept row
+    # by row is counted per device and UTC day in rejected_daily (the collector maintains it; the
+    # admins' rejected page reads it). The day index serves "the last 7 days across devices".
+    _ddl(
+        db,
+        "ALTER TABLE rejected ADD COLUMN size_bytes INTEGER",
+        "ALTER TABLE rejected ADD COLUMN sha256 TEXT",
+        """CREATE TABLE rejected_daily (
+            device_id TEXT NOT NULL,
+            day TEXT NOT NULL,
+            count INTEGER NOT NULL DEFAULT 0,
+            bytes INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (device_id, day)
+        )""",
+        "CREATE INDEX idx_rejected_daily_day ON rejected_daily(day)",
+    )
+
+
+# A token made before roles existed could read every patient and never expired: it is kept (so
+# the admins see what to replace) but expired, and given the clinician role it was used for.
+_EXPIRED_AT_MIGRATION = "strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')"
+
+
+@MIGRATIONS(name="0004_staff_roles_audit")
+def _staff_roles_audit(db: Database) -> None:
+    # Roles: every account made before roles was made for clinical staff, so it becomes a
+    # clinician and keeps every page it had; the new admin powers (users, audit, rejected
+    # payloads, every token) go only to an admin made on purpose with `add-user --role admin`.
+    # The lock-out columns give way to login_throttle (growing delays per address and account).
+    _ddl(
+        db,
+        "ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'clinician' "
+        "CHECK (role IN ('admin', 'clinician'))",
+        "ALTER TABLE users DROP COLUMN failed_logins",
+        "ALTER TABLE users DROP COLUMN locked_until",
+        # key: 'address:<client address>' or 'account:<sha256 of the name typed>', known or not.
+        """CREATE TABLE login_throttle (
+            key TEXT PRIMARY KEY,
+            failures INTEGER NOT NULL,
+            last_failure_at TEXT NOT NULL,
+            retry_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX idx_login_throttle_last ON login_throttle(last_failure_at)",
+        "ALTER TABLE api_tokens ADD COLUMN owner TEXT REFERENCES users(username) ON DELETE CASCADE",
+        "ALTER TABLE api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'clinician' "
+        "CHECK (role IN ('admin', 'clinician'))",
+        "ALTER TABLE api_tokens ADD COLUMN expires_at TEXT",
+        f"UPDATE api_tokens SET expires_at = {_EXPIRED_AT_MIGRATION}",
+        "CREATE INDEX idx_api_tokens_owner ON api_tokens(owner)",
+        # Who did what to which record, never with health data (no figures, no note text). Paged
+        # newest first by id (the rowid: O(page)); the patient index answers "who saw P-0042".
+        """CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            via_token TEXT,
+            client TEXT,
+            action TEXT NOT NULL,
+            target_kind TEXT,
+            target TEXT,
+            patient TEXT,
+            detail TEXT
+        )""",
+        "CREATE INDEX idx_audit_patient ON audit(patient, id)",
+    )
+
+
 def schema_version(db: Database) -> list[str]:
     """The names of the migrations applied to `db`, oldest first."""
     return [m.name for m in MIGRATIONS.applied(db)]

@@ -1,6 +1,7 @@
 """The JSON API under /api, for the clinic's own systems, with its OpenAPI schema at /openapi.json.
 
 Read-only: it never changes anything, so an API token can be handed to a reporting system safely.
+Every route reads patient data, so every route is for the clinician role and every read is audited.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from sqlite_utils import Database
 
 from server.model import DEVICE_ID_PATTERN, NightSummary
 from server.web import queries
-from server.web.app import get_db, state
+from server.web.access import allow
+from server.web.auth import ADMIN, CLINICIAN
+from server.web.deps import audit, get_db, state
 
 router = APIRouter()
 _401 = {401: {"description": "No session and no valid Bearer token"}}
@@ -89,39 +92,55 @@ def _device_out(row: queries.DeviceRow) -> DeviceOut:
                      missed_nights=row.missed_nights, not_reporting=row.not_reporting)
 
 
-@router.get("/api/devices", response_model=list[DeviceOut], responses=_401, tags=["devices"])
+_403 = {403: {"description": "The token's role may not read this"}}
+
+
+@router.get("/api/devices", response_model=list[DeviceOut], responses={**_401, **_403},
+            tags=["devices"])
+@allow(CLINICIAN)
 def list_devices(request: Request, db: Database = Depends(get_db)) -> list[DeviceOut]:
     """Every device, assigned or not, with its last night and whether it has stopped reporting."""
+    audit(request, db, "api.devices")
     today = state(request).today()
     rows, _ = queries.patient_page(db, today, limit=-1)
     return [_device_out(r) for r in rows + queries.unassigned_devices(db, today)]
 
 
 @router.get("/api/devices/{device_id}/nights", response_model=list[NightHeadline],
-            responses={**_401, **_404}, tags=["devices"])
-def device_nights(device_id: str = DeviceId, db: Database = Depends(get_db)) -> list[dict]:
+            responses={**_401, **_403, **_404}, tags=["devices"])
+@allow(CLINICIAN)
+def device_nights(request: Request, device_id: str = DeviceId,
+                  db: Database = Depends(get_db)) -> list[dict]:
     """Headline figures of the device's nights, oldest first."""
     nights = queries.device_nights(db, device_id)
     if nights is None:
         raise HTTPException(404, f"No device {device_id}.")
+    audit(request, db, "api.device_nights", target_kind="device", target=device_id,
+          patient=queries.device_pseudonym(db, device_id))
     return nights
 
 
 @router.get("/api/devices/{device_id}/nights/{night}", response_model=NightSummary,
-            responses={**_401, **_404}, tags=["devices"])
-def device_night(night: date, device_id: str = DeviceId,
+            responses={**_401, **_403, **_404}, tags=["devices"])
+@allow(CLINICIAN)
+def device_night(request: Request, night: date, device_id: str = DeviceId,
                  db: Database = Depends(get_db)) -> Any:
     """One night's whole summary (schema rlsmon.night/1), as the device published it."""
     found = queries.night_summary(db, device_id, night.isoformat())
     if found is None:
         raise HTTPException(404, f"No night {night} for device {device_id}.")
+    audit(request, db, "api.night", target_kind="night", target=f"{device_id}/{night}",
+          patient=found["pseudonym"])
     # From the JSON text: the contract's models are strict, so dates parse only from JSON.
     return NightSummary.model_validate_json(found["summary_json"])
 
 
-@router.get("/api/patients", response_model=list[PatientOut], responses=_401, tags=["patients"])
-def list_patients(db: Database = Depends(get_db)) -> list[dict]:
+@router.get("/api/patients", response_model=list[PatientOut], responses={**_401, **_403},
+            tags=["patients"])
+@allow(CLINICIAN)
+def list_patients(request: Request, db: Database = Depends(get_db)) -> list[dict]:
     """Every patient pseudonym with their devices."""
+    audit(request, db, "api.patients")
     rows = db.execute("""SELECT p.id, p.pseudonym, p.created_at, group_concat(d.device_id)
                          FROM patients p LEFT JOIN devices d ON d.patient_id = p.id
                          GROUP BY p.id ORDER BY p.pseudonym""").fetchall()
@@ -129,23 +148,28 @@ def list_patients(db: Database = Depends(get_db)) -> list[dict]:
              "devices": sorted(r[3].split(",")) if r[3] else []} for r in rows]
 
 
-def existing_patient(patient_id: int = PatientId, db: Database = Depends(get_db)) -> dict:
-    """The patient in the path, or 404."""
+def existing_patient(request: Request, patient_id: int = PatientId,
+                     db: Database = Depends(get_db)) -> dict:
+    """The patient in the path, or 404; the read is audited with the route's name."""
     found = queries.patient(db, patient_id)
     if found is None:
         raise HTTPException(404, f"No patient {patient_id}.")
+    audit(request, db, f"api.{request.scope['endpoint'].__name__}", target_kind="patient",
+          target=found["pseudonym"], patient=found["pseudonym"])
     return found
 
 
 @router.get("/api/patients/{patient_id}", response_model=PatientOut,
-            responses={**_401, **_404}, tags=["patients"])
+            responses={**_401, **_403, **_404}, tags=["patients"])
+@allow(CLINICIAN)
 def get_patient(patient: dict = Depends(existing_patient)) -> dict:
     """One patient pseudonym and their devices."""
     return patient
 
 
 @router.get("/api/patients/{patient_id}/nights", response_model=list[NightHeadline],
-            responses={**_401, **_404}, tags=["patients"])
+            responses={**_401, **_403, **_404}, tags=["patients"])
+@allow(CLINICIAN)
 def patient_nights(patient: dict = Depends(existing_patient),
                    db: Database = Depends(get_db)) -> list[dict]:
     """Headline figures of every night of the patient's devices, oldest first."""
@@ -153,7 +177,8 @@ def patient_nights(patient: dict = Depends(existing_patient),
 
 
 @router.get("/api/patients/{patient_id}/notes", response_model=list[Note],
-            responses={**_401, **_404}, tags=["patients"])
+            responses={**_401, **_403, **_404}, tags=["patients"])
+@allow(CLINICIAN)
 def patient_notes(patient: dict = Depends(existing_patient),
                   db: Database = Depends(get_db)) -> list[dict]:
     """The patient's treatment notes, by date."""
@@ -174,6 +199,7 @@ def openapi_spec(app: FastAPI) -> dict:
 
 
 @router.get("/openapi.json", include_in_schema=False)
+@allow(ADMIN, CLINICIAN)
 def openapi_schema(request: Request) -> dict:
     """The OpenAPI schema of the JSON API."""
     return request.app.openapi()

@@ -1,23 +1,20 @@
 """The dashboard application: `create_app(db_path)` wires auth, pages, exports and the JSON API.
 
 Access is deny-by-default: one dependency on the whole app demands a session cookie or an API token
-on every route, so a route added later is protected without anyone remembering to. Only the login
-page and the static files are public. Pages redirect to /login; the API and its schema answer 401.
-Every form POST must carry the session's CSRF token.
+on every route, and a role that the route declared (`server/web/access.py`), so a route added later
+is closed until someone decides who may use it. Only the login page and the static files are
+public. Pages redirect to /login; the API and its schema answer 401; a role that may not use a
+route gets 403. Every form POST must carry the session's CSRF token.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import pickle
-import threading
-import zlib
-from collections import OrderedDict
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import date, datetime, timezone, tzinfo
+from datetime import datetime, timezone, tzinfo
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterator
+from typing import AsyncIterator, Callable
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -28,81 +25,15 @@ from sqlite_utils import Database
 
 from server import __version__
 from server.db import open_db
-from server.web import auth
+from server.web import admin, api, auth, pages
+from server.web.access import PUBLIC, allowed_roles
+from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, WebState,
+                             client_address, get_db, state)
+from server.web.warmer import ChartWarmer
 
 HERE = Path(__file__).parent
-SESSION_COOKIE = "rlsmon_session"
-LOGIN_CSRF_COOKIE = "rlsmon_login_csrf"
-PUBLIC_PATHS = frozenset({"/login"})
+access_log = logging.getLogger("server.web.access")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-@dataclass
-class WebState:
-    """What every request needs: where the database is, the clock, and the login policy."""
-
-    db_path: str
-    now: Callable[[], datetime]
-    clinic_tz: tzinfo | None
-    policy: auth.LoginPolicy
-    secure_cookies: bool | None
-    templates: Jinja2Templates
-    svg_cache: "SvgCache" = field(default_factory=lambda: SvgCache())
-
-    def today(self) -> date:
-        """The clinic's date now: the night before it is the last one due."""
-        return self.now().astimezone(self.clinic_tz).date()
-
-
-def _unpack(packed: bytes) -> object:
-    # Only this process's own renders are ever unpickled.
-    return pickle.loads(zlib.decompress(packed))
-
-
-class SvgCache:
-    """An LRU of rendered charts. A night's charts are keyed by its summary_id, which changes
-    whenever the night is replaced, so a cached chart is never stale. Single-flight: while one
-    thread renders a key, others asking for it wait for that render instead of repeating it.
-    Values are kept zlib-compressed (SVG shrinks about fivefold): a day of nights for 2,000
-    patients fits in a few tens of MB."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self._items: OrderedDict[tuple, bytes] = OrderedDict()
-        self._pending: dict[tuple, threading.Event] = {}
-        self._size = size
-        self._lock = threading.Lock()
-
-    def cached(self, key: tuple) -> bool:
-        """True when ``key`` is rendered or being rendered."""
-        with self._lock:
-            return key in self._items or key in self._pending
-
-    def get(self, key: tuple, render: Callable[[], object]) -> object:
-        """The cached value for ``key``, rendering (outside the lock) on a miss."""
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return _unpack(self._items[key])
-            pending = self._pending.get(key)
-            if pending is None:
-                self._pending[key] = threading.Event()
-        if pending is not None:
-            pending.wait(timeout=60)
-            with self._lock:
-                if key in self._items:
-                    return _unpack(self._items[key])
-            return render()  # the other render failed: do it here, and let the error show
-        try:
-            value = render()
-            packed = zlib.compress(pickle.dumps(value), 1)
-            with self._lock:
-                self._items[key] = packed
-                while len(self._items) > self._size:
-                    self._items.popitem(last=False)
-            return value
-        finally:
-            with self._lock:
-                self._pending.pop(key).set()
 
 
 class LoginRequired(Exception):
@@ -111,30 +42,6 @@ class LoginRequired(Exception):
     def __init__(self, next_path: str) -> None:
         super().__init__(next_path)
         self.next_path = next_path
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is asking: a staff member (with a session) or an API token (by its name)."""
-
-    username: str | None = None
-    token_name: str | None = None
-    csrf_token: str | None = None
-
-
-def state(request: Request) -> WebState:
-    """The app's WebState."""
-    return request.app.state.web
-
-
-def get_db(request: Request) -> Iterator[Database]:
-    """One connection per request, closed after it. A request runs its dependencies and handler on
-    worker threads one after another, never at once, so the connection may cross threads."""
-    db = open_db(state(request).db_path, check_same_thread=False)
-    try:
-        yield db
-    finally:
-        db.conn.close()
 
 
 def is_api_path(path: str) -> bool:
@@ -149,10 +56,12 @@ def _bearer(request: Request) -> str | None:
 
 
 async def guard(request: Request, db: Database = Depends(get_db)) -> Principal | None:
-    """Authenticate every request (except the login page) and check CSRF on every unsafe one."""
+    """Authenticate every request (except the public login page), check CSRF on every unsafe one,
+    and let through only the roles that the route declared (`server/web/access.py`)."""
     web = state(request)
     path = request.url.path
-    if path in PUBLIC_PATHS:
+    roles = allowed_roles(request.scope.get("endpoint"))
+    if PUBLIC in roles:
         if request.method not in SAFE_METHODS:
             form = await request.form()
             expected = request.cookies.get(LOGIN_CSRF_COOKIE)
@@ -163,30 +72,25 @@ async def guard(request: Request, db: Database = Depends(get_db)) -> Principal |
     token = _bearer(request)
     principal = None
     if session is not None:
-        principal = Principal(username=session.username, csrf_token=session.csrf_token)
+        principal = Principal(session.username, session.role, csrf_token=session.csrf_token)
     elif token is not None and request.method in SAFE_METHODS:
         # API tokens are read-only: they never change anything, so they need no CSRF token.
-        name = auth.api_token_name(db, token)
-        principal = Principal(token_name=name) if name else None
+        found = auth.api_token(db, token, web.now())
+        principal = Principal(found.owner, found.role, token_name=found.name) if found else None
     if principal is None:
         if is_api_path(path) or token is not None:
             raise HTTPException(401, "Authentication required: a session or a Bearer API token.",
                                 headers={"WWW-Authenticate": "Bearer"})
         raise LoginRequired(path + (f"?{request.url.query}" if request.url.query else ""))
+    request.state.principal = principal
     if request.method not in SAFE_METHODS:
         form = await request.form()
         given = form.get("csrf_token") or request.headers.get("x-csrf-token")
         if not auth.csrf_ok(principal.csrf_token or "", given if isinstance(given, str) else None):
             raise HTTPException(403, "Missing or wrong CSRF token; reload the page and try again.")
-    request.state.principal = principal
+    if principal.role not in roles:
+        raise HTTPException(403, f"This page is not open to the {principal.role} role.")
     return principal
-
-
-def safe_next(target: str | None) -> str:
-    """Only a local path may follow a login, never another site (an open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/"
 
 
 def create_app(
@@ -205,8 +109,6 @@ def create_app(
     when the request came over HTTPS (behind a TLS proxy, run uvicorn with proxy headers).
     ``warm_charts`` draws new nights' charts ahead of time in a worker process (server/web/warmer.py).
     """
-    from server.web import api, pages
-
     open_db(db_path).conn.close()  # create and migrate before the first request
     templates = Jinja2Templates(directory=HERE / "templates")
     pages.install_filters(templates, clinic_tz)
@@ -216,8 +118,6 @@ def create_app(
         if not warm_charts:
             yield
             return
-        from server.web.warmer import ChartWarmer
-
         warmer = ChartWarmer(app.state.web)
         warmer.start()
         try:
@@ -248,6 +148,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.include_router(admin.router)
     app.openapi = lambda: api.openapi_spec(app)  # type: ignore[method-assign]
 
     @app.exception_handler(LoginRequired)
@@ -277,12 +178,11 @@ def create_app(
         response.headers["Content-Security-Policy"] = (
             "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
             "frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+        # The access log, in place of uvicorn's: the path without its query string, which may
+        # hold a pseudonym searched for. Who saw which patient is in the audit trail instead.
+        access_log.info("%s %s %s %d", client_address(request), request.method,
+                        request.url.path, response.status_code)
         return response
 
     return app
 
-
-def cookie_secure(request: Request) -> bool:
-    """Whether cookies get the Secure flag for this request."""
-    forced = state(request).secure_cookies
-    return request.url.scheme == "https" if forced is None else forced

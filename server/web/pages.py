@@ -11,10 +11,9 @@ import io
 import json
 import logging
 import math
-import re
 import secrets
 from datetime import date, datetime, timedelta, tzinfo
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -25,8 +24,13 @@ from sqlite_utils import Database
 from server.db import assign_device, open_db
 from server.model import DEVICE_ID_PATTERN
 from server.web import auth, charts, edf, queries
-from server.web.app import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, SvgCache, WebState,
-                            cookie_secure, get_db, safe_next, state)
+from server.web.access import allow, public
+from server.web.auth import ADMIN, CLINICIAN
+from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, WebState, audit,
+                             attachment, client_address, cookie_secure, get_db, render, safe_next,
+                             state)
+from server.web.svg_cache import SvgCache
+from server.web.trend import load_trend, trend_key
 
 router = APIRouter(include_in_schema=False)
 log = logging.getLogger(__name__)
@@ -72,13 +76,6 @@ def install_filters(templates: Jinja2Templates, clinic_tz: tzinfo | None) -> Non
     env.filters.update(localtime=localtime, duration=duration, percent=percent, number=number)
 
 
-def _render(request: Request, name: str, context: dict[str, Any], status: int = 200,
-            background: BackgroundTask | None = None) -> Response:
-    context.setdefault("principal", getattr(request.state, "principal", None))
-    return state(request).templates.TemplateResponse(request, name, context, status_code=status,
-                                                     background=background)
-
-
 def _principal(request: Request) -> Principal:
     return request.state.principal
 
@@ -92,7 +89,7 @@ def _now_iso(request: Request) -> str:
 def _login_page(request: Request, error: str | None = None, status: int = 200,
                 next_path: str = "/") -> Response:
     token = secrets.token_urlsafe(32)
-    response = _render(request, "login.html", {"csrf_token": token, "error": error,
+    response = render(request, "login.html", {"csrf_token": token, "error": error,
                                                "next": safe_next(next_path), "principal": None},
                        status)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login",
@@ -101,26 +98,42 @@ def _login_page(request: Request, error: str | None = None, status: int = 200,
 
 
 @router.get("/login")
+@public
 def login_form(request: Request, next: str = "/") -> Response:
     """The login page (public)."""
     return _login_page(request, next_path=next)
 
 
+def home(role: str) -> str:
+    """Where a role starts: clinicians on the patients list, admins on the audit trail."""
+    return "/" if role == CLINICIAN else "/admin/audit"
+
+
 @router.post("/login")
+@public
 def login_submit(request: Request, username: str = Form(max_length=200),
                  password: str = Form(max_length=1000), next: str = Form("/"),
                  db: Database = Depends(get_db)) -> Response:
-    """Check the password; on success set the session cookie and go where the user was heading."""
+    """Check the password; on success set the session cookie and go where the user was heading.
+    Failures are throttled (`auth.LoginPolicy`); an unknown name and a wrong password get the
+    same answer."""
     web = state(request)
-    result = auth.login(db, username, password, web.now(), web.policy)
+    result = auth.login(db, username, password, web.now(), client_address(request), web.policy)
+    if result.retry_after_s is not None:
+        # Not audited: refused attempts cost an attacker nothing, so each one must cost the
+        # database nothing either. The failures that led here are in the trail.
+        response = _login_page(request, f"Too many failed attempts. Try again in "
+                                        f"{result.retry_after_s} s.", 429, next)
+        response.headers["Retry-After"] = str(result.retry_after_s)
+        return response
     if result.token is None:
-        error = "Wrong username or password."
-        if result.locked_until is not None:
-            minutes = max(1, math.ceil((result.locked_until - web.now()).total_seconds() / 60))
-            error = (f"Too many failed attempts: this account is locked for {minutes} more "
-                     f"minute{'s' if minutes != 1 else ''}.")
-        return _login_page(request, error, 401, next)
-    response = RedirectResponse(safe_next(next), status_code=303)
+        audit(request, db, "login.failure", target_kind="user", target=result.account)
+        return _login_page(request, "Wrong username or password.", 401, next)
+    request.state.principal = Principal(result.account or "", result.role or "")
+    audit(request, db, "login.success", target_kind="user", target=result.account)
+    target = safe_next(next)
+    response = RedirectResponse(home(result.role or "") if target == "/" else target,
+                                status_code=303)
     response.set_cookie(SESSION_COOKIE, result.token, httponly=True, samesite="strict",
                         secure=cookie_secure(request),
                         max_age=int(web.policy.session_ttl.total_seconds()))
@@ -129,9 +142,11 @@ def login_submit(request: Request, username: str = Form(max_length=200),
 
 
 @router.post("/logout")
+@allow(ADMIN, CLINICIAN)
 def logout(request: Request, db: Database = Depends(get_db)) -> Response:
     """End the session."""
     auth.logout(db, request.cookies.get(SESSION_COOKIE, ""))
+    audit(request, db, "logout", target_kind="user", target=_principal(request).username)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
@@ -140,13 +155,15 @@ def logout(request: Request, db: Database = Depends(get_db)) -> Response:
 # ---- patients -----------------------------------------------------------------------------------
 
 @router.get("/", response_class=HTMLResponse)
+@allow(CLINICIAN)
 def patients(request: Request, q: str = Query("", max_length=100), flagged: bool = False,
              page: int = Query(1, ge=1, le=100_000), db: Database = Depends(get_db)) -> Response:
     """The patients list: last night per device, flags, devices not reporting, unassigned devices."""
     today = state(request).today()
     rows, total = queries.patient_page(db, today, search=q.strip(), flagged_only=flagged,
                                        limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-    return _render(request, "patients.html", {
+    audit(request, db, "patients.list", detail=f"page={page}")
+    return render(request, "patients.html", {
         "rows": rows, "total": total, "page": page, "pages": max(1, math.ceil(total / PAGE_SIZE)),
         "q": q, "flagged": flagged, "today": today,
         "silent": queries.not_reporting(db, today),
@@ -157,6 +174,7 @@ def patients(request: Request, q: str = Query("", max_length=100), flagged: bool
 
 
 @router.post("/devices/{device_id}/assign")
+@allow(CLINICIAN)
 def assign(request: Request, device_id: str = DeviceId,
            pseudonym: str = Form(max_length=200), db: Database = Depends(get_db)) -> Response:
     """Assign a device to a patient pseudonym (a new pseudonym creates the patient)."""
@@ -166,15 +184,21 @@ def assign(request: Request, device_id: str = DeviceId,
         raise HTTPException(404, str(e)) from None
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
+    audit(request, db, "device.assign", target_kind="device", target=device_id,
+          patient=pseudonym.strip())
     return RedirectResponse(f"/patients/{patient_id}", status_code=303)
 
 
 # ---- one night ----------------------------------------------------------------------------------
 
-def _night_or_404(db: Database, device_id: str, night: date) -> dict[str, Any]:
+def _night_or_404(request: Request, db: Database, device_id: str, night: date,
+                  action: str) -> dict[str, Any]:
+    """The night, or 404; audited as ``action`` when found."""
     found = queries.night_summary(db, device_id, night.isoformat())
     if found is None:
         raise HTTPException(404, f"No night {night} for device {device_id}.")
+    audit(request, db, action, target_kind="night", target=f"{device_id}/{night}",
+          patient=found["pseudonym"])
     return found
 
 
@@ -202,10 +226,11 @@ def prefetch_night(web: WebState, device_id: str, night: str | None) -> None:
 
 
 @router.get("/devices/{device_id}/nights/{night}", response_class=HTMLResponse)
+@allow(CLINICIAN)
 def night_page(request: Request, night: date, device_id: str = DeviceId,
                db: Database = Depends(get_db)) -> Response:
     """One night: timeline, hourly counts, IMI histogram, the LM table and the caveats."""
-    found = _night_or_404(db, device_id, night)
+    found = _night_or_404(request, db, device_id, night, "night.view")
     summary = found["summary"]
     previous, following = queries.neighbour_nights(db, device_id, night.isoformat())
     caveats = night_caveats(summary.get("caveats", []))
@@ -213,7 +238,7 @@ def night_page(request: Request, night: date, device_id: str = DeviceId,
     lms = [dict(lm, clock=(start + timedelta(seconds=lm["onset_s"])).strftime("%H:%M:%S")
                 if start else None) for lm in summary["lm_events"]]
     drawn_ahead = state(request).svg_cache.cached(("night", found["summary_id"]))
-    response = _render(request, "night.html", {
+    response = render(request, "night.html", {
         "device_id": device_id, "night": night, "s": summary, "found": found, "lms": lms,
         "charts": _night_charts(state(request).svg_cache, found), "caveats": caveats,
         "recording_start": start, "previous": previous, "next": following,
@@ -226,10 +251,11 @@ def night_page(request: Request, night: date, device_id: str = DeviceId,
 
 
 @router.get("/devices/{device_id}/nights/{night}/annotations.edf")
+@allow(CLINICIAN)
 def night_edf(request: Request, night: date, device_id: str = DeviceId,
               db: Database = Depends(get_db)) -> Response:
     """The night's LMs, PLMs, series, in-bed time and markers as an EDF+ annotation file."""
-    found = _night_or_404(db, device_id, night)
+    found = _night_or_404(request, db, device_id, night, "export.edf")
     summary = found["summary"]
     start = charts.recording_start(summary)
     if start is None:  # no wall clock at all: EDF+ still needs a start; use the night's evening
@@ -242,60 +268,40 @@ def night_edf(request: Request, night: date, device_id: str = DeviceId,
 
 
 @router.get("/devices/{device_id}/nights/{night}/summary.json")
+@allow(CLINICIAN)
 def night_json(request: Request, night: date, device_id: str = DeviceId,
                db: Database = Depends(get_db)) -> Response:
     """The night's summary exactly as the device sent it."""
-    found = _night_or_404(db, device_id, night)
+    found = _night_or_404(request, db, device_id, night, "export.summary_json")
     return Response(found["summary_json"], media_type="application/json",
                     headers=attachment(device_id, f"{night}.json"))
 
 
 # ---- trend --------------------------------------------------------------------------------------
 
-def _patient_or_404(db: Database, patient_id: int) -> dict[str, Any]:
+def _patient_or_404(request: Request, db: Database, patient_id: int,
+                    action: str | None) -> dict[str, Any]:
+    """The patient, or 404; audited as ``action`` (when given) when found."""
     found = queries.patient(db, patient_id)
     if found is None:
         raise HTTPException(404, f"No patient {patient_id}.")
+    if action is not None:
+        audit(request, db, action, target_kind="patient", target=found["pseudonym"],
+              patient=found["pseudonym"])
     return found
 
 
-def one_per_night(nights: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One night per date for the trend: when two devices recorded the same date (a device swap),
-    the one with more time in bed."""
-    best: dict[str, dict[str, Any]] = {}
-    for n in nights:
-        if n["night"] not in best or n["time_in_bed_s"] > best[n["night"]]["time_in_bed_s"]:
-            best[n["night"]] = n
-    return [best[k] for k in sorted(best)]
-
-
-TrendArgs = tuple[tuple[tuple[date, float], ...], tuple[tuple[date, str], ...]]
-
-
-def load_trend(db: Database, patient_id: int) -> tuple[list[dict], list[dict], TrendArgs]:
-    """A patient's nights (one per date) and notes, and the trend chart's arguments from them."""
-    nights = one_per_night(queries.patient_nights(db, patient_id))
-    notes = queries.notes(db, patient_id)
-    series = tuple((date.fromisoformat(n["night"]), n["plm_index"]) for n in nights)
-    marks = tuple((date.fromisoformat(n["date"]), n["text"]) for n in notes)
-    return nights, notes, (series, marks)
-
-
-def trend_key(patient_id: int, chart_args: TrendArgs) -> tuple:
-    """The trend chart's cache key: it changes with any night or note it draws."""
-    return ("trend", patient_id, hash(chart_args))
-
-
 @router.get("/patients/{patient_id}", response_class=HTMLResponse)
+@allow(CLINICIAN)
 def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
                db: Database = Depends(get_db)) -> Response:
     """A patient's trend: PLMI per night, 7-night rolling mean and spread, treatment notes."""
-    found = _patient_or_404(db, patient_id)
+    found = _patient_or_404(request, db, patient_id, "patient.view")
     nights, notes, chart_args = load_trend(db, patient_id)
     svg = state(request).svg_cache.get(trend_key(patient_id, chart_args),
                                        lambda: charts.trend_svg(*chart_args))
     recent = nights[-7:]
-    return _render(request, "trend.html", {
+    return render(request, "trend.html", {
         "patient": found, "nights": list(reversed(nights)), "notes": notes, "chart": svg,
         "recent_mean": (sum(n["plm_index"] for n in recent) / len(recent)) if recent else None,
         "recent_range": ((min(n["plm_index"] for n in recent), max(n["plm_index"] for n in recent))
@@ -306,23 +312,21 @@ def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
 
 
 @router.post("/patients/{patient_id}/notes")
+@allow(CLINICIAN)
 def add_note(request: Request, patient_id: int = Path(ge=1, le=2**62),
              on: date = Form(), text: str = Form(max_length=1000),
              db: Database = Depends(get_db)) -> Response:
     """Add a treatment note, drawn on the trend chart from its date."""
-    _patient_or_404(db, patient_id)
+    found = _patient_or_404(request, db, patient_id, None)
     try:
-        queries.add_note(db, patient_id, on, text, _principal(request).username or "?",
+        queries.add_note(db, patient_id, on, text, _principal(request).username,
                          _now_iso(request))
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
+    # The entry says a note was added and its date, never its text.
+    audit(request, db, "note.add", target_kind="patient", target=found["pseudonym"],
+          patient=found["pseudonym"], detail=f"date={on}")
     return RedirectResponse(f"/patients/{patient_id}#notes", status_code=303)
-
-
-def attachment(*parts: str) -> dict[str, str]:
-    """A Content-Disposition header whose file name keeps only safe characters."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts))
-    return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
 def _csv(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Response:
@@ -349,19 +353,21 @@ CSV_EXPORTS = {
 
 
 @router.get("/patients/{patient_id}/{kind}.csv")
+@allow(CLINICIAN)
 def patient_csv(request: Request, kind: Literal["nights", "lms"],
                 patient_id: int = Path(ge=1, le=2**62), db: Database = Depends(get_db)) -> Response:
     """The patient's nights (one row per night) or LMs (one row per LM) as CSV."""
-    found = _patient_or_404(db, patient_id)
+    found = _patient_or_404(request, db, patient_id, f"export.{kind}_csv")
     read, columns = CSV_EXPORTS[kind]
     return _csv(read(db, patient_id), columns, f"{found['pseudonym']}_{kind}.csv")
 
 
 @router.get("/patients/{patient_id}/nights.json")
+@allow(CLINICIAN)
 def nights_json(request: Request, patient_id: int = Path(ge=1, le=2**62),
                 db: Database = Depends(get_db)) -> Response:
     """The patient, their notes and the headline figures of every night, as JSON."""
-    found = _patient_or_404(db, patient_id)
+    found = _patient_or_404(request, db, patient_id, "export.nights_json")
     body = {"patient": found, "notes": queries.notes(db, patient_id),
             "nights": queries.patient_nights(db, patient_id)}
     return Response(json.dumps(body, indent=1), media_type="application/json",
@@ -370,38 +376,55 @@ def nights_json(request: Request, patient_id: int = Path(ge=1, le=2**62),
 
 # ---- API tokens and docs ------------------------------------------------------------------------
 
+def _tokens_page(request: Request, db: Database, status: int = 200, **context: Any) -> Response:
+    """Admins see and revoke every token; a clinician only their own."""
+    me = _principal(request)
+    listed = auth.api_tokens(db, owner=None if me.role == ADMIN else me.username)
+    return render(request, "tokens.html", {
+        "tokens": listed, "new_token": None, "error": None, "now": _now_iso(request),
+        "default_days": state(request).policy.token_ttl.days, **context}, status)
+
+
 @router.get("/tokens", response_class=HTMLResponse)
+@allow(ADMIN, CLINICIAN)
 def tokens_page(request: Request, db: Database = Depends(get_db)) -> Response:
     """API tokens for the clinic's own systems."""
-    return _render(request, "tokens.html", {"tokens": queries.api_tokens(db), "new_token": None,
-                                            "error": None})
+    return _tokens_page(request, db)
 
 
 @router.post("/tokens", response_class=HTMLResponse)
+@allow(ADMIN, CLINICIAN)
 def tokens_create(request: Request, name: str = Form(max_length=200),
-                  db: Database = Depends(get_db)) -> Response:
-    """Create a token; it is shown once, on this response only."""
+                  days: int = Form(0, ge=0, le=10_000), db: Database = Depends(get_db)) -> Response:
+    """Create a token owned by the user, with their role, for ``days`` (default: the policy's);
+    it is shown once, on this response only."""
+    me = _principal(request)
+    ttl = timedelta(days=days) if days else state(request).policy.token_ttl
     try:
-        token, error = auth.create_api_token(db, name, state(request).now()), None
+        token = auth.create_api_token(db, name, me.username, me.role, state(request).now(), ttl)
     except auth.AuthError as e:
-        token, error = None, str(e)
-    return _render(request, "tokens.html", {"tokens": queries.api_tokens(db), "new_token": token,
-                                            "new_name": name, "error": error},
-                   201 if token else 422)
+        return _tokens_page(request, db, 422, error=str(e))
+    audit(request, db, "token.create", target_kind="token", target=name.strip(),
+          detail=f"role={me.role} days={ttl.days}")
+    return _tokens_page(request, db, 201, new_token=token, new_name=name.strip())
 
 
 @router.post("/tokens/revoke")
+@allow(ADMIN, CLINICIAN)
 def tokens_revoke(request: Request, name: str = Form(max_length=200),
                   db: Database = Depends(get_db)) -> Response:
-    """Revoke a token by name."""
-    auth.revoke_api_token(db, name)
+    """Revoke a token by name: an admin any token, a clinician their own."""
+    me = _principal(request)
+    if auth.revoke_api_token(db, name, owner=None if me.role == ADMIN else me.username):
+        audit(request, db, "token.revoke", target_kind="token", target=name)
     return RedirectResponse("/tokens", status_code=303)
 
 
 @router.get("/docs", response_class=HTMLResponse)
+@allow(ADMIN, CLINICIAN)
 def api_docs(request: Request) -> Response:
     """The JSON API, documented from its own OpenAPI schema (served locally, no CDN)."""
     spec = request.app.openapi()
     operations = [{"method": method.upper(), "path": path, **op}
                   for path, item in spec["paths"].items() for method, op in item.items()]
-    return _render(request, "docs.html", {"spec": spec, "operations": operations})
+    return render(request, "docs.html", {"spec": spec, "operations": operations})

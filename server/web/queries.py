@@ -154,6 +154,13 @@ def device_nights(db: Database, device_id: str) -> list[dict[str, Any]] | None:
     return [dict(zip(_HEADLINE, r), clinically_significant=bool(r[12])) for r in rows]
 
 
+def device_pseudonym(db: Database, device_id: str) -> str | None:
+    """The pseudonym of the patient the device is assigned to, or None."""
+    row = db.execute("SELECT p.pseudonym FROM devices d JOIN patients p ON p.id = d.patient_id "
+                     "WHERE d.device_id = ?", [device_id]).fetchone()
+    return row[0] if row else None
+
+
 def neighbour_nights(db: Database, device_id: str, night: str) -> tuple[str | None, str | None]:
     """The device's nights just before and just after ``night`` (None at either end)."""
     row = db.execute("""
@@ -206,7 +213,32 @@ def add_note(db: Database, patient_id: int, on: date, text: str, username: str,
                                       "created_at": now_iso})
 
 
-def api_tokens(db: Database) -> list[dict[str, Any]]:
-    """The API tokens' names and creation times (never the tokens)."""
-    return [{"name": r[0], "created_at": r[1]}
-            for r in db.execute("SELECT name, created_at FROM api_tokens ORDER BY name")]
+
+def devices(db: Database) -> list[dict[str, Any]]:
+    """Every device for the admins: status, when last seen, whether assigned (not to whom)."""
+    cols = ("device_id", "status", "status_at", "last_seen", "created_at", "assigned")
+    return [dict(zip(cols, r)) for r in db.execute(
+        "SELECT device_id, status, status_at, last_seen, created_at, patient_id IS NOT NULL "
+        "FROM devices ORDER BY device_id")]
+
+
+def rejected_by_device(db: Database, since_day: str) -> list[dict[str, Any]]:
+    """Refused payloads per device since ``since_day`` (YYYY-MM-DD, UTC), from the collector's
+    daily counts: most refused first, with the bytes they carried and the days they came on."""
+    cols = ("device_id", "count", "bytes", "days", "last_day")
+    return [dict(zip(cols, r)) for r in db.execute(
+        "SELECT device_id, sum(count), sum(bytes), count(*), max(day) FROM rejected_daily "
+        "WHERE day >= ? GROUP BY device_id ORDER BY sum(count) DESC, device_id", [since_day])]
+
+
+def latest_rejected(db: Database, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest refused payloads, without the payloads: when, the device (from the topic), the
+    reason, the size and the SHA-256."""
+    out = []
+    for r in db.execute("SELECT id, received_at, topic, reason, size_bytes, sha256 FROM rejected "
+                        "ORDER BY id DESC LIMIT ?", [limit]):
+        parts = r[2].split("/")
+        out.append({"id": r[0], "received_at": r[1], "topic": r[2],
+                    "device_id": parts[2] if len(parts) > 2 and parts[0] == "rlsmon" else None,
+                    "reason": r[3], "size_bytes": r[4], "sha256": r[5]})
+    return out

@@ -17,8 +17,9 @@ from datetime import timedelta, timezone
 from typing import Callable
 
 from server.db import open_db
-from server.web import charts, pages
-from server.web.app import WebState
+from server.web import charts
+from server.web.deps import WebState
+from server.web.trend import load_trend, trend_key
 
 log = logging.getLogger(__name__)
 # Nights received this long before the dashboard starts are drawn too (last night's, mostly).
@@ -66,13 +67,13 @@ class ChartWarmer:
             patients = {r[0] for r in db.execute(
                 "SELECT DISTINCT patient_id FROM devices WHERE patient_id IS NOT NULL AND device_id"
                 " IN (SELECT value FROM json_each(?))", [json.dumps([r[4] for r in rows])])}
-            trends = [(p, *pages.load_trend(db, p)[2:]) for p in sorted(patients)]
+            trends = [(p, *load_trend(db, p)[2:]) for p in sorted(patients)]
         finally:
             db.conn.close()
         self._more = len(rows) == self._batch
         drawn = 0
         for patient_id, chart_args in trends:
-            key = pages.trend_key(patient_id, chart_args)
+            key = trend_key(patient_id, chart_args)
             if not self._stop.is_set() and not self._web.svg_cache.cached(key):
                 self._draw(key, charts.trend_svg, *chart_args)
         for summary_id, summary_json, received_at, rowid, _ in rows:

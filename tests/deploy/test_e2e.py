@@ -21,7 +21,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -67,7 +67,7 @@ def overlaps_gap(lm: dict, gaps: list[dict]) -> bool:
 def server(tmp_path, mqtt_broker):
     """The collector and the dashboard as the units run them, with an API token for the test."""
     from server.db import open_db
-    from server.web.auth import create_api_token
+    from server.web.auth import create_api_token, set_password
 
     (tmp_path / "collector-password").write_text(mqtt_broker.collector_password)
     config = tmp_path / "server.toml"
@@ -78,7 +78,9 @@ def server(tmp_path, mqtt_broker):
         f'[provision]\npassword_file = "{tmp_path}/unused.passwd"\nacl_file = "{tmp_path}/unused.acl"\n'
     )
     db = open_db(str(tmp_path / "server.db"))
-    token = create_api_token(db, "e2e", datetime.now(timezone.utc))
+    set_password(db, "e2e.reader", "an e2e password", datetime.now(timezone.utc), replace=False)
+    token = create_api_token(db, "e2e", "e2e.reader", "clinician", datetime.now(timezone.utc),
+                             timedelta(days=1))
     db.conn.close()
 
     from tests.broker import free_port

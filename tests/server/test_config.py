@@ -32,6 +32,10 @@ def test_example_is_valid_and_names_every_key():
         ("[databse]\npath = \"x\"\n", "databse: unknown key"),
         ("mqtt = 3\n", "[mqtt]: expected a table"),
         ("[web]\nport = true\n", "[web] port: expected an integer"),
+        ("[web]\ntoken_days = 0\n", "[web] token_days: expected 1–365 days"),
+        # An older config's lock-out keys: the error says they are gone and what to do.
+        ("[web]\nmax_failed_logins = 5\n", "[web] max_failed_logins: no longer used"),
+        ("[web]\nlockout_minutes = 15.0\n", "[web] lockout_minutes: no longer used"),
         ("[mqtt\n", "not valid TOML"),
     ],
 )

@@ -9,12 +9,13 @@ import pytest
 
 from sqlite_utils import Database
 
-from server.db import MIGRATIONS, open_db, schema_version
+from server.db import MIGRATIONS, open_db, schema_version, utc_now
 
-ALL_MIGRATIONS = ["0001_initial", "0002_lm_events_view"]
+ALL_MIGRATIONS = ["0001_initial", "0002_lm_events_view", "0003_rejected_bounds",
+                  "0004_staff_roles_audit"]
 TABLES = {
-    "patients", "devices", "nights", "rejected",
-    "users", "sessions", "api_tokens", "treatment_notes",
+    "patients", "devices", "nights", "rejected", "rejected_daily",
+    "users", "sessions", "api_tokens", "treatment_notes", "login_throttle", "audit",
 }
 
 
@@ -75,3 +76,36 @@ def test_foreign_keys_and_constraints_are_enforced(tmp_path):
     db["patients"].insert({"pseudonym": "P-1", "created_at": "x"})
     with pytest.raises(sqlite3.IntegrityError):
         db["patients"].insert({"pseudonym": "P-1", "created_at": "y"})
+
+
+def test_staff_and_tokens_from_before_roles_migrate_safely(tmp_path):
+    old = Database(tmp_path / "s.db")
+    MIGRATIONS.apply(old, stop_before="0003_rejected_bounds")
+    old["users"].insert({"username": "nurse.kim", "password_hash": "$argon2id$x",
+                         "created_at": "2026-01-01T00:00:00+00:00", "failed_logins": 3,
+                         "locked_until": None})
+    old["api_tokens"].insert({"token_hash": "h", "name": "legacy",
+                              "created_at": "2026-01-01T00:00:00+00:00"})
+    old["rejected"].insert({"received_at": "2026-01-01T00:00:00+00:00", "topic": "t",
+                            "payload": b"x", "reason": "r"})
+    old.close()
+    db = open_db(tmp_path / "s.db")
+    assert schema_version(db) == ALL_MIGRATIONS
+    # Every account was made for clinical staff: it keeps its pages as a clinician.
+    assert list(db["users"].rows) == [{"username": "nurse.kim", "password_hash": "$argon2id$x",
+                                       "created_at": "2026-01-01T00:00:00+00:00",
+                                       "role": "clinician"}]
+    # A token that read everything and never expired is kept, visible, but expired.
+    (token,) = db["api_tokens"].rows
+    assert token["role"] == "clinician" and token["owner"] is None
+    assert token["expires_at"] <= utc_now()
+    (rejected,) = db["rejected"].rows
+    assert rejected["size_bytes"] is None and rejected["sha256"] is None
+    assert db["rejected_daily"].pks == ["device_id", "day"]
+
+
+def test_roles_are_constrained(tmp_path):
+    db = open_db(tmp_path / "s.db")
+    with pytest.raises(sqlite3.IntegrityError):
+        db["users"].insert({"username": "x", "password_hash": "h", "created_at": "t",
+                            "role": "root"})

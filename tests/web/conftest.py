@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from fastapi.routing import iter_route_contexts
 
 from server.db import assign_device, open_db
 from server.web import auth, create_app
@@ -21,7 +22,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's note about httpx vs httpx2
     from fastapi.testclient import TestClient
 
-USER, PASSWORD = "nurse.kim", "correct horse battery"
+USER, PASSWORD = "nurse.kim", "correct horse battery"  # a clinician
+ADMIN_USER, ADMIN_PASSWORD = "it.ops", "staple battery horse"
 # The clinic's morning after the last seeded night.
 NOW = datetime(2026, 11, 24, 7, 0, tzinfo=timezone.utc)
 CLINIC_TZ = timezone.utc
@@ -81,7 +83,8 @@ def seed_db(path: Path, now: datetime = NOW) -> Seeded:
     assign_device(db, "dev-c", "P-0003", now.isoformat())
     queries.add_note(db, a, last - timedelta(days=12), "ropinirole 0.25 mg started", USER,
                      now.isoformat())
-    auth.set_password(db, USER, PASSWORD, now, replace=False)
+    auth.set_password(db, USER, PASSWORD, now, replace=False, role=auth.CLINICIAN)
+    auth.set_password(db, ADMIN_USER, ADMIN_PASSWORD, now, replace=False, role=auth.ADMIN)
     db.conn.close()
     return Seeded(path, a, b, "dev-c", "dev-new", last)
 
@@ -119,6 +122,22 @@ def client(app):
         yield c
 
 
+SAMPLE_PARAMS = {"device_id": "dev-a", "night": "2026-11-23", "patient_id": "1", "kind": "nights"}
+
+
+def app_routes(app, methods: set[str]) -> list[tuple[str, str, str]]:
+    """Every (method, path template, concrete path) of the app, enumerated from the app itself.
+    Flattens included routers (FastAPI keeps them nested in app.routes); static mounts have no
+    methods and are public by design."""
+    out = []
+    for route in iter_route_contexts(app.routes):
+        if not route.methods:
+            continue
+        path = re.sub(r"\{(\w+)\}", lambda m: SAMPLE_PARAMS[m.group(1)], route.path)
+        out += [(method, route.path, path) for method in sorted(route.methods & methods)]
+    return out
+
+
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -139,7 +158,16 @@ def log_in(client, username: str = USER, password: str = PASSWORD, next_path: st
 
 @pytest.fixture
 def staff(client):
-    """The client, logged in as a staff member."""
+    """The client, logged in as a clinician."""
     response = log_in(client)
     assert response.status_code == 303, response.text
     return client
+
+
+@pytest.fixture
+def admin(app):
+    """Another client, logged in as an admin."""
+    with TestClient(app) as c:
+        response = log_in(c, ADMIN_USER, ADMIN_PASSWORD)
+        assert response.status_code == 303, response.text
+        yield c

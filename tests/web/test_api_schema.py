@@ -3,20 +3,23 @@ and every response must match the schema and none may be a 500."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from server.db import open_db
 from server.web import auth, create_app
-from tests.web.conftest import CLINIC_TZ, NOW
+from tests.web.conftest import CLINIC_TZ, NOW, USER
 
 
 @pytest.fixture
 def api_token(seeded) -> str:
     """A read-only API token in the seeded database."""
     db = open_db(seeded.path)
-    token = auth.create_api_token(db, "schemathesis", NOW)
+    token = auth.create_api_token(db, "schemathesis", USER, auth.CLINICIAN, NOW,
+                                  timedelta(days=90))
     db.conn.close()
     return token
 

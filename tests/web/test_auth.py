@@ -1,4 +1,4 @@
-"""Login, sessions, lock-out, CSRF and API tokens: the dashboard's access rules."""
+"""Login, sessions, throttling, CSRF and API tokens: the dashboard's access rules."""
 
 from __future__ import annotations
 
@@ -6,25 +6,14 @@ import re
 from datetime import timedelta
 
 import pytest
-from fastapi.routing import iter_route_contexts
 
 from server.db import open_db
-from tests.web.conftest import PASSWORD, USER, csrf_of, log_in
-
-SAMPLE_PARAMS = {"device_id": "dev-a", "night": "2026-11-23", "patient_id": "1", "kind": "nights"}
+from tests.web.conftest import PASSWORD, USER, app_routes, csrf_of, log_in
 
 
 def _routes(app, methods: set[str]) -> list[tuple[str, str]]:
-    """Every (method, concrete path) of the app, enumerated from the app itself."""
-    out = []
-    # Flattens included routers (FastAPI keeps them nested in app.routes); static mounts have no
-    # methods and are public by design.
-    for route in iter_route_contexts(app.routes):
-        if not route.methods:
-            continue
-        path = re.sub(r"\{(\w+)\}", lambda m: SAMPLE_PARAMS[m.group(1)], route.path)
-        out += [(method, path) for method in sorted(route.methods & methods)]
-    return out
+    """Every (method, concrete path) of the app."""
+    return [(method, path) for method, _, path in app_routes(app, methods)]
 
 
 def test_the_app_has_the_routes_the_tests_enumerate(app):
@@ -111,28 +100,6 @@ def test_wrong_password_is_refused_without_a_session(client):
     assert log_in(client, username="nobody").status_code == 401
 
 
-def test_lock_out_after_five_failures_and_unlock_after_fifteen_minutes(client, clock):
-    for _ in range(4):
-        assert log_in(client, password="not it at all").status_code == 401
-    fifth = log_in(client, password="not it at all")
-    assert fifth.status_code == 401 and "locked" in fifth.text
-    # Locked: even the right password is refused.
-    locked = log_in(client)
-    assert locked.status_code == 401 and "locked for 15 more minutes" in locked.text
-    clock.advance(timedelta(minutes=14))
-    assert log_in(client).status_code == 401
-    clock.advance(timedelta(minutes=1, seconds=1))
-    assert log_in(client).status_code == 303
-
-
-def test_success_resets_the_failure_count(client):
-    for _ in range(4):
-        log_in(client, password="not it at all")
-    assert log_in(client).status_code == 303
-    for _ in range(4):
-        assert "locked" not in log_in(client, password="not it at all").text
-
-
 def test_sessions_expire(staff, clock):
     clock.advance(timedelta(hours=12, seconds=1))
     assert staff.get("/", follow_redirects=False).status_code == 303
@@ -160,6 +127,8 @@ FORM_FIELDS = {
     "/patients/1/notes": {"on": "2026-11-01", "text": "pramipexole stopped"},
     "/tokens": {"name": "reports"},
     "/tokens/revoke": {"name": "reports"},
+    "/admin/users/role": {"username": USER, "role": "admin"},
+    "/admin/users/delete": {"username": USER},
     "/logout": {},
 }
 
@@ -176,7 +145,7 @@ def test_every_form_post_needs_the_session_csrf_token(app, staff):
                 data["csrf_token"] = token
             response = staff.post(path, data=data, follow_redirects=False)
             assert response.status_code == 403, (path, token, response.status_code)
-    # Nothing changed, and the session still works.
+    # Nothing changed, and the session still works (as a clinician: the role did not change).
     assert "P-0009" not in staff.get("/").text
     assert staff.get("/").status_code == 200
 
@@ -189,10 +158,16 @@ def test_the_same_forms_pass_with_the_token(staff):
     assert "pramipexole stopped" in staff.get("/patients/1").text
 
 
-def _create_token(staff, name: str) -> str:
-    page = staff.post("/tokens", data={"name": name, "csrf_token": csrf_of(staff.get("/tokens").text)})
-    assert page.status_code == 201
+def _create_token(staff, name: str, days: int | None = None) -> str:
+    form = {"name": name, "csrf_token": csrf_of(staff.get("/tokens").text)}
+    page = staff.post("/tokens", data=form if days is None else {**form, "days": str(days)})
+    assert page.status_code == 201, page.text
     return re.search(r'<code class="token">([^<]+)</code>', page.text).group(1)
+
+
+def _revoke(client, name: str) -> None:
+    client.post("/tokens/revoke", data={"name": name,
+                                        "csrf_token": csrf_of(client.get("/tokens").text)})
 
 
 def test_api_tokens_read_the_api_and_can_be_revoked(app, staff):
@@ -209,9 +184,57 @@ def test_api_tokens_read_the_api_and_can_be_revoked(app, staff):
         refused = machine.post("/patients/1/notes", headers=auth_header,
                                data=FORM_FIELDS["/patients/1/notes"], follow_redirects=False)
         assert refused.status_code == 401
-        staff.post("/tokens/revoke", data={"name": "reporting",
-                                           "csrf_token": csrf_of(staff.get("/tokens").text)})
+        _revoke(staff, "reporting")
         assert machine.get("/api/devices", headers=auth_header).status_code == 401
+
+
+def _api_status(app, token: str, path: str = "/api/devices") -> int:
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as machine:
+        return machine.get(path, headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+def test_tokens_expire_after_ninety_days_by_default_or_as_chosen(app, staff, clock):
+    default, short = _create_token(staff, "default"), _create_token(staff, "short", days=7)
+    page = staff.get("/tokens").text
+    assert "nurse.kim" in page and "clinician" in page
+    assert "22 Feb 2027" in page  # NOW + 90 days, shown as the expiry
+    too_long = staff.post("/tokens", data={"name": "forever", "days": "3650",
+                                           "csrf_token": csrf_of(staff.get("/tokens").text)})
+    assert too_long.status_code == 422 and "1–365 days" in too_long.text
+    clock.advance(timedelta(days=7, seconds=1))
+    assert (_api_status(app, short), _api_status(app, default)) == (401, 200)
+    log_in(staff)  # a week on, the session has long expired
+    assert "<strong>expired</strong>" in staff.get("/tokens").text
+    clock.advance(timedelta(days=83))
+    assert _api_status(app, default) == 401
+
+
+def test_a_token_acts_with_its_owners_role_and_dies_with_it(app, seeded, staff, admin):
+    clinician_token = _create_token(staff, "reports")
+    admin_token = _create_token(admin, "siem")
+    assert _api_status(app, clinician_token) == 200
+    assert _api_status(app, admin_token) == 403  # an admin's token reads no patient data
+    assert _api_status(app, admin_token, "/admin/audit.csv") == 200
+    # The owner moves to another role: the token (made with the old one) stops working.
+    from server.web import auth
+
+    db = open_db(seeded.path)
+    auth.set_role(db, USER, "admin")
+    db.conn.close()
+    assert _api_status(app, clinician_token) == 401
+
+
+def test_admins_see_and_revoke_every_token_clinicians_only_their_own(app, staff, admin):
+    mine = _create_token(staff, "mine")
+    _create_token(admin, "ops")
+    assert "ops" not in staff.get("/tokens").text.split("<tbody>")[1]
+    _revoke(staff, "ops")  # not theirs: nothing happens
+    assert "ops" in admin.get("/tokens").text.split("<tbody>")[1]
+    assert _api_status(app, mine) == 200
+    _revoke(admin, "mine")
+    assert _api_status(app, mine) == 401
 
 
 def test_token_names_are_unique_and_tokens_are_shown_once(staff):

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.web.conftest import PASSWORD, USER, seed_db
+from tests.web.conftest import ADMIN_PASSWORD, ADMIN_USER, PASSWORD, USER, seed_db
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.slow
@@ -30,12 +30,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_until_serving(url: str, server: subprocess.Popen, timeout_s: float = 60.0) -> None:
+def _wait_until_serving(url: str, server: subprocess.Popen, log: Path,
+                        timeout_s: float = 60.0) -> None:
     """Poll until the server answers (bounded), failing early if it exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise AssertionError(f"server exited with {server.returncode}: {server.stderr.read()}")
+            raise AssertionError(f"server exited with {server.returncode}: {log.read_text()}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -51,15 +52,17 @@ def server(tmp_path):
     config = tmp_path / "server.toml"
     config.write_text(f'[database]\npath = "{seeded.path}"\n')
     port = _free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("rlsmon-server")), "web", "--config", str(config), "--host", "127.0.0.1",
-         "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")},
-    )
+    log = tmp_path / "web.log"  # a file, not a pipe: the access log must never fill and block it
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("rlsmon-server")), "web", "--config", str(config),
+             "--host", "127.0.0.1", "--port", str(port)],
+            stdout=subprocess.DEVNULL, stderr=out, text=True,
+            env={**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")},
+        )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_serving(base + "/login", proc)
+        _wait_until_serving(base + "/login", proc, log)
         yield base, seeded
     finally:
         proc.terminate()
@@ -147,4 +150,26 @@ def test_staff_log_in_and_read_patients_night_and_trend(server, browser, tmp_pat
     assert page.locator("figure.svg svg text", has_text="iron supplement started").count() >= 1
 
     assert origins == {base.split("/")[2]}, origins
+    page.close()
+
+
+@pytest.mark.timeout(240)
+def test_an_admin_reads_the_audit_trail_and_cannot_open_a_patient(server, browser, tmp_path):
+    base, seeded = server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)
+    page.goto(base + f"/patients/{seeded.flagged_patient}")
+    page.fill("input[name=username]", ADMIN_USER)
+    page.fill("input[name=password]", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    # The page it asked for is a clinician's: an admin is refused it.
+    page.wait_for_url(f"**/patients/{seeded.flagged_patient}")
+    assert page.get_by_text("not open to the admin role").is_visible()
+    assert page.locator("figure.svg svg").count() == 0
+    page.locator("nav a", has_text="Audit trail").click()
+    page.wait_for_url(base + "/admin/audit")
+    rows = page.locator("table.audit tbody tr")
+    assert rows.first.locator("td").nth(4).inner_text() == "login.success"
+    assert rows.first.locator("td").nth(2).inner_text().startswith(ADMIN_USER)
+    page.screenshot(path=str(_shots_dir(tmp_path) / "audit-laptop.png"), full_page=True)
     page.close()

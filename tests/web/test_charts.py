@@ -8,8 +8,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from server.web import charts, pages
-from server.web.app import SvgCache
+from server.web import charts, trend
+from server.web.svg_cache import SvgCache
 from server.web.queries import night_summary
 from server.db import open_db
 
@@ -102,9 +102,9 @@ def test_new_nights_are_drawn_ahead_in_a_worker_process(seeded, clock):
         assert web.svg_cache.cached(("night", fresh["summary_id"]))
         # ... and the trend of its patient, which that night changed.
         db = open_db(seeded.path)
-        trend = pages.load_trend(db, seeded.calm_patient)[2]
+        chart_args = trend.load_trend(db, seeded.calm_patient)[2]
         db.conn.close()
-        assert web.svg_cache.cached(pages.trend_key(seeded.calm_patient, trend))
+        assert web.svg_cache.cached(trend.trend_key(seeded.calm_patient, chart_args))
         assert warmer.run_once() == 0  # nothing new since
         drawn = web.svg_cache.get(("night", fresh["summary_id"]), lambda: None)
         assert drawn == charts.night_charts(fresh["summary"])  # as the page would draw them

@@ -20,7 +20,8 @@ def _config(tmp_path, extra: str = "") -> str:
 def _can_log_in(tmp_path, username: str, password: str) -> bool:
     db = open_db(tmp_path / "server.db")
     try:
-        return auth.login(db, username, password, datetime.now(timezone.utc)).token is not None
+        return auth.login(db, username, password, datetime.now(timezone.utc),
+                          "127.0.0.1").token is not None
     finally:
         db.conn.close()
 
@@ -59,6 +60,39 @@ def test_add_user_from_a_file_and_replace(tmp_path):
     assert replaced.exit_code == 0
     assert _can_log_in(tmp_path, "dr.o", "second password")
     assert not _can_log_in(tmp_path, "dr.o", "first password")
+
+
+def _role(tmp_path, username: str) -> str:
+    db = open_db(tmp_path / "server.db")
+    try:
+        return db.execute("SELECT role FROM users WHERE username = ?", [username]).fetchone()[0]
+    finally:
+        db.conn.close()
+
+
+def test_add_user_roles_default_to_clinician_and_replace_keeps_the_role(tmp_path):
+    config = _config(tmp_path)
+    secret = tmp_path / "pw"
+    secret.write_text("a long password\n")
+    runner = CliRunner()
+    for args in (["nurse.kim"], ["it.ops", "--role", "admin"]):
+        result = runner.invoke(cli, ["add-user", *args, "--config", config,
+                                     "--password-file", str(secret)])
+        assert result.exit_code == 0, result.output
+    assert (_role(tmp_path, "nurse.kim"), _role(tmp_path, "it.ops")) == ("clinician", "admin")
+    assert runner.invoke(cli, ["add-user", "it.ops", "--replace", "--config", config,
+                               "--password-file", str(secret)]).exit_code == 0
+    assert _role(tmp_path, "it.ops") == "admin"
+    assert runner.invoke(cli, ["add-user", "it.ops", "--replace", "--role", "clinician",
+                               "--config", config, "--password-file", str(secret)]).exit_code == 0
+    assert _role(tmp_path, "it.ops") == "clinician"
+    bad = runner.invoke(cli, ["add-user", "x.y", "--role", "root", "--config", config,
+                              "--password-file", str(secret)])
+    assert bad.exit_code == 2 and "root" in bad.output
+    db = open_db(tmp_path / "server.db")
+    actions = [r[0] for r in db.execute("SELECT action FROM audit ORDER BY id")]
+    db.conn.close()
+    assert actions == ["user.create", "user.create", "user.replace", "user.replace"]
 
 
 def test_add_user_refuses_a_short_password(tmp_path):
