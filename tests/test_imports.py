@@ -83,10 +83,7 @@ def find_cycle(graph: dict[str, dict[str, int]]) -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("package", [
-    "device",
-    pytest.param("server", marks=pytest.mark.xfail(strict=True, reason="server/web cycle fixed on branch house-web")),
-])
+@pytest.mark.parametrize("package", ["device", "server"])
 def test_imports_flow_one_way(package):
     graph = imports(package)
     cycle = find_cycle(graph)
