@@ -10,6 +10,7 @@ from sqlite_utils import Database
 
 from server.web import queries
 
+INSUFFICIENT = "insufficient_data"
 TrendArgs = tuple[tuple[tuple[date, float], ...], tuple[tuple[date, str], ...]]
 
 
@@ -27,7 +28,10 @@ def load_trend(db: Database, patient_id: int) -> tuple[list[dict], list[dict], T
     """A patient's nights (one per date) and notes, and the trend chart's arguments from them."""
     nights = one_per_night(queries.patient_nights(db, patient_id))
     notes = queries.notes(db, patient_id)
-    series = tuple((date.fromisoformat(n["night"]), n["plm_index"]) for n in nights)
+    # A night with too little time in bed has no index worth drawing (docs/summary.md, severity
+    # "insufficient_data"): it stays in the table, off the chart and its rolling mean.
+    series = tuple((date.fromisoformat(n["night"]), n["plm_index"]) for n in nights
+                   if n["severity"] != INSUFFICIENT)
     marks = tuple((date.fromisoformat(n["date"]), n["text"]) for n in notes)
     return nights, notes, (series, marks)
 

@@ -172,3 +172,28 @@ def test_api_docs_are_served_locally(staff):
     html = staff.get("/docs").text
     assert "/api/devices/{device_id}/nights/{night}" in html
     assert not re.search(r'(src|href)="(https?:)?//', html)  # no CDN, no third party
+
+
+def test_a_night_with_insufficient_data_shows_no_index_and_stays_off_the_trend(staff, seeded):
+    night = seeded.last_night + timedelta(days=1)
+    short = seed.make_night("dev-a", night, 0.0, sporadic_per_h=0.0, gap=False)
+    short.update(in_bed=[{"start_s": 600.0, "end_s": 2400.0}], time_in_bed_s=1800.0, lm_index=0.0,
+                 plm_index=0.0, severity="insufficient_data", clinically_significant=False,
+                 min_time_in_bed_s=2880.0)
+    db = open_db(seeded.path)
+    seed.store(db, short)
+    db.conn.close()
+    pid = seeded.flagged_patient
+    html = staff.get(f"/devices/dev-a/nights/{night}").text
+    assert "insufficient data" in html and "band-insufficient" in html and "0.0<small>/h" not in html
+    row = _row(staff.get("/").text, "P-0001")
+    assert "insufficient data" in row and "&gt; 15/h" not in row
+    trend = staff.get(f"/patients/{pid}").text
+    assert "insufficient data" in trend
+    # The chart draws the 30 nights before it, not this one: it has no index worth a point.
+    from server.web.trend import load_trend
+
+    db = open_db(seeded.path)
+    _, _, (series, _) = load_trend(db, pid)
+    db.conn.close()
+    assert len(series) == 30 and night not in [d for d, _ in series]
