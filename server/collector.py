@@ -5,8 +5,11 @@
 - A summary on `rlsmon/v1/<id>/summary` is validated against `server.model.NightSummary`, and its
   `device_id` must equal `<id>` (the broker's ACL guarantees who published on `<id>`).
 - It is upserted on (device_id, night), its events included (in its JSON), in one transaction. The
-  same `summary_id` again is a no-op; a later `generated_at` replaces the stored night; an earlier (or equal, with a
+  same `summary_id` again with the same content is a no-op, and with other content a "conflict" kept in
+  `rejected`; a later `generated_at` replaces the stored night; an earlier (or equal, with a
   different id) one is kept in `rejected` with the reason, and the stored night is left alone.
+- Every headline figure must follow from the events and spans of the summary, and no date in it may
+  lie in the future (server/consistency.py).
 - A status on `rlsmon/v1/<id>/status` (`online`/`offline`, retained) updates the device's status.
 - Anything invalid goes to `rejected` with its topic, raw bytes and reason. Bad input never raises.
 
@@ -19,6 +22,7 @@ disk. A crash between commit and PUBACK means a redelivery, which the `summary_i
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import queue
@@ -36,6 +40,7 @@ from sqlite_utils import Database
 
 from server.config import MqttConfig
 from server.db import open_db, utc_now
+from server.consistency import check_not_future
 from server.model import NightSummary
 
 if TYPE_CHECKING:
@@ -120,7 +125,7 @@ class Checked:
     retained: bool = False
 
 
-def _check_summary(device_id: str, payload: bytes) -> dict[str, Any]:
+def _check_summary(device_id: str, payload: bytes, now: datetime) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise _Refused(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
     try:
@@ -129,6 +134,10 @@ def _check_summary(device_id: str, payload: bytes) -> dict[str, Any]:
         raise _Refused(_validation_reason(e)) from None
     if night.device_id != device_id:
         raise _Refused(f"device_id {night.device_id!r} in the payload differs from {device_id!r} in the topic")
+    try:
+        check_not_future(night, now)
+    except ValueError as e:
+        raise _Refused(f"future: {e}") from None
     return {
         "device_id": device_id,
         "night": night.night.isoformat(),
@@ -149,16 +158,18 @@ def _check_summary(device_id: str, payload: bytes) -> dict[str, Any]:
     }
 
 
-def check(topic: str, payload: bytes, retained: bool = False) -> Checked:
-    """Validate one MQTT message against the topic layout and the contract. Pure: no database, no
-    I/O; never raises for bad input."""
+def check(topic: str, payload: bytes, retained: bool = False, now: datetime | None = None) -> Checked:
+    """Validate one MQTT message against the topic layout and the contract, with `now` (aware; the
+    clock's time when None) to refuse nights dated in the future. No database, no I/O; never raises
+    for bad input."""
+    now = now or datetime.now(timezone.utc)
     match = _TOPIC.fullmatch(topic)
     if match is None:
         return Checked(refused="unexpected topic")
     device_id, kind = match.groups()
     try:
         if kind == "summary":
-            return Checked(device_id, night=_check_summary(device_id, payload))
+            return Checked(device_id, night=_check_summary(device_id, payload, now))
         status = payload.decode("utf-8", "replace").strip()
         if status not in ("online", "offline"):
             raise _Refused("status must be 'online' or 'offline'")
@@ -172,13 +183,24 @@ def check(topic: str, payload: bytes, retained: bool = False) -> Checked:
         return Checked(device_id, refused=f"could not be checked ({type(e).__name__})")
 
 
+def _same_content(stored_json: str, payload: bytes) -> bool:
+    # A re-send carries the same bytes; compare the parsed JSON only when they differ.
+    return stored_json.encode() == payload or json.loads(stored_json) == json.loads(payload)
+
+
 def _store_night(db: Database, row: dict[str, Any], payload: bytes, received_at: str) -> Outcome:
     device_id, night_key, summary_id = row["device_id"], row["night"], row["summary_id"]
     stored = db.execute(
-        "SELECT summary_id, generated_at FROM nights WHERE device_id = ? AND night = ?",
+        "SELECT summary_id, generated_at, summary_json FROM nights WHERE device_id = ? AND night = ?",
         [device_id, night_key],
     ).fetchone()
     _touch_device(db, device_id, received_at, seen=True)
+    # summary_id is the idempotency key: the same id must always carry the same night.
+    elsewhere = db.execute(
+        "SELECT 1 FROM nights WHERE device_id = ? AND summary_id = ? AND night != ?", [device_id, summary_id, night_key]
+    ).fetchone()
+    if elsewhere is not None or (stored is not None and stored[0] == summary_id and not _same_content(stored[2], payload)):
+        return Outcome("rejected", device_id, f"conflict: summary {summary_id} is already stored with different content")
     if stored is not None:
         if stored[0] == summary_id:
             return Outcome("duplicate", device_id)
@@ -224,14 +246,17 @@ def store(db: Database, topic: str, payload: bytes, checked: Checked, received_a
     return outcome
 
 
-def ingest(db: Database, topic: str, payload: bytes, *, retained: bool = False, received_at: str | None = None) -> Outcome:
-    """Validate and store one MQTT message: `store(db, topic, payload, check(topic, payload, retained))`.
+def ingest(
+    db: Database, topic: str, payload: bytes, *, retained: bool = False, received_at: str | None = None,
+    now: datetime | None = None,
+) -> Outcome:
+    """Validate and store one MQTT message: `store(db, topic, payload, check(topic, payload, retained, now))`.
 
     `retained` marks a retained status replayed by the broker on subscribe: it sets the status but
     is no evidence that the device is alive now, so `last_seen` is left alone. Invalid input is kept
     in `rejected` and returned as an Outcome; only a database failure raises.
     """
-    return store(db, topic, payload, check(topic, payload, retained), received_at)
+    return store(db, topic, payload, check(topic, payload, retained, now), received_at)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
 """Valid night summaries for the server tests and the ingest benchmark, built to the contract
-(docs/summary.md): counts agree with the events, PLM series of CLMs at 20-s intervals."""
+(docs/summary.md): counts and headline figures agree with the events, PLM series of CLMs at 20-s
+intervals."""
 
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -33,12 +35,14 @@ def make_summary(
     for i in range(n_lms):
         k = i % 6
         if k < 5:
-            if k == 0:
+            # A series needs at least 4 CLMs (WASM 2016): a short run at the end is not periodic.
+            periodic = min(n_lms - (i - k), 5) >= 4
+            if k == 0 and periodic:
                 series += 1
             duration_s = 2.0
             events.append(
                 {"onset_s": t_s, "offset_s": t_s + duration_s, "duration_s": duration_s,
-                 "periodic": True, "clm": True, "bilateral": False, "series": series,
+                 "periodic": periodic, "clm": True, "bilateral": False, "series": series if periodic else None,
                  "imi_s": 20.0 if k else None}
             )
             t_s += 20.0
@@ -56,6 +60,7 @@ def make_summary(
     hist = [0] * 45
     hist[10] = sum(1 for e in events if e["imi_s"] is not None)
     plm_index = plm / (in_bed_s / 3600.0)
+    hour_starts_s = [h * 3600.0 for h in range(math.ceil(duration_s / 3600.0))]
     return {
         "schema": "rlsmon.night/1",
         "rules": "WASM2016",
@@ -71,13 +76,14 @@ def make_summary(
         "time_in_bed_s": in_bed_s,
         "lm_index": len(events) / (in_bed_s / 3600.0),
         "plm_index": plm_index,
-        "periodicity_index": 0.8 if events else 0.0,
+        "periodicity_index": 0.8 if hist[10] else 0.0,
         "imi_histogram": {"bin_width_s": 2, "counts": hist, "below_10_s": 0,
                           "from_10_to_90_s": hist[10], "above_90_s": 0},
         "hourly": [
-            {"start_s": h * 3600.0, "end_s": min((h + 1) * 3600.0, duration_s),
-             "clock_hour": (22 + h) % 24, "lm_count": 0, "plm_count": 0}
-            for h in range(int(duration_s // 3600) + 1)
+            {"start_s": h_s, "end_s": min(h_s + 3600.0, duration_s), "clock_hour": (22 + int(h_s // 3600)) % 24,
+             "lm_count": sum(h_s <= e["onset_s"] < h_s + 3600.0 for e in events),
+             "plm_count": sum(h_s <= e["onset_s"] < h_s + 3600.0 and e["periodic"] for e in events)}
+            for h_s in hour_starts_s
         ],
         "coverage": {"recorded_s": duration_s - 30.0, "gaps": [{"start_s": 100.0, "end_s": 130.0}]},
         "severity": "normal" if plm_index < 5 else "mild" if plm_index < 25
