@@ -11,7 +11,8 @@
 - Every headline figure must follow from the events and spans of the summary, and no date in it may
   lie in the future (server/consistency.py).
 - A status on `rlsmon/v1/<id>/status` (`online`/`offline`, retained) updates the device's status.
-- Anything invalid goes to `rejected` with its topic, raw bytes and reason. Bad input never raises.
+- Anything invalid goes to `rejected` with its topic, reason, size, SHA-256 and the first bytes of
+  its payload, within the bounds of server/rejected.py. Bad input never raises.
 
 `Collector` is the MQTT side: a persistent MQTT v5 session (stable client id, `clean_start=False`,
 session expiry ≥ 7 days), QoS 1 subscriptions renewed in `on_connect`, TLS and a password. paho's
@@ -42,6 +43,7 @@ from server.config import MqttConfig
 from server.db import open_db, utc_now
 from server.consistency import check_not_future
 from server.model import NightSummary
+from server.rejected import RejectLimits, keep_rejected
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
@@ -227,9 +229,13 @@ def _store_status(db: Database, device_id: str, status: str, received_at: str, r
     return Outcome("status", device_id)
 
 
-def store(db: Database, topic: str, payload: bytes, checked: Checked, received_at: str | None = None) -> Outcome:
+def store(
+    db: Database, topic: str, payload: bytes, checked: Checked, received_at: str | None = None,
+    limits: RejectLimits = RejectLimits(),
+) -> Outcome:
     """Apply a checked message in its own transaction (a savepoint inside a batch): upsert the night
-    or the status, or keep a refused or stale message in `rejected`. Only a database failure raises."""
+    or the status, or keep a refused or stale message in `rejected` within `limits`
+    (server/rejected.py). Only a database failure raises."""
     received_at = received_at or utc_now()
     with db.atomic():
         if checked.refused:
@@ -240,15 +246,13 @@ def store(db: Database, topic: str, payload: bytes, checked: Checked, received_a
             assert checked.device_id is not None and checked.status is not None
             outcome = _store_status(db, checked.device_id, checked.status, received_at, checked.retained)
         if outcome.kind in ("rejected", "stale"):
-            db["rejected"].insert(
-                {"received_at": received_at, "topic": topic, "payload": bytes(payload), "reason": outcome.reason}
-            )
+            keep_rejected(db, topic, payload, outcome.reason, received_at, limits)
     return outcome
 
 
 def ingest(
     db: Database, topic: str, payload: bytes, *, retained: bool = False, received_at: str | None = None,
-    now: datetime | None = None,
+    now: datetime | None = None, limits: RejectLimits = RejectLimits(),
 ) -> Outcome:
     """Validate and store one MQTT message: `store(db, topic, payload, check(topic, payload, retained, now))`.
 
@@ -256,7 +260,7 @@ def ingest(
     is no evidence that the device is alive now, so `last_seen` is left alone. Invalid input is kept
     in `rejected` and returned as an Outcome; only a database failure raises.
     """
-    return store(db, topic, payload, check(topic, payload, retained, now), received_at)
+    return store(db, topic, payload, check(topic, payload, retained, now), received_at, limits)
 
 
 @dataclass(frozen=True)

@@ -174,6 +174,25 @@ def _lm_events_view(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="rejected_bounds")
+def _rejected_bounds(db: Database) -> None:
+    # One device must not fill the server (issue 10): `rejected` keeps a bounded prefix of each
+    # payload with its full size and SHA-256, and rejected_daily counts every refused message per
+    # device and UTC day, including those past the per-day cap of kept rows (server/rejected.py).
+    _ddl(
+        db,
+        "ALTER TABLE rejected ADD COLUMN size_bytes INTEGER",
+        "ALTER TABLE rejected ADD COLUMN sha256 TEXT",
+        """CREATE TABLE rejected_daily (
+            device_id TEXT NOT NULL,
+            day TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            PRIMARY KEY (device_id, day)
+        )""",
+    )
+
+
 def schema_version(db: Database) -> list[str]:
     """The names of the migrations applied to `db`, oldest first."""
     return [m.name for m in MIGRATIONS.applied(db)]

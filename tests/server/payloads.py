@@ -4,6 +4,7 @@ intervals."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import uuid
@@ -107,3 +108,8 @@ def make_summary(
 def encode(summary: dict[str, Any]) -> bytes:
     """The summary as the daemon puts it on the wire."""
     return json.dumps(summary, separators=(",", ":")).encode()
+
+
+def kept(payload: bytes, prefix_bytes: int = 4096) -> dict[str, Any]:
+    """What `rejected` keeps of a refused payload (server/rejected.py): its first bytes, size and hash."""
+    return {"payload": payload[:prefix_bytes], "size_bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from server.db import open_db
-from tests.server.payloads import encode, make_summary
+from tests.server.payloads import encode, kept, make_summary
 
 T0 = datetime(2026, 1, 6, 7, 0, tzinfo=timezone.utc)
 
@@ -81,7 +81,7 @@ def test_garbage_through_the_broker_is_kept_and_the_collector_keeps_going(start_
     dev.summary(encode(good))
     assert collector.next()[1].kind == "stored"
     db = open_db(tmp_path / "server.db")
-    assert [r["payload"] for r in db.query("SELECT payload FROM rejected ORDER BY id")] == garbage
+    assert list(db.query("SELECT payload, size_bytes, sha256 FROM rejected ORDER BY id")) == [kept(g) for g in garbage]
     assert db["nights"].count == 1
 
 

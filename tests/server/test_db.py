@@ -11,9 +11,9 @@ from sqlite_utils import Database
 
 from server.db import MIGRATIONS, open_db, schema_version
 
-ALL_MIGRATIONS = ["0001_initial", "0002_lm_events_view"]
+ALL_MIGRATIONS = ["0001_initial", "0002_lm_events_view", "rejected_bounds"]
 TABLES = {
-    "patients", "devices", "nights", "rejected",
+    "patients", "devices", "nights", "rejected", "rejected_daily",
     "users", "sessions", "api_tokens", "treatment_notes",
 }
 
