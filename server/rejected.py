@@ -7,8 +7,8 @@ A refused message is kept for an admin to see why (issue 10, item 3), but never 
 those past the cap and those dropped before the database included, so a flood still shows, with
 its size, on the dashboard.
 
-`RefusalLog` rate-limits the warnings: the first refusal of a device in a minute is logged, the
-rest are counted and summarised once the minute is over.
+`RefusalLog` rate-limits the warnings: the first refusal of a device (for one cause) in a minute
+is logged, the rest are counted and summarised once the minute is over.
 """
 
 from __future__ import annotations
@@ -89,34 +89,36 @@ class _Window:
 
 
 class RefusalLog:
-    """Warnings about refused messages, at most one per device a minute plus a summary of the rest.
+    """Warnings about refused messages: per device and cause, the first of a minute, then a summary.
 
-    `refused()` logs the first refusal of a device in a window of `LOG_WINDOW_S` and counts the
-    others; `flush()`, called now and then, logs "device X: N more payloads refused in the last
-    minute" for each window that has ended. `clock` (monotonic seconds) is injectable for tests.
+    `refused()` logs the first refusal of a device for a cause in a window of `LOG_WINDOW_S` and
+    counts the others; `flush()`, called now and then, logs "device X: N more payloads refused
+    (cause) in the last minute" for each window that has ended. 10,000 junk messages make two
+    lines, not 10,000. `clock` (monotonic seconds) is injectable for tests. Causes never carry
+    health data: they are categories such as "invalid summary" or "conflict".
     """
 
     def __init__(self, logger: logging.Logger, clock: Callable[[], float] = time.monotonic) -> None:
         self._log = logger
         self._clock = clock
-        self._windows: dict[str, _Window] = {}
+        self._windows: dict[tuple[str, str], _Window] = {}
 
-    def refused(self, device_id: str, what: str) -> None:
-        """Note one refused message of `device_id`; `what` (no health data) says why."""
+    def refused(self, device_id: str, cause: str, count: int = 1) -> None:
+        """Note `count` refused messages of `device_id` for `cause`."""
         self.flush()
-        window = self._windows.get(device_id)
+        window = self._windows.get((device_id, cause))
         if window is None:
-            self._log.warning("device %s: %s; kept in the rejected table", device_id or "?", what)
-            self._windows[device_id] = _Window(self._clock())
+            self._log.warning("device %s: payload refused (%s); see the rejected table", device_id or "?", cause)
+            self._windows[(device_id, cause)] = _Window(self._clock(), count - 1)
         else:
-            window.suppressed += 1
+            window.suppressed += count
 
     def flush(self) -> None:
         """Summarise and close the windows that have ended."""
         now_s = self._clock()
-        for device_id, window in list(self._windows.items()):
+        for (device_id, cause), window in list(self._windows.items()):
             if now_s - window.start_s >= LOG_WINDOW_S:
-                del self._windows[device_id]
+                del self._windows[(device_id, cause)]
                 if window.suppressed:
-                    self._log.warning("device %s: %s more payloads refused in the last minute",
-                                      device_id or "?", f"{window.suppressed:,}")
+                    self._log.warning("device %s: %s more payloads refused (%s) in the last minute",
+                                      device_id or "?", f"{window.suppressed:,}", cause)

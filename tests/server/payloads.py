@@ -113,3 +113,55 @@ def encode(summary: dict[str, Any]) -> bytes:
 def kept(payload: bytes, prefix_bytes: int = 4096) -> dict[str, Any]:
     """What `rejected` keeps of a refused payload (server/rejected.py): its first bytes, size and hash."""
     return {"payload": payload[:prefix_bytes], "size_bytes": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
+
+
+def largest_summary(device_id: str = "d" * 63) -> dict[str, Any]:
+    """The largest summary a device can legitimately publish: the contract's bounds reached where a
+    device can reach them, and every value at its widest.
+
+    A night window is under 24 h (device/config.py). The LMs fill MAX_LM_EVENTS, evenly spread over
+    21 h in bed starting past 10,000 s, so each time has 5 digits and 3 decimals; every LM is a CLM
+    with an IMI (a number is wider than null); `periodic`/`series` are as wide either way
+    (`true, 12345` vs `false, null`). The gaps fill MAX_INTERVALS (a failing sensor), one after every
+    other LM; one in-bed span; MAX_MARKERS button presses; 64 characters in each text field. The
+    device's wire format is `json.dumps` with its default separators (device/store.py).
+    """
+    from server.model import MAX_INTERVALS, MAX_LM_EVENTS, MAX_MARKERS
+
+    duration_s = 86_399.999
+    bed_start_s, bed_end_s = 10_000.125, 86_000.875
+    spacing_s = (bed_end_s - bed_start_s - 20.0) / MAX_LM_EVENTS
+    events, gaps = [], []
+    for i in range(MAX_LM_EVENTS):
+        onset_s = round(bed_start_s + 10.0 + i * spacing_s, 3)
+        events.append({"onset_s": onset_s, "offset_s": round(onset_s + 1.234, 3), "duration_s": 1.234,
+                       "periodic": False, "clm": True, "bilateral": False, "series": None,
+                       "imi_s": round(spacing_s, 3) if i else None})
+        if i % 2 and len(gaps) < MAX_INTERVALS:
+            gaps.append({"start_s": round(onset_s + 1.5, 3), "end_s": round(onset_s + 2.0, 3)})
+    gap_s = sum(g["end_s"] - g["start_s"] for g in gaps)
+    time_in_bed_s = round(bed_end_s - bed_start_s - gap_s, 3)
+    hours = [{"start_s": h * 3600.0, "end_s": min((h + 1) * 3600.0, duration_s), "clock_hour": h,
+              "lm_count": 0, "plm_count": 0} for h in range(24)]
+    for e in events:
+        hours[int(e["onset_s"] // 3600)]["lm_count"] += 1
+    imis = MAX_LM_EVENTS - 1
+    summary = make_summary(device_id, "2026-01-05", 0)
+    summary.update({
+        "algorithm_version": "v" * 64, "recording_start": "2026-01-05T00:00:00.000000+14:00",
+        "duration_s": duration_s, "lm_events": events, "lm_count": len(events), "clm_count": len(events),
+        "plm_count": 0, "plm_series_count": 0, "in_bed": [{"start_s": bed_start_s, "end_s": bed_end_s}],
+        "time_in_bed_s": time_in_bed_s, "lm_index": round(len(events) / (time_in_bed_s / 3600.0), 2),
+        "plm_index": 0.0, "periodicity_index": 0.0, "severity": "normal", "clinically_significant": False,
+        "imi_histogram": {"bin_width_s": 2, "counts": [0, imis] + [0] * 43, "below_10_s": imis,
+                          "from_10_to_90_s": 0, "above_90_s": 0},
+        "hourly": hours, "coverage": {"recorded_s": round(duration_s - gap_s, 3), "gaps": gaps},
+        "software_version": "s" * 64,
+        "sensor": {**summary["sensor"], "chip": "c" * 64, "driver": "d" * 64, "odr_measured_hz": 51.987654321},
+        "window": {"start": "2026-01-05T00:00:00.000000+14:00", "end": "2026-01-05T23:59:59.999999+14:00",
+                   "timezone": "America/Argentina/ComodRivadavia"},
+        "markers": [{"t_s": round(bed_start_s + 60.0 * i, 3), "kind": "lights_off" if i % 2 else "lights_on"}
+                    for i in range(MAX_MARKERS)],
+        "generated_at": "2026-01-06T00:00:00.000000+00:00",
+    })
+    return summary

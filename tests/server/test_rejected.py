@@ -77,14 +77,20 @@ def test_refusals_are_logged_once_a_minute_per_device_then_summarised(caplog):
     refusals = RefusalLog(log, clock=clock)
     with caplog.at_level(logging.WARNING, logger="test.refusals"):
         for _ in range(9_950):
-            refusals.refused("dev-a", "summary refused (invalid summary)")
-        refusals.refused("dev-b", "summary refused (conflict)")
+            refusals.refused("dev-a", "invalid summary")
+        refusals.refused("dev-a", "conflict")  # another cause is not hidden in the count
+        refusals.refused("dev-b", "invalid summary")
         refusals.flush()
-        assert caplog.messages == ["device dev-a: summary refused (invalid summary); kept in the rejected table",
-                                   "device dev-b: summary refused (conflict); kept in the rejected table"]
-        clock.now_s += LOG_WINDOW_S
+        assert caplog.messages == [
+            "device dev-a: payload refused (invalid summary); see the rejected table",
+            "device dev-a: payload refused (conflict); see the rejected table",
+            "device dev-b: payload refused (invalid summary); see the rejected table",
+        ]
+        clock.now_s += LOG_WINDOW_S - 1
         refusals.flush()
-        assert caplog.messages[2:] == ["device dev-a: 9,949 more payloads refused in the last minute"]
+        assert len(caplog.messages) == 3
         clock.now_s += 1
-        refusals.refused("dev-a", "summary refused (future)")
-        assert caplog.messages[3:] == ["device dev-a: summary refused (future); kept in the rejected table"]
+        refusals.flush()
+        assert caplog.messages[3:] == ["device dev-a: 9,949 more payloads refused (invalid summary) in the last minute"]
+        refusals.refused("dev-a", "invalid summary")
+        assert caplog.messages[4:] == ["device dev-a: payload refused (invalid summary); see the rejected table"]
