@@ -543,6 +543,7 @@ class Collector:
             self.failed.set()
         finally:
             self._inbox.close()
+            refusals.flush(all_windows=True)
             db.close()
 
     def _count_dropped(self, db: Database, refusals: RefusalLog) -> None:

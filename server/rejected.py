@@ -113,11 +113,11 @@ class RefusalLog:
         else:
             window.suppressed += count
 
-    def flush(self) -> None:
-        """Summarise and close the windows that have ended."""
+    def flush(self, *, all_windows: bool = False) -> None:
+        """Summarise and close the windows that have ended (all of them, on the way out)."""
         now_s = self._clock()
         for (device_id, cause), window in list(self._windows.items()):
-            if now_s - window.start_s >= LOG_WINDOW_S:
+            if all_windows or now_s - window.start_s >= LOG_WINDOW_S:
                 del self._windows[(device_id, cause)]
                 if window.suppressed:
                     self._log.warning("device %s: %s more payloads refused (%s) in the last minute",

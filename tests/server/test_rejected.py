@@ -93,4 +93,7 @@ def test_refusals_are_logged_once_a_minute_per_device_then_summarised(caplog):
         refusals.flush()
         assert caplog.messages[3:] == ["device dev-a: 9,949 more payloads refused (invalid summary) in the last minute"]
         refusals.refused("dev-a", "invalid summary")
+        refusals.refused("dev-a", "invalid summary")
         assert caplog.messages[4:] == ["device dev-a: payload refused (invalid summary); see the rejected table"]
+        refusals.flush(all_windows=True)  # the collector stopping: nothing goes unsaid
+        assert caplog.messages[5:] == ["device dev-a: 1 more payloads refused (invalid summary) in the last minute"]
