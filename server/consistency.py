@@ -13,6 +13,7 @@ tests run the device's real output through it.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -56,10 +57,11 @@ def severity(plm_index: float) -> str:
     return "normal"
 
 
-def _union_s(spans: Sequence[Any]) -> list[tuple[float, float]]:
+def _union_s(spans: Sequence[Any], join_within_s: float = 0.0) -> list[tuple[float, float]]:
+    """The spans as sorted, disjoint (start_s, end_s), joining those less than `join_within_s` apart."""
     merged: list[tuple[float, float]] = []
     for s in sorted(spans, key=lambda s: s.start_s):
-        if merged and s.start_s <= merged[-1][1]:
+        if merged and s.start_s <= merged[-1][1] + join_within_s:
             merged[-1] = (merged[-1][0], max(merged[-1][1], s.end_s))
         elif s.end_s > s.start_s:
             merged.append((s.start_s, s.end_s))
@@ -102,17 +104,22 @@ def _check_spans(core: NightCore) -> None:
         raise ValueError("time_in_bed_s is not the time in in_bed minus coverage.gaps")
     if abs(_minus_s([(0.0, core.duration_s)], gaps) - core.coverage.recorded_s) > tolerance_s:
         raise ValueError("coverage.recorded_s is not duration_s minus coverage.gaps")
-    # Only LMs with their onset in bed are scored (docs/summary.md), and none after the recording.
-    starts = iter(in_bed)
-    span = next(starts, None)
-    for i, lm in enumerate(core.lm_events):
-        onset_s = lm["onset_s"]
-        while span is not None and onset_s > span[1] + TIME_ROUNDING_S:
-            span = next(starts, None)
-        if span is None or onset_s < span[0] - TIME_ROUNDING_S:
-            raise ValueError(f"lm_events[{i}]: onset_s is not in bed")
-        if lm["offset_s"] > end_s:
-            raise ValueError(f"lm_events[{i}]: offset_s is after duration_s")
+    # Only LMs with their onset in bed are scored (docs/summary.md), and none ends after the
+    # recording. The onsets are sorted (NightCore checks it), so the LMs in each span are a
+    # contiguous run found by bisection; all of them must be in some span.
+    onsets_s = [lm["onset_s"] for lm in core.lm_events]
+    spans = _union_s(core.in_bed, join_within_s=2 * TIME_ROUNDING_S)
+    inside = sum(bisect_right(onsets_s, end + TIME_ROUNDING_S) - bisect_left(onsets_s, start - TIME_ROUNDING_S)
+                 for start, end in spans)
+    if inside != len(onsets_s):
+        starts = [start for start, _ in spans]
+        for i, onset_s in enumerate(onsets_s):
+            k = bisect_right(starts, onset_s + TIME_ROUNDING_S) - 1
+            if k < 0 or onset_s > spans[k][1] + TIME_ROUNDING_S:
+                raise ValueError(f"lm_events[{i}]: onset_s is not in bed")
+    if onsets_s and max(lm["offset_s"] for lm in core.lm_events) > end_s:
+        i = next(i for i, lm in enumerate(core.lm_events) if lm["offset_s"] > end_s)
+        raise ValueError(f"lm_events[{i}]: offset_s is after duration_s")
 
 
 def _check_hourly(core: NightCore) -> None:
