@@ -5,6 +5,7 @@ the collector's inbox and the database bounded, with every refused message count
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 import time
@@ -60,9 +61,10 @@ def _wait_until(predicate, what: str, timeout_s: float = 60.0) -> None:
         time.sleep(0.01)
 
 
-def test_a_flood_of_junk_is_bounded_and_counted(start_collector, device, tmp_path, monkeypatch):
+def test_a_flood_of_junk_is_bounded_and_counted(start_collector, device, tmp_path, monkeypatch, caplog):
     import server.db
 
+    caplog.set_level(logging.WARNING, logger="server.collector")
     monkeypatch.setattr(server.db, "BUSY_TIMEOUT_S", 300.0)  # the writer waits out the blocker below
     inbox_bytes = 8 * MIB
     limits = RejectLimits(prefix_bytes=4096, rows_per_device_day=5, retention_days=30)
@@ -104,3 +106,9 @@ def test_a_flood_of_junk_is_bounded_and_counted(start_collector, device, tmp_pat
     assert collector.collector.inbox_peak_bytes <= inbox_bytes
     assert collector.collector.inbox_dropped == len(junk) - held
     assert _db_bytes(db_path) - before < 2 * MIB  # after 128 MiB of junk
+    # Rate-limited: a line per device and cause, not one per message (the summaries come later).
+    assert sorted(r.getMessage() for r in caplog.records if r.name == "server.collector") == [
+        "device dev-a: payload refused (invalid summary); see the rejected table",
+        "device dev-b: payload refused (QoS 0, dropped as the inbox was full); see the rejected table",
+        "device dev-b: payload refused (invalid summary); see the rejected table",
+    ]
