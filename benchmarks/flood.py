@@ -31,6 +31,7 @@ from server.collector import MAX_PAYLOAD_BYTES  # noqa: E402
 from server.db import open_db  # noqa: E402
 from tests.broker import Broker  # noqa: E402
 from tests.server.payloads import encode, make_summary  # noqa: E402
+from tests.server.test_collect_command import write_config  # noqa: E402
 
 RLSMON_SERVER = str(Path(sys.executable).with_name("rlsmon-server"))
 IN_FLIGHT = 8  # publisher-side window, so the benchmark's own memory stays small
@@ -114,14 +115,8 @@ def main() -> None:
         try:
             for device_id in ("flood-qos1", "flood-qos0"):
                 broker.add_device(device_id)
+            config = write_config(workdir, broker)  # the defaults, as installed
             db_path = workdir / "server.db"
-            (workdir / "collector-password").write_text(broker.collector_password + "\n")
-            config = workdir / "server.toml"
-            config.write_text(
-                f'[database]\npath = "{db_path}"\n'
-                f'[mqtt]\nhost = "localhost"\nport = {broker.port}\nca_file = "{broker.ca_file}"\n'
-                f'username = "{broker.collector_user}"\npassword_file = "{workdir}/collector-password"\n'
-            )
             open_db(db_path).close()
             before = db_bytes(db_path)
             proc = subprocess.Popen([RLSMON_SERVER, "collect", "--config", str(config)],

@@ -105,6 +105,16 @@ def make_summary(
     }
 
 
+def put(path: list[Any] | tuple[Any, ...], value: Any):
+    """A mutation for tests: set `value` at `path` (keys and indices) inside a summary."""
+    def apply(summary: dict[str, Any]) -> None:
+        target: Any = summary
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return apply
+
+
 def encode(summary: dict[str, Any]) -> bytes:
     """The summary as the daemon puts it on the wire."""
     return json.dumps(summary, separators=(",", ":")).encode()

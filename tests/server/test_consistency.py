@@ -14,7 +14,7 @@ import pytest
 from server.collector import ingest
 from server.db import open_db
 from server.model import NightCore
-from tests.server.payloads import encode, make_summary
+from tests.server.payloads import encode, make_summary, put
 
 TOPIC = "rlsmon/v1/dev-a/summary"
 NOW = datetime(2026, 1, 6, 7, 0, tzinfo=timezone.utc)
@@ -28,15 +28,6 @@ def db(tmp_path):
 
 def night(**changes):
     return {**make_summary(n_lms=40, generated_at=NOW - timedelta(hours=1)), **changes}
-
-
-def _set(path, value):
-    def apply(s):
-        target = s
-        for key in path[:-1]:
-            target = target[key]
-        target[path[-1]] = value
-    return apply
 
 
 def _shorten_last_series(s):
@@ -58,24 +49,24 @@ INCONSISTENT = {
     "severity not the band": (lambda s: s.update(severity="mild"), "severity 'mild' is not the band"),
     "significance flipped": (lambda s: s.update(clinically_significant=not s["clinically_significant"]),
                              "clinically_significant"),
-    "hourly empty": (_set(("hourly",), []), "hourly is empty"),
+    "hourly empty": (put(("hourly",), []), "hourly is empty"),
     "hourly counts": (lambda s: s["hourly"][0].update(lm_count=s["hourly"][0]["lm_count"] + 1),
                       "hourly lm_counts do not add up"),
     "hourly plm > lm": (lambda s: s["hourly"][0].update(plm_count=1, lm_count=0), "plm_count exceeds"),
-    "hourly hole": (_set(("hourly", 1, "start_s"), 4000.0), "hours must follow each other"),
+    "hourly hole": (put(("hourly", 1, "start_s"), 4000.0), "hours must follow each other"),
     "hourly short": (lambda s: s.update(hourly=s["hourly"][:-1]), "hourly does not end at duration_s"),
-    "clock_hour missing": (_set(("hourly", 0, "clock_hour"), None), "clock_hour"),
-    "in_bed empty": (_set(("in_bed",), []), "time_in_bed_s is not"),
+    "clock_hour missing": (put(("hourly", 0, "clock_hour"), None), "clock_hour"),
+    "in_bed empty": (put(("in_bed",), []), "time_in_bed_s is not"),
     "time_in_bed_s wrong": (lambda s: s.update(time_in_bed_s=s["time_in_bed_s"] - 60), "time_in_bed_s is not"),
-    "gap inside bed unaccounted": (_set(("coverage", "gaps"), [{"start_s": 100.0, "end_s": 130.0},
+    "gap inside bed unaccounted": (put(("coverage", "gaps"), [{"start_s": 100.0, "end_s": 130.0},
                                                               {"start_s": 400.0, "end_s": 500.0}]),
                                    "time_in_bed_s is not"),
-    "recorded_s wrong": (_set(("coverage", "recorded_s"), 1.0), "recorded_s is not"),
+    "recorded_s wrong": (put(("coverage", "recorded_s"), 1.0), "recorded_s is not"),
     "in_bed past the end": (lambda s: s["in_bed"][0].update(end_s=s["duration_s"] + 10), "ends after duration_s"),
     "LM out of bed": (lambda s: s["lm_events"][0].update(onset_s=100.0, offset_s=102.0), "not in bed"),
     "series of 3": (_shorten_last_series, "fewer than 4"),
-    "histogram total": (_set(("imi_histogram", "above_90_s"), 5), "imi_histogram counts"),
-    "histogram bins": (_set(("imi_histogram", "counts", 20), 3), "imi_histogram.counts"),
+    "histogram total": (put(("imi_histogram", "above_90_s"), 5), "imi_histogram counts"),
+    "histogram bins": (put(("imi_histogram", "counts", 20), 3), "imi_histogram.counts"),
     "periodicity without IMIs": (lambda s: s.update(periodicity_index=0.5, imi_histogram={
         **s["imi_histogram"], "counts": [0] * 45, "from_10_to_90_s": 0}) or [
         e.update(imi_s=None) for e in s["lm_events"]], "imi_histogram|periodicity_index"),

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from server.model import SCHEMA_FILE, NightCore, NightSummary, render_json_schema
-from tests.server.payloads import encode, make_summary
+from tests.server.payloads import encode, make_summary, put
 
 CORE_KEYS = set(NightCore.model_fields) - {"schema_"} | {"schema"}
 
@@ -52,14 +52,6 @@ def test_extra_keys_are_kept_for_additive_evolution():
 
 
 def _mutations():
-    def put(path, value):
-        def apply(s):
-            target = s
-            for key in path[:-1]:
-                target = target[key]
-            target[path[-1]] = value
-        return apply
-
     def drop(key):
         return lambda s: s.pop(key)
 
