@@ -19,13 +19,14 @@ session expiry ≥ 7 days), QoS 1 subscriptions renewed in `on_connect`, TLS and
 network thread only queues messages (and hands them to validator processes, if any); one writer
 thread owns the database connection, commits a batch and only then acknowledges it (`manual_ack`), so the broker forgets a night only once it is on
 disk. A crash between commit and PUBACK means a redelivery, which the `summary_id` rule makes a no-op.
+The queue between them is bounded in bytes (`_Inbox`), so a flood costs neither memory nor disk.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
-import collections
 import multiprocessing
 import re
 import ssl
@@ -41,8 +42,8 @@ from pydantic import ValidationError
 from sqlite_utils import Database
 
 from server.config import MqttConfig
-from server.db import open_db, utc_now
 from server.consistency import check_not_future
+from server.db import open_db, utc_now
 from server.model import NightSummary
 from server.rejected import RefusalLog, RejectLimits, count_refused, expire_rejected, keep_rejected, topic_device
 
