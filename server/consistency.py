@@ -63,7 +63,7 @@ def _union_s(spans: Sequence[Any], join_within_s: float = 0.0) -> list[tuple[flo
     for s in sorted(spans, key=lambda s: s.start_s):
         if merged and s.start_s <= merged[-1][1] + join_within_s:
             merged[-1] = (merged[-1][0], max(merged[-1][1], s.end_s))
-        elif s.end_s > s.start_s:
+        else:  # an empty span too: rounded to ms, a sliver in bed may read [t, t] yet hold an onset
             merged.append((s.start_s, s.end_s))
     return merged
 

@@ -172,3 +172,15 @@ def test_real_two_leg_analyze_output_passes(tmp_path, rules, start):
                          check=True, capture_output=True, text=True, timeout=300)
     core = NightCore.model_validate_json(out.stdout)
     assert core.plm_count > 0 and core.hourly and core.severity != "normal"
+
+
+def test_a_sliver_in_bed_rounded_to_nothing_still_holds_its_lm(db):
+    # The device scores an LM whose onset is in a span of a few µs, printed as [0.0, 0.0] (found by
+    # tests/detect/test_rules_summary.py).
+    summary = make_summary(n_lms=0, generated_at=NOW - timedelta(hours=1))
+    lm = {"onset_s": 0.0, "offset_s": 1.0, "duration_s": 1.0, "periodic": False, "clm": True,
+          "bilateral": False, "series": None, "imi_s": None}
+    summary.update(lm_events=[lm], lm_count=1, clm_count=1, in_bed=[{"start_s": 0.0, "end_s": 0.0}],
+                   time_in_bed_s=0.0, lm_index=0.0, plm_index=0.0)
+    summary["hourly"][0]["lm_count"] = 1
+    assert ingest(db, TOPIC, encode(summary), now=NOW).kind == "stored"
