@@ -130,7 +130,8 @@ def _check_hourly(core: NightCore) -> None:
         return
     edge_s = 0.0
     for i, hour in enumerate(hours):
-        if abs(hour.start_s - edge_s) > TIME_ROUNDING_S or not 0 < hour.end_s - hour.start_s <= MAX_HOUR_ROW_S:
+        # A first hour cut a few µs before the clock's hour rounds to [0.0, 0.0]: empty rows are allowed.
+        if abs(hour.start_s - edge_s) > TIME_ROUNDING_S or not 0 <= hour.end_s - hour.start_s <= MAX_HOUR_ROW_S:
             raise ValueError(f"hourly[{i}]: hours must follow each other from 0, each at most an hour")
         if (hour.clock_hour is None) != (core.recording_start is None):
             raise ValueError(f"hourly[{i}]: clock_hour is set exactly when recording_start is")

@@ -184,3 +184,14 @@ def test_a_sliver_in_bed_rounded_to_nothing_still_holds_its_lm(db):
                    time_in_bed_s=0.0, lm_index=0.0, plm_index=0.0)
     summary["hourly"][0]["lm_count"] = 1
     assert ingest(db, TOPIC, encode(summary), now=NOW).kind == "stored"
+
+
+def test_a_recording_started_a_hair_before_the_hour_passes():
+    # Its first clock hour lasts 0.2 ms and prints as [0.0, 0.0]: the device's real output.
+    from device.detect.events import Interval, LegMovement
+    from device.detect.scoring import score_night
+
+    start = datetime(2026, 1, 5, 22, 59, 59, 999800, tzinfo=timezone.utc)
+    core = score_night([[LegMovement(100.0, 101.0, 0)]], [Interval(0.0, 7200.0)], [], 7200.0, recording_start=start)
+    assert core["hourly"][0]["end_s"] == 0.0
+    NightCore.model_validate_json(json.dumps(core))
