@@ -5,26 +5,33 @@
 - A summary on `rlsmon/v1/<id>/summary` is validated against `server.model.NightSummary`, and its
   `device_id` must equal `<id>` (the broker's ACL guarantees who published on `<id>`).
 - It is upserted on (device_id, night), its events included (in its JSON), in one transaction. The
-  same `summary_id` again is a no-op; a later `generated_at` replaces the stored night; an earlier (or equal, with a
+  same `summary_id` again with the same content is a no-op, and with other content a "conflict" kept in
+  `rejected`; a later `generated_at` replaces the stored night; an earlier (or equal, with a
   different id) one is kept in `rejected` with the reason, and the stored night is left alone.
+- Every headline figure must follow from the events and spans of the summary, and no date in it may
+  lie in the future (server/consistency.py).
 - A status on `rlsmon/v1/<id>/status` (`online`/`offline`, retained) updates the device's status.
-- Anything invalid goes to `rejected` with its topic, raw bytes and reason. Bad input never raises.
+- Anything invalid goes to `rejected` with its topic, reason, size, SHA-256 and the first bytes of
+  its payload, within the bounds of server/rejected.py. Bad input never raises.
 
 `Collector` is the MQTT side: a persistent MQTT v5 session (stable client id, `clean_start=False`,
 session expiry ≥ 7 days), QoS 1 subscriptions renewed in `on_connect`, TLS and a password. paho's
 network thread only queues messages (and hands them to validator processes, if any); one writer
 thread owns the database connection, commits a batch and only then acknowledges it (`manual_ack`), so the broker forgets a night only once it is on
 disk. A crash between commit and PUBACK means a redelivery, which the `summary_id` rule makes a no-op.
+The queue between them is bounded in bytes (`_Inbox`), so a flood costs neither memory nor disk.
 """
 
 from __future__ import annotations
 
+import collections
+import json
 import logging
 import multiprocessing
-import queue
 import re
 import ssl
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,8 +42,10 @@ from pydantic import ValidationError
 from sqlite_utils import Database
 
 from server.config import MqttConfig
+from server.consistency import check_not_future
 from server.db import open_db, utc_now
 from server.model import NightSummary
+from server.rejected import RefusalLog, RejectLimits, count_refused, expire_rejected, keep_rejected, topic_device
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
@@ -46,8 +55,8 @@ log = logging.getLogger(__name__)
 SUMMARY_FILTER = "rlsmon/v1/+/summary"
 STATUS_FILTER = "rlsmon/v1/+/status"
 _TOPIC = re.compile(r"rlsmon/v1/([a-z0-9][a-z0-9-]{0,62})/(summary|status)")
-# Same as mosquitto's limit in firmware_config/mosquitto.conf: far above the largest plausible night
-# (20,000 LMs at ~150 bytes), so anything bigger is garbage.
+# Same as mosquitto's message_size_limit in firmware_config/mosquitto.conf: 19% above the largest
+# legitimate night (3.36 MiB: 20,000 LMs and 10,000 gaps at their widest), so anything bigger is garbage.
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 MAX_BATCH = 256  # messages committed together; each night is still its own savepoint
 # MQTT v5 Receive Maximum: the broker sends at most this many nights before our PUBACKs. Without
@@ -55,6 +64,10 @@ MAX_BATCH = 256  # messages committed together; each night is still its own save
 # the previous one commits.
 RECEIVE_MAXIMUM = 2 * MAX_BATCH
 _MAX_REASON_ERRORS = 5
+# At most this much of received messages waits in memory to be stored (server.toml [collector]
+# inbox_mib): 4 summaries at the broker's size limit.
+DEFAULT_INBOX_BYTES = 16 * 1024 * 1024
+EXPIRY_INTERVAL_S = 3600.0  # how often old rejected rows are deleted
 
 Kind = Literal["stored", "replaced", "duplicate", "stale", "status", "rejected"]
 
@@ -80,6 +93,14 @@ def _validation_reason(error: ValidationError) -> str:
     ]
     more = error.error_count() - len(parts)
     return "invalid summary: " + "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _cause(outcome: Outcome) -> str:
+    # The category of a refusal, for the log: a reason's head ("invalid summary", "future",
+    # "conflict", ...) and never its details, which may name a night.
+    if outcome.kind == "stale":
+        return "stale: an older version of a stored night"
+    return outcome.reason.split(":", 1)[0]
 
 
 def _utc(moment: datetime) -> str:
@@ -120,15 +141,19 @@ class Checked:
     retained: bool = False
 
 
-def _check_summary(device_id: str, payload: bytes) -> dict[str, Any]:
+def _check_summary(device_id: str, payload: bytes, now: datetime) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
-        raise _Refused(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        raise _Refused(f"too large: payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
     try:
         night = NightSummary.model_validate_json(payload)
     except ValidationError as e:
         raise _Refused(_validation_reason(e)) from None
     if night.device_id != device_id:
-        raise _Refused(f"device_id {night.device_id!r} in the payload differs from {device_id!r} in the topic")
+        raise _Refused(f"device mismatch: device_id {night.device_id!r} in the payload differs from {device_id!r} in the topic")
+    try:
+        check_not_future(night, now)
+    except ValueError as e:
+        raise _Refused(f"future: {e}") from None
     return {
         "device_id": device_id,
         "night": night.night.isoformat(),
@@ -149,16 +174,18 @@ def _check_summary(device_id: str, payload: bytes) -> dict[str, Any]:
     }
 
 
-def check(topic: str, payload: bytes, retained: bool = False) -> Checked:
-    """Validate one MQTT message against the topic layout and the contract. Pure: no database, no
-    I/O; never raises for bad input."""
+def check(topic: str, payload: bytes, retained: bool = False, now: datetime | None = None) -> Checked:
+    """Validate one MQTT message against the topic layout and the contract, with `now` (aware; the
+    clock's time when None) to refuse nights dated in the future. No database, no I/O; never raises
+    for bad input."""
+    now = now or datetime.now(timezone.utc)
     match = _TOPIC.fullmatch(topic)
     if match is None:
         return Checked(refused="unexpected topic")
     device_id, kind = match.groups()
     try:
         if kind == "summary":
-            return Checked(device_id, night=_check_summary(device_id, payload))
+            return Checked(device_id, night=_check_summary(device_id, payload, now))
         status = payload.decode("utf-8", "replace").strip()
         if status not in ("online", "offline"):
             raise _Refused("status must be 'online' or 'offline'")
@@ -172,13 +199,24 @@ def check(topic: str, payload: bytes, retained: bool = False) -> Checked:
         return Checked(device_id, refused=f"could not be checked ({type(e).__name__})")
 
 
+def _same_content(stored_json: str, payload: bytes) -> bool:
+    # A re-send carries the same bytes; compare the parsed JSON only when they differ.
+    return stored_json.encode() == payload or json.loads(stored_json) == json.loads(payload)
+
+
 def _store_night(db: Database, row: dict[str, Any], payload: bytes, received_at: str) -> Outcome:
     device_id, night_key, summary_id = row["device_id"], row["night"], row["summary_id"]
     stored = db.execute(
-        "SELECT summary_id, generated_at FROM nights WHERE device_id = ? AND night = ?",
+        "SELECT summary_id, generated_at, summary_json FROM nights WHERE device_id = ? AND night = ?",
         [device_id, night_key],
     ).fetchone()
     _touch_device(db, device_id, received_at, seen=True)
+    # summary_id is the idempotency key: the same id must always carry the same night.
+    elsewhere = db.execute(
+        "SELECT 1 FROM nights WHERE device_id = ? AND summary_id = ? AND night != ?", [device_id, summary_id, night_key]
+    ).fetchone()
+    if elsewhere is not None or (stored is not None and stored[0] == summary_id and not _same_content(stored[2], payload)):
+        return Outcome("rejected", device_id, f"conflict: summary {summary_id} is already stored with different content")
     if stored is not None:
         if stored[0] == summary_id:
             return Outcome("duplicate", device_id)
@@ -205,9 +243,13 @@ def _store_status(db: Database, device_id: str, status: str, received_at: str, r
     return Outcome("status", device_id)
 
 
-def store(db: Database, topic: str, payload: bytes, checked: Checked, received_at: str | None = None) -> Outcome:
+def store(
+    db: Database, topic: str, payload: bytes, checked: Checked, received_at: str | None = None,
+    limits: RejectLimits = RejectLimits(),
+) -> Outcome:
     """Apply a checked message in its own transaction (a savepoint inside a batch): upsert the night
-    or the status, or keep a refused or stale message in `rejected`. Only a database failure raises."""
+    or the status, or keep a refused or stale message in `rejected` within `limits`
+    (server/rejected.py). Only a database failure raises."""
     received_at = received_at or utc_now()
     with db.atomic():
         if checked.refused:
@@ -218,20 +260,21 @@ def store(db: Database, topic: str, payload: bytes, checked: Checked, received_a
             assert checked.device_id is not None and checked.status is not None
             outcome = _store_status(db, checked.device_id, checked.status, received_at, checked.retained)
         if outcome.kind in ("rejected", "stale"):
-            db["rejected"].insert(
-                {"received_at": received_at, "topic": topic, "payload": bytes(payload), "reason": outcome.reason}
-            )
+            keep_rejected(db, topic, payload, outcome.reason, received_at, limits)
     return outcome
 
 
-def ingest(db: Database, topic: str, payload: bytes, *, retained: bool = False, received_at: str | None = None) -> Outcome:
-    """Validate and store one MQTT message: `store(db, topic, payload, check(topic, payload, retained))`.
+def ingest(
+    db: Database, topic: str, payload: bytes, *, retained: bool = False, received_at: str | None = None,
+    now: datetime | None = None, limits: RejectLimits = RejectLimits(),
+) -> Outcome:
+    """Validate and store one MQTT message: `store(db, topic, payload, check(topic, payload, retained, now))`.
 
     `retained` marks a retained status replayed by the broker on subscribe: it sets the status but
     is no evidence that the device is alive now, so `last_seen` is left alone. Invalid input is kept
     in `rejected` and returned as an Outcome; only a database failure raises.
     """
-    return store(db, topic, payload, check(topic, payload, retained), received_at)
+    return store(db, topic, payload, check(topic, payload, retained, now), received_at, limits)
 
 
 @dataclass(frozen=True)
@@ -251,6 +294,76 @@ class _Received:
 _STOP = object()
 
 
+class _Inbox:
+    """The messages between paho's network thread and the writer, bounded in bytes.
+
+    A message counts against `max_bytes` from `reserve()` until the writer has stored it and calls
+    `release()`, so the payloads in memory never exceed `max_bytes` plus one message. When it is
+    full, `reserve()` waits for the writer: paho's thread then stops reading, and the broker holds
+    the rest (QoS 1 is bounded there by Receive Maximum and unacknowledged until stored). A QoS 0
+    message bypasses Receive Maximum, so it is dropped instead, and counted for `take_dropped()`.
+    After `close()` (the writer is gone) nothing is taken: unacknowledged, QoS 1 comes again.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: collections.deque[Any] = collections.deque()
+        self._bytes = 0
+        self.peak_bytes = 0  # the most ever held, for tests and benchmarks/flood.py
+        self.dropped_total = 0
+        self._closed = False
+        self._dropped: dict[str, list[int]] = {}
+        self._cond = threading.Condition()
+
+    def reserve(self, topic: str, size: int, *, may_drop: bool) -> bool:
+        """Make room for a message of `size` bytes, waiting unless `may_drop`; False if it is dropped."""
+        with self._cond:
+            while not self._closed and self._bytes and self._bytes + size > self.max_bytes:
+                if may_drop:
+                    dropped = self._dropped.setdefault(topic_device(topic), [0, 0])
+                    dropped[0] += 1
+                    dropped[1] += size
+                    self.dropped_total += 1
+                    return False
+                self._cond.wait()
+            if self._closed:
+                return False
+            self._bytes += size
+            self.peak_bytes = max(self.peak_bytes, self._bytes)
+            return True
+
+    def put(self, item: Any) -> None:
+        """Queue a message whose room was reserved (or `_STOP`, which needs none)."""
+        with self._cond:
+            self._items.append(item)
+            self._cond.notify_all()
+
+    def get(self, timeout_s: float | None = None) -> Any:
+        """The next item, waiting up to `timeout_s` (None: forever, 0: not at all); None if none came."""
+        with self._cond:
+            if not self._items and timeout_s != 0:
+                self._cond.wait_for(lambda: self._items, timeout_s)
+            return self._items.popleft() if self._items else None
+
+    def release(self, size: int) -> None:
+        """The writer is done with messages of `size` bytes in all."""
+        with self._cond:
+            self._bytes -= size
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Refuse everything from now on and wake anyone waiting for room."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def take_dropped(self) -> dict[str, tuple[int, int]]:
+        """The QoS 0 messages dropped since the last call: {device: (count, bytes)}."""
+        with self._cond:
+            dropped, self._dropped = self._dropped, {}
+        return {device: (n, size) for device, (n, size) in dropped.items()}
+
+
 class Collector:
     """The MQTT collector. `start()` connects (retrying in the background while the broker is down);
     `stop()` disconnects, keeping the broker-side session, and drains what was received.
@@ -259,6 +372,9 @@ class Collector:
     worker processes, so a busy collector uses more than one core; messages are still stored and
     acknowledged in the order they arrived. `on_outcome`, if given, is called on the writer thread
     after each message is committed, for tests and benchmarks to wait on.
+
+    Memory is bounded: at most `inbox_bytes` of messages wait to be stored (see `_Inbox`); refused
+    messages are kept within `limits` and their warnings rate-limited (server/rejected.py).
     """
 
     def __init__(
@@ -270,6 +386,8 @@ class Collector:
         tls_context: ssl.SSLContext | None = None,
         validators: int = 0,
         on_outcome: Any = None,
+        inbox_bytes: int = DEFAULT_INBOX_BYTES,
+        limits: RejectLimits = RejectLimits(),
     ) -> None:
         self.db_path = db_path
         self.config = mqtt_config
@@ -279,12 +397,23 @@ class Collector:
         self.failed = threading.Event()  # the writer hit a database error and stopped
         self._password = password
         self._tls_context = tls_context
-        self._inbox: queue.Queue = queue.Queue()
+        self._inbox = _Inbox(inbox_bytes)
+        self._limits = limits
         self._connection = 0
         self._client: mqtt.Client | None = None
         self._writer: threading.Thread | None = None
         self._validators = validators
         self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def inbox_peak_bytes(self) -> int:
+        """The most bytes of messages ever waiting to be stored: at most `inbox_bytes` plus one message."""
+        return self._inbox.peak_bytes
+
+    @property
+    def inbox_dropped(self) -> int:
+        """QoS 0 messages dropped so far because the inbox was full."""
+        return self._inbox.dropped_total
 
     def start(self) -> None:
         """Open the database, start the writer thread and connect in the background."""
@@ -374,42 +503,69 @@ class Collector:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         topic, payload, retained = message.topic, bytes(message.payload), bool(message.retain)
+        if not self._inbox.reserve(topic, len(payload), may_drop=message.qos == 0):
+            return  # a QoS 0 message, counted; or the writer is gone and QoS 1 stays unacknowledged
         checking = self._pool.submit(check, topic, payload, retained) if self._pool is not None else None
         self._inbox.put(_Received(topic, payload, retained, message.mid, message.qos, self._connection, checking))
 
     def _write_loop(self, db: Database) -> None:
+        refusals = RefusalLog(log)
+        next_expiry_s = 0.0
         try:
             while True:
-                item = self._inbox.get()
+                if time.monotonic() >= next_expiry_s:
+                    expire_rejected(db, datetime.now(timezone.utc), self._limits.retention_days)
+                    next_expiry_s = time.monotonic() + EXPIRY_INTERVAL_S
+                # A timeout now and then, to count dropped messages and summarise warnings when idle.
+                item = self._inbox.get(timeout_s=1.0)
+                refusals.flush()
+                if item is None:
+                    self._count_dropped(db, refusals)
+                    continue
                 if item is _STOP:
                     return
                 batch = [item]
                 while len(batch) < MAX_BATCH:
-                    try:
-                        item = self._inbox.get_nowait()
-                    except queue.Empty:
+                    item = self._inbox.get(timeout_s=0)
+                    if item is None:
                         break
                     if item is _STOP:
                         self._inbox.put(_STOP)  # finish this batch first, then stop
                         break
                     batch.append(item)
-                self._commit_and_ack(db, batch)
+                # QoS 0 drops before this batch was queued are on record before its outcomes are.
+                self._count_dropped(db, refusals)
+                self._commit_and_ack(db, batch, refusals)
+                self._inbox.release(sum(len(m.payload) for m in batch))
         except Exception:
             # A database error (disk full, corruption) or a bug. Nothing of the failed batch was
             # acknowledged, so the broker delivers it again once the collector is restarted.
             log.exception("the writer failed; the collector stops without acknowledging the batch")
             self.failed.set()
         finally:
+            self._inbox.close()
+            refusals.flush(all_windows=True)
             db.close()
 
-    def _commit_and_ack(self, db: Database, batch: list[_Received]) -> None:
+    def _count_dropped(self, db: Database, refusals: RefusalLog) -> None:
+        dropped = self._inbox.take_dropped()
+        if not dropped:
+            return
+        day = utc_now()[:10]
+        with db.atomic():
+            for device_id, (count, size_bytes) in dropped.items():
+                count_refused(db, device_id, day, count, size_bytes)
+        for device_id, (count, _) in dropped.items():
+            refusals.refused(device_id, "QoS 0, dropped as the inbox was full", count)
+
+    def _commit_and_ack(self, db: Database, batch: list[_Received], refusals: RefusalLog) -> None:
         checked = [m.checked() for m in batch]  # before the transaction: it holds the write lock
         received_at = utc_now()
         # IMMEDIATE takes the write lock up front, so a second collector (MQTT shared subscription)
         # or the dashboard waits its turn instead of failing on a lock upgrade.
         db.execute("BEGIN IMMEDIATE")
         try:
-            outcomes = [store(db, m.topic, m.payload, c, received_at) for m, c in zip(batch, checked)]
+            outcomes = [store(db, m.topic, m.payload, c, received_at, self._limits) for m, c in zip(batch, checked)]
         except BaseException:
             db.conn.rollback()
             raise
@@ -419,8 +575,8 @@ class Collector:
             if client is not None and message.qos > 0 and message.connection == self._connection:
                 client.ack(message.mid, message.qos)
             if outcome.kind in ("rejected", "stale"):
-                # The reason is in the rejected table; the log says only where to look.
-                log.warning("%s message on %s kept in the rejected table", outcome.kind, message.topic)
+                # The reason is in the rejected table; the log says only its cause and where to look.
+                refusals.refused(outcome.device_id or topic_device(message.topic), _cause(outcome))
             if self.on_outcome is not None:
                 self.on_outcome(message.topic, outcome)
 
@@ -433,7 +589,10 @@ def run_collector(config_path: str | Path) -> int:
 
     config = load_config(config_path)
     password = config.mqtt.password(config_path)
-    collector = Collector(config.database.path, config.mqtt, password, validators=config.collector.validators)
+    collector = Collector(
+        config.database.path, config.mqtt, password, validators=config.collector.validators,
+        inbox_bytes=config.collector.inbox_mib * 1024 * 1024, limits=config.collector.reject_limits(),
+    )
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: done.set())

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from server.rejected import DEFAULT_PREFIX_BYTES, DEFAULT_RETENTION_DAYS, DEFAULT_ROWS_PER_DEVICE_DAY, RejectLimits
+
 DEFAULT_PATH = Path("/etc/rlsmon/server.toml")
 # MQTT v5 session expiry: the broker keeps the collector's subscriptions and queued QoS 1 nights
 # while it is down for this long. At least 7 days, so a week-long outage loses nothing.
@@ -64,6 +66,21 @@ class CollectorConfig:
     # Validation is most of a night's cost, so one worker lets the collector use a second core
     # (benchmarks/server_load.py); on a big fleet, use the number of cores minus one.
     validators: int = field(default=1, metadata={"check": lambda v: 0 <= v <= 64, "expected": "0–64"})
+    # Messages received but not yet stored, in MiB. Past it, paho's thread waits for the writer
+    # (QoS 1: the broker holds the rest, unacknowledged) or drops and counts a QoS 0 message.
+    inbox_mib: int = field(default=16, metadata={"check": lambda v: 1 <= v <= 1024, "expected": "1–1024"})
+    # What is kept of a refused message (server/rejected.py): its first bytes, at most this many
+    # rows per device and day (the rest are only counted), for this many days.
+    rejected_prefix_bytes: int = field(default=DEFAULT_PREFIX_BYTES, metadata={
+        "check": lambda v: 0 <= v <= 1024 * 1024, "expected": "0–1048576 bytes"})
+    rejected_rows_per_device_day: int = field(default=DEFAULT_ROWS_PER_DEVICE_DAY, metadata={
+        "check": lambda v: 0 <= v <= 1_000_000, "expected": "0–1000000"})
+    rejected_retention_days: int = field(default=DEFAULT_RETENTION_DAYS, metadata={
+        "check": lambda v: 1 <= v <= 3650, "expected": "1–3650 days"})
+
+    def reject_limits(self) -> RejectLimits:
+        """The `rejected_*` settings as the collector uses them."""
+        return RejectLimits(self.rejected_prefix_bytes, self.rejected_rows_per_device_day, self.rejected_retention_days)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ Policy:
 - Unknown keys are ALLOWED and kept (in `nights.summary_json`), at every level: a device may add
   fields in an additive evolution of `rlsmon.night/1` without breaking older collectors. Anything
   that is not additive must bump `schema` to `rlsmon.night/2`.
-- Counts must agree with the event list (`lm_count == len(lm_events)`, …). Those cross-field rules
-  cannot be said in JSON Schema; they are listed in each model's description.
+- Counts must agree with the event list (`lm_count == len(lm_events)`, …), and every headline
+  figure with the events and spans it comes from (`server/consistency.py`). Those cross-field
+  rules cannot be said in JSON Schema; they are listed in each model's description.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
+
+from server.consistency import check_figures
 
 SCHEMA_ID = "rlsmon.night/1"
 SCHEMA_FILE = Path(__file__).with_name("nightly-summary.schema.json")
@@ -121,10 +124,15 @@ class NightCore(_Record):
     """The scored night, as printed by `rlsmon-device analyze --json`.
 
     Rules: `lm_count == len(lm_events)`, `clm_count` == LMs with `clm`, `plm_count` == LMs with
-    `periodic`, `plm_series_count` == distinct `series`; `lm_events` ordered by onset. A night with
-    `severity` "insufficient_data" has `lm_index` and `plm_index` 0 and `clinically_significant`
-    false; when `min_time_in_bed_s` is given, `severity` is "insufficient_data" exactly when
-    `time_in_bed_s` is below it.
+    `periodic`, `plm_series_count` == distinct `series` (numbered from 0, each of at least 4 LMs);
+    `lm_events` ordered by onset, each in bed. `time_in_bed_s` == `in_bed` minus `coverage.gaps`;
+    `coverage.recorded_s` == `duration_s` minus the gaps; `lm_index` and `plm_index` == count per
+    hour of `time_in_bed_s` (0 under 600 s), ±0.01; `severity` and `clinically_significant` follow
+    `plm_index` (bands 5/25/50, > 15/h); `hourly` covers 0 to `duration_s` and adds up to the counts;
+    `imi_histogram` adds up to the CLMs with an `imi_s`. Times are compared to ±1 ms per value.
+    A night with `severity` "insufficient_data" has `lm_index` and `plm_index` 0 and
+    `clinically_significant` false; when `min_time_in_bed_s` is given, `severity` is
+    "insufficient_data" exactly when `time_in_bed_s` is below it.
     """
 
     schema_: Literal["rlsmon.night/1"] = Field(alias="schema")
@@ -155,8 +163,8 @@ class NightCore(_Record):
     @model_validator(mode="after")
     def _consistent(self) -> NightCore:
         # One pass over the events, since the collector validates hundreds of nights a second.
-        clm = periodic = 0
-        series: set[int] = set()
+        clm = periodic = imis = 0
+        series: dict[int, int] = {}
         last_onset_s = -math.inf
         for i, lm in enumerate(self.lm_events):
             onset_s, offset_s, periodic_lm, series_lm = lm["onset_s"], lm["offset_s"], lm["periodic"], lm["series"]
@@ -173,8 +181,9 @@ class NightCore(_Record):
                 raise ValueError(f"lm_events[{i}]: a periodic LM must be a CLM")
             clm += lm["clm"]
             periodic += periodic_lm
+            imis += lm["clm"] and lm["imi_s"] is not None
             if series_lm is not None:
-                series.add(series_lm)
+                series[series_lm] = series.get(series_lm, 0) + 1
         checks = (
             ("lm_count", self.lm_count, len(self.lm_events)),
             ("clm_count", self.clm_count, clm),
@@ -189,6 +198,7 @@ class NightCore(_Record):
             raise ValueError("a night with insufficient data has no index and is not clinically significant")
         if self.min_time_in_bed_s is not None and insufficient != (self.time_in_bed_s < self.min_time_in_bed_s):
             raise ValueError("severity is insufficient_data exactly when time_in_bed_s < min_time_in_bed_s")
+        check_figures(self, series, imis)
         return self
 
 

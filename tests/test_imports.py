@@ -22,14 +22,23 @@ def modules(package: str, root: Path = ROOT) -> dict[str, Path]:
 
 
 def imported_names(name: str, path: Path) -> list[tuple[str, int]]:
-    """(dotted name, line) of every import in the module, inside functions and `if` blocks too.
+    """(dotted name, line) of every import that runs in the module, inside functions and `if`
+    blocks too.
 
     `from pkg import x` names `pkg.x`, which is the submodule when `x` is one and else resolves to
     `pkg` (see `imports`). Relative imports are made absolute.
     """
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     names = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    # Imports under `if TYPE_CHECKING:` name types for annotations and never run, so they cannot
+    # make a module load another that loads it back.
+    type_only = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If)
+                 and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+                 for stmt in node.body for inner in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             names += [(alias.name, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -14,7 +14,8 @@ from server.config import MqttConfig
 class RunningCollector:
     """A real Collector on a real broker; `outcomes` receives (topic, Outcome) after each commit."""
 
-    def __init__(self, broker, db_path, client_id: str = "rlsmon-collector-test", validators: int = 0) -> None:
+    def __init__(self, broker, db_path, client_id: str = "rlsmon-collector-test", validators: int = 0,
+                 **options) -> None:
         self.outcomes: queue.Queue = queue.Queue()
         config = MqttConfig(
             host=broker.host, port=broker.port, ca_file=str(broker.ca_file),
@@ -23,6 +24,7 @@ class RunningCollector:
         self.collector = Collector(
             db_path, config, broker.collector_password,
             validators=validators, on_outcome=lambda topic, outcome: self.outcomes.put((topic, outcome)),
+            **options,
         )
 
     def start(self) -> RunningCollector:
@@ -80,8 +82,9 @@ class Device:
 def start_collector(mqtt_broker, tmp_path):
     running: list[RunningCollector] = []
 
-    def start(client_id: str = "rlsmon-collector-test", validators: int = 0) -> RunningCollector:
-        c = RunningCollector(mqtt_broker, tmp_path / "server.db", client_id, validators).start()
+    def start(client_id: str = "rlsmon-collector-test", validators: int = 0, **options) -> RunningCollector:
+        """Start a collector; `options` go to `Collector` (inbox_bytes, limits)."""
+        c = RunningCollector(mqtt_broker, tmp_path / "server.db", client_id, validators, **options).start()
         running.append(c)
         return c
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import queue
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from server.db import open_db
-from tests.server.payloads import encode, make_summary
+from tests.server.payloads import encode, kept, make_summary
 
 T0 = datetime(2026, 1, 6, 7, 0, tzinfo=timezone.utc)
 
@@ -81,7 +82,7 @@ def test_garbage_through_the_broker_is_kept_and_the_collector_keeps_going(start_
     dev.summary(encode(good))
     assert collector.next()[1].kind == "stored"
     db = open_db(tmp_path / "server.db")
-    assert [r["payload"] for r in db.query("SELECT payload FROM rejected ORDER BY id")] == garbage
+    assert list(db.query("SELECT payload, size_bytes, sha256 FROM rejected ORDER BY id")) == [kept(g) for g in garbage]
     assert db["nights"].count == 1
 
 
@@ -134,3 +135,22 @@ def test_validator_processes_keep_arrival_order_and_the_same_rules(start_collect
     assert kinds == ["stored", "rejected", "duplicate", "replaced", "stale"]
     db = open_db(tmp_path / "server.db")
     assert db["nights"].get(("dev-a", "2026-06-01"))["summary_id"] == newer["summary_id"]
+
+
+def test_a_conflict_through_the_broker_is_kept_and_logged_without_health_data(start_collector, device, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="server.collector")
+    collector = start_collector()
+    dev = device("dev-a")
+    first = make_summary("dev-a", "2026-07-01", generated_at=T0)
+    forged = {**first, "plm_index": 99.0, "severity": "severe", "clinically_significant": True}
+    forged_ok = {**first, "caveats": ["edited"]}  # consistent, but not what summary_id named
+    for payload in (first, forged, forged_ok):
+        assert not dev.summary(encode(payload)).is_failure
+    outcomes = [collector.next()[1] for _ in range(3)]
+    assert [o.kind for o in outcomes] == ["stored", "rejected", "rejected"]
+    assert "plm_index" in outcomes[1].reason and outcomes[2].reason.startswith("conflict:")
+    db = open_db(tmp_path / "server.db")
+    assert [r["reason"] for r in db.query("SELECT reason FROM rejected ORDER BY id")] == [o.reason for o in outcomes[1:]]
+    logged = [r.getMessage() for r in caplog.records if r.name == "server.collector"]
+    assert "device dev-a: payload refused (conflict); see the rejected table" in logged
+    assert not any("99" in line or "severe" in line or "2026-07-01" in line for line in logged)

@@ -37,6 +37,10 @@ def test_example_is_valid_and_names_every_key():
         ("[web]\nmax_failed_logins = 5\n", "[web] max_failed_logins: no longer used"),
         ("[web]\nlockout_minutes = 15.0\n", "[web] lockout_minutes: no longer used"),
         ("[mqtt\n", "not valid TOML"),
+        ("[collector]\nrejected_prefix_bytes = -1\n", "[collector] rejected_prefix_bytes: expected 0–1048576 bytes"),
+        ("[collector]\nrejected_rows_per_device_day = 2.5\n", "[collector] rejected_rows_per_device_day: expected an integer"),
+        ("[collector]\nrejected_retention_days = 0\n", "[collector] rejected_retention_days: expected 1–3650 days"),
+        ("[collector]\ninbox_mib = 0\n", "[collector] inbox_mib: expected 1–1024"),
     ],
 )
 def test_mistakes_name_file_and_key(tmp_path, text, where):

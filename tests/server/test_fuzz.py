@@ -1,5 +1,5 @@
 """Hypothesis fuzzing of the ingest function: whatever arrives, it never raises, and every message
-that is not stored is kept in `rejected` with its raw bytes."""
+that is not stored is kept in `rejected` with its size, hash and first bytes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from server.collector import ingest
 from server.db import open_db
-from tests.server.payloads import encode, make_summary
+from tests.server.payloads import encode, kept, make_summary
 
 BASE = make_summary("dev-a", "2026-01-05", n_lms=12)
 STORED_KINDS = {"stored", "replaced", "duplicate", "status"}
@@ -71,11 +71,11 @@ payloads = (
 def test_ingest_never_raises_and_keeps_what_it_does_not_store(topic, payload):
     db = open_db(":memory:")
     outcome = ingest(db, topic, payload)
-    rows = list(db.query("SELECT topic, payload, reason FROM rejected"))
+    rows = list(db.query("SELECT topic, payload, size_bytes, sha256, reason FROM rejected"))
     if outcome.kind in STORED_KINDS:
         assert rows == []
     else:
-        assert rows == [{"topic": topic, "payload": payload, "reason": outcome.reason}]
+        assert rows == [{"topic": topic, **kept(payload), "reason": outcome.reason}]
         assert outcome.reason
         assert db["nights"].count == 0
 
@@ -115,5 +115,5 @@ def test_fuzzed_payloads_through_the_broker_are_kept_and_the_collector_lives(rig
     assert collector.collector.failed.is_set() is False
     if outcome.kind not in STORED_KINDS:
         db = open_db(db_path)
-        [last] = db.query("SELECT payload, reason FROM rejected ORDER BY id DESC LIMIT 1")
-        assert last == {"payload": payload, "reason": outcome.reason}
+        [last] = db.query("SELECT payload, size_bytes, sha256, reason FROM rejected ORDER BY id DESC LIMIT 1")
+        assert last == {**kept(payload), "reason": outcome.reason}

@@ -1,5 +1,5 @@
 """The ingest rules on a real SQLite database, without MQTT: upsert, idempotency, replacement,
-rejection with the raw bytes kept, device status."""
+rejection with a prefix, size and hash of the payload kept, device status."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from server.collector import ingest
 from server.db import open_db
-from tests.server.payloads import encode, make_summary
+from tests.server.payloads import encode, kept, make_summary
 
 TOPIC = "rlsmon/v1/dev-a/summary"
 T0 = datetime(2026, 1, 6, 7, 0, tzinfo=timezone.utc)
@@ -23,7 +23,7 @@ def db(tmp_path):
 
 
 def rejected(db):
-    return list(db.query("SELECT topic, payload, reason FROM rejected ORDER BY id"))
+    return list(db.query("SELECT topic, payload, size_bytes, sha256, reason FROM rejected ORDER BY id"))
 
 
 def test_valid_night_is_stored_with_its_events(db):
@@ -64,8 +64,8 @@ def test_older_generated_at_is_kept_aside_with_the_reason(db):
     outcome = ingest(db, TOPIC, older)
     assert outcome.kind == "stale"
     assert db["nights"].get(("dev-a", "2026-01-05"))["summary_id"] == current["summary_id"]
-    [(topic, payload, reason)] = [tuple(r.values()) for r in rejected(db)]
-    assert (topic, payload) == (TOPIC, older) and current["summary_id"] in reason
+    [row] = rejected(db)
+    assert row == {"topic": TOPIC, **kept(older), "reason": outcome.reason} and current["summary_id"] in row["reason"]
 
 
 def test_topic_payload_mismatch_is_rejected(db):
@@ -73,7 +73,7 @@ def test_topic_payload_mismatch_is_rejected(db):
     outcome = ingest(db, TOPIC, payload)
     assert outcome.kind == "rejected" and "differs" in outcome.reason
     assert db["nights"].count == 0
-    assert rejected(db)[0]["payload"] == payload
+    assert rejected(db) == [{"topic": TOPIC, **kept(payload), "reason": outcome.reason}]
 
 
 @pytest.mark.parametrize(
@@ -91,7 +91,7 @@ def test_topic_payload_mismatch_is_rejected(db):
 def test_bad_messages_are_kept_with_reason(db, topic, payload, why):
     assert ingest(db, topic, payload).kind == "rejected"
     [row] = rejected(db)
-    assert row["topic"] == topic and row["payload"] == payload and why in row["reason"]
+    assert row == {"topic": topic, **kept(payload), "reason": row["reason"]} and why in row["reason"]
     assert db["nights"].count == 0
 
 

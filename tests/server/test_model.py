@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from server.model import SCHEMA_FILE, NightCore, NightSummary, render_json_schema
-from tests.server.payloads import encode, make_summary
+from tests.server.payloads import encode, make_summary, put
 
 CORE_KEYS = set(NightCore.model_fields) - {"schema_"} | {"schema"}
 
@@ -51,14 +51,17 @@ def test_extra_keys_are_kept_for_additive_evolution():
     assert dumped["future_field"] == {"x": 1} and dumped["lm_events"][0]["leg"] == 1
 
 
-def insufficient(summary: dict) -> dict:
-    """`summary` as a night with too little time in bed for an index (rlsmon.night/1, additive)."""
-    return summary | {"time_in_bed_s": 600.0, "min_time_in_bed_s": 2880.0, "lm_index": 0.0, "plm_index": 0.0,
-                      "severity": "insufficient_data", "clinically_significant": False}
+def insufficient() -> dict:
+    """A night with too little time in bed for an index (rlsmon.night/1, additive): 10 min in bed
+    and no LM, consistent in every other figure."""
+    return make_summary(n_lms=0) | {
+        "in_bed": [{"start_s": 300.0, "end_s": 900.0}], "time_in_bed_s": 600.0, "min_time_in_bed_s": 2880.0,
+        "lm_index": 0.0, "plm_index": 0.0, "severity": "insufficient_data", "clinically_significant": False,
+        "markers": [{"t_s": 300.0, "kind": "lights_off"}, {"t_s": 900.0, "kind": "lights_on"}]}
 
 
 def test_a_night_with_insufficient_data_is_accepted():
-    summary = insufficient(make_summary())
+    summary = insufficient()
     night = NightSummary.model_validate_json(encode(summary))
     assert night.severity == "insufficient_data" and night.min_time_in_bed_s == 2880.0
     jsonschema_rs.validator_for(json.loads(SCHEMA_FILE.read_text())).validate(summary)
@@ -69,7 +72,7 @@ def test_the_collector_stores_a_night_with_insufficient_data(tmp_path):
     from server.db import open_db
 
     db = open_db(tmp_path / "server.db")
-    assert ingest(db, "rlsmon/v1/dev-a/summary", encode(insufficient(make_summary()))).kind == "stored"
+    assert ingest(db, "rlsmon/v1/dev-a/summary", encode(insufficient())).kind == "stored"
     assert db["nights"].get(("dev-a", "2026-01-05"))["severity"] == "insufficient_data"
 
 
@@ -83,7 +86,7 @@ def test_a_night_from_before_min_time_in_bed_s_is_still_valid():
                                             ("lm_index", 3.0), ("time_in_bed_s", 2880.0)])
 def test_insufficient_data_with_an_index_a_flag_or_enough_time_is_refused(key, value):
     with pytest.raises(ValidationError, match="insufficient"):
-        NightSummary.model_validate_json(encode(insufficient(make_summary()) | {key: value}))
+        NightSummary.model_validate_json(encode(insufficient() | {key: value}))
 
 
 def test_a_severity_despite_too_little_time_is_refused():
@@ -93,14 +96,6 @@ def test_a_severity_despite_too_little_time_is_refused():
 
 
 def _mutations():
-    def put(path, value):
-        def apply(s):
-            target = s
-            for key in path[:-1]:
-                target = target[key]
-            target[path[-1]] = value
-        return apply
-
     def drop(key):
         return lambda s: s.pop(key)
 
