@@ -10,15 +10,20 @@
 - A status on `rlsmon/v1/<id>/status` (`online`/`offline`, retained) updates the device's status.
 - Anything invalid goes to `rejected` with its topic, raw bytes and reason. Bad input never raises.
 
-`Collector` is the MQTT side: a persistent MQTT v5 session (stable client id, `clean_start=False`,
-session expiry ≥ 7 days), QoS 1 subscriptions renewed in `on_connect`, TLS and a password. paho's
-network thread only queues messages (and hands them to validator processes, if any); one writer
-thread owns the database connection, commits a batch and only then acknowledges it (`manual_ack`), so the broker forgets a night only once it is on
-disk. A crash between commit and PUBACK means a redelivery, which the `summary_id` rule makes a no-op.
+`Collector` is the MQTT side: a persistent MQTT v5 session (its client id is its username, which
+the broker enforces with `use_username_as_clientid`; `clean_start=False`, session expiry ≥ 7 days),
+QoS 1 subscriptions renewed in `on_connect`, TLS and a password. paho's network thread only queues
+messages (and hands them to validator processes, if any); one writer thread owns the database
+connection, commits a batch and only then acknowledges it (`manual_ack`), so the broker forgets a
+night only once it is on disk. After the commit, each stored or duplicate summary gets a receipt
+(`receipt()`, QoS 1) on its device's `rlsmon/v1/<id>/receipt`: the device keeps a summary until then
+(docs/receipts.md). A crash between commit and PUBACK or receipt means a redelivery or a re-send,
+which the `summary_id` rule makes a no-op that is receipted again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import queue
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUMMARY_FILTER = "rlsmon/v1/+/summary"
+RECEIPT_SCHEMA = "rlsmon.receipt/1"
 STATUS_FILTER = "rlsmon/v1/+/status"
 _TOPIC = re.compile(r"rlsmon/v1/([a-z0-9][a-z0-9-]{0,62})/(summary|status)")
 # Same as mosquitto's limit in firmware_config/mosquitto.conf: far above the largest plausible night
@@ -170,6 +176,16 @@ def check(topic: str, payload: bytes, retained: bool = False) -> Checked:
         # `rejected`, to reproduce the failure from.
         log.error("checking a message on %s failed with %s", topic, type(e).__name__)
         return Checked(device_id, refused=f"could not be checked ({type(e).__name__})")
+
+
+def receipt(night: dict[str, Any], outcome: Outcome) -> tuple[str, bytes] | None:
+    """The receipt (topic, payload) for a committed summary, or None when `outcome` committed
+    nothing. `night` is the summary's checked row (`Checked.night`). Contract: docs/receipts.md."""
+    if outcome.kind not in ("stored", "replaced", "duplicate"):
+        return None
+    body = {"schema": RECEIPT_SCHEMA, "summary_id": night["summary_id"], "night": night["night"],
+            "status": "duplicate" if outcome.kind == "duplicate" else "stored"}
+    return f"rlsmon/v1/{night['device_id']}/receipt", json.dumps(body).encode()
 
 
 def _store_night(db: Database, row: dict[str, Any], payload: bytes, received_at: str) -> Outcome:
@@ -302,7 +318,7 @@ class Collector:
         self._writer.start()
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.config.client_id,
+            client_id=self.config.username,  # the broker binds the client id to the username anyway
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
@@ -415,7 +431,12 @@ class Collector:
             raise
         db.conn.commit()
         client = self._client
-        for message, outcome in zip(batch, outcomes):
+        for message, verdict, outcome in zip(batch, checked, outcomes):
+            # The receipt first: should we die before it, the broker redelivers the summary (not yet
+            # acknowledged) and it is receipted then; paho queues it while we are disconnected.
+            answer = receipt(verdict.night, outcome) if verdict.night is not None else None
+            if client is not None and answer is not None:
+                client.publish(*answer, qos=1)
             if client is not None and message.qos > 0 and message.connection == self._connection:
                 client.ack(message.mid, message.qos)
             if outcome.kind in ("rejected", "stale"):
