@@ -75,9 +75,9 @@ def test_doctor_against_the_emulator_runs_every_check(mqtt_broker, tmp_path, nig
                          capture_output=True, text=True, timeout=60)
     lines = out.stdout.splitlines()
     names = [line.split()[1] for line in lines]
-    assert names == ["config", "i2c", "sensor", "int1", "clock", "broker", "disk"], out.stdout
+    assert names == ["config", "i2c", "sensor", "int1", "clock", "broker", "outbox", "disk"], out.stdout
     status = {line.split()[1]: line.split()[0] for line in lines}
-    for name in ("config", "i2c", "sensor", "int1", "broker", "disk"):
+    for name in ("config", "i2c", "sensor", "int1", "broker", "outbox", "disk"):
         assert status[name] == "PASS", out.stdout
     assert "LSM6DSOX" in out.stdout and password not in out.stdout
 

@@ -152,6 +152,49 @@ def test_a_receipt_sent_while_the_device_is_offline_reaches_it(mqtt_broker, stor
         up.stop()
 
 
+def test_the_doctor_does_not_swallow_a_receipt_queued_for_the_device(mqtt_broker, store, tmp_path, caplog):
+    """`doctor` logs in as the device (the client id is the username): it resumes the session
+    without acknowledging what is queued there, so the daemon still gets its receipt."""
+    from device.config import DeviceConfig
+    from device.doctor import check_broker
+
+    password = mqtt_broker.add_device("dev-a")
+    RunningCollector(mqtt_broker, tmp_path / "server.db").start().stop()
+    put_summary(store, "dev-a", "2026-03-01")
+    cfg = broker_config(mqtt_broker, tmp_path, "dev-a", password)
+    with caplog.at_level(logging.INFO, logger="device.uplink"):
+        up = Uplink(cfg, "dev-a", store)
+        up.start()
+        wait_for(lambda: handed(caplog) == 1 and up.subscribed.is_set(), 20, "the PUBACK")
+        up.stop()
+    collector = RunningCollector(mqtt_broker, tmp_path / "server.db").start()
+    assert summary_outcomes(collector, 1) == ["stored"]
+    collector.stop()
+    assert check_broker(DeviceConfig(device_id="dev-a", broker=cfg)).status == "pass"
+    up = Uplink(cfg, "dev-a", store)
+    up.start()
+    try:
+        wait_for(lambda: store.outbox_count() == 0, 20, "the receipt the doctor left queued")
+    finally:
+        up.stop()
+
+
+def test_the_doctor_warns_of_summaries_long_without_a_receipt(store, tmp_path):
+    import datetime as dt
+
+    from device.config import DeviceConfig
+    from device.doctor import check_outbox
+
+    cfg = DeviceConfig(device_id="dev-a", data_dir=str(tmp_path))
+    assert check_outbox(cfg, 0.0).status == "pass"
+    put_summary(store, "dev-a", "2026-03-01")
+    store.flush()
+    day = dt.datetime(2026, 3, 2, 12, tzinfo=dt.timezone.utc).timestamp()
+    assert check_outbox(cfg, day).status == "pass"
+    late = check_outbox(cfg, day + 3 * 86400)
+    assert late.status == "warn" and "2026-03-01" in late.message and "collector" in late.fix
+
+
 def test_receipts_for_unknown_summaries_and_malformed_ones_are_ignored(mqtt_broker, store, tmp_path, caplog):
     password = mqtt_broker.add_device("dev-a")
     summary_id = put_summary(store, "dev-a", "2026-03-01")
