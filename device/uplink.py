@@ -372,6 +372,7 @@ class Uplink:
             return wait_s
         row_id = 0
         now = self.monotonic()
+        published = False
         while (row := self.store.outbox_next(row_id)) is not None:
             row_id = row.id
             sending = self._sending.setdefault(row.id, _Sending(row.summary_id, row.night, due=now))
@@ -389,9 +390,11 @@ class Uplink:
             properties = Properties(PacketTypes.PUBLISH)
             properties.MessageExpiryInterval = int(2 * delay_s) + 1
             sending.mid = self._client.publish(row.topic, row.payload, qos=1, properties=properties).mid
+            published = True
             if sending.attempts > 1:
                 log.info("uplink: no receipt yet for night %s; sent again (attempt %d)", row.night, sending.attempts)
-        self._wake.set()  # a PUBACK may have arrived before its mid was recorded
+        if published:
+            self._wake.set()  # a PUBACK may have arrived before its mid was recorded
         return wait_s
 
     def waiting(self) -> int:

@@ -130,7 +130,14 @@ def test_without_a_receipt_it_is_sent_again_with_backoff_until_one_comes(mqtt_br
             sub.close()
 
 
-def test_a_receipt_sent_while_the_device_is_offline_reaches_it(mqtt_broker, store, tmp_path, caplog):
+@pytest.mark.parametrize("doctor_meanwhile", [False, True], ids=["offline", "doctor-meanwhile"])
+def test_a_receipt_sent_while_the_device_is_offline_reaches_it(mqtt_broker, store, tmp_path, caplog,
+                                                               doctor_meanwhile):
+    """The receipt waits in the device's persistent session. `doctor` logs in as the device (the
+    client id is the username) without wiping that session or acknowledging what is queued in it."""
+    from device.config import DeviceConfig
+    from device.doctor import check_broker
+
     password = mqtt_broker.add_device("dev-a")
     RunningCollector(mqtt_broker, tmp_path / "server.db").start().stop()
     put_summary(store, "dev-a", "2026-03-01")
@@ -144,37 +151,12 @@ def test_a_receipt_sent_while_the_device_is_offline_reaches_it(mqtt_broker, stor
     assert summary_outcomes(collector, 1) == ["stored"]  # the receipt is published right after this commit
     collector.stop()  # so a re-send now could not be receipted: only the queued receipt can
     assert store.outbox_count() == 1
+    if doctor_meanwhile:
+        assert check_broker(DeviceConfig(device_id="dev-a", broker=cfg)).status == "pass"
     up = Uplink(cfg, "dev-a", store)
     up.start()
     try:
         wait_for(lambda: store.outbox_count() == 0, 20, "the queued receipt")
-    finally:
-        up.stop()
-
-
-def test_the_doctor_does_not_swallow_a_receipt_queued_for_the_device(mqtt_broker, store, tmp_path, caplog):
-    """`doctor` logs in as the device (the client id is the username): it resumes the session
-    without acknowledging what is queued there, so the daemon still gets its receipt."""
-    from device.config import DeviceConfig
-    from device.doctor import check_broker
-
-    password = mqtt_broker.add_device("dev-a")
-    RunningCollector(mqtt_broker, tmp_path / "server.db").start().stop()
-    put_summary(store, "dev-a", "2026-03-01")
-    cfg = broker_config(mqtt_broker, tmp_path, "dev-a", password)
-    with caplog.at_level(logging.INFO, logger="device.uplink"):
-        up = Uplink(cfg, "dev-a", store)
-        up.start()
-        wait_for(lambda: handed(caplog) == 1 and up.subscribed.is_set(), 20, "the PUBACK")
-        up.stop()
-    collector = RunningCollector(mqtt_broker, tmp_path / "server.db").start()
-    assert summary_outcomes(collector, 1) == ["stored"]
-    collector.stop()
-    assert check_broker(DeviceConfig(device_id="dev-a", broker=cfg)).status == "pass"
-    up = Uplink(cfg, "dev-a", store)
-    up.start()
-    try:
-        wait_for(lambda: store.outbox_count() == 0, 20, "the receipt the doctor left queued")
     finally:
         up.stop()
 
