@@ -510,7 +510,9 @@ class Daemon:
         """Wait for the window (or for receipts), ticking the watchdog and fault LED."""
         self.notifier.watchdog()
         if window is not None:
-            self.notifier.status(f"idle; next night {window.night} starts {window.start.isoformat()}")
+            waiting = self.store.outbox_count()
+            self.notifier.status(f"idle; next night {window.night} starts {window.start.isoformat()}"
+                                 + (f"; {waiting} summaries await the collector's receipt" if waiting else ""))
             wait_s = min(IDLE_POLL_S, window.start.timestamp() - self.clock.wall())
             self._skip_idle(window)
         else:
