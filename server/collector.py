@@ -301,6 +301,7 @@ class Collector:
         self._writer: threading.Thread | None = None
         self._validators = validators
         self._pool: ProcessPoolExecutor | None = None
+        self._receipt_refused = False
 
     def start(self) -> None:
         """Open the database, start the writer thread and connect in the background."""
@@ -329,6 +330,7 @@ class Collector:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_publish = self._on_publish  # we publish only receipts
         connect_properties = Properties(PacketTypes.CONNECT)
         connect_properties.SessionExpiryInterval = self.config.session_expiry_s
         connect_properties.ReceiveMaximum = RECEIVE_MAXIMUM
@@ -381,6 +383,12 @@ class Collector:
         else:
             log.info("subscribed to %s and %s", SUMMARY_FILTER, STATUS_FILTER)
             self.subscribed.set()
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure and not self._receipt_refused:
+            self._receipt_refused = True  # once: it is the ACL, and it says the same for every receipt
+            log.error("the broker refused a receipt (%s): the collector's ACL needs `topic write "
+                      "rlsmon/v1/+/receipt`; devices keep their nights and re-send them until then", reason_code)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         self.connected.clear()
