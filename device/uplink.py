@@ -75,7 +75,7 @@ def probe_tls(host: str, port: int, ca_file: str, timeout_s: float = 5.0) -> str
         return f"cannot reach the broker at {host}:{port} ({exc.strerror or exc}): it will be retried"
 
 
-RESEND_S = 60.0  # the first re-send, when no receipt came a minute after the broker's PUBACK
+RESEND_S = 60.0  # the first re-send, when no receipt came within a minute of sending
 MAX_RESEND_S = 3600.0  # re-sends back off exponentially up to once an hour
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our receipt subscription and receipts this long
 

@@ -8,7 +8,6 @@ import json
 import logging
 import queue
 import random
-import threading
 
 import pytest
 
