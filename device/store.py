@@ -96,6 +96,15 @@ class StoredNight:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """A summary in the outbox, without its payload: what the uplink schedules by."""
+
+    id: int
+    night: str
+    summary_id: str
+
+
+@dataclass(frozen=True)
 class OutboxRow:
     """One summary waiting for the collector's receipt."""
 
@@ -362,12 +371,16 @@ class Store:
         return self.call(fn, durable=True)
 
     # --- the outbox ---------------------------------------------------------------------------
-    def outbox_next(self, after_id: int = 0) -> OutboxRow | None:
-        """The oldest summary still waiting with an id above `after_id`, or None."""
+    def outbox_waiting(self) -> list[Waiting]:
+        """Every summary still waiting for its receipt, oldest first, without the payloads."""
+        return self.call(lambda db: [Waiting(r["id"], r["night"], r["summary_id"]) for r in db.query(
+            "select id, night, summary_id from outbox order by id")])
+
+    def outbox_row(self, row_id: int) -> OutboxRow | None:
+        """The waiting summary `row_id` with its payload, or None once it is gone."""
 
         def fn(db: Any) -> OutboxRow | None:
-            for r in db.query("select id, topic, payload, night, summary_id from outbox where id > ? "
-                              "order by id limit 1", [after_id]):
+            for r in db.query("select id, topic, payload, night, summary_id from outbox where id = ?", [row_id]):
                 return OutboxRow(r["id"], r["topic"], r["payload"], r["night"], r["summary_id"])
             return None
 

@@ -370,16 +370,17 @@ class Uplink:
         wait_s = self.max_retry_s
         if not self.connected.is_set():
             return wait_s
-        row_id = 0
         now = self.monotonic()
         published = False
-        while (row := self.store.outbox_next(row_id)) is not None:
-            row_id = row.id
-            sending = self._sending.setdefault(row.id, _Sending(row.summary_id, row.night, due=now))
+        for waiting in self.store.outbox_waiting():
+            sending = self._sending.setdefault(waiting.id, _Sending(waiting.summary_id, waiting.night, due=now))
             if sending.mid is not None:
                 continue  # paho re-sends it after a reconnect; its PUBACK is still to come
             if sending.due > now:
                 wait_s = min(wait_s, sending.due - now)
+                continue
+            row = self.store.outbox_row(waiting.id)  # only a summary that goes is read whole
+            if row is None:
                 continue
             sending.attempts += 1
             delay_s = resend_delay_s(sending.attempts, self.resend_s, self.max_resend_s, self.rng)

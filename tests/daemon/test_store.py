@@ -77,7 +77,8 @@ def test_close_night_puts_summary_in_outbox_once(store):
     assert store.close_night(INFO.night, build, "t9") == "abc"
     assert store.close_night(INFO.night, build, "t9") is None
     assert store.is_closed(INFO.night)
-    row = store.outbox_next()
+    [waiting] = store.outbox_waiting()
+    row = store.outbox_row(waiting.id)
     assert row.topic == "rlsmon/v1/d/summary" and '"n": 2' in row.payload and row.summary_id == "abc"
     assert store.receipt("not-ours", "t10") is None  # a receipt for an unknown summary is ignored
     assert store.outbox_count() == 1
@@ -137,7 +138,7 @@ def test_an_older_store_gets_summary_ids_on_its_waiting_summaries(tmp_path):
     conn.close()
     s = Store(tmp_path / "night.db")
     s.start()
-    assert s.outbox_next().summary_id == "abc"
+    assert [w.summary_id for w in s.outbox_waiting()] == ["abc"]
     assert s.receipt("abc", "t2") == INFO.night
     s.close()
 
