@@ -135,7 +135,7 @@ def main() -> None:
                     finished.set()
 
             config = MqttConfig(host=broker.host, port=broker.port, ca_file=str(broker.ca_file),
-                                username=broker.collector_user, client_id="bench-collector")
+                                username=broker.collector_user)
             collector = Collector(workdir / "server.db", config, broker.collector_password,
                                   validators=args.validators, on_outcome=on_outcome)
             collector.start()

@@ -263,8 +263,9 @@ def _fault_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
                    "before the next window; idle time before each window is skipped).")
 @click.option("--origin", type=float, default=None,
               help="With --emulate: the Unix time at which the clock read --start-at (to resume a timeline).")
-@click.option("--nights", type=click.IntRange(min=1), default=None,
-              help="Exit once this many nights are closed and their summaries acknowledged.")
+@click.option("--nights", type=click.IntRange(min=0), default=None,
+              help="Exit once this many nights are closed and their summaries receipted by the collector "
+                   "(0: forward what is waiting, then exit).")
 @click.option("--faults", default="", callback=_fault_spec,
               help="With --emulate: bus faults, e.g. 'eio=0.01,disconnect=600+600,reset=900'.")
 @click.option("--chip", default="LSM6DSOX", show_default=True, help="With --emulate: the chip variant.")

@@ -110,6 +110,17 @@ class GpioConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """How long the night store keeps what it recorded."""
+
+    # A night takes about 4 MB on the SD card. It is pruned only once the collector has receipted
+    # its summary and it is older than this, so a clinic can ask for a night's raw events again
+    # for a while; an unreceipted night is never pruned.
+    retention_days: int = field(default=30, metadata={"check": lambda v: _check(
+        1 <= v <= 3650, "a whole number of days, 1–3650")})
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
     """The whole device config file."""
 
@@ -121,6 +132,7 @@ class DeviceConfig:
     sensor: SensorConfig = field(default_factory=SensorConfig)
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     gpio: GpioConfig = field(default_factory=GpioConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     path: str = field(default="", metadata={"internal": True})  # where it was loaded from
 
 

@@ -3,7 +3,8 @@
 Data flows one way: sensor blocks → `LegDetector` per leg → night store (each minute, with the
 recording's progress; button presses at once) → at the end of the window the summary, built from
 what is stored, goes into the outbox in the same transaction that closes the night → the uplink
-drains it. A restart mid-night resumes the same
+sends it until the collector's receipt comes. A receipted night is pruned from the store once it
+is older than `[store] retention_days`. A restart mid-night resumes the same
 night: the time the daemon was down is simply not covered by any recording segment, so it becomes
 a gap. A night whose window ended while the daemon was down is closed at the next start.
 
@@ -118,16 +119,18 @@ class Daemon:
 
     def run(self) -> int:
         """Open the store and the sensor, signal READY, then record night after night."""
-        from device.uplink import Uplink
+        from device.uplink import MAX_RESEND_S, RESEND_S, Uplink
 
         self.store.start()
         self._close_stale_nights()
+        self._prune()
         if not self._probe_sensor():
             self._shutdown()
             return 0
         self.uplink = Uplink(self.cfg.broker, self.cfg.device_id, self.store,
                              min_retry_s=max(0.05, 1.0 * self.retry_scale),
-                             max_retry_s=max(0.5, 300.0 * self.retry_scale))
+                             max_retry_s=max(0.5, 300.0 * self.retry_scale),
+                             resend_s=RESEND_S * self.retry_scale, max_resend_s=MAX_RESEND_S * self.retry_scale)
         if self.use_panel:
             self._start_panel()
         prepare = getattr(self.open_sensor, "prepare", None)
@@ -142,7 +145,7 @@ class Daemon:
         try:
             while not self.stop_requested.is_set():
                 if self.max_nights is not None and self.nights_closed >= self.max_nights:
-                    if self._all_acknowledged():
+                    if self._all_receipted():
                         break
                     self._idle(None)
                     continue
@@ -204,14 +207,16 @@ class Daemon:
         log.info("button: %s marked", kind)
         return kind
 
-    def _all_acknowledged(self) -> bool:
+    def _all_receipted(self) -> bool:
         return self.store.outbox_count() == 0
 
     def _idle(self, window: Window | None) -> None:
-        """Wait for the window (or for acknowledgements), ticking the watchdog and fault LED."""
+        """Wait for the window (or for receipts), ticking the watchdog and fault LED."""
         self.notifier.watchdog()
         if window is not None:
-            self.notifier.status(f"idle; next night {window.night} starts {window.start.isoformat()}")
+            waiting = self.store.outbox_count()
+            self.notifier.status(f"idle; next night {window.night} starts {window.start.isoformat()}"
+                                 + (f"; {waiting} summaries await the collector's receipt" if waiting else ""))
             wait_s = min(IDLE_POLL_S, window.start.timestamp() - self.clock.wall())
             self._skip_idle(window)
         else:
@@ -221,6 +226,7 @@ class Daemon:
         if self.clock.monotonic() - self._stale_checked >= STALE_RETRY_S:
             self._stale_checked = self.clock.monotonic()
             self._close_stale_nights()
+            self._prune()
         self.clock.wait(self.stop_requested, max(0.0, wait_s))
 
     def _skip_idle(self, window: Window) -> None:
@@ -242,6 +248,15 @@ class Daemon:
             if dt.datetime.fromisoformat(row["window_end"]).timestamp() <= now:
                 log.info("closing night %s, which ended while the daemon was down", row["night"])
                 self._close_night(row["night"])
+
+    def _prune(self) -> None:
+        """Delete receipted nights older than the retention (about 4 MB each on the SD card)."""
+        today = dt.datetime.fromtimestamp(self.clock.wall(), self.cfg.night.zone).date()
+        cutoff = today - dt.timedelta(days=self.cfg.store.retention_days)
+        pruned = self.store.prune(cutoff.isoformat())
+        if pruned:
+            log.info("store: pruned %d receipted night(s) before %s (retention %d days)",
+                     len(pruned), cutoff.isoformat(), self.cfg.store.retention_days)
 
     # --- a night --------------------------------------------------------------------------------
     def _night_info(self, window: Window) -> NightInfo:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STOP_TIMEOUT_S = 10.0
-ARRIVAL_TIMEOUT_S = 60.0  # after the devices exit (every night acknowledged by the broker)
+ARRIVAL_TIMEOUT_S = 60.0  # after the devices exit (every night receipted by the collector)
 
 
 class DemoError(RuntimeError):
@@ -437,7 +437,7 @@ def run_demo(args: argparse.Namespace, work: Path, supervisor: Supervisor) -> No
     wait_until(lambda: accepts_tls("127.0.0.1", mqtt_port, work / "tls" / "ca.crt"), 20,
                f"mosquitto on port {mqtt_port}", supervisor)
     supervisor.start("collector", [server_cli, "collect", "--config", str(config)])
-    wait_until(lambda: collector_subscribed(mosquitto_dir / "mosquitto.log", "rlsmon-collector"), 30,
+    wait_until(lambda: collector_subscribed(mosquitto_dir / "mosquitto.log", "collector"), 30,
                "the collector's subscription", supervisor)
     supervisor.start("web", [server_cli, "web", "--config", str(config)])
     dashboard = Dashboard(f"http://127.0.0.1:{web_port}")

@@ -1,7 +1,7 @@
 """`rlsmon-device doctor`: check an installation, one line per check: pass, warn or fail, and the fix.
 
 With `--emulate` the sensor checks run against the register-level emulated chip (INT1 through a
-gpiozero mock pin); the clock, broker, disk and config checks are the real ones either way.
+gpiozero mock pin); the clock, broker, outbox, disk and config checks are the real ones either way.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import itertools
 import os
 import queue
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from device.config import DeviceConfig
 
 FREE_FAIL_MB = 50  # below this a night's store (< 5 MB) and the logs are at risk
 FREE_WARN_MB = 500
+RECEIPT_WARN_DAYS = 2  # a summary unreceipted for longer means the clinic has not had that night
 
 
 @dataclass(frozen=True)
@@ -65,10 +67,16 @@ def check_disk(cfg: DeviceConfig) -> Check:
 
 
 def check_broker(cfg: DeviceConfig, timeout_s: float = 10.0) -> Check:
-    """Connect to the broker with our TLS CA and credentials, as the uplink does."""
-    import paho.mqtt.client as mqtt
+    """Connect to the broker with our TLS CA and credentials, as the uplink does.
 
-    from device.uplink import probe_tls
+    The broker binds the client id to the username, so this connection takes over the running
+    daemon's (it reconnects within seconds). It resumes the daemon's persistent session rather than
+    wiping it, and never acknowledges a receipt queued there, so the daemon still gets it."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from device.uplink import SESSION_EXPIRY_S, probe_tls
 
     b = cfg.broker
     problem = probe_tls(b.host, b.port, b.ca_file, timeout_s)
@@ -80,13 +88,15 @@ def check_broker(cfg: DeviceConfig, timeout_s: float = 10.0) -> Check:
         return Check("fail", "broker", f"cannot read {b.password_file} ({exc.strerror or exc})",
                      "install the password file from the clinic (mode 0600)")
     result: queue.Queue = queue.Queue()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{cfg.device_id}-doctor",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=b.username or cfg.device_id,
+                         protocol=mqtt.MQTTv5, manual_ack=True)
     client.tls_set(ca_certs=b.ca_file)
     client.username_pw_set(b.username or cfg.device_id, password)
     client.on_connect = lambda c, u, f, rc, p: result.put(rc)
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = SESSION_EXPIRY_S
     try:
-        client.connect(b.host, b.port, keepalive=b.keepalive_s)
+        client.connect(b.host, b.port, keepalive=b.keepalive_s, clean_start=False, properties=properties)
     except OSError as exc:
         return Check("fail", "broker", f"cannot connect to {b.host}:{b.port} ({exc})", "check the network")
     client.loop_start()
@@ -183,6 +193,32 @@ def check_sensor(cfg: DeviceConfig, emulate: str | None = None) -> Iterator[Chec
         bus.close()
 
 
+def check_outbox(cfg: DeviceConfig, now_s: float) -> Check:
+    """How many summaries wait for the collector's receipt, and since when (read-only)."""
+    import datetime as dt
+    import sqlite3
+
+    path = Path(cfg.data_dir) / "night.db"
+    if not path.exists():
+        return Check("pass", "outbox", "no night recorded yet")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            count, oldest = conn.execute("select count(*), min(night) from outbox").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return Check("fail", "outbox", f"cannot read {path} ({exc})", f"check {cfg.data_dir} and its permissions")
+    if not count:
+        return Check("pass", "outbox", "every summary is receipted by the collector")
+    message = f"{count} summary(ies) waiting for the collector's receipt, the oldest for night {oldest}"
+    age_days = (dt.date.fromtimestamp(now_s) - dt.date.fromisoformat(oldest)).days
+    if age_days > RECEIPT_WARN_DAYS:
+        return Check("warn", "outbox", message, "the daemon keeps them and re-sends them: check the broker line "
+                     "above and ask the clinic whether its collector (rlsmon-collector) is running")
+    return Check("pass", "outbox", message)
+
+
 def run_doctor(config_path: str | None, emulate: str | None, echo: Callable[[str], None]) -> int:
     """Run every check, printing one line each; 0 when nothing failed, 1 otherwise."""
     from device.config import DEFAULT_PATH, load_config
@@ -195,7 +231,8 @@ def run_doctor(config_path: str | None, emulate: str | None, echo: Callable[[str
         return 1
     checks: list[Check] = [Check("pass", "config", f"{config_path or DEFAULT_PATH} is valid")]
     echo(checks[0].line())
-    later: list[Callable[[], Check]] = [check_clock, lambda: check_broker(cfg), lambda: check_disk(cfg)]
+    later: list[Callable[[], Check]] = [check_clock, lambda: check_broker(cfg), lambda: check_outbox(cfg, time.time()),
+                                        lambda: check_disk(cfg)]
     for check in itertools.chain(check_sensor(cfg, emulate), (f() for f in later)):
         checks.append(check)
         echo(check.line())

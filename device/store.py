@@ -7,8 +7,14 @@ one transaction each, and small pages (1 KiB) keep the bytes each one writes to 
 
 Tables: `nights` (one row per night, closed when its summary is built), `segments` (spans the
 daemon was recording: their complement in the window is coverage gaps), `gaps` (gaps the detector
-saw inside a segment), `movements`, `postures`, `markers` (the button), and `outbox` (summaries not
-yet acknowledged by the broker, drained in id order).
+saw inside a segment), `movements`, `postures`, `markers` (the button), and `outbox` (summaries the
+collector has not yet receipted, drained in id order). A broker's PUBACK is not a receipt: a row goes
+only when the collector's receipt for its `summary_id` arrives (docs/receipts.md).
+
+Durability: WAL with `synchronous=NORMAL` may lose the last commits (never corrupt the file) on a
+power cut, which costs at most a minute of recording. The two transactions that must not be undone,
+closing a night (its summary enters the outbox) and dropping a receipted summary, run with
+`synchronous=FULL`: their commit is on the SD card before they return.
 """
 
 from __future__ import annotations
@@ -90,13 +96,23 @@ class StoredNight:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """A summary in the outbox, without its payload: what the uplink schedules by."""
+
+    id: int
+    night: str
+    summary_id: str
+
+
+@dataclass(frozen=True)
 class OutboxRow:
-    """One summary waiting for its PUBACK."""
+    """One summary waiting for the collector's receipt."""
 
     id: int
     topic: str
     payload: str
     night: str
+    summary_id: str
 
 
 def _migrate(db: Any) -> None:
@@ -129,6 +145,15 @@ def _migrate(db: Any) -> None:
         # when it changes; its end is the segment's. The key is segment_id * 2 + leg (one page).
         db["open_postures"].create({"id": int, "segment_id": int, "leg": int, "night": str,
                                     "start_s": float, "posture": str}, pk="id")
+
+    @migrations()
+    def m003_receipts(db: Any) -> None:
+        # The outbox is keyed by the summary_id a receipt names; a night remembers its receipt, so
+        # pruning keeps every night the collector has not confirmed.
+        db["outbox"].add_column("summary_id", str)
+        db.execute("update outbox set summary_id = (select n.summary_id from nights n where n.night = outbox.night)")
+        db["outbox"].create_index(["summary_id"], unique=True)
+        db["nights"].add_column("receipted_at", str)
 
     migrations.apply(db)
 
@@ -181,18 +206,23 @@ class Store:
                     break
             stop = any(job is None for job in batch)
             jobs = [job for job in batch if job is not None]
+            durable = any(job[2] for job in jobs)
+            if durable:  # set outside the transaction; the batch's COMMIT then waits for the fsync
+                db.execute("PRAGMA synchronous=FULL")
             self._run_batch(db, jobs)
+            if durable:
+                db.execute("PRAGMA synchronous=NORMAL")
             if stop:
                 db.close()
                 return
 
     @staticmethod
-    def _run_batch(db: Any, jobs: list[tuple[Callable, Future]]) -> None:
+    def _run_batch(db: Any, jobs: list[tuple[Callable, Future, bool]]) -> None:
         # One transaction for the batch; each job in a savepoint so one failure loses only itself.
         results: list[tuple[Future, Any, BaseException | None]] = []
         try:
             with db.atomic():
-                for fn, fut in jobs:
+                for fn, fut, _ in jobs:
                     try:
                         with db.atomic():
                             results.append((fut, fn(db), None))
@@ -207,17 +237,18 @@ class Store:
             else:
                 fut.set_exception(exc)
 
-    def submit(self, fn: Callable[[Any], T]) -> Future:
-        """Queue `fn(db)` to run on the writer thread, in a transaction; returns its Future."""
+    def submit(self, fn: Callable[[Any], T], durable: bool = False) -> Future:
+        """Queue `fn(db)` to run on the writer thread, in a transaction; returns its Future.
+        `durable` commits that transaction with `synchronous=FULL` (it survives a power cut)."""
         if self._thread is None or not self._thread.is_alive():
             raise RuntimeError("the night store is not running")
         fut: Future = Future()
-        self._jobs.put((fn, fut))
+        self._jobs.put((fn, fut, durable))
         return fut
 
-    def call(self, fn: Callable[[Any], T], timeout_s: float = 30.0) -> T:
+    def call(self, fn: Callable[[Any], T], timeout_s: float = 30.0, durable: bool = False) -> T:
         """Run `fn(db)` on the writer thread and return its result."""
-        return self.submit(fn).result(timeout_s)
+        return self.submit(fn, durable).result(timeout_s)
 
     def write(self, fn: Callable[[Any], Any]) -> None:
         """Queue `fn(db)` without waiting; a failure is logged (it never reaches the caller)."""
@@ -250,7 +281,7 @@ class Store:
         return self.call(fn)
 
     def is_closed(self, night: str) -> bool:
-        """Whether the night's summary has been built (it is in the outbox or already sent)."""
+        """Whether the night's summary has been built (it is in the outbox or already receipted)."""
         return self.call(lambda db: bool(db["nights"].count_where(
             "night = ? and closed_at is not null", [night])))
 
@@ -333,31 +364,64 @@ class Store:
                 return None
             topic, summary = build(self.load_night(db, night))
             db["outbox"].insert({"night": night, "topic": topic, "payload": json.dumps(summary),
-                                 "created_at": now_iso})
+                                 "created_at": now_iso, "summary_id": summary["summary_id"]})
             db["nights"].update(night, {"closed_at": now_iso, "summary_id": summary["summary_id"]})
             return summary["summary_id"]
 
-        return self.call(fn)
+        return self.call(fn, durable=True)
 
     # --- the outbox ---------------------------------------------------------------------------
-    def outbox_next(self, after_id: int = 0) -> OutboxRow | None:
-        """The oldest summary still waiting with an id above `after_id`, or None."""
+    def outbox_waiting(self) -> list[Waiting]:
+        """Every summary still waiting for its receipt, oldest first, without the payloads."""
+        return self.call(lambda db: [Waiting(r["id"], r["night"], r["summary_id"]) for r in db.query(
+            "select id, night, summary_id from outbox order by id")])
+
+    def outbox_row(self, row_id: int) -> OutboxRow | None:
+        """The waiting summary `row_id` with its payload, or None once it is gone."""
 
         def fn(db: Any) -> OutboxRow | None:
-            for r in db.query("select id, topic, payload, night from outbox where id > ? order by id limit 1",
-                              [after_id]):
-                return OutboxRow(r["id"], r["topic"], r["payload"], r["night"])
+            for r in db.query("select id, topic, payload, night, summary_id from outbox where id = ?", [row_id]):
+                return OutboxRow(r["id"], r["topic"], r["payload"], r["night"], r["summary_id"])
             return None
 
         return self.call(fn)
 
-    def outbox_delete(self, row_id: int) -> None:
-        """Drop a summary the broker has acknowledged."""
-        self.call(lambda db: db["outbox"].delete_where("id = ?", [row_id]))
+    def receipt(self, summary_id: str, now_iso: str) -> str | None:
+        """The collector has committed `summary_id`: drop it from the outbox and mark its night
+        receipted, durably. Returns the night, or None when no waiting summary has that id (a
+        second receipt for a re-sent summary, or one that names something we never sent)."""
+
+        def fn(db: Any) -> str | None:
+            rows = list(db.query("select id, night from outbox where summary_id = ?", [summary_id]))
+            if not rows:
+                return None
+            db["outbox"].delete_where("id = ?", [rows[0]["id"]])
+            db.execute("update nights set receipted_at = ? where night = ? and summary_id = ?",
+                       [now_iso, rows[0]["night"], summary_id])
+            return rows[0]["night"]
+
+        return self.call(fn, durable=True)
 
     def outbox_count(self) -> int:
-        """How many summaries wait for the broker."""
+        """How many summaries wait for the collector's receipt."""
         return self.call(lambda db: db["outbox"].count)
+
+    def prune(self, before_night: str) -> list[str]:
+        """Delete the receipted nights dated before `before_night` (YYYY-MM-DD), with everything
+        recorded in them; returns their dates. A night without a receipt is never pruned. SQLite
+        reuses the freed pages, so the file stops growing once retention is reached."""
+
+        def fn(db: Any) -> list[str]:
+            nights = [r["night"] for r in db.query(
+                "select night from nights where receipted_at is not null and night < ? order by night",
+                [before_night])]
+            for night in nights:
+                for table in ("open_postures", "movements", "postures", "gaps", "markers", "segments"):
+                    db[table].delete_where("night = ?", [night])
+                db["nights"].delete_where("night = ?", [night])
+            return nights
+
+        return self.call(fn)
 
 
 def _log_failure(fut: Future) -> None:

@@ -67,7 +67,8 @@ def add_device(config_path: str, device_id: str, rotate: bool) -> None:
     """Give DEVICE_ID a broker password and print its config snippet.
 
     Writes the mosquitto password file and makes sure the ACL lets each device write only
-    rlsmon/v1/<its id>/#. Reload mosquitto afterwards (`systemctl reload mosquitto`).
+    rlsmon/v1/<its id>/# and read only its receipts. Reload mosquitto afterwards
+    (`systemctl reload mosquitto`).
 
     \b
     Example:
@@ -78,7 +79,7 @@ def add_device(config_path: str, device_id: str, rotate: bool) -> None:
 
     config = _load_config(config_path)
     try:
-        provision.validate_device_id(device_id)
+        provision.validate_device_id(device_id, config.mqtt.username)
         password = provision.generate_password()
         provision.set_password(config.provision.password_file, device_id, password, replace=rotate)
         provision.ensure_acl(config.provision.acl_file, config.mqtt.username)

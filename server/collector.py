@@ -14,11 +14,15 @@
 - Anything invalid goes to `rejected` with its topic, reason, size, SHA-256 and the first bytes of
   its payload, within the bounds of server/rejected.py. Bad input never raises.
 
-`Collector` is the MQTT side: a persistent MQTT v5 session (stable client id, `clean_start=False`,
-session expiry ≥ 7 days), QoS 1 subscriptions renewed in `on_connect`, TLS and a password. paho's
-network thread only queues messages (and hands them to validator processes, if any); one writer
-thread owns the database connection, commits a batch and only then acknowledges it (`manual_ack`), so the broker forgets a night only once it is on
-disk. A crash between commit and PUBACK means a redelivery, which the `summary_id` rule makes a no-op.
+`Collector` is the MQTT side: a persistent MQTT v5 session (its client id is its username, which
+the broker enforces with `use_username_as_clientid`; `clean_start=False`, session expiry ≥ 7 days),
+QoS 1 subscriptions renewed in `on_connect`, TLS and a password. paho's network thread only queues
+messages (and hands them to validator processes, if any); one writer thread owns the database
+connection, commits a batch and only then acknowledges it (`manual_ack`), so the broker forgets a
+night only once it is on disk. After the commit, each stored or duplicate summary gets a receipt
+(`receipt()`, QoS 1) on its device's `rlsmon/v1/<id>/receipt`: the device keeps a summary until then
+(docs/receipts.md). A crash between commit and PUBACK or receipt means a redelivery or a re-send,
+which the `summary_id` rule makes a no-op that is receipted again.
 The queue between them is bounded in bytes (`_Inbox`), so a flood costs neither memory nor disk.
 """
 
@@ -53,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUMMARY_FILTER = "rlsmon/v1/+/summary"
+RECEIPT_SCHEMA = "rlsmon.receipt/1"
 STATUS_FILTER = "rlsmon/v1/+/status"
 _TOPIC = re.compile(r"rlsmon/v1/([a-z0-9][a-z0-9-]{0,62})/(summary|status)")
 # Same as mosquitto's message_size_limit in firmware_config/mosquitto.conf: 19% above the largest
@@ -202,6 +207,16 @@ def check(topic: str, payload: bytes, retained: bool = False, now: datetime | No
 def _same_content(stored_json: str, payload: bytes) -> bool:
     # A re-send carries the same bytes; compare the parsed JSON only when they differ.
     return stored_json.encode() == payload or json.loads(stored_json) == json.loads(payload)
+
+
+def receipt(night: dict[str, Any], outcome: Outcome) -> tuple[str, bytes] | None:
+    """The receipt (topic, payload) for a committed summary, or None when `outcome` committed
+    nothing. `night` is the summary's checked row (`Checked.night`). Contract: docs/receipts.md."""
+    if outcome.kind not in ("stored", "replaced", "duplicate"):
+        return None
+    body = {"schema": RECEIPT_SCHEMA, "summary_id": night["summary_id"], "night": night["night"],
+            "status": "duplicate" if outcome.kind == "duplicate" else "stored"}
+    return f"rlsmon/v1/{night['device_id']}/receipt", json.dumps(body).encode()
 
 
 def _store_night(db: Database, row: dict[str, Any], payload: bytes, received_at: str) -> Outcome:
@@ -404,6 +419,7 @@ class Collector:
         self._writer: threading.Thread | None = None
         self._validators = validators
         self._pool: ProcessPoolExecutor | None = None
+        self._receipt_refused = False
 
     @property
     def inbox_peak_bytes(self) -> int:
@@ -431,7 +447,7 @@ class Collector:
         self._writer.start()
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.config.client_id,
+            client_id=self.config.username,  # the broker binds the client id to the username anyway
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
@@ -442,6 +458,7 @@ class Collector:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_publish = self._on_publish  # we publish only receipts
         connect_properties = Properties(PacketTypes.CONNECT)
         connect_properties.SessionExpiryInterval = self.config.session_expiry_s
         connect_properties.ReceiveMaximum = RECEIVE_MAXIMUM
@@ -494,6 +511,12 @@ class Collector:
         else:
             log.info("subscribed to %s and %s", SUMMARY_FILTER, STATUS_FILTER)
             self.subscribed.set()
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure and not self._receipt_refused:
+            self._receipt_refused = True  # once: it is the ACL, and it says the same for every receipt
+            log.error("the broker refused a receipt (%s): the collector's ACL needs `topic write "
+                      "rlsmon/v1/+/receipt`; devices keep their nights and re-send them until then", reason_code)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         self.connected.clear()
@@ -571,7 +594,12 @@ class Collector:
             raise
         db.conn.commit()
         client = self._client
-        for message, outcome in zip(batch, outcomes):
+        for message, verdict, outcome in zip(batch, checked, outcomes):
+            # The receipt first: should we die before it, the broker redelivers the summary (not yet
+            # acknowledged) and it is receipted then; paho queues it while we are disconnected.
+            answer = receipt(verdict.night, outcome) if verdict.night is not None else None
+            if client is not None and answer is not None:
+                client.publish(*answer, qos=1)
             if client is not None and message.qos > 0 and message.connection == self._connection:
                 client.ack(message.mid, message.qos)
             if outcome.kind in ("rejected", "stale"):

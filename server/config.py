@@ -40,12 +40,12 @@ class MqttConfig:
     host: str = "localhost"
     port: int = field(default=8883, metadata={"check": lambda v: 0 < v < 65536, "expected": "a TCP port 1–65535"})
     ca_file: str = "/etc/rlsmon/ca.crt"
+    # The collector's own broker account. It is also its MQTT client id (the broker sets
+    # use_username_as_clientid), so the persistent session is found again after a restart and no
+    # device credential can take it over; no device may be named this (rlsmon-server add-device).
     username: str = "collector"
     # A file holding only the password (mode 0600), so the TOML can be world-readable.
     password_file: str = "/etc/rlsmon/collector-password"
-    # Stable, so the broker finds the persistent session again after a restart.
-    client_id: str = field(default="rlsmon-collector", metadata={
-        "check": lambda v: 1 <= len(v) <= 64, "expected": "1–64 characters"})
     session_expiry_s: int = field(default=14 * 24 * 3600, metadata={
         "check": lambda v: v >= MIN_SESSION_EXPIRY_S, "expected": f"at least {MIN_SESSION_EXPIRY_S} (7 days)"})
     keepalive_s: int = field(default=60, metadata={"check": lambda v: 5 <= v <= 3600, "expected": "5–3600"})

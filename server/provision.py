@@ -1,9 +1,10 @@
 """Device credentials: the mosquitto password file and ACL, and the config snippet for the installer.
 
-A device's MQTT username is its device id. One ACL pattern, `pattern write rlsmon/v1/%u/#`, lets
-every device write only under its own id, so adding a device adds a password line and never an ACL
-line; `ensure_acl()` only makes sure the file says so. mosquitto rereads both files on SIGHUP
-(`systemctl reload mosquitto`).
+A device's MQTT username is its device id, and the broker makes the username the client id
+(`use_username_as_clientid`), so no device can be named as the collector's username. ACL patterns
+let every device write only under its own id and read only its own receipts, so adding a device adds
+a password line and never an ACL line; `ensure_acl()` only makes sure the file says so (and upgrades
+an older one). mosquitto rereads both files on SIGHUP (`systemctl reload mosquitto`).
 """
 
 from __future__ import annotations
@@ -27,16 +28,20 @@ PBKDF2_ITERATIONS = 101
 _SALT_BYTES = 12
 _KEY_BYTES = 64
 
-ACL_TEMPLATE = """\
-# rlsmon broker ACL (firmware_config/mosquitto.acl). mosquitto rereads it on SIGHUP.
-# The collector reads every device's topics.
-user {collector}
-topic read rlsmon/v1/#
-
-# Each device writes only its own topics: its username is its device id.
-pattern write rlsmon/v1/%u/#
-"""
 DEVICE_PATTERN = "pattern write rlsmon/v1/%u/#"
+RECEIPT_PATTERN = "pattern read rlsmon/v1/%u/receipt"
+COLLECTOR_RECEIPTS = "topic write rlsmon/v1/+/receipt"
+ACL_TEMPLATE = f"""\
+# rlsmon broker ACL (firmware_config/mosquitto.acl). mosquitto rereads it on SIGHUP.
+# The collector reads every device's topics and writes each device's receipts.
+user {{collector}}
+topic read rlsmon/v1/#
+{COLLECTOR_RECEIPTS}
+
+# Each device writes only its own topics (its username is its device id) and reads its receipts.
+{DEVICE_PATTERN}
+{RECEIPT_PATTERN}
+"""
 
 
 class ProvisionError(ValueError):
@@ -113,15 +118,20 @@ def set_password(password_file: str | Path, username: str, password: str, *, rep
 
 
 def ensure_acl(acl_file: str | Path, collector_user: str) -> bool:
-    """Make sure the ACL lets each device write its own topics; create it from the template if
-    missing. Returns True when the file was written."""
+    """Make sure the ACL lets each device write its own topics and read its receipts, and the
+    collector write receipts; create it from the template if missing, add what an older one lacks.
+    Returns True when the file was written."""
     path = Path(acl_file)
     with _locked(path):
         if path.exists():
             text = path.read_text()
-            if any(line.strip() == DEVICE_PATTERN for line in text.splitlines()):
+            lines = {line.strip() for line in text.splitlines()}
+            missing = [p for p in (DEVICE_PATTERN, RECEIPT_PATTERN) if p not in lines]
+            if COLLECTOR_RECEIPTS not in lines:  # mosquitto adds a repeated `user` block's lines to that user
+                missing += [f"user {collector_user}", COLLECTOR_RECEIPTS]
+            if not missing:
                 return False
-            _replace_file(path, text.rstrip("\n") + f"\n\n{DEVICE_PATTERN}\n", 0o644)
+            _replace_file(path, text.rstrip("\n") + "\n\n" + "\n".join(missing) + "\n", 0o644)
         else:
             _replace_file(path, ACL_TEMPLATE.format(collector=collector_user), 0o644)
         return True
@@ -142,8 +152,12 @@ def device_config_snippet(device_id: str, host: str, port: int, ca_file: str) ->
     )
 
 
-def validate_device_id(device_id: str) -> str:
-    """Return `device_id` if it is a valid id (the MQTT username and topic level), else raise."""
+def validate_device_id(device_id: str, collector_user: str) -> str:
+    """Return `device_id` if it is a valid id (the MQTT username, client id and topic level), else
+    raise. The collector's username is refused: as a device it would be the collector's client id."""
     if not DEVICE_ID.fullmatch(device_id):
         raise ProvisionError(f"device id {device_id!r} must be 1–63 of a-z, 0-9 and '-', starting with a letter or digit")
+    if device_id == collector_user:
+        raise ProvisionError(f"device id {device_id!r} is the collector's broker username ([mqtt] username); "
+                             "choose another")
     return device_id

@@ -67,6 +67,16 @@ install_base server "$USER_NAME" server
 # The broker: our listener, ACL and password file beside the distribution's mosquitto.conf.
 install_file "$SRC/firmware_config/mosquitto.conf" /etc/mosquitto/conf.d/rlsmon.conf 0644 root:root keep
 install_file "$SRC/firmware_config/mosquitto.acl" /etc/mosquitto/rlsmon.acl 0640 root:mosquitto keep
+# A kept older config gets what receipts and one-identity-per-client need (see the files' comments).
+add_line_once() {  # add_line_once FILE LINE...: append the lines unless the file has the last one
+    local file="$1"; shift
+    grep -qxF "${@: -1}" "$ROOT$file" && return
+    printf '%s\n' "" "$@" >>"$ROOT$file"
+    say "added '${*: -1}' to $file"; CHANGED=1
+}
+add_line_once /etc/mosquitto/conf.d/rlsmon.conf "use_username_as_clientid true"
+add_line_once /etc/mosquitto/rlsmon.acl "pattern read rlsmon/v1/%u/receipt"
+add_line_once /etc/mosquitto/rlsmon.acl "user collector" "topic write rlsmon/v1/+/receipt"
 if [ ! -e "$ROOT$BROKER_PASSWORDS" ]; then
     mkdir -p "$(dirname "$ROOT$BROKER_PASSWORDS")"; : >"$ROOT$BROKER_PASSWORDS"; CHANGED=1
 fi

@@ -1,9 +1,12 @@
 """A real mosquitto on a loopback port, for tests and benchmarks.
 
 It runs the production config and ACL from firmware_config/, with only its paths and port changed
-(the demo does the same): TLS only, no anonymous clients, a password per device, and an ACL that lets
-each device write only under `rlsmon/v1/<its user>/`. Certificates come from trustme, passwords from
-`mosquitto_passwd`.
+(the demo does the same): TLS only, no anonymous clients, a password per device, client ids bound to
+usernames, and an ACL that lets each device write only under `rlsmon/v1/<its user>/` and read only its
+receipts. Certificates come from trustme, passwords from `mosquitto_passwd`.
+
+The one addition is a test-only read-only user, `observer`, for tests to watch the topics: since a
+client id is its username, a watcher logged in as the collector would disconnect the real collector.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from device.demo import accepts_tls, broker_config, mosquitto_binary
 
 REPO = Path(__file__).resolve().parents[1]
 COLLECTOR_USER = "collector"  # as in firmware_config/mosquitto.acl
+OBSERVER_USER = "observer"  # test-only: reads rlsmon/v1/#, writes nothing
 
 
 def free_port() -> int:
@@ -71,8 +75,11 @@ class Broker:
         self.password_file.touch(mode=0o600)
         self.acl_file = self.workdir / "acl"
         shutil.copy(REPO / "firmware_config" / "mosquitto.acl", self.acl_file)
+        with self.acl_file.open("a") as acl:
+            acl.write(f"\nuser {OBSERVER_USER}\ntopic read rlsmon/v1/#\n")
         self.log_file = self.workdir / "mosquitto.log"
         self._set_password(self.collector_user, self.collector_password)
+        self._set_password(OBSERVER_USER, secrets.token_urlsafe(16))
         (self.workdir / "mosquitto.conf").write_text(broker_config(
             (REPO / "firmware_config" / "mosquitto.conf").read_text(), port=self.port, tls_dir=tls_dir,
             mosquitto_dir=self.workdir, user=getpass.getuser()))
@@ -155,37 +162,23 @@ class Broker:
             c.disconnect()
             c.loop_stop()
 
-    def subscribe(self, topic: str, username: str | None = None, password: str | None = None,
-                  session: str | None = None) -> "Subscription":
-        """Subscribe (as the collector by default) and collect messages; returns once subscribed.
-
-        With `session` (a client id) the subscription is a persistent MQTT v5 session: closed, or
-        across a broker restart, the broker queues what arrives for it, and subscribing again with
-        the same `session` delivers that. A test that must not miss a message published while it
-        is away (a daemon reconnecting as soon as the broker is back) subscribes this way first.
-        """
-        return Subscription(self, topic, username or self.collector_user, password or self.collector_password,
-                            session)
+    def subscribe(self, topic: str, username: str = OBSERVER_USER, password: str | None = None) -> "Subscription":
+        """Subscribe (as the read-only observer by default) and collect messages; returns once
+        subscribed. One connection per username at a time: a second one takes over the first."""
+        return Subscription(self, topic, username, password or self.passwords[username])
 
 
 class Subscription:
     """A QoS 1 subscriber whose messages land in `messages`, a queue of (topic, payload bytes, retain)."""
 
-    def __init__(self, broker: Broker, topic: str, username: str, password: str, session: str | None = None) -> None:
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
+    def __init__(self, broker: Broker, topic: str, username: str, password: str) -> None:
         self.messages: queue.Queue = queue.Queue()
         subscribed = threading.Event()
-        self._client = broker.client(username, password, client_id=session or "")
+        self._client = broker.client(username, password)
         self._client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self._client.on_subscribe = lambda c, u, mid, rcs, p: subscribed.set()
         self._client.on_message = lambda c, u, m: self.messages.put((m.topic, m.payload, m.retain))
-        properties = None
-        if session:
-            properties = Properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = 3600
-        self._client.connect(broker.host, broker.port, clean_start=not session, properties=properties)
+        self._client.connect(broker.host, broker.port)
         self._client.loop_start()
         if not subscribed.wait(10):
             self.close()

@@ -137,6 +137,28 @@ def start_daemon(config: Path, recordings: list[Path], *, nights: int | None = 1
 
 
 @pytest.fixture
+def collector(mqtt_broker, tmp_path):
+    """The real collector on `mqtt_broker`, storing into tmp_path/server.db: it sends the receipts
+    the daemon waits for."""
+    from tests.server.conftest import RunningCollector
+
+    running = RunningCollector(mqtt_broker, tmp_path / "server.db").start()
+    yield running
+    running.stop()
+
+
+def collected(db_path: Path) -> list[dict]:
+    """The summaries the collector stored, by night."""
+    if not db_path.exists():
+        return []
+    conn = sqlite3.connect(db_path, timeout=5)
+    try:
+        return [json.loads(r[0]) for r in conn.execute("select summary_json from nights order by night")]
+    finally:
+        conn.close()
+
+
+@pytest.fixture
 def daemons():
     """Daemons started in a test; any still running at the end are killed."""
     runs: list[DaemonRun] = []

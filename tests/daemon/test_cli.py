@@ -75,9 +75,9 @@ def test_doctor_against_the_emulator_runs_every_check(mqtt_broker, tmp_path, nig
                          capture_output=True, text=True, timeout=60)
     lines = out.stdout.splitlines()
     names = [line.split()[1] for line in lines]
-    assert names == ["config", "i2c", "sensor", "int1", "clock", "broker", "disk"], out.stdout
+    assert names == ["config", "i2c", "sensor", "int1", "clock", "broker", "outbox", "disk"], out.stdout
     status = {line.split()[1]: line.split()[0] for line in lines}
-    for name in ("config", "i2c", "sensor", "int1", "broker", "disk"):
+    for name in ("config", "i2c", "sensor", "int1", "broker", "outbox", "disk"):
         assert status[name] == "PASS", out.stdout
     assert "LSM6DSOX" in out.stdout and password not in out.stdout
 
@@ -140,3 +140,24 @@ def test_bad_emulation_options_are_usage_errors(tmp_path, night_recording, args,
     out = subprocess.run([RLSMON_DEVICE, "run", "--config", str(write_config(tmp_path, None)), "--emulate", str(rec),
                           *args], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and expected in out.stderr
+
+
+def test_run_prunes_receipted_nights_past_the_retention_at_start(tmp_path, night_recording):
+    """The clock starts on 2026-03-01; with the default 30 days, a receipted night of 2026-01-01 goes
+    and one of 2026-02-20 stays. `--nights 0` exits once nothing waits for a receipt."""
+    from device.store import NightInfo, Store
+
+    rec, _ = night_recording
+    config = write_config(tmp_path, None)
+    store = Store(tmp_path / "data" / "night.db")
+    store.start()
+    for night in ("2026-01-01", "2026-02-20"):
+        store.open_night(NightInfo(night, f"{night}T22:00:00+01:00", f"{night}T22:20:00+01:00", "Europe/Berlin",
+                                   1200.0, True, "WASM2016"), "t0")
+        store.close_night(night, lambda stored, night=night: ("t", {"summary_id": f"id-{night}"}), "t1")
+        assert store.receipt(f"id-{night}", "t2") == night
+    store.close()
+    run = start_daemon(config, [rec], nights=0)
+    assert run.proc.wait(60) == 0, run.log()
+    assert run.query("select night from nights") == [("2026-02-20",)]
+    assert "pruned 1 receipted night(s) before 2026-01-30" in run.log()

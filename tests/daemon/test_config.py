@@ -55,6 +55,8 @@ BAD = [
     ('device_id = "a"\n[broker]\nport = "8883"', "broker.port", "an integer"),
     ('device_id = "a"\nbroker = 5', "broker", "table"),
     ('device_id = "a"\n[gpio]\nled_pin = 40', "gpio.led_pin", "0–27"),
+    ('device_id = "a"\n[store]\nretention_days = 0', "store.retention_days", "1–3650"),
+    ('device_id = "a"\n[store]\nretention_days = 7.5', "store.retention_days", "an integer"),
     ('device_id = "a"\n[gpio]\nbutton = 17', "gpio.button", "button_pin"),
     ('device_id = "a"\n[night\n', "-", "not valid TOML"),
 ]

@@ -1,31 +1,19 @@
-"""The real daemon plays emulated nights against a real mosquitto and a paho subscriber."""
+"""The real daemon plays emulated nights against a real mosquitto and the real collector, whose
+receipts it waits for; what counts is what the collector stored (a re-send may repeat a summary
+on the wire, never in the database)."""
 
 from __future__ import annotations
 
 import json
-import queue
 import random
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.daemon.conftest import NIGHT, SPEED, start_daemon, wait_for, write_config
+from tests.daemon.conftest import NIGHT, SPEED, collected, start_daemon, wait_for, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-
-
-def summaries(sub, expected: int, timeout_s: float = 60.0) -> list[dict]:
-    """The summaries the subscriber holds: waits up to `timeout_s` for each of the `expected` ones,
-    then takes any extra that is already on its way, so a test can tell one from two."""
-    out = []
-    try:
-        while True:
-            topic, payload, retain = sub.get(timeout_s if len(out) < expected else 1.0)
-            if topic.endswith("/summary"):
-                out.append(json.loads(payload))
-    except queue.Empty:
-        return out
 
 
 def validate(summary: dict) -> None:
@@ -35,18 +23,17 @@ def validate(summary: dict) -> None:
     NightSummary.model_validate_json(json.dumps(summary))
 
 
-def test_a_full_night_yields_exactly_one_summary(mqtt_broker, tmp_path, night_recording, daemons):
+def test_a_full_night_yields_exactly_one_summary(mqtt_broker, collector, tmp_path, night_recording, daemons):
     rec, truth = night_recording
     password = mqtt_broker.add_device("dev-a")
-    sub = mqtt_broker.subscribe("rlsmon/v1/dev-a/summary")
     run = start_daemon(write_config(tmp_path, mqtt_broker, password=password), [rec])
     daemons.append(run)
-    assert run.proc.wait(180) == 0, run.log()  # --nights 1: exits once the summary is acknowledged
-    got = summaries(sub, 1)
-    sub.close()
+    assert run.proc.wait(180) == 0, run.log()  # --nights 1: exits once the summary is receipted
+    got = collected(tmp_path / "server.db")
     assert len(got) == 1
     s = got[0]
     validate(s)
+    assert run.query("select summary_id from nights where receipted_at is not null") == [(s["summary_id"],)]
     assert s["device_id"] == "dev-a" and s["night"] == NIGHT
     assert s["window"]["timezone"] == "Europe/Berlin"
     assert s["sensor"]["chip"] == "LSM6DSOX" and s["clock_synced"] is True
@@ -59,11 +46,10 @@ def test_a_full_night_yields_exactly_one_summary(mqtt_broker, tmp_path, night_re
 
 
 def test_broker_down_through_two_nights_then_back(mqtt_broker, tmp_path, night_recording, daemons):
+    from tests.server.conftest import RunningCollector
+
     rec, _ = night_recording
     password = mqtt_broker.add_device("dev-a")
-    # The daemon publishes the moment it reconnects, so the subscriber's session must already exist
-    # then: a persistent session, made before the broker stops, queues the summaries for it.
-    mqtt_broker.subscribe("rlsmon/v1/dev-a/summary", session="night-test").close()
     mqtt_broker.stop()
     run = start_daemon(write_config(tmp_path, mqtt_broker, password=password), [rec, rec], nights=2)
     daemons.append(run)
@@ -71,10 +57,12 @@ def test_broker_down_through_two_nights_then_back(mqtt_broker, tmp_path, night_r
     wait_for(lambda: run.query("select count(*) from outbox") == [(2,)], 180, "two queued summaries", run.proc)
     assert run.proc.poll() is None
     mqtt_broker.start()
-    assert run.proc.wait(120) == 0, run.log()
-    sub = mqtt_broker.subscribe("rlsmon/v1/dev-a/summary", session="night-test")
-    got = summaries(sub, 2)
-    sub.close()
+    collector = RunningCollector(mqtt_broker, tmp_path / "server.db").start()
+    try:
+        assert run.proc.wait(120) == 0, run.log()
+    finally:
+        collector.stop()
+    got = collected(tmp_path / "server.db")
     assert [s["night"] for s in got] == ["2026-03-01", "2026-03-02"]
     assert len({s["summary_id"] for s in got}) == 2
 
@@ -97,12 +85,11 @@ def _reference_lm_onsets(rec: Path) -> list[float]:
     return [lm["onset_s"] for lm in score_night([movements], in_bed, [], float(end_s))["lm_events"]]
 
 
-def test_kill_9_at_random_moments_then_restart(mqtt_broker, tmp_path, night_recording, daemons):
+def test_kill_9_at_random_moments_then_restart(mqtt_broker, collector, tmp_path, night_recording, daemons):
     rec, _ = night_recording
     seed = random.randrange(10**6)
     rng = random.Random(seed)
     password = mqtt_broker.add_device("dev-a")
-    sub = mqtt_broker.subscribe("rlsmon/v1/dev-a/summary")
     config = write_config(tmp_path, mqtt_broker, password=password)
     origin = time.time()  # every restart continues the same clock timeline
     kills = []  # (stored end of the recording when killed, clock time of the kill, downtime)
@@ -128,8 +115,7 @@ def test_kill_9_at_random_moments_then_restart(mqtt_broker, tmp_path, night_reco
     last = start_daemon(config, [rec], origin=origin, log_name="daemon-last.log")
     daemons.append(last)
     assert last.proc.wait(180) == 0, last.log()
-    got = summaries(sub, 1)
-    sub.close()
+    got = collected(tmp_path / "server.db")
     assert len(got) == 1, f"seed {seed}"
     s = got[0]
     gaps = s["coverage"]["gaps"]
@@ -148,17 +134,16 @@ def test_kill_9_at_random_moments_then_restart(mqtt_broker, tmp_path, night_reco
         f"seed {seed}: reference {reference}, in gaps {in_gaps}, got {got_onsets}"
 
 
-def test_faults_during_the_night_are_survived_and_reported(mqtt_broker, tmp_path, night_recording, daemons):
+def test_faults_during_the_night_are_survived_and_reported(mqtt_broker, collector, tmp_path, night_recording,
+                                                           daemons):
     rec, _ = night_recording
     password = mqtt_broker.add_device("dev-a")
-    sub = mqtt_broker.subscribe("rlsmon/v1/dev-a/summary")
     # a glitchy wire throughout, the cable out for 10 minutes, and a brown-out reset
     run = start_daemon(write_config(tmp_path, mqtt_broker, password=password), [rec],
                        faults="eio=0.02,disconnect=200+600,reset=1000,seed=5")
     daemons.append(run)
     assert run.proc.wait(180) == 0, run.log()
-    got = summaries(sub, 1)
-    sub.close()
+    got = collected(tmp_path / "server.db")
     assert len(got) == 1
     s = got[0]
     gaps = s["coverage"]["gaps"]

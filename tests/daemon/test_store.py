@@ -77,10 +77,70 @@ def test_close_night_puts_summary_in_outbox_once(store):
     assert store.close_night(INFO.night, build, "t9") == "abc"
     assert store.close_night(INFO.night, build, "t9") is None
     assert store.is_closed(INFO.night)
-    row = store.outbox_next()
-    assert row.topic == "rlsmon/v1/d/summary" and '"n": 2' in row.payload
-    store.outbox_delete(row.id)
+    [waiting] = store.outbox_waiting()
+    row = store.outbox_row(waiting.id)
+    assert row.topic == "rlsmon/v1/d/summary" and '"n": 2' in row.payload and row.summary_id == "abc"
+    assert store.receipt("not-ours", "t10") is None  # a receipt for an unknown summary is ignored
+    assert store.outbox_count() == 1
+    assert store.receipt("abc", "t10") == INFO.night
     assert store.outbox_count() == 0
+    assert store.receipt("abc", "t11") is None  # a second receipt (for a re-send) changes nothing
+    assert store.call(lambda db: db["nights"].get(INFO.night)["receipted_at"]) == "t10"
+
+
+def test_closing_a_night_and_dropping_a_receipted_summary_commit_with_synchronous_full(store):
+    def synchronous(db):
+        return db.execute("PRAGMA synchronous").fetchone()[0]
+
+    assert store.call(synchronous) == 1  # NORMAL
+    assert store.call(synchronous, durable=True) == 2  # FULL, for that batch only
+    assert store.call(synchronous) == 1
+
+
+def _night(night: str) -> NightInfo:
+    return NightInfo(night, f"{night}T22:00:00+00:00", f"{night}T23:00:00+00:00", "UTC", 3600.0, True, "WASM2016")
+
+
+def test_prune_drops_only_receipted_nights_before_the_cutoff_with_their_events(store):
+    for night in ("2026-01-01", "2026-01-02", "2026-01-03", "2026-02-01"):
+        store.open_night(_night(night), "t0")
+        seg = store.begin_segment(night, 0.0)
+        store.save_progress(Progress(night, seg, 50.0, 1, [LegEvents(0, [LegMovement(10.0, 12.0)])]))
+        store.add_marker(night, 5.0)
+        store.close_night(night, lambda stored, night=night: ("t", {"summary_id": f"id-{night}"}), "t1")
+    for night in ("2026-01-01", "2026-01-03", "2026-02-01"):
+        store.receipt(f"id-{night}", "t2")
+    # 2026-01-02 has no receipt: kept however old; 2026-02-01 is receipted but recent
+    assert store.prune("2026-01-15") == ["2026-01-01", "2026-01-03"]
+    nights = store.call(lambda db: [r["night"] for r in db.query("select night from nights order by night")])
+    assert nights == ["2026-01-02", "2026-02-01"]
+    for table in ("segments", "movements", "markers"):
+        left = store.call(lambda db, t=table: sorted({r["night"] for r in db.query(f"select night from {t}")}))
+        assert left == ["2026-01-02", "2026-02-01"], table
+    assert store.outbox_count() == 1
+    assert store.prune("2026-01-15") == []
+
+
+def test_an_older_store_gets_summary_ids_on_its_waiting_summaries(tmp_path):
+    """A store written before receipts existed: its outbox rows get their night's summary_id."""
+    s = Store(tmp_path / "night.db")
+    s.start()
+    s.open_night(INFO, "t0")
+    s.close_night(INFO.night, lambda stored: ("t", {"summary_id": "abc"}), "t1")
+    s.close()
+    conn = sqlite3.connect(tmp_path / "night.db")
+    conn.execute("update outbox set summary_id = null")
+    conn.execute("delete from _sqlite_migrations where name = 'm003_receipts'")
+    conn.execute("drop index idx_outbox_summary_id")
+    conn.execute("alter table outbox drop column summary_id")
+    conn.execute("alter table nights drop column receipted_at")
+    conn.commit()
+    conn.close()
+    s = Store(tmp_path / "night.db")
+    s.start()
+    assert [w.summary_id for w in s.outbox_waiting()] == ["abc"]
+    assert s.receipt("abc", "t2") == INFO.night
+    s.close()
 
 
 def test_failed_summary_build_leaves_night_open_and_outbox_empty(store):

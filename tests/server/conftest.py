@@ -14,12 +14,11 @@ from server.config import MqttConfig
 class RunningCollector:
     """A real Collector on a real broker; `outcomes` receives (topic, Outcome) after each commit."""
 
-    def __init__(self, broker, db_path, client_id: str = "rlsmon-collector-test", validators: int = 0,
-                 **options) -> None:
+    def __init__(self, broker, db_path, validators: int = 0, **options) -> None:
         self.outcomes: queue.Queue = queue.Queue()
         config = MqttConfig(
             host=broker.host, port=broker.port, ca_file=str(broker.ca_file),
-            username=broker.collector_user, client_id=client_id, keepalive_s=10,
+            username=broker.collector_user, keepalive_s=10,
         )
         self.collector = Collector(
             db_path, config, broker.collector_password,
@@ -82,9 +81,9 @@ class Device:
 def start_collector(mqtt_broker, tmp_path):
     running: list[RunningCollector] = []
 
-    def start(client_id: str = "rlsmon-collector-test", validators: int = 0, **options) -> RunningCollector:
+    def start(validators: int = 0, **options) -> RunningCollector:
         """Start a collector; `options` go to `Collector` (inbox_bytes, limits)."""
-        c = RunningCollector(mqtt_broker, tmp_path / "server.db", client_id, validators, **options).start()
+        c = RunningCollector(mqtt_broker, tmp_path / "server.db", validators, **options).start()
         running.append(c)
         return c
 

@@ -83,9 +83,23 @@ def test_ensure_acl_creates_the_template_and_adds_the_pattern_once(tmp_path):
     assert provision.ensure_acl(acl, "collector")
     assert acl.read_text() == provision.ACL_TEMPLATE.format(collector="collector")
     assert not provision.ensure_acl(acl, "collector")
-    acl.write_text("user collector\ntopic read rlsmon/v1/#\n")
+    acl.write_text("user collector\ntopic read rlsmon/v1/#\n")  # an ACL from before receipts
     assert provision.ensure_acl(acl, "collector")
-    assert acl.read_text().count(provision.DEVICE_PATTERN) == 1
+    text = acl.read_text()
+    for line in (provision.DEVICE_PATTERN, provision.RECEIPT_PATTERN, provision.COLLECTOR_RECEIPTS):
+        assert text.count(line) == 1
+    assert text.rstrip().endswith(f"user collector\n{provision.COLLECTOR_RECEIPTS}")
+    assert not provision.ensure_acl(acl, "collector")
+
+
+def test_the_example_acl_is_what_ensure_acl_requires():
+    lines = {line.strip() for line in (FIRMWARE / "mosquitto.acl").read_text().splitlines()}
+    assert {provision.DEVICE_PATTERN, provision.RECEIPT_PATTERN, provision.COLLECTOR_RECEIPTS} <= lines
+
+
+def test_no_device_may_take_the_collectors_name(server_toml):
+    result = CliRunner().invoke(cli, ["add-device", "--config", str(server_toml), "collector"])
+    assert result.exit_code == 1 and "collector's broker username" in result.output
 
 
 def test_broker_config_starts_real_mosquitto_with_tls_and_passwords(mqtt_broker):
