@@ -1,7 +1,7 @@
 """The dashboard's HTML pages and forms, and the file exports.
 
 Handlers are plain ``def``: FastAPI runs them on worker threads, so SQLite reads and chart
-rendering never block the event loop.
+writing never block the event loop.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import math
 import secrets
 from datetime import date, datetime, timedelta, tzinfo
@@ -18,22 +17,19 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from starlette.background import BackgroundTask
 from sqlite_utils import Database
 
-from server.db import assign_device, open_db
+from server.db import assign_device
 from server.model import DEVICE_ID_PATTERN
 from server.web import auth, charts, edf, queries
 from server.web.access import allow, public
 from server.web.auth import ADMIN, CLINICIAN
-from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, WebState, audit,
+from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, audit,
                              attachment, client_address, cookie_secure, get_db, render, safe_next,
                              state)
-from server.web.svg_cache import SvgCache
-from server.web.trend import load_trend, trend_key
+from server.web.trend import load_trend
 
 router = APIRouter(include_in_schema=False)
-log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 DeviceId = Path(pattern=DEVICE_ID_PATTERN, max_length=63)
 
@@ -202,29 +198,6 @@ def _night_or_404(request: Request, db: Database, device_id: str, night: date,
     return found
 
 
-def _night_charts(cache: SvgCache, found: dict[str, Any]) -> dict[str, str]:
-    return cache.get(("night", found["summary_id"]),  # type: ignore[return-value]
-                     lambda: charts.night_charts(found["summary"]))
-
-
-def prefetch_night(web: WebState, device_id: str, night: str | None) -> None:
-    """Render a night's charts into the cache before anyone asks (run after a response is sent):
-    the night a clinician is likely to open next. Nights are immutable until replaced, so the
-    work is never wasted."""
-    if night is None:
-        return
-    try:
-        db = open_db(web.db_path)
-        try:
-            found = queries.night_summary(db, device_id, night)
-        finally:
-            db.conn.close()
-        if found is not None and not web.svg_cache.cached(("night", found["summary_id"])):
-            _night_charts(web.svg_cache, found)
-    except Exception as e:  # optional work: the page itself will render (or report) the night
-        log.warning("preparing the charts of a night failed: %s", type(e).__name__)
-
-
 @router.get("/devices/{device_id}/nights/{night}", response_class=HTMLResponse)
 @allow(CLINICIAN)
 def night_page(request: Request, night: date, device_id: str = DeviceId,
@@ -237,17 +210,13 @@ def night_page(request: Request, night: date, device_id: str = DeviceId,
     start = charts.recording_start(summary)
     lms = [dict(lm, clock=(start + timedelta(seconds=lm["onset_s"])).strftime("%H:%M:%S")
                 if start else None) for lm in summary["lm_events"]]
-    drawn_ahead = state(request).svg_cache.cached(("night", found["summary_id"]))
-    response = render(request, "night.html", {
+    return render(request, "night.html", {
         "device_id": device_id, "night": night, "s": summary, "found": found, "lms": lms,
-        "charts": _night_charts(state(request).svg_cache, found), "caveats": caveats,
+        "charts": charts.night_charts(summary), "caveats": caveats,
         "recording_start": start, "previous": previous, "next": following,
         "coverage": (summary["coverage"]["recorded_s"] / summary["duration_s"]
                      if summary["duration_s"] else None),
-    }, background=BackgroundTask(prefetch_night, state(request), device_id, previous))
-    # For operators and the latency benchmark: were the charts ready, or drawn for this request?
-    response.headers["X-Chart-Cache"] = "hit" if drawn_ahead else "miss"
-    return response
+    })
 
 
 @router.get("/devices/{device_id}/nights/{night}/annotations.edf")
@@ -298,8 +267,7 @@ def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
     """A patient's trend: PLMI per night, 7-night rolling mean and spread, treatment notes."""
     found = _patient_or_404(request, db, patient_id, "patient.view")
     nights, notes, chart_args = load_trend(db, patient_id)
-    svg = state(request).svg_cache.get(trend_key(patient_id, chart_args),
-                                       lambda: charts.trend_svg(*chart_args))
+    svg = charts.trend_svg(*chart_args)
     recent = nights[-7:]
     return render(request, "trend.html", {
         "patient": found, "nights": list(reversed(nights)), "notes": notes, "chart": svg,
@@ -307,8 +275,7 @@ def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
         "recent_range": ((min(n["plm_index"] for n in recent), max(n["plm_index"] for n in recent))
                          if recent else None),
         "recent_count": len(recent), "today": state(request).today(),
-    }, background=BackgroundTask(prefetch_night, state(request), nights[-1]["device_id"],
-                                 nights[-1]["night"]) if nights else None)
+    })
 
 
 @router.post("/patients/{patient_id}/notes")
