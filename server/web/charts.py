@@ -131,12 +131,12 @@ def count_ticks(highest: float, most: int = 5) -> list[int]:
 
 def _legend(x_right: float, y: float, entries: Sequence[tuple[str, str]]) -> list[str]:
     """Swatches and names in a row ending at ``x_right``."""
-    out, x = [], x_right
-    for name, colour in reversed(entries):
-        x -= len(name) * FONT_PX * 0.62 + 18
-        out.append(_text(x + 16, y + 4, name, cls="legend"))
+    out: list[str] = []
+    x = x_right - sum(len(name) * FONT_PX * 0.62 + 40 for name, _ in entries) + 22
+    for name, colour in entries:
         out.append(f'<rect x="{_n(x)}" y="{_n(y - 5)}" width="11" height="10" fill="{colour}"/>')
-        x -= 22
+        out.append(_text(x + 16, y + 4, name, cls="legend"))
+        x += len(name) * FONT_PX * 0.62 + 40
     return out
 
 
