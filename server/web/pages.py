@@ -17,6 +17,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 from sqlite_utils import Database
 
 from server.db import assign_device
@@ -55,7 +56,8 @@ def install_filters(templates: Jinja2Templates, clinic_tz: tzinfo | None) -> Non
     def localtime(iso: str | None) -> str:
         if not iso:
             return "never"
-        return datetime.fromisoformat(iso).astimezone(clinic_tz).strftime("%d %b %Y %H:%M")
+        # With the zone's abbreviation (CET, UTC): a tablet may be in another zone than the server.
+        return datetime.fromisoformat(iso).astimezone(clinic_tz).strftime("%d %b %Y %H:%M %Z")
 
     def duration(seconds: float | None) -> str:
         if seconds is None:
@@ -64,12 +66,31 @@ def install_filters(templates: Jinja2Templates, clinic_tz: tzinfo | None) -> Non
         return f"{minutes // 60} h {minutes % 60:02d} min"
 
     def percent(fraction: float | None) -> str:
-        return "–" if fraction is None else f"{100 * fraction:.0f} %"
+        # A whole percent, but never "100 %" while anything is missing: then 99.9 %, so that
+        # the coverage agrees with the gaps shown beside it.
+        if fraction is None:
+            return "–"
+        shown = f"{100 * fraction:.0f}"
+        if shown == "100" and fraction < 1:
+            shown = f"{min(99.9, math.floor(1000 * fraction) / 10):.1f}"
+        return f"{shown} %"
+
+    def span(seconds: float) -> str:
+        if seconds < 60:
+            return f"{seconds:.0f} s"
+        minutes = int(round(seconds / 60))
+        return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+    def inline_code(text: str | None) -> Markup:
+        # The API's descriptions mark code with backticks, as Markdown does.
+        parts = str(escape(text or "")).split("`")
+        return Markup("".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts)))
 
     def number(value: float | None, digits: int = 1) -> str:
         return "–" if value is None else f"{value:.{digits}f}"
 
-    env.filters.update(localtime=localtime, duration=duration, percent=percent, number=number)
+    env.filters.update(localtime=localtime, duration=duration, percent=percent, number=number,
+                       span=span, inline_code=inline_code)
 
 
 def _principal(request: Request) -> Principal:
@@ -83,11 +104,11 @@ def _now_iso(request: Request) -> str:
 # ---- login --------------------------------------------------------------------------------------
 
 def _login_page(request: Request, error: str | None = None, status: int = 200,
-                next_path: str = "/") -> Response:
+                next_path: str = "/", username: str = "") -> Response:
     token = secrets.token_urlsafe(32)
     response = render(request, "login.html", {"csrf_token": token, "error": error,
-                                               "next": safe_next(next_path), "principal": None},
-                       status)
+                                               "next": safe_next(next_path), "principal": None,
+                                               "username": username}, status)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login",
                         secure=cookie_secure(request))
     return response
@@ -119,12 +140,12 @@ def login_submit(request: Request, username: str = Form(max_length=200),
         # Not audited: refused attempts cost an attacker nothing, so each one must cost the
         # database nothing either. The failures that led here are in the trail.
         response = _login_page(request, f"Too many failed attempts. Try again in "
-                                        f"{result.retry_after_s} s.", 429, next)
+                                        f"{result.retry_after_s} s.", 429, next, username)
         response.headers["Retry-After"] = str(result.retry_after_s)
         return response
     if result.token is None:
         audit(request, db, "login.failure", target_kind="user", target=result.account)
-        return _login_page(request, "Wrong username or password.", 401, next)
+        return _login_page(request, "Wrong username or password.", 401, next, username)
     request.state.principal = Principal(result.account or "", result.role or "")
     audit(request, db, "login.success", target_kind="user", target=result.account)
     target = safe_next(next)
@@ -216,6 +237,7 @@ def night_page(request: Request, night: date, device_id: str = DeviceId,
         "recording_start": start, "previous": previous, "next": following,
         "coverage": (summary["coverage"]["recorded_s"] / summary["duration_s"]
                      if summary["duration_s"] else None),
+        "gaps_s": sum(g["end_s"] - g["start_s"] for g in summary["coverage"]["gaps"]),
     })
 
 
@@ -297,10 +319,13 @@ def add_note(request: Request, patient_id: int = Path(ge=1, le=2**62),
 
 
 def _csv(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Response:
+    """Rows as CSV; yes/no columns as 1/0 in every export (docs/dashboard.md), as SQLite stores
+    them and as a spreadsheet sums them."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: int(v) if isinstance(v, bool) else v for k, v in row.items()}
+                     for row in rows)
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
                     headers=attachment(filename))
 
