@@ -143,3 +143,13 @@ def test_a_trend_draws_notes_as_text_and_the_15_per_hour_line():
     assert len(_all(root, "threshold")) == 1 and _texts(root, "threshold-label") == ["15/h"]
     assert len(_texts(root, "xtick")) <= 10
     assert _parse(charts.trend_svg([], [])).find(".//s:text", NS).text == "no nights yet"
+
+
+def test_the_dashboard_runs_without_a_plotting_library():
+    # matplotlib is only for `rlsmon-device analyze --plot` (the "plot" extra), not the server's.
+    import subprocess
+    import sys
+
+    code = "import sys, server.cli, server.web.app; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
