@@ -157,6 +157,10 @@ def test_staff_log_in_and_read_patients_night_and_trend(server, browser, tmp_pat
     assert trend.locator("text.legend").all_text_contents() == [
         "PLM index (night)", "7-night mean", "7-night range"]
     assert all(":" not in t for t in trend.locator("text.xtick").all_text_contents())
+    # The y label is drawn whole, inside the chart.
+    label, chart = trend.locator("text.ylabel").bounding_box(), trend.bounding_box()
+    assert label["x"] >= chart["x"] and label["y"] >= chart["y"]
+    assert label["y"] + label["height"] <= chart["y"] + chart["height"]
     assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
     page.screenshot(path=str(shots / f"trend-{name}.png"), full_page=True)
 
