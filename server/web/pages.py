@@ -28,7 +28,7 @@ from server.web.auth import ADMIN, CLINICIAN
 from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, audit,
                              attachment, client_address, cookie_secure, get_db, render, safe_next,
                              state)
-from server.web.trend import load_trend
+from server.web.trend import INSUFFICIENT, load_trend
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 100
@@ -290,7 +290,9 @@ def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
     found = _patient_or_404(request, db, patient_id, "patient.view")
     nights, notes, chart_args = load_trend(db, patient_id)
     svg = charts.trend_svg(*chart_args)
-    recent = nights[-7:]
+    # The summary's last nights are those with an index: as on the chart, a night with too
+    # little time in bed counts for nothing.
+    recent = [n for n in nights if n["severity"] != INSUFFICIENT][-7:]
     return render(request, "trend.html", {
         "patient": found, "nights": list(reversed(nights)), "notes": notes, "chart": svg,
         "recent_mean": (sum(n["plm_index"] for n in recent) / len(recent)) if recent else None,

@@ -190,6 +190,15 @@ def test_a_night_with_insufficient_data_shows_no_index_and_stays_off_the_trend(s
     assert "insufficient data" in row and "&gt; 15/h" not in row
     trend = staff.get(f"/patients/{pid}").text
     assert "insufficient data" in trend
+    # The summary's last 7 nights are the 7 scored ones before it, not the 0.0 of this one.
+    from server.web import queries
+
+    db = open_db(seeded.path)
+    scored = [n["plm_index"] for n in queries.patient_nights(db, pid)
+              if n["severity"] != "insufficient_data"][-7:]
+    db.conn.close()
+    assert f"last 7 nights: mean PLM index <strong>{sum(scored) / 7:.1f}</strong>/h" in trend
+    assert f"range {min(scored):.1f}\u2013{max(scored):.1f}" in trend and min(scored) > 0
     # The chart draws the 30 nights before it, not this one: it has no index worth a point.
     from server.web.trend import load_trend
 
