@@ -179,7 +179,7 @@ def night_timeline_svg(
     patient's button). The axis spans at least 10 minutes, so a short night still has a scale.
     """
     hours = max(duration_s, 600.0) / 3600.0
-    f = _Frame(left=62, top=26, right=885, bottom=262, x0=0, x1=hours, y0=0, y1=STEM_TOP_S * 1.15)
+    f = _Frame(left=62, top=26, right=868, bottom=262, x0=0, x1=hours, y0=0, y1=STEM_TOP_S * 1.15)
     body = [f'<defs><pattern id="gap-hatch" width="6" height="6" patternUnits="userSpaceOnUse"'
             f' patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" stroke="{GAP_COLOUR}"'
             f' stroke-width="2"/></pattern></defs>']

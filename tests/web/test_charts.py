@@ -70,7 +70,7 @@ def test_a_series_is_shaded_from_its_first_onset_to_its_last_offset():
     root = _parse(charts.night_timeline_svg(lms, [], [], [], 3600.0))
     (shade,) = _all(root, "series")
     x0, width = float(shade.attrib["x"]), float(shade.attrib["width"])
-    frame_px = (885 - 62) / 1.0  # the plot's width in px for one hour
+    frame_px = (868 - 62) / 1.0  # the plot's width in px for one hour
     assert abs(x0 - (62 + 100 / 3600 * frame_px)) < 0.2
     assert abs(width - (62 / 3600 * frame_px)) < 0.2  # 100 s → 162 s
     assert _texts(root, "xtick")[:2] == ["0 min", "10 min"]  # no clock: minutes from the start
