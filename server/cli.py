@@ -145,7 +145,7 @@ def web(config_path: str, host: str | None, port: int | None, secure_cookies: st
     w = config.web
     policy = auth.LoginPolicy(session_ttl=timedelta(hours=w.session_hours),
                               token_ttl=timedelta(days=w.token_days))
-    app = create_app(config.database.path, policy=policy, warm_charts=True,
+    app = create_app(config.database.path, policy=policy,
                      secure_cookies={"auto": None, "always": True, "never": False}[secure_cookies])
     # proxy_headers: behind the clinic's TLS proxy, the scheme (and so the Secure flag) is https.
     # The app keeps its own access log (server.web.access), without query strings: uvicorn's would

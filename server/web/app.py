@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
-from contextlib import asynccontextmanager
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import Callable
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -29,7 +28,6 @@ from server.web import admin, api, auth, pages
 from server.web.access import PUBLIC, allowed_roles
 from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, WebState,
                              client_address, get_db, state)
-from server.web.warmer import ChartWarmer
 
 HERE = Path(__file__).parent
 access_log = logging.getLogger("server.web.access")
@@ -100,33 +98,18 @@ def create_app(
     clinic_tz: tzinfo | None = None,
     policy: auth.LoginPolicy | None = None,
     secure_cookies: bool | None = None,
-    warm_charts: bool = False,
 ) -> FastAPI:
     """The dashboard as an ASGI app reading (and migrating) the database at ``db_path``.
 
     ``now`` is the clock (UTC-aware); ``clinic_tz`` the zone of the clinic's calendar (default:
     the machine's); ``secure_cookies`` True/False forces the cookies' Secure flag, None sets it
     when the request came over HTTPS (behind a TLS proxy, run uvicorn with proxy headers).
-    ``warm_charts`` draws new nights' charts ahead of time in a worker process (server/web/warmer.py).
     """
     open_db(db_path).conn.close()  # create and migrate before the first request
     templates = Jinja2Templates(directory=HERE / "templates")
     pages.install_filters(templates, clinic_tz)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not warm_charts:
-            yield
-            return
-        warmer = ChartWarmer(app.state.web)
-        warmer.start()
-        try:
-            yield
-        finally:
-            warmer.stop()
-
     app = FastAPI(
-        lifespan=lifespan,
         title="rlsmon clinic API",
         version=__version__,
         description=("Nights of leg-movement monitoring, per device and per patient pseudonym. "

@@ -1,30 +1,23 @@
-"""Charts for the dashboard: plain data in, an inline SVG string out.
+"""Charts for the dashboard: plain data in, an inline SVG string out, written directly.
 
-Each function draws on its own matplotlib ``Figure`` (never pyplot), so requests on different
-threads share no global figure state. Text stays text in the SVG (``svg.fonttype: none``): the
-files are small, sharp at any zoom on a tablet, and readable by the browser tests.
+Written as SVG text rather than drawn with a plotting library: a night's three charts cost about a
+millisecond of CPU instead of ~150 ms (benchmarks/page_latency.py), so any night, old or new, is
+cheap on first view with no cache and nothing drawn ahead; the pages need no JavaScript (the CSP
+stays script-free) and text stays text, sharp on a tablet and readable by the browser tests.
+
+Each mark carries a class (``lm``, ``plm``, ``series``, ``in-bed``, ``gap``, ``marker``, ``bound``,
+``night``, ``mean``, ``range``, ``note``, ``threshold``, ``xtick``, ``ytick``) so that tests read
+what a chart shows from the SVG itself.
 """
 
 from __future__ import annotations
 
-import functools
-import io
-import json
-import re
-import threading
-from math import nan
+import math
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Callable, ParamSpec, Sequence
+from html import escape
+from typing import Iterable, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-import matplotlib
-
-matplotlib.use("Agg")
-
-from matplotlib.collections import PolyCollection  # noqa: E402
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402  (after choosing the backend)
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator  # noqa: E402
 
 # A calm palette: muted slate for ordinary LMs, a warm amber for periodic ones.
 INK = "#33415c"
@@ -43,85 +36,134 @@ IMI_MIN_S = 10.0
 IMI_MAX_S = 90.0
 # Clinically significant in adults: PLMI > 15 /h (WASM 2016; docs/architecture.md "Indices and flags").
 PLMI_SIGNIFICANT = 15.0
-
-P = ParamSpec("P")
-
-_RC = {
-    "svg.fonttype": "none",
-    "svg.hashsalt": "rlsmon",
-    "font.family": "DejaVu Sans",
-    "font.size": 10,
-    "axes.edgecolor": MUTED,
-    "axes.labelcolor": INK,
-    "xtick.color": INK,
-    "ytick.color": INK,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-}
-
-_SVG_START = re.compile(r"^.*?(<svg\b)", re.S)
-_SIZE_ATTRS = re.compile(r'\s(width|height)="[^"]*"')
+# The timeline's stems stop at 12 s: a long LM (> 10 s is not a CLM, WASM 2016) still shows as long.
+STEM_TOP_S = 12.0
+FONT_PX = 13
 
 
-# rc_context swaps matplotlib's global rcParams, so two charts must never render at once.
-_RENDER_LOCK = threading.Lock()
+@dataclass(frozen=True)
+class _Frame:
+    """The plot area in SVG pixels and the data ranges it maps."""
+
+    left: float
+    top: float
+    right: float
+    bottom: float
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+
+    def x(self, value: float) -> float:
+        """The pixel column of data ``value``."""
+        return self.left + (value - self.x0) / ((self.x1 - self.x0) or 1.0) * (self.right - self.left)
+
+    def y(self, value: float) -> float:
+        """The pixel row of data ``value``."""
+        return self.bottom - (value - self.y0) / ((self.y1 - self.y0) or 1.0) * (self.bottom - self.top)
 
 
-def _serialised(chart: Callable[P, str]) -> Callable[P, str]:
-    @functools.wraps(chart)
-    def render(*args: P.args, **kwargs: P.kwargs) -> str:
-        with _RENDER_LOCK:
-            return chart(*args, **kwargs)
-
-    return render
+def _n(value: float) -> str:
+    return f"{value:.1f}"
 
 
-def _figure(width_in: float, height_in: float, margins: dict[str, float]) -> tuple[Figure, Any]:
-    # Fixed margins rather than a constrained layout: that costs extra draw passes per chart.
-    fig = Figure(figsize=(width_in, height_in))
-    fig.subplots_adjust(**margins)
-    ax = fig.add_subplot()
-    return fig, ax
+def _text(x: float, y: float, text: str, *, cls: str = "", anchor: str = "start",
+          colour: str = INK, size: int = FONT_PX, extra: str = "") -> str:
+    klass = f' class="{cls}"' if cls else ""
+    return (f'<text{klass} x="{_n(x)}" y="{_n(y)}" text-anchor="{anchor}" fill="{colour}"'
+            f' font-size="{size}"{extra}>{escape(text)}</text>')
 
 
-_WIDE = {"left": 0.065, "right": 0.975, "bottom": 0.12, "top": 0.9}
-_SMALL = {"left": 0.12, "right": 0.97, "bottom": 0.17, "top": 0.9}
+def _rect(f: _Frame, x0: float, x1: float, cls: str, fill: str, y0: float | None = None,
+          y1: float | None = None, extra: str = "") -> str:
+    top = f.top if y1 is None else f.y(y1)
+    bottom = f.bottom if y0 is None else f.y(y0)
+    return (f'<rect class="{cls}" x="{_n(f.x(x0))}" y="{_n(top)}"'
+            f' width="{_n(max(f.x(x1) - f.x(x0), 0.5))}" height="{_n(bottom - top)}"'
+            f' fill="{fill}"{extra}/>')
 
 
-def _to_svg(fig: Figure, title: str) -> str:
-    """Render ``fig`` as inline SVG that scales with its container, with an accessible title."""
-    buf = io.StringIO()
-    with matplotlib.rc_context(_RC):
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
-    svg = _SVG_START.sub(r"\1", buf.getvalue(), count=1)
-    head, rest = svg.split(">", 1)
-    head = _SIZE_ATTRS.sub("", head)
-    safe_title = title.replace("&", "&amp;").replace("<", "&lt;")
-    return f'{head} role="img" aria-label="{safe_title}"><title>{safe_title}</title>{rest}'
+def _vline(f: _Frame, x: float, cls: str, colour: str, dash: str = "", width: float = 1.2) -> str:
+    dashes = f' stroke-dasharray="{dash}"' if dash else ""
+    return (f'<line class="{cls}" x1="{_n(f.x(x))}" x2="{_n(f.x(x))}" y1="{_n(f.top)}"'
+            f' y2="{_n(f.bottom)}" stroke="{colour}" stroke-width="{width}"{dashes}/>')
 
 
-def _clock_formatter(recording_start: datetime | None) -> FuncFormatter:
-    """Hours since t = 0 on the axis, labelled with the wall clock when it is known."""
+def _axes(f: _Frame, xticks: Iterable[tuple[float, str]], yticks: Iterable[tuple[float, str]],
+          xlabel: str, ylabel: str) -> list[str]:
+    """The left and bottom axes with their ticks and labels."""
+    out = [f'<path d="M{_n(f.left)},{_n(f.top)} V{_n(f.bottom)} H{_n(f.right)}" fill="none"'
+           f' stroke="{MUTED}"/>']
+    for value, label in xticks:
+        x = f.x(value)
+        out.append(f'<path d="M{_n(x)},{_n(f.bottom)} v4" stroke="{MUTED}"/>')
+        out.append(_text(x, f.bottom + 18, label, cls="xtick", anchor="middle"))
+    for value, label in yticks:
+        y = f.y(value)
+        out.append(f'<path d="M{_n(f.left)},{_n(y)} h-4" stroke="{MUTED}"/>')
+        out.append(_text(f.left - 7, y + 4, label, cls="ytick", anchor="end"))
+    if xlabel:
+        out.append(_text((f.left + f.right) / 2, f.bottom + 38, xlabel, cls="xlabel",
+                         anchor="middle"))
+    mid = (f.top + f.bottom) / 2
+    out.append(_text(16, mid, ylabel, cls="ylabel", anchor="middle",
+                     extra=f' transform="rotate(-90 16 {_n(mid)})"'))
+    return out
 
-    def label(hours: float, _pos: int) -> str:
-        if recording_start is None:
-            return f"{hours:g} h"
-        return (recording_start + timedelta(hours=hours)).strftime("%H:%M")
 
-    return FuncFormatter(label)
+def _svg(width: int, height: int, title: str, body: Iterable[str]) -> str:
+    """An SVG that scales with its container (a viewBox, no width or height), with a title."""
+    safe = escape(title)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}"'
+            f' role="img" aria-label="{safe}" font-family="DejaVu Sans, sans-serif">'
+            f'<title>{safe}</title>{"".join(body)}</svg>')
 
 
-def _hour_ticks(hours: float, recording_start: datetime | None) -> list[float]:
-    """Tick positions (hours since t = 0) on whole clock hours, or whole hours from the start."""
-    first = 0.0
+def count_ticks(highest: float, most: int = 5) -> list[int]:
+    """Whole-number ticks from 0 up to or just above ``highest`` (at least 1), 1-2-5 steps,
+    at most about ``most`` of them: never a negative or fractional count."""
+    highest = max(highest, 1.0)
+    raw = highest / (most - 1)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = max(1, int(next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)))
+    return list(range(0, step * math.ceil(highest / step) + 1, step))
+
+
+def _legend(x_right: float, y: float, entries: Sequence[tuple[str, str]]) -> list[str]:
+    """Swatches and names in a row ending at ``x_right``."""
+    out: list[str] = []
+    x = x_right - sum(len(name) * FONT_PX * 0.62 + 40 for name, _ in entries) + 22
+    for name, colour in entries:
+        out.append(f'<rect x="{_n(x)}" y="{_n(y - 5)}" width="11" height="10" fill="{colour}"/>')
+        out.append(_text(x + 16, y + 4, name, cls="legend"))
+        x += len(name) * FONT_PX * 0.62 + 40
+    return out
+
+
+# ---- a night ------------------------------------------------------------------------------------
+
+def time_ticks(hours: float, recording_start: datetime | None) -> list[tuple[float, str]]:
+    """Ticks (hours since t = 0, label) every 5 min to 3 h, whichever gives 3–10 of them, on
+    whole clock multiples of that step ("23:00", "00:00"), or from the start without a clock."""
+    span_min = hours * 60
+    step_min = next((s for s in (5, 10, 15, 30, 60, 120, 180) if span_min / s <= 9), 180)
+    offset_min = 0.0
     if recording_start is not None:
-        past = recording_start.minute / 60 + recording_start.second / 3600
-        first = (1.0 - past) % 1.0
-    step = 1 if hours <= 14 else 2
-    return [first + k for k in range(0, int(hours - first) + 1, step)]
+        into_day = recording_start.hour * 60 + recording_start.minute + recording_start.second / 60
+        offset_min = (-into_day) % step_min
+    out = []
+    k = 0
+    while offset_min + k * step_min <= span_min + 1e-9:
+        minutes = offset_min + k * step_min
+        if recording_start is None:
+            label = f"{minutes / 60:g} h" if step_min >= 60 else f"{minutes:g} min"
+        else:
+            label = (recording_start + timedelta(minutes=minutes)).strftime("%H:%M")
+        out.append((minutes / 60, label))
+        k += 1
+    return out
 
 
-@_serialised
 def night_timeline_svg(
     lm_events: Sequence[dict],
     in_bed: Sequence[dict],
@@ -133,100 +175,99 @@ def night_timeline_svg(
     """The night on one axis: each LM as a stem as tall as it lasted, PLMs and their series in amber.
 
     ``lm_events`` are summary LMs (``onset_s``, ``duration_s``, ``periodic``, ``series``);
-    ``in_bed`` and ``gaps`` are ``{start_s, end_s}``; ``markers`` are ``{t_s, kind}``.
+    ``in_bed`` and ``gaps`` are ``{start_s, end_s}``; ``markers`` are ``{t_s, kind}`` (the
+    patient's button). The axis spans at least 10 minutes, so a short night still has a scale.
     """
-    with matplotlib.rc_context(_RC):
-        fig, ax = _figure(9, 3.0, {**_WIDE, "top": 0.93})
-        hours = max(duration_s, 1.0) / 3600.0
-        top_s = 12.0
-        top = top_s * 1.15
-
-        def bars(spans: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-            return [(a / 3600, (b - a) / 3600) for a, b in spans]
-
-        # Spans as one broken_barh collection each (one SVG element set, not one patch per span).
-        bed = bars([(s["start_s"], s["end_s"]) for s in in_bed])
-        ax.broken_barh(bed, (0, top), facecolors=IN_BED_FILL, alpha=0.45, lw=0)
-        ax.broken_barh(bed, (0, top * 0.025), facecolors=MEAN_COLOUR, alpha=0.4, lw=0)
-        ax.broken_barh(bars([(g["start_s"], g["end_s"]) for g in gaps]), (0, top),
-                       facecolors="none", edgecolors=GAP_COLOUR, hatch="///", lw=0)
-        series: dict[int, list[float]] = {}
-        for lm in lm_events:
-            if lm.get("periodic") and lm.get("series") is not None:
-                series.setdefault(int(lm["series"]), []).append(lm["onset_s"])
-                series[int(lm["series"])].append(lm["onset_s"] + lm["duration_s"])
-        ax.broken_barh(bars([(min(t), max(t)) for t in series.values()]), (0, top),
-                       facecolors=SERIES_FILL, alpha=0.8, lw=0)
-        plain = [lm for lm in lm_events if not lm.get("periodic")]
-        periodic = [lm for lm in lm_events if lm.get("periodic")]
-        for group, colour, label in ((plain, LM_COLOUR, "LM"), (periodic, PLM_COLOUR, "PLM")):
-            if group:
-                ax.vlines([lm["onset_s"] / 3600 for lm in group], 0,
-                          [min(lm["duration_s"], top_s) for lm in group],
-                          colors=colour, lw=1.1, label=label)
-        for marker in markers:
-            x = marker["t_s"] / 3600
-            ax.axvline(x, color=INK, ls="--", lw=1)
-            # Label on the inner side of the line, so it stays inside the plot at either edge.
-            inner = "left" if x < hours / 2 else "right"
-            ax.text(x, top_s * 1.04, f" {marker['kind'].replace('_', ' ')} ", color=INK,
-                    fontsize=9, ha=inner, va="bottom")
-        ax.set_xlim(0, hours)
-        ax.set_ylim(0, top)
-        ax.set_ylabel("LM duration (s)")
-        ax.yaxis.set_major_locator(FixedLocator([0, 5, 10]))
-        ax.xaxis.set_major_locator(FixedLocator(_hour_ticks(hours, recording_start)))
-        ax.xaxis.set_major_formatter(_clock_formatter(recording_start))
-        return _to_svg(fig, "Timeline of leg movements; periodic ones highlighted")
+    hours = max(duration_s, 600.0) / 3600.0
+    f = _Frame(left=62, top=26, right=868, bottom=262, x0=0, x1=hours, y0=0, y1=STEM_TOP_S * 1.15)
+    body = [f'<defs><pattern id="gap-hatch" width="6" height="6" patternUnits="userSpaceOnUse"'
+            f' patternTransform="rotate(45)"><line x1="0" y1="0" x2="0" y2="6" stroke="{GAP_COLOUR}"'
+            f' stroke-width="2"/></pattern></defs>']
+    for span in in_bed:
+        a, b = span["start_s"] / 3600, span["end_s"] / 3600
+        body.append(_rect(f, a, b, "in-bed", IN_BED_FILL, extra=' fill-opacity="0.45"'))
+        body.append(_rect(f, a, b, "in-bed-bar", MEAN_COLOUR, 0, f.y1 * 0.025,
+                          ' fill-opacity="0.4"'))
+    for gap in gaps:
+        body.append(_rect(f, gap["start_s"] / 3600, gap["end_s"] / 3600, "gap", "url(#gap-hatch)"))
+    series: dict[int, list[float]] = {}
+    for lm in lm_events:
+        if lm.get("periodic") and lm.get("series") is not None:
+            series.setdefault(int(lm["series"]), []).extend(
+                (lm["onset_s"], lm["onset_s"] + lm["duration_s"]))
+    for k in sorted(series):
+        body.append(_rect(f, min(series[k]) / 3600, max(series[k]) / 3600, "series", SERIES_FILL,
+                          extra=f' fill-opacity="0.8" data-series="{k}"'))
+    for cls, colour, periodic in (("lm", LM_COLOUR, False), ("plm", PLM_COLOUR, True)):
+        # One path per kind with a stem per LM ("M x,y0 V y1"): small, and one element to style.
+        stems = [f"M{_n(f.x(lm['onset_s'] / 3600))},{_n(f.bottom)}"
+                 f"V{_n(f.y(min(lm['duration_s'], STEM_TOP_S)))}"
+                 for lm in lm_events if bool(lm.get("periodic")) == periodic]
+        if stems:
+            body.append(f'<path class="{cls}" data-count="{len(stems)}" d="{"".join(stems)}"'
+                        f' stroke="{colour}" stroke-width="1.3" fill="none"/>')
+    for marker in markers:
+        x = marker["t_s"] / 3600
+        body.append(_vline(f, x, "marker", INK, "5 3", 1.0))
+        # Label on the inner side of the line, so it stays inside the plot at either edge.
+        inner = "start" if x < hours / 2 else "end"
+        shift = 4 if inner == "start" else -4
+        body.append(_text(f.x(x) + shift, f.top - 6, marker["kind"].replace("_", " "),
+                          cls="marker-label", anchor=inner, size=12))
+    body += _axes(f, time_ticks(hours, recording_start),
+                  [(v, f"{v:g}") for v in (0, 5, 10)], "", "LM duration (s)")
+    return _svg(900, 290, "Timeline of leg movements; periodic ones highlighted", body)
 
 
-@_serialised
 def hourly_svg(hourly: Sequence[dict]) -> str:
     """LMs and PLMs per clock hour, side by side."""
-    with matplotlib.rc_context(_RC):
-        fig, ax = _figure(4.8, 3.0, _SMALL)
-        xs = list(range(len(hourly)))
-        # Bars as one collection per series (broken_barh is one artist; ax.bar is one per bar).
-        for shift, key, colour, label in ((-0.4, "lm_count", LM_COLOUR, "LMs"),
-                                          (0.0, "plm_count", PLM_COLOUR, "PLMs")):
-            heights = [h[key] for h in hourly]
-            ax.add_collection(PolyCollection(
-                [[(x + shift, 0), (x + shift, v), (x + shift + 0.4, v), (x + shift + 0.4, 0)]
-                 for x, v in zip(xs, heights)], facecolors=colour, edgecolors="none", label=label))
-        ax.set_xlim(-0.7, len(hourly) - 0.3)
-        ax.set_ylim(0, max([h["lm_count"] for h in hourly] + [1]) * 1.1)
-        labels = [f"{h['clock_hour']:02d}" if h.get("clock_hour") is not None else f"+{i}"
-                  for i, h in enumerate(hourly)]
-        ax.set_xticks(xs, labels)
-        ax.set_xlabel("clock hour" if hourly and hourly[0].get("clock_hour") is not None
-                      else "hour from start")
-        ax.set_ylabel("count")
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
-        ax.legend(frameon=False, fontsize=9)
-        return _to_svg(fig, "Leg movements and periodic leg movements per hour")
+    ticks = count_ticks(max([h["lm_count"] for h in hourly] + [1]), most=5)
+    n = max(len(hourly), 1)
+    f = _Frame(left=58, top=30, right=470, bottom=248, x0=-0.6, x1=n - 0.4, y0=0, y1=ticks[-1])
+    body = []
+    for i, h in enumerate(hourly):
+        for shift, key, colour, cls in ((-0.4, "lm_count", LM_COLOUR, "lm"),
+                                        (0.0, "plm_count", PLM_COLOUR, "plm")):
+            body.append(_rect(f, i + shift, i + shift + 0.4, cls, colour, 0, h[key],
+                              f' data-count="{h[key]}"'))
+    clock = bool(hourly) and hourly[0].get("clock_hour") is not None
+    labels = [(i, f"{h['clock_hour']:02d}" if h.get("clock_hour") is not None else f"+{i}")
+              for i, h in enumerate(hourly)]
+    body += _axes(f, labels, [(v, str(v)) for v in ticks],
+                  "clock hour" if clock else "hour from start", "count")
+    body += _legend(f.right, 14, [("LMs", LM_COLOUR), ("PLMs", PLM_COLOUR)])
+    return _svg(480, 300, "Leg movements and periodic leg movements per hour", body)
 
 
-@_serialised
 def imi_histogram_svg(imi_histogram: dict) -> str:
     """Inter-movement intervals in 2-s bins, with the 10 s and 90 s bounds of a PLM series."""
-    with matplotlib.rc_context(_RC):
-        fig, ax = _figure(4.8, 3.0, _SMALL)
-        width = float(imi_histogram.get("bin_width_s", 2))
-        counts = imi_histogram.get("counts", [])
-        # One filled step outline rather than 45 bar patches: the same picture, a fraction of the
-        # SVG and of the rendering time.
-        ax.stairs(counts, [i * width for i in range(len(counts) + 1)], fill=True, color=LM_COLOUR)
-        for bound in (IMI_MIN_S, IMI_MAX_S):
-            ax.axvline(bound, color=PLM_COLOUR, ls="--", lw=1.2)
-            ax.text(bound, 1.0, f" {bound:g} s", color=PLM_COLOUR, fontsize=9,
-                    transform=ax.get_xaxis_transform(), va="top")
-        ax.set_xlim(0, max(IMI_MAX_S + 4, len(counts) * width))
-        ax.set_xlabel(f"onset-to-onset interval (s); above 90 s: "
-                      f"{imi_histogram.get('above_90_s', 0)}")
-        ax.set_ylabel("count")
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
-        ax.xaxis.set_major_locator(FixedLocator([0, 10, 30, 60, 90]))
-        return _to_svg(fig, "Histogram of inter-movement intervals")
+    width = float(imi_histogram.get("bin_width_s", 2))
+    counts = list(imi_histogram.get("counts", []))
+    ticks = count_ticks(max(counts + [1]), most=5)
+    f = _Frame(left=58, top=30, right=470, bottom=248, x0=0,
+               x1=max(IMI_MAX_S + 4, len(counts) * width), y0=0, y1=ticks[-1])
+    # One filled step outline rather than a bar per bin: the same picture, a fraction of the SVG.
+    if any(counts):
+        d = [f"M{_n(f.x(0))},{_n(f.bottom)}"]
+        for i, c in enumerate(counts):
+            d.append(f"V{_n(f.y(c))}H{_n(f.x((i + 1) * width))}")
+        d.append(f"V{_n(f.bottom)}Z")
+        body = [f'<path class="bins" data-counts="{",".join(map(str, counts))}" d="{"".join(d)}"'
+                f' fill="{LM_COLOUR}"/>']
+    else:
+        body = [_text((f.left + f.right) / 2, (f.top + f.bottom) / 2, "no intervals this night",
+                      cls="empty", anchor="middle", colour=MUTED)]
+    for bound in (IMI_MIN_S, IMI_MAX_S):
+        body.append(_vline(f, bound, "bound", PLM_COLOUR, "5 3"))
+        # The 90 s label sits left of its line, inside the plot.
+        low = bound == IMI_MIN_S
+        body.append(_text(f.x(bound) + (4 if low else -4), f.top + 12, f"{bound:g} s",
+                          cls="bound-label", anchor="start" if low else "end", colour=PLM_COLOUR,
+                          size=12))
+    body += _axes(f, [(v, str(v)) for v in (0, 10, 30, 60, 90)], [(v, str(v)) for v in ticks],
+                  f"onset-to-onset interval (s); above 90 s: {imi_histogram.get('above_90_s', 0)}",
+                  "count")
+    return _svg(480, 300, "Histogram of inter-movement intervals", body)
 
 
 def recording_start(summary: dict) -> datetime | None:
@@ -252,10 +293,7 @@ def night_charts(summary: dict) -> dict[str, str]:
     }
 
 
-def night_charts_from_json(summary_json: str) -> dict[str, str]:
-    """`night_charts` of a summary given as JSON text (what a worker process is sent)."""
-    return night_charts(json.loads(summary_json))
-
+# ---- a trend ------------------------------------------------------------------------------------
 
 def rolling_stats(
     nights: Sequence[tuple[date, float]], window_nights: int = 7, min_nights: int = 3
@@ -279,43 +317,86 @@ def rolling_stats(
     return out
 
 
-@_serialised
+def date_ticks(first: date, last: date, most: int = 10) -> list[tuple[date, str]]:
+    """Whole dates only (never "12:00" between nights): every 1, 2, 7, 14 or 28 days, labelled
+    "3 Dec", with the year on the first tick and where it changes."""
+    span = (last - first).days
+    step = next((s for s in (1, 2, 7, 14, 28, 56, 91) if span / s < most), 182)
+    if step >= 7:  # weekly steps start on a Monday, as a calendar does
+        first += timedelta(days=(7 - first.weekday()) % 7)
+    out: list[tuple[date, str]] = []
+    day = first
+    while day <= last:
+        show_year = not out or out[-1][0].year != day.year
+        out.append((day, f"{day.day} {day:%b}" + (f" {day.year}" if show_year else "")))
+        day += timedelta(days=step)
+    return out
+
+
+def _runs(points: Sequence[tuple[float, ...] | None]) -> list[list[tuple[float, ...]]]:
+    """Consecutive non-None points, as separate runs (a line breaks where the mean is not known)."""
+    runs: list[list[tuple[float, ...]]] = [[]]
+    for p in points:
+        if p is None:
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append(p)
+    return [r for r in runs if r]
+
+
 def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, str]]) -> str:
     """PLM index per night, its 7-night rolling mean and range, and staff treatment notes.
 
     One night is not enough to judge: the PLMI varies a great deal from night to night
     (Trotti LM et al., Correlates of PLMs variability over multiple nights and impact upon RLS
     diagnosis, Sleep Med 2009;10:668–671), hence the rolling mean and the spread around it.
-    ``nights`` must be sorted by date.
+    ``nights`` must be sorted by date. The y axis starts a little below 0, so that nights and a
+    mean at 0 are drawn above the axis line, not hidden in it.
     """
-    with matplotlib.rc_context(_RC):
-        fig, ax = _figure(9, 3.4, {**_WIDE, "right": 0.945})
-        if nights:
-            xs = [n for n, _ in nights]
-            ax.scatter(xs, [v for _, v in nights], s=14, color=INK, alpha=0.7, lw=0,
-                       label="PLM index (night)", zorder=3)
-            # NaN where too few nights were recorded: matplotlib breaks the line and the band there.
-            stats = [s or (n, nan, nan, nan) for s, (n, _) in zip(rolling_stats(nights), nights)]
-            ax.fill_between(xs, [s[2] for s in stats], [s[3] for s in stats], color=SPREAD_FILL,
-                            alpha=0.9, lw=0, label="7-night range")
-            ax.plot(xs, [s[1] for s in stats], color=MEAN_COLOUR, lw=2, label="7-night mean")
-            ax.axhline(PLMI_SIGNIFICANT, color=PLM_COLOUR, ls=":", lw=1.2)
-            ax.text(1.0, PLMI_SIGNIFICANT, " 15/h", color=PLM_COLOUR, fontsize=9, va="center",
-                    transform=ax.get_yaxis_transform())
-            top = max(max(v for _, v in nights), PLMI_SIGNIFICANT) * 1.25
-            for night, text in notes:
-                ax.axvline(night, color=NOTE_COLOUR, lw=1.2)
-                ax.text(night, top * 0.97, " " + text, color=NOTE_COLOUR, fontsize=9, va="top",
-                        ha="left", rotation=0, clip_on=True)
-            ax.set_ylim(0, top)
-            span = (xs[-1] - xs[0]).days if len(xs) > 1 else 0
-            ax.set_xlim(xs[0] - timedelta(days=1), xs[-1] + timedelta(days=max(1, span // 40)))
-            locator = AutoDateLocator(maxticks=10)
-            ax.xaxis.set_major_locator(locator)
-            ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
-            ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=9,
-                      ncols=3)
-        else:
-            ax.text(0.5, 0.5, "no nights yet", transform=ax.transAxes, ha="center", color=MUTED)
-        ax.set_ylabel("PLMs per hour in bed")
-        return _to_svg(fig, "PLM index per night with the 7-night rolling mean")
+    width, height = 900, 330
+    if not nights:
+        return _svg(width, height, "PLM index per night with the 7-night rolling mean", [
+            _text(width / 2, height / 2, "no nights yet", cls="empty", anchor="middle",
+                  colour=MUTED)])
+    xs = [n for n, _ in nights]
+    first, last = xs[0] - timedelta(days=1), xs[-1] + timedelta(days=1)
+    ticks = count_ticks(max(max(v for _, v in nights), PLMI_SIGNIFICANT) * 1.15, most=6)
+    top = ticks[-1]
+    f = _Frame(left=64, top=34, right=840, bottom=285, x0=first.toordinal(), x1=last.toordinal(),
+               y0=-top * 0.05, y1=top)
+    body = []
+    stats = rolling_stats(nights)
+    drawn = [s for s in stats if s is not None]
+    for run in _runs([(s[0].toordinal(), s[1], s[2], s[3]) if s else None for s in stats]):
+        upper = " ".join(f"{_n(f.x(p[0]))},{_n(f.y(p[3]))}" for p in run)
+        lower = " ".join(f"{_n(f.x(p[0]))},{_n(f.y(p[2]))}" for p in reversed(run))
+        body.append(f'<polygon class="range" points="{upper} {lower}" fill="{SPREAD_FILL}"'
+                    f' fill-opacity="0.9" stroke="{SPREAD_FILL}"/>')
+    for run in _runs([(s[0].toordinal(), s[1]) if s else None for s in stats]):
+        points = " ".join(f"{_n(f.x(p[0]))},{_n(f.y(p[1]))}" for p in run)
+        body.append(f'<polyline class="mean" points="{points}" fill="none" stroke="{MEAN_COLOUR}"'
+                    f' stroke-width="2.2"/>')
+    y15 = f.y(PLMI_SIGNIFICANT)
+    body.append(f'<line class="threshold" x1="{_n(f.left)}" x2="{_n(f.right)}" y1="{_n(y15)}"'
+                f' y2="{_n(y15)}" stroke="{PLM_COLOUR}" stroke-dasharray="2 3" stroke-width="1.3"/>')
+    body.append(_text(f.right + 5, y15 + 4, "15/h", cls="threshold-label", colour=PLM_COLOUR,
+                      size=12))
+    for night, value in nights:
+        body.append(f'<circle class="night" data-night="{night}" data-plmi="{value:.1f}"'
+                    f' cx="{_n(f.x(night.toordinal()))}" cy="{_n(f.y(value))}" r="3.2"'
+                    f' fill="{INK}" fill-opacity="0.75"/>')
+    for night, text in notes:
+        if not first <= night <= last:
+            continue
+        body.append(_vline(f, night.toordinal(), "note", NOTE_COLOUR))
+        body.append(_text(f.x(night.toordinal()) + 4, f.top + 14, text, cls="note-label",
+                          colour=NOTE_COLOUR, size=12))
+    body += _axes(f, [(d.toordinal(), label) for d, label in date_ticks(xs[0], xs[-1])],
+                  [(v, str(v)) for v in ticks], "", "PLMs per hour in bed")
+    # The legend names only what is drawn: no mean or range before 3 nights in a week.
+    entries = [("PLM index (night)", INK)]
+    if drawn:
+        entries += [("7-night mean", MEAN_COLOUR), ("7-night range", SPREAD_FILL)]
+    body += _legend(f.right, 14, entries)
+    return _svg(width, height, "PLM index per night with the 7-night rolling mean", body)

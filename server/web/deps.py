@@ -1,10 +1,9 @@
-"""The web app's shared state and the request dependencies that the app, its routers and the
-chart warmer all use. It imports none of them, so imports flow one way: app -> routers -> deps."""
+"""The web app's shared state and the request dependencies that the app and its routers use. It imports none of them, so imports flow one way: app -> routers -> deps."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Any, Callable, Iterator
 
@@ -17,7 +16,6 @@ from sqlite_utils import Database
 from server.audit import Actor, record
 from server.db import open_db
 from server.web import auth
-from server.web.svg_cache import SvgCache
 
 SESSION_COOKIE = "rlsmon_session"
 LOGIN_CSRF_COOKIE = "rlsmon_login_csrf"
@@ -33,7 +31,6 @@ class WebState:
     policy: auth.LoginPolicy
     secure_cookies: bool | None
     templates: Jinja2Templates
-    svg_cache: SvgCache = field(default_factory=SvgCache)
 
     def today(self) -> date:
         """The clinic's date now: the night before it is the last one due."""

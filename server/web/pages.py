@@ -1,7 +1,7 @@
 """The dashboard's HTML pages and forms, and the file exports.
 
 Handlers are plain ``def``: FastAPI runs them on worker threads, so SQLite reads and chart
-rendering never block the event loop.
+writing never block the event loop.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import math
 import secrets
 from datetime import date, datetime, timedelta, tzinfo
@@ -18,22 +17,20 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from starlette.background import BackgroundTask
+from markupsafe import Markup, escape
 from sqlite_utils import Database
 
-from server.db import assign_device, open_db
+from server.db import assign_device
 from server.model import DEVICE_ID_PATTERN
 from server.web import auth, charts, edf, queries
 from server.web.access import allow, public
 from server.web.auth import ADMIN, CLINICIAN
-from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, WebState, audit,
+from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, audit,
                              attachment, client_address, cookie_secure, get_db, render, safe_next,
                              state)
-from server.web.svg_cache import SvgCache
-from server.web.trend import load_trend, trend_key
+from server.web.trend import INSUFFICIENT, load_trend
 
 router = APIRouter(include_in_schema=False)
-log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 DeviceId = Path(pattern=DEVICE_ID_PATTERN, max_length=63)
 
@@ -59,7 +56,8 @@ def install_filters(templates: Jinja2Templates, clinic_tz: tzinfo | None) -> Non
     def localtime(iso: str | None) -> str:
         if not iso:
             return "never"
-        return datetime.fromisoformat(iso).astimezone(clinic_tz).strftime("%d %b %Y %H:%M")
+        # With the zone's abbreviation (CET, UTC): a tablet may be in another zone than the server.
+        return datetime.fromisoformat(iso).astimezone(clinic_tz).strftime("%d %b %Y %H:%M %Z")
 
     def duration(seconds: float | None) -> str:
         if seconds is None:
@@ -68,12 +66,31 @@ def install_filters(templates: Jinja2Templates, clinic_tz: tzinfo | None) -> Non
         return f"{minutes // 60} h {minutes % 60:02d} min"
 
     def percent(fraction: float | None) -> str:
-        return "–" if fraction is None else f"{100 * fraction:.0f} %"
+        # A whole percent, but never "100 %" while anything is missing: then 99.9 %, so that
+        # the coverage agrees with the gaps shown beside it.
+        if fraction is None:
+            return "–"
+        shown = f"{100 * fraction:.0f}"
+        if shown == "100" and fraction < 1:
+            shown = f"{min(99.9, math.floor(1000 * fraction) / 10):.1f}"
+        return f"{shown} %"
+
+    def span(seconds: float) -> str:
+        if seconds < 60:
+            return f"{seconds:.0f} s"
+        minutes = int(round(seconds / 60))
+        return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+    def inline_code(text: str | None) -> Markup:
+        # The API's descriptions mark code with backticks, as Markdown does.
+        parts = str(escape(text or "")).split("`")
+        return Markup("".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts)))
 
     def number(value: float | None, digits: int = 1) -> str:
         return "–" if value is None else f"{value:.{digits}f}"
 
-    env.filters.update(localtime=localtime, duration=duration, percent=percent, number=number)
+    env.filters.update(localtime=localtime, duration=duration, percent=percent, number=number,
+                       span=span, inline_code=inline_code)
 
 
 def _principal(request: Request) -> Principal:
@@ -87,11 +104,11 @@ def _now_iso(request: Request) -> str:
 # ---- login --------------------------------------------------------------------------------------
 
 def _login_page(request: Request, error: str | None = None, status: int = 200,
-                next_path: str = "/") -> Response:
+                next_path: str = "/", username: str = "") -> Response:
     token = secrets.token_urlsafe(32)
     response = render(request, "login.html", {"csrf_token": token, "error": error,
-                                               "next": safe_next(next_path), "principal": None},
-                       status)
+                                               "next": safe_next(next_path), "principal": None,
+                                               "username": username}, status)
     response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login",
                         secure=cookie_secure(request))
     return response
@@ -123,12 +140,12 @@ def login_submit(request: Request, username: str = Form(max_length=200),
         # Not audited: refused attempts cost an attacker nothing, so each one must cost the
         # database nothing either. The failures that led here are in the trail.
         response = _login_page(request, f"Too many failed attempts. Try again in "
-                                        f"{result.retry_after_s} s.", 429, next)
+                                        f"{result.retry_after_s} s.", 429, next, username)
         response.headers["Retry-After"] = str(result.retry_after_s)
         return response
     if result.token is None:
         audit(request, db, "login.failure", target_kind="user", target=result.account)
-        return _login_page(request, "Wrong username or password.", 401, next)
+        return _login_page(request, "Wrong username or password.", 401, next, username)
     request.state.principal = Principal(result.account or "", result.role or "")
     audit(request, db, "login.success", target_kind="user", target=result.account)
     target = safe_next(next)
@@ -202,29 +219,6 @@ def _night_or_404(request: Request, db: Database, device_id: str, night: date,
     return found
 
 
-def _night_charts(cache: SvgCache, found: dict[str, Any]) -> dict[str, str]:
-    return cache.get(("night", found["summary_id"]),  # type: ignore[return-value]
-                     lambda: charts.night_charts(found["summary"]))
-
-
-def prefetch_night(web: WebState, device_id: str, night: str | None) -> None:
-    """Render a night's charts into the cache before anyone asks (run after a response is sent):
-    the night a clinician is likely to open next. Nights are immutable until replaced, so the
-    work is never wasted."""
-    if night is None:
-        return
-    try:
-        db = open_db(web.db_path)
-        try:
-            found = queries.night_summary(db, device_id, night)
-        finally:
-            db.conn.close()
-        if found is not None and not web.svg_cache.cached(("night", found["summary_id"])):
-            _night_charts(web.svg_cache, found)
-    except Exception as e:  # optional work: the page itself will render (or report) the night
-        log.warning("preparing the charts of a night failed: %s", type(e).__name__)
-
-
 @router.get("/devices/{device_id}/nights/{night}", response_class=HTMLResponse)
 @allow(CLINICIAN)
 def night_page(request: Request, night: date, device_id: str = DeviceId,
@@ -237,17 +231,14 @@ def night_page(request: Request, night: date, device_id: str = DeviceId,
     start = charts.recording_start(summary)
     lms = [dict(lm, clock=(start + timedelta(seconds=lm["onset_s"])).strftime("%H:%M:%S")
                 if start else None) for lm in summary["lm_events"]]
-    drawn_ahead = state(request).svg_cache.cached(("night", found["summary_id"]))
-    response = render(request, "night.html", {
+    return render(request, "night.html", {
         "device_id": device_id, "night": night, "s": summary, "found": found, "lms": lms,
-        "charts": _night_charts(state(request).svg_cache, found), "caveats": caveats,
+        "charts": charts.night_charts(summary), "caveats": caveats,
         "recording_start": start, "previous": previous, "next": following,
         "coverage": (summary["coverage"]["recorded_s"] / summary["duration_s"]
                      if summary["duration_s"] else None),
-    }, background=BackgroundTask(prefetch_night, state(request), device_id, previous))
-    # For operators and the latency benchmark: were the charts ready, or drawn for this request?
-    response.headers["X-Chart-Cache"] = "hit" if drawn_ahead else "miss"
-    return response
+        "gaps_s": sum(g["end_s"] - g["start_s"] for g in summary["coverage"]["gaps"]),
+    })
 
 
 @router.get("/devices/{device_id}/nights/{night}/annotations.edf")
@@ -298,17 +289,17 @@ def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
     """A patient's trend: PLMI per night, 7-night rolling mean and spread, treatment notes."""
     found = _patient_or_404(request, db, patient_id, "patient.view")
     nights, notes, chart_args = load_trend(db, patient_id)
-    svg = state(request).svg_cache.get(trend_key(patient_id, chart_args),
-                                       lambda: charts.trend_svg(*chart_args))
-    recent = nights[-7:]
+    svg = charts.trend_svg(*chart_args)
+    # The summary's last nights are those with an index: as on the chart, a night with too
+    # little time in bed counts for nothing.
+    recent = [n for n in nights if n["severity"] != INSUFFICIENT][-7:]
     return render(request, "trend.html", {
         "patient": found, "nights": list(reversed(nights)), "notes": notes, "chart": svg,
         "recent_mean": (sum(n["plm_index"] for n in recent) / len(recent)) if recent else None,
         "recent_range": ((min(n["plm_index"] for n in recent), max(n["plm_index"] for n in recent))
                          if recent else None),
         "recent_count": len(recent), "today": state(request).today(),
-    }, background=BackgroundTask(prefetch_night, state(request), nights[-1]["device_id"],
-                                 nights[-1]["night"]) if nights else None)
+    })
 
 
 @router.post("/patients/{patient_id}/notes")
@@ -330,10 +321,13 @@ def add_note(request: Request, patient_id: int = Path(ge=1, le=2**62),
 
 
 def _csv(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Response:
+    """Rows as CSV; yes/no columns as 1/0 in every export (docs/dashboard.md), as SQLite stores
+    them and as a spreadsheet sums them."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: int(v) if isinstance(v, bool) else v for k, v in row.items()}
+                     for row in rows)
     return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
                     headers=attachment(filename))
 

@@ -1,5 +1,4 @@
-"""A patient's trend as the chart draws it: one night per date, the notes, and the chart's cache
-key. Shared by the trend page and the chart warmer."""
+"""A patient's trend as the chart draws it: one night per date, and the notes."""
 
 from __future__ import annotations
 
@@ -35,7 +34,3 @@ def load_trend(db: Database, patient_id: int) -> tuple[list[dict], list[dict], T
     marks = tuple((date.fromisoformat(n["date"]), n["text"]) for n in notes)
     return nights, notes, (series, marks)
 
-
-def trend_key(patient_id: int, chart_args: TrendArgs) -> tuple:
-    """The trend chart's cache key: it changes with any night or note it draws."""
-    return ("trend", patient_id, hash(chart_args))

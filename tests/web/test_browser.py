@@ -1,7 +1,9 @@
 """A real browser against a real server: Debian's headless Chromium drives `rlsmon-server web`.
 
-It logs in, opens the patients list, a night and a trend, checks that the charts are there as SVG,
-and saves screenshots (set RLSMON_SCREENSHOTS=dir to keep them, e.g. docs/screenshots).
+It logs in, opens the patients list, a night and a trend on a laptop (1280x800) and a phone
+(390 px), checks what the charts show (read from their SVG, as drawn), that nothing is wider than
+the screen and that chart text stays readable, and saves screenshots (set RLSMON_SCREENSHOTS=dir to
+keep them, e.g. docs/screenshots).
 """
 
 from __future__ import annotations
@@ -58,7 +60,6 @@ def server(tmp_path):
             [str(Path(sys.executable).with_name("rlsmon-server")), "web", "--config", str(config),
              "--host", "127.0.0.1", "--port", str(port)],
             stdout=subprocess.DEVNULL, stderr=out, text=True,
-            env={**os.environ, "MPLCONFIGDIR": str(tmp_path / "mpl")},
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -94,12 +95,12 @@ def _shots_dir(tmp_path: Path) -> Path:
 
 
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}, {"width": 820, "height": 1180}],
-                         ids=["laptop", "tablet"])
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 800}, {"width": 390, "height": 844}],
+                         ids=["laptop", "phone"])
 def test_staff_log_in_and_read_patients_night_and_trend(server, browser, tmp_path, viewport):
     base, seeded = server
     shots = _shots_dir(tmp_path)
-    name = "laptop" if viewport["width"] > 1000 else "tablet"
+    name = "laptop" if viewport["width"] > 1000 else "phone"
     page = browser.new_page(viewport=viewport)
     page.set_default_timeout(30_000)
     # Nothing may come from outside this server (no CDN): record every request's origin.
@@ -129,9 +130,19 @@ def test_staff_log_in_and_read_patients_night_and_trend(server, browser, tmp_pat
     for i in range(3):
         box = charts.nth(i).bounding_box()
         assert box and box["width"] > 200 and box["height"] > 80  # drawn, not empty
-    assert page.locator("svg title", has_text="Timeline").count() == 1
-    assert page.locator("svg title", has_text="inter-movement").count() == 1
-    assert page.locator("table.lms tbody tr.plm").count() > 0
+    timeline = page.locator("svg", has=page.locator("title", has_text="Timeline"))
+    histogram = page.locator("svg", has=page.locator("title", has_text="inter-movement"))
+    # The timeline has a stem per PLM in the table, shaded series, a time scale and the button.
+    plms = page.locator("table.lms tbody tr.plm").count()
+    assert plms > 0
+    assert timeline.locator("path.plm").get_attribute("data-count") == str(plms)
+    assert timeline.locator("rect.series").count() > 0
+    assert timeline.locator("text.xtick").count() >= 6
+    assert timeline.locator("line.marker").count() == 2
+    assert histogram.locator("text.bound-label").all_text_contents() == ["10 s", "90 s"]
+    # Readable on this screen: chart text at least 8 px tall, and the page no wider than it.
+    assert timeline.locator("text.xtick").first.bounding_box()["height"] >= 8
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
     assert page.get_by_text("Respiratory-related leg movements are not excluded").first.is_visible()
     page.screenshot(path=str(shots / f"night-{name}.png"), full_page=True)
 
@@ -141,6 +152,16 @@ def test_staff_log_in_and_read_patients_night_and_trend(server, browser, tmp_pat
     trend = page.locator("figure.svg svg")
     assert trend.count() == 1
     assert trend.locator("text", has_text="ropinirole 0.25 mg started").count() >= 1
+    assert trend.locator("circle.night").count() == 30
+    assert trend.locator("polyline.mean").count() >= 1
+    assert trend.locator("text.legend").all_text_contents() == [
+        "PLM index (night)", "7-night mean", "7-night range"]
+    assert all(":" not in t for t in trend.locator("text.xtick").all_text_contents())
+    # The y label is drawn whole, inside the chart.
+    label, chart = trend.locator("text.ylabel").bounding_box(), trend.bounding_box()
+    assert label["x"] >= chart["x"] and label["y"] >= chart["y"]
+    assert label["y"] + label["height"] <= chart["y"] + chart["height"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
     page.screenshot(path=str(shots / f"trend-{name}.png"), full_page=True)
 
     # A note added through the form appears on the chart.
@@ -156,7 +177,7 @@ def test_staff_log_in_and_read_patients_night_and_trend(server, browser, tmp_pat
 @pytest.mark.timeout(240)
 def test_an_admin_reads_the_audit_trail_and_cannot_open_a_patient(server, browser, tmp_path):
     base, seeded = server
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.set_default_timeout(30_000)
     page.goto(base + f"/patients/{seeded.flagged_patient}")
     page.fill("input[name=username]", ADMIN_USER)

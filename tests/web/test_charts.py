@@ -1,19 +1,36 @@
-"""Chart helpers and the chart cache."""
+"""What the charts show, read back from the SVG they write."""
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import re
+import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 
-import pytest
-
-from server.web import charts, trend
-from server.web.svg_cache import SvgCache
-from server.web.queries import night_summary
-from server.db import open_db
+from server.web import charts
+from tests.web import seed
 
 D0 = date(2026, 1, 1)
+NS = {"s": "http://www.w3.org/2000/svg"}
+
+
+def _parse(svg: str) -> ET.Element:
+    root = ET.fromstring(svg)  # well-formed XML, or this fails
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert "width" not in root.attrib and "viewBox" in root.attrib  # scales with its container
+    return root
+
+
+def _all(root: ET.Element, cls: str) -> list[ET.Element]:
+    return [e for e in root.iter() if cls in e.attrib.get("class", "").split()]
+
+
+def _texts(root: ET.Element, cls: str) -> list[str]:
+    return [e.text or "" for e in _all(root, cls)]
+
+
+def _stems(root: ET.Element, cls: str) -> int:
+    paths = _all(root, cls)
+    return sum(len(re.findall(r"M", p.attrib["d"])) for p in paths)
 
 
 def test_rolling_stats_use_a_calendar_window_of_seven_nights():
@@ -32,109 +49,107 @@ def test_a_fortnight_without_recordings_is_not_averaged_across():
     assert stats[7][1] == 40.0
 
 
-def test_charts_render_the_same_from_many_threads():
-    nights = [(D0 + timedelta(days=i), float(i % 9)) for i in range(60)]
-    notes = [(D0 + timedelta(days=30), "ropinirole 0.25 mg started")]
-    with ThreadPoolExecutor(4) as pool:
-        svgs = list(pool.map(lambda _: charts.trend_svg(nights, notes), range(8)))
-    assert len(set(svgs)) == 1
-    assert svgs[0].startswith("<svg") and "ropinirole 0.25 mg started" in svgs[0]
-    assert 'width="' not in svgs[0].split(">", 1)[0]  # scales with its container
+def test_the_timeline_shows_every_lm_series_in_bed_gap_and_button_press():
+    summary = seed.make_night("dev-a", D0, 30.0, sporadic_per_h=6.0)
+    root = _parse(charts.night_charts(summary)["timeline"])
+    assert _stems(root, "plm") == summary["plm_count"] > 0
+    assert _stems(root, "lm") == summary["lm_count"] - summary["plm_count"] > 0
+    assert len(_all(root, "series")) == summary["plm_series_count"]
+    assert len(_all(root, "in-bed")) == 1 and len(_all(root, "gap")) == 1
+    assert len(_all(root, "marker")) == 2
+    assert _texts(root, "marker-label") == ["lights off", "lights on"]
+    # Clock hours of the night in its own zone (22:30 start in Berlin), one tick an hour.
+    assert _texts(root, "xtick") == ["23:00", "00:00", "01:00", "02:00", "03:00", "04:00",
+                                     "05:00", "06:00"]
+    assert _texts(root, "ytick") == ["0", "5", "10"]
 
 
-def test_the_cache_renders_a_key_once_however_many_ask():
-    cache = SvgCache(size=2)
-    calls = []
-    gate = threading.Event()
-
-    def slow_render():
-        calls.append(1)
-        gate.wait(timeout=10)
-        return "svg"
-
-    with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(cache.get, ("k",), slow_render) for _ in range(4)]
-        gate.set()
-        assert [f.result(timeout=10) for f in futures] == ["svg"] * 4
-    assert len(calls) == 1
-    cache.get(("a",), lambda: "a")
-    cache.get(("b",), lambda: "b")
-    assert not cache.cached(("k",))  # least recently used, evicted
+def test_a_series_is_shaded_from_its_first_onset_to_its_last_offset():
+    lms = [{"onset_s": 100.0 + 20 * i, "duration_s": 2.0, "periodic": True, "series": 0}
+           for i in range(4)]
+    root = _parse(charts.night_timeline_svg(lms, [], [], [], 3600.0))
+    (shade,) = _all(root, "series")
+    x0, width = float(shade.attrib["x"]), float(shade.attrib["width"])
+    frame_px = (868 - 62) / 1.0  # the plot's width in px for one hour
+    assert abs(x0 - (62 + 100 / 3600 * frame_px)) < 0.2
+    assert abs(width - (62 / 3600 * frame_px)) < 0.2  # 100 s → 162 s
+    assert _texts(root, "xtick")[:2] == ["0 min", "10 min"]  # no clock: minutes from the start
 
 
-def test_a_failed_render_is_not_cached():
-    cache = SvgCache()
-
-    def broken():
-        raise ValueError("bad data")
-
-    with pytest.raises(ValueError):
-        cache.get(("x",), broken)
-    assert cache.get(("x",), lambda: "ok") == "ok"
-
-
-def test_opening_a_trend_prepares_its_latest_night(app, staff, seeded):
-    db = open_db(seeded.path)
-    latest = night_summary(db, "dev-a", str(seeded.last_night))
-    db.conn.close()
-    cache = app.state.web.svg_cache
-    assert not cache.cached(("night", latest["summary_id"]))
-    staff.get(f"/patients/{seeded.flagged_patient}")
-    assert cache.cached(("night", latest["summary_id"]))
+def test_an_empty_night_has_a_scale_and_no_negative_counts():
+    summary = seed.make_night("dev-a", D0, 0.0, sporadic_per_h=0.0, gap=False)
+    summary.update(duration_s=240.0, in_bed=[], markers=[],
+                   hourly=[dict(h, lm_count=0, plm_count=0) for h in summary["hourly"][:1]])
+    drawn = charts.night_charts(summary)
+    hist, hourly, timeline = (_parse(drawn[k]) for k in ("imi", "hourly", "timeline"))
+    for root in (hist, hourly):
+        ticks = [int(t) for t in _texts(root, "ytick")]  # whole numbers, or int() fails
+        assert ticks == [0, 1]
+    assert _texts(hist, "empty") == ["no intervals this night"]
+    assert len(_texts(timeline, "xtick")) >= 3  # a 4-min night still has a time scale
+    assert not _all(timeline, "lm") and not _all(timeline, "plm")
 
 
-def test_new_nights_are_drawn_ahead_in_a_worker_process(seeded, clock):
-    from server.web import create_app
-    from server.web.warmer import ChartWarmer
-    from tests.web import seed
-
-    clock.advance(timedelta(days=2))  # the seeded nights are now older than the look-back
-    night = seeded.last_night + timedelta(days=1)
-    db = open_db(seeded.path)
-    seed.store(db, seed.make_night("dev-b", night, 12.0), received_at=clock.now)
-    fresh = night_summary(db, "dev-b", str(night))
-    db.conn.close()
-    app = create_app(seeded.path, now=clock)
-    web = app.state.web
-    warmer = ChartWarmer(web)
-    try:
-        assert warmer.run_once() == 1
-        assert web.svg_cache.cached(("night", fresh["summary_id"]))
-        # ... and the trend of its patient, which that night changed.
-        db = open_db(seeded.path)
-        chart_args = trend.load_trend(db, seeded.calm_patient)[2]
-        db.conn.close()
-        assert web.svg_cache.cached(trend.trend_key(seeded.calm_patient, chart_args))
-        assert warmer.run_once() == 0  # nothing new since
-        drawn = web.svg_cache.get(("night", fresh["summary_id"]), lambda: None)
-        assert drawn == charts.night_charts(fresh["summary"])  # as the page would draw them
-    finally:
-        warmer.stop()
+def test_the_histogram_shows_its_bins_and_the_10_s_and_90_s_bounds():
+    summary = seed.make_night("dev-a", D0, 40.0)
+    root = _parse(charts.night_charts(summary)["imi"])
+    (bins,) = _all(root, "bins")
+    assert bins.attrib["data-counts"] == ",".join(map(str, summary["imi_histogram"]["counts"]))
+    assert _texts(root, "bound-label") == ["10 s", "90 s"]
+    xs = [float(line.attrib["x1"]) for line in _all(root, "bound")]
+    ticks = {t.text: float(t.attrib["x"]) for t in _all(root, "xtick")}
+    assert [round(x) for x in xs] == [round(ticks["10"]), round(ticks["90"])]
 
 
-def test_a_nights_charts_are_drawn_once(staff, seeded):
-    url = f"/devices/dev-b/nights/{seeded.last_night}"
-    assert staff.get(url).headers["x-chart-cache"] == "miss"
-    assert staff.get(url).headers["x-chart-cache"] == "hit"
+def test_the_hourly_chart_has_a_pair_of_bars_per_hour():
+    summary = seed.make_night("dev-a", D0, 25.0)
+    root = _parse(charts.night_charts(summary)["hourly"])
+    assert [int(b.attrib["data-count"]) for b in _all(root, "lm")] == \
+        [h["lm_count"] for h in summary["hourly"]]
+    assert [int(b.attrib["data-count"]) for b in _all(root, "plm")] == \
+        [h["plm_count"] for h in summary["hourly"]]
+    assert _texts(root, "xtick") == [f"{h['clock_hour']:02d}" for h in summary["hourly"]]
 
 
-def test_the_app_runs_the_warmer_for_its_lifetime(seeded, clock):
-    import time
+def test_a_trend_at_zero_is_drawn_above_the_axis_with_whole_dates():
+    nights = [(D0 + timedelta(days=i), 0.0) for i in range(10)]
+    root = _parse(charts.trend_svg(nights, []))
+    axis_y = 285.0  # the plot's bottom edge, where the x axis is drawn
+    points = _all(root, "night")
+    assert len(points) == 10 and all(float(p.attrib["cy"]) < axis_y - 5 for p in points)
+    (mean,) = _all(root, "mean")
+    assert all(float(xy.split(",")[1]) < axis_y - 5 for xy in mean.attrib["points"].split())
+    labels = _texts(root, "xtick")
+    assert labels[0] == "1 Jan 2026" and all(":" not in t for t in labels)
+    assert all(re.fullmatch(r"\d{1,2} [A-Z][a-z]{2}", t) for t in labels[1:])
+    assert _texts(root, "ylabel") == ["PLMs per hour in bed"]
 
-    from server.web import create_app
-    from tests.web.conftest import TestClient
 
-    db = open_db(seeded.path)
-    latest = night_summary(db, "dev-a", str(seeded.last_night))
-    db.conn.close()
-    app = create_app(seeded.path, now=clock, warm_charts=True)
-    key = ("night", latest["summary_id"])
-    with TestClient(app):
-        deadline = time.monotonic() + 120
-        while not app.state.web.svg_cache.cached(key) and time.monotonic() < deadline:
-            time.sleep(0.05)  # polling a condition, with a bound
-        assert app.state.web.svg_cache.cached(key)
-    # Leaving the client ran the shutdown: the warmer's thread is gone.
-    import threading
+def test_the_trend_legend_names_only_what_is_drawn():
+    two = _parse(charts.trend_svg([(D0, 3.0), (D0 + timedelta(days=1), 4.0)], []))
+    assert not _all(two, "mean") and not _all(two, "range")
+    assert _texts(two, "legend") == ["PLM index (night)"]
+    week = _parse(charts.trend_svg([(D0 + timedelta(days=i), 4.0) for i in range(7)], []))
+    assert len(_all(week, "mean")) == 1 and len(_all(week, "range")) == 1
+    assert _texts(week, "legend") == ["PLM index (night)", "7-night mean", "7-night range"]
 
-    assert "chart-warmer" not in {t.name for t in threading.enumerate()}
+
+def test_a_trend_draws_notes_as_text_and_the_15_per_hour_line():
+    nights = [(D0 + timedelta(days=i), float(20 + i)) for i in range(60)]
+    note = "ropinirole <0.25 mg> & \"iron\""
+    svg = charts.trend_svg(nights, [(D0 + timedelta(days=30), note)])
+    root = _parse(svg)
+    assert _texts(root, "note-label") == [note]  # escaped in the SVG, the same text when read
+    assert len(_all(root, "threshold")) == 1 and _texts(root, "threshold-label") == ["15/h"]
+    assert len(_texts(root, "xtick")) <= 10
+    assert _parse(charts.trend_svg([], [])).find(".//s:text", NS).text == "no nights yet"
+
+
+def test_the_dashboard_runs_without_a_plotting_library():
+    # matplotlib is only for `rlsmon-device analyze --plot` (the "plot" extra), not the server's.
+    import subprocess
+    import sys
+
+    code = "import sys, server.cli, server.web.app; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

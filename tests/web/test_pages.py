@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from server.db import open_db
 from tests.web import seed
-from tests.web.conftest import NOW, csrf_of, log_in
+from tests.web.conftest import NOW, USER, csrf_of, log_in
 
 
 def _row(html: str, text: str) -> str:
@@ -190,6 +190,15 @@ def test_a_night_with_insufficient_data_shows_no_index_and_stays_off_the_trend(s
     assert "insufficient data" in row and "&gt; 15/h" not in row
     trend = staff.get(f"/patients/{pid}").text
     assert "insufficient data" in trend
+    # The summary's last 7 nights are the 7 scored ones before it, not the 0.0 of this one.
+    from server.web import queries
+
+    db = open_db(seeded.path)
+    scored = [n["plm_index"] for n in queries.patient_nights(db, pid)
+              if n["severity"] != "insufficient_data"][-7:]
+    db.conn.close()
+    assert f"last 7 nights: mean PLM index <strong>{sum(scored) / 7:.1f}</strong>/h" in trend
+    assert f"range {min(scored):.1f}\u2013{max(scored):.1f}" in trend and min(scored) > 0
     # The chart draws the 30 nights before it, not this one: it has no index worth a point.
     from server.web.trend import load_trend
 
@@ -197,3 +206,65 @@ def test_a_night_with_insufficient_data_shows_no_index_and_stays_off_the_trend(s
     _, _, (series, _) = load_trend(db, pid)
     db.conn.close()
     assert len(series) == 30 and night not in [d for d, _ in series]
+
+
+def _store(seeded, summary) -> None:
+    db = open_db(seeded.path)
+    seed.store(db, summary)
+    db.conn.close()
+
+
+def test_coverage_agrees_with_the_gaps_beside_it(staff, seeded):
+    night = seeded.last_night + timedelta(days=1)
+    summary = seed.make_night("dev-b", night, 3.0, gap=False)
+    gaps = [{"start_s": 7200.0, "end_s": 7212.0}, {"start_s": 9000.0, "end_s": 9008.0}]
+    summary["coverage"] = {"recorded_s": summary["duration_s"] - 20.0, "gaps": gaps}
+    _store(seeded, summary)
+    stat = staff.get(f"/devices/dev-b/nights/{night}").text.split(">Coverage<")[1].split("</div>")[0]
+    assert "99.9 %" in stat and "100 %" not in stat  # 20 s of 8 h: not all of it
+    assert "2 gaps, 20 s not recorded" in stat
+    full = staff.get(f"/devices/dev-b/nights/{night - timedelta(days=1)}").text
+    assert "no gaps" not in full and "1 gap, 7 min not recorded" in full  # seed: one 7-min gap
+
+
+def test_the_night_legend_names_the_button_only_when_it_was_pressed(staff, seeded):
+    night = seeded.last_night + timedelta(days=1)
+    summary = seed.make_night("dev-b", night, 3.0)
+    summary["markers"] = []
+    _store(seeded, summary)
+    assert "the patient's button" not in staff.get(f"/devices/dev-b/nights/{night}").text
+    assert "the patient's button" in staff.get(f"/devices/dev-b/nights/{seeded.last_night}").text
+
+
+def test_severity_bands_and_the_15_per_hour_badge_are_explained(staff, seeded):
+    for url in ("/", f"/devices/dev-a/nights/{seeded.last_night}",
+                f"/patients/{seeded.flagged_patient}"):
+        key = staff.get(url).text.split('class="muted small band-key"')[1].split("</p>")[0]
+        assert "mild 5–24" in key and "clinical threshold in adults" in key, url
+
+
+def test_times_carry_their_zone_and_indices_their_unit(staff, seeded):
+    html = staff.get("/").text
+    assert re.search(r"\d{2} \w{3} \d{4} \d{2}:\d{2} UTC", _row(html, "P-0001"))
+    assert "PLM index (/h)" in html
+    assert "PLM index (/h)" in staff.get(f"/patients/{seeded.flagged_patient}").text
+
+
+def test_both_csv_exports_write_yes_no_as_1_0(staff, seeded):
+    pid = seeded.flagged_patient
+    nights = list(csv.DictReader(io.StringIO(staff.get(f"/patients/{pid}/nights.csv").text)))
+    assert {n["clinically_significant"] for n in nights} == {"0", "1"}
+    lms = list(csv.DictReader(io.StringIO(staff.get(f"/patients/{pid}/lms.csv").text)))
+    assert {r["periodic"] for r in lms} == {"0", "1"} and {r["clm"] for r in lms} <= {"0", "1"}
+
+
+def test_the_api_docs_show_code_not_backticks(staff):
+    html = staff.get("/docs").text
+    assert "`" not in html
+    assert "<code>Authorization: Bearer &lt;token&gt;</code>" in html
+
+
+def test_a_wrong_password_keeps_the_username(client):
+    page = log_in(client, USER, "not-the-password").text
+    assert f'name="username" autocomplete="username" required value="{USER}"' in page
+    assert 'autocomplete="current-password" required autofocus' in page
