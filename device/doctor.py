@@ -78,7 +78,8 @@ def check_broker(cfg: DeviceConfig, timeout_s: float = 10.0) -> Check:
         password = Path(b.password_file).read_text(encoding="utf-8").strip()
     except OSError as exc:
         return Check("fail", "broker", f"cannot read {b.password_file} ({exc.strerror or exc})",
-                     "install the password file from the clinic (mode 0600)")
+                     "install the password file from the clinic, mode 0640 root:rlsmon-device "
+                     "(sudo systemd/install-device.sh sets it)")
     result: queue.Queue = queue.Queue()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{cfg.device_id}-doctor",
                          protocol=mqtt.MQTTv5)

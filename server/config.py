@@ -39,7 +39,8 @@ class MqttConfig:
     port: int = field(default=8883, metadata={"check": lambda v: 0 < v < 65536, "expected": "a TCP port 1–65535"})
     ca_file: str = "/etc/rlsmon/ca.crt"
     username: str = "collector"
-    # A file holding only the password (mode 0600), so the TOML can be world-readable.
+    # A file holding only the password (0640 root:rlsmon-server, as the installer sets it), so the
+    # TOML holds no secret.
     password_file: str = "/etc/rlsmon/collector-password"
     # Stable, so the broker finds the persistent session again after a restart.
     client_id: str = field(default="rlsmon-collector", metadata={

@@ -300,3 +300,31 @@ def test_staged_server_install_makes_a_broker_the_collector_can_use(tmp_path):
         broker.wait(10)
 
     assert (refused_right, refused_wrong) == (False, True)
+
+
+def test_the_device_password_file_mode_is_one_truth(tmp_path):
+    """add-device's snippet, the README and the example config all say the mode install-device.sh
+    gives /etc/rlsmon/mqtt-password."""
+    from click.testing import CliRunner
+
+    from server import provision
+    from server.cli import cli
+
+    password = tmp_path / "etc/rlsmon/mqtt-password"
+    password.parent.mkdir(parents=True)
+    password.write_text("s3cret\n")
+    install("install-device.sh", tmp_path)
+    kind, mode, owner = manifest(tmp_path, "device")[provision.DEVICE_PASSWORD_FILE]
+    truth = f"{mode} {owner}"
+    config = tmp_path / "server.toml"
+    config.write_text(f'[database]\npath = "{tmp_path}/server.db"\n[provision]\n'
+                      f'password_file = "{tmp_path}/passwd"\nacl_file = "{tmp_path}/acl"\n')
+
+    snippet = CliRunner().invoke(cli, ["add-device", "--config", str(config), "bed-1"]).stdout
+
+    assert truth == provision.DEVICE_PASSWORD_MODE == "0640 root:rlsmon-device"
+    [note] = [line for line in snippet.splitlines() if line.startswith(f"# {provision.DEVICE_PASSWORD_FILE}")]
+    assert f"mode {truth}" in note
+    for name, text in [("README.md", (REPO / "README.md").read_text()),
+                       ("device.example.toml", (REPO / "firmware_config/device.example.toml").read_text())]:
+        assert truth in text, name
