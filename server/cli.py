@@ -287,6 +287,51 @@ def forget(config_path: str, pseudonym: str, yes: bool) -> None:
                "in memory; backups keep the data until they are rotated away.", err=True)
 
 
+@cli.command()
+@_CONFIG_OPTION
+@click.option("--device", "device_id", default=None, help="Only this device's refused payloads.")
+@click.option("--days", type=click.IntRange(min=1), default=7, show_default=True,
+              help="How many UTC days back, today included.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At most this many refused payloads listed, newest first.")
+def rejected(config_path: str, device_id: str | None, days: int, limit: int) -> None:
+    """List the payloads the collector refused, with their reasons: per device, how many and how
+    many bytes (from the collector's daily counts), then the newest ones, each with its size and
+    SHA-256. Never the payloads themselves: they may hold health data. The admins' web page
+    /admin/rejected shows the same.
+
+    \b
+    Example:
+        rlsmon-server rejected
+        rlsmon-server rejected --device bedroom-1 --days 30
+    """
+    config = _load_config(config_path)
+    since = (_now().date() - timedelta(days=days - 1)).isoformat()
+    db = _open_db(config, config_path)
+    try:
+        per_device = db.execute(
+            "SELECT device_id, sum(count), sum(bytes), max(day) FROM rejected_daily "
+            "WHERE day >= ? AND (? IS NULL OR device_id = ?) GROUP BY device_id "
+            "ORDER BY sum(count) DESC, device_id", [since, device_id, device_id]).fetchall()
+        # The device is the topic's third level (rlsmon/v1/<device>/...), as `forget` finds it.
+        latest = db.execute(
+            "SELECT id, received_at, topic, coalesce(size_bytes, length(payload)), sha256, reason "
+            "FROM rejected WHERE received_at >= ? AND (? IS NULL OR substr(topic, 1, ?) = ?) "
+            "ORDER BY id DESC LIMIT ?",
+            [since, device_id, len(f"rlsmon/v1/{device_id}/"), f"rlsmon/v1/{device_id}/", limit]).fetchall()
+    finally:
+        db.conn.close()
+    scope = f" from {device_id}" if device_id else ""
+    click.echo(f"Refused payloads{scope} since {since} (UTC), per device:")
+    for dev, count, size, last_day in per_device:
+        click.echo(f"  {dev:24} {count:6} refused  {size:10} bytes  last on {last_day}")
+    if not per_device:
+        click.echo("  none counted")
+    click.echo(f"Newest {len(latest)} kept (payload bytes not shown):")
+    for row_id, received_at, topic, size, sha256, reason in latest:
+        click.echo(f"  #{row_id} {received_at} {topic} {size} bytes sha256 {(sha256 or '-')[:16]}: {reason}")
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
