@@ -286,9 +286,25 @@ def run(config_path, recordings, speed, start_at, origin, nights, faults, chip) 
       rlsmon-device run --config /etc/rlsmon/device.toml
       rlsmon-device run --config dev.toml --emulate n1.csv --emulate n2.csv --speed 600 --nights 2
     """
+    import errno
+
+    from device.config import EX_CONFIG
     from device.daemon import run_command
 
-    raise SystemExit(run_command(config_path, recordings, speed, start_at, origin, nights, faults, chip))
+    try:
+        code = run_command(config_path, recordings, speed, start_at, origin, nights, faults, chip)
+    except OSError as e:
+        if not e.filename:
+            raise
+        # A path the config names (data_dir, above all) that cannot be made or written: fixing the
+        # config or the directory is the cure, so exit 78 and systemd does not retry in vain.
+        error = click.ClickException(
+            f"cannot use {e.filename} ({e.strerror}): check the paths in {config_path or '/etc/rlsmon/device.toml'}; "
+            "data_dir must be a directory the daemon can create and write (the installer makes /var/lib/rlsmon)")
+        if e.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EROFS):
+            error.exit_code = EX_CONFIG
+        raise error from None
+    raise SystemExit(code)
 
 
 @cli.command()

@@ -26,6 +26,7 @@ def work(tmp_path_factory) -> Path:
         f'[database]\npath = "{d}/server.db"\n[provision]\npassword_file = "{MISSING}/passwd"\n'
         f'acl_file = "{MISSING}/acl"\n')
     (d / "device-not-toml.toml").write_text("device_id: bed-1\n")
+    (d / "device-bad-data-dir.toml").write_text('device_id = "bed-1"\ndata_dir = "/proc/rlsmon"\n')
     (d / "exists.db").write_text("")
     return d
 
@@ -50,6 +51,8 @@ MISTAKES = [
     ("rlsmon-device", "capture --emulate {d}/rec.csv --out {d}/c.csv --faults often", 1, ["often", "key=value"]),
     ("rlsmon-device", "run --config {d}/absent.toml", 78, ["absent.toml", "cannot be read", "device.example.toml"]),
     ("rlsmon-device", "run --config {d}/device-not-toml.toml", 78, ["device-not-toml.toml", "not valid TOML"]),
+    ("rlsmon-device", "run --config {d}/device-bad-data-dir.toml --emulate {d}/rec.csv --nights 1", 78,
+     ["/proc/rlsmon", "data_dir must be a directory"]),
     ("rlsmon-device", "doctor --config {d}/absent.toml --emulate {d}/rec.csv", 1, ["absent.toml", "fix: make it"]),
     ("rlsmon-device", "analyse {d}/rec.csv", 2, ["No such command", "analyze"]),
     ("rlsmon-server", "collect --config {d}/absent.toml", 78, ["absent.toml", "server.example.toml"]),

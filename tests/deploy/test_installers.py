@@ -390,7 +390,7 @@ def test_uninstall_removes_units_and_code_keeps_config_data_credentials_and_is_i
     after = snapshot(tmp_path)
     again = install(f"install-{component}.sh", tmp_path, "--uninstall")
 
-    assert f"systemctl disable --now" in out
+    assert "systemctl disable --now" in out
     for path, (kind, _mode, _owner) in entries.items():
         if kind == "file" and not _kept(path):
             assert not (tmp_path / path.lstrip("/")).exists(), path
