@@ -183,11 +183,11 @@ remove_path() {  # remove_path KIND PATH — one manifest entry, never outside R
               elif rmdir "$dest" 2>/dev/null; then
                   say "removed $2"; CHANGED=1
               fi ;;
-        venv) [ -d "$dest" ] || return 0
+        venv) [ "$2" = "$VENV" ] && [ -d "$dest" ] || return 0   # rm -rf only ever our venv
               rm -rf "$dest"; say "removed $2"; CHANGED=1 ;;
         block) [ -f "$dest" ] && grep -qx '# BEGIN rlsmon' "$dest" || return 0
                # The block and the blank line append_once put before it.
-               awk '/^# BEGIN rlsmon$/ {skip=1; if (held) held=0; next}
+               awk '/^# BEGIN rlsmon$/ {skip=1; held=0; next}
                     skip && /^# END rlsmon$/ {skip=0; next}
                     skip {next}
                     held {print ""; held=0}
