@@ -257,7 +257,7 @@ def test_cli_names_a_missing_directory_before_simulating(tmp_path):
     result = CliRunner().invoke(cli, ["simulate", "--scenario", "plmd", "--out", str(tmp_path / "no" / "a.csv"),
                                       "--truth", str(tmp_path / "a.json")])
     assert result.exit_code == 2
-    assert "--out" in result.output and "no such directory" in result.output
+    assert "--out" in result.output and "there is no directory" in result.output
     assert list(tmp_path.iterdir()) == []
 
 
