@@ -276,10 +276,13 @@ def _fault_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--nights", type=click.IntRange(min=0), default=None,
               help="Exit once this many nights are closed and their summaries receipted by the collector "
                    "(0: forward what is waiting, then exit).")
+@click.option("--stay", is_flag=True,
+              help="With --nights: stay connected and idle once they are done, as a bedside device waits "
+                   "for the next evening, until stopped (the demo's devices do).")
 @click.option("--faults", default="", callback=_fault_spec,
               help="With --emulate: bus faults, e.g. 'eio=0.01,disconnect=600+600,reset=900'.")
 @click.option("--chip", default="LSM6DSOX", show_default=True, help="With --emulate: the chip variant.")
-def run(config_path, recordings, speed, start_at, origin, nights, faults, chip) -> None:
+def run(config_path, recordings, speed, start_at, origin, nights, stay, faults, chip) -> None:
     """Run the bedside daemon: record every night and forward each summary.
 
     \b
@@ -293,7 +296,7 @@ def run(config_path, recordings, speed, start_at, origin, nights, faults, chip) 
     from device.daemon import run_command
 
     try:
-        code = run_command(config_path, recordings, speed, start_at, origin, nights, faults, chip)
+        code = run_command(config_path, recordings, speed, start_at, origin, nights, faults, chip, stay)
     except OSError as e:
         if not e.filename:
             raise
