@@ -218,6 +218,8 @@ class LegDetector:
             for m in inside if fast_part_stands_in(b, inside, self._lm_params) else [b]:
                 if m.offset_s - m.onset_s < MIN_LM_S or is_rolling(m, self._lm_params):
                     continue
+                if m.onset_unseen:  # moving when the data began: its onset is not known
+                    continue
                 if is_rocking(m, self._lm_params):
                     continue
                 if self._posture.overlaps_upright(m.onset_s, m.offset_s, POSTURE_MARGIN_S):

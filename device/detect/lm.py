@@ -108,6 +108,9 @@ class Burst:
     roll_span_deg: float = 0.0  # max - min of the roll angle within the burst
     path_deg: float = 0.0  # the flexion rate integrated unsigned over the burst's active runs
     cut_by_gap: bool = False
+    # Already moving when the data began (the start of the recording or the end of a gap): its
+    # true onset is unknown, so it cannot be scored (no LM may start at a gap's edge).
+    onset_unseen: bool = False
     held: bool = False  # already a flexion joined to its release
     turn: bool = False  # already joined as part of turning over
 
@@ -128,6 +131,7 @@ class Burst:
             ),
             path_deg=self.path_deg + later.path_deg,
             cut_by_gap=later.cut_by_gap,
+            onset_unseen=self.onset_unseen,
             held=held or self.held,
             turn=turn or self.turn,
         )
@@ -186,10 +190,12 @@ class HysteresisTracker:
         self.in_lm = False
         self._quiet_run = 0  # samples below the offset threshold at the end of the last frame
         self._onset_s = 0.0
+        self._onset_unseen = False
         self._quiet_start_s = 0.0
         # A stretch above the offset threshold still open at the end of the last frame, with no
-        # onset yet: its start time and flexion, in case the onset comes in this frame.
-        self._open_run: tuple[float, tuple[float, float], float] | None = None
+        # onset yet: its start time, flexion, roll and whether it began with the data, in case the
+        # onset comes in this frame.
+        self._open_run: tuple[float, tuple[float, float], float, bool] | None = None
         self._segment_start_s: float | None = None  # first sample since the start or the last gap
         self._roll_on = self._roll_off = self._roll_lo = self._roll_hi = 0.0
         self._flex_on = self._flex_off = (0.0, 0.0)
@@ -239,8 +245,10 @@ class HysteresisTracker:
             if self.in_lm and s - prev_end >= self.quiet_n:
                 done.append(self._end())
             if not self.in_lm:
-                onset_s = max(float(t_s[s]) - shift_s, self._segment_start_s)
-                run_start = (onset_s, tuple(flex_deg[s].tolist()), float(roll_deg[s]))
+                onset_s = float(t_s[s]) - shift_s
+                unseen = onset_s <= self._segment_start_s
+                run_start = (max(onset_s, self._segment_start_s), tuple(flex_deg[s].tolist()),
+                             float(roll_deg[s]), unseen)
                 if s == 0 and self._open_run is not None:
                     run_start = self._open_run
                 self._open_run = run_start if e == len(act_off) else None
@@ -250,7 +258,7 @@ class HysteresisTracker:
                     continue
                 self._open_run = None
                 self.in_lm = True
-                self._onset_s, self._flex_on, self._roll_on = run_start
+                self._onset_s, self._flex_on, self._roll_on, self._onset_unseen = run_start
                 self._flex_dev = 0.0
                 self._peak = self._roll_peak = self._path = 0.0
                 self._roll_lo = self._roll_hi = self._roll_on
@@ -302,6 +310,7 @@ class HysteresisTracker:
             roll_off_deg=self._roll_off,
             roll_span_deg=self._roll_hi - self._roll_lo,
             path_deg=self._path,
+            onset_unseen=self._onset_unseen,
         )
 
 

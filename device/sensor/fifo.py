@@ -172,7 +172,11 @@ class FifoReader(TimedReader):
     # --- reading ------------------------------------------------------------------------------
     def _drain(self) -> SampleBlock | None:
         fifo = self.variant.fifo
+        asked = self.clock.monotonic()
         status = read_block(self.bus, self.address, reg.FIFO_STATUS1, fifo.status_bytes)
+        # Every sample counted below was taken by now: the time base's observation. The bursts
+        # that follow take longer (90 ms for a full FIFO at 400 kHz) and are not part of it.
+        now = self.clock.monotonic()
         level = fifo.level_words(status)
         if level == 0:
             if not self._configured():
@@ -186,17 +190,24 @@ class FifoReader(TimedReader):
         if self._pending_pattern is None:
             self._pending_pattern = fifo.pattern(status)
         burst_words = max(1, min(self.burst_bytes, _I2C_DEV_MAX_MSG) // fifo.word_bytes)
+        # Had the FIFO filled up before the bursts ran (a thread held up that long), the chip
+        # overwrote its oldest words, and clears its overrun flag as we read them: the words read
+        # then end this many samples before its newest, counted back from the clock below.
+        behind = (fifo.capacity_words - level) // fifo.words_per_sample
+        may_have_filled = (self.clock.monotonic() - asked) * self.timebase.rate_hz >= behind
         while level > 0:
             n = min(level, burst_words)
             self._pending += read_block(self.bus, self.address, fifo.data_out, n * fifo.word_bytes)
             level -= n
+        read_at = self.clock.monotonic()
         accel_raw, gyro_raw, rest = fifo.decode(bytes(self._pending), self._pending_pattern)
         self._pending[:] = rest
         self._pending_pattern = 0 if rest else None
-        now = self.clock.monotonic()
         if overrun:
             log.warning("IMU FIFO overrun: the oldest samples were overwritten")
-            self.timebase.resync(len(accel_raw), now)
+        # Counted back from the clock, any samples overwritten (flagged, or while we read) are a gap.
+        if overrun or may_have_filled:
+            self.timebase.resync(len(accel_raw), read_at, lost_at_least=int(overrun), behind=behind)
         t_s = self.timebase.stamp(len(accel_raw), now)
         if not len(t_s):
             return None
