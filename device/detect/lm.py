@@ -45,7 +45,11 @@ class LMParams:
     # is exceeded with a probability of e^-28 per sample: never by noise alone. Higher multiples
     # only cost sensitivity on a noisy strap.
     onset_x_floor: float = 6.0
-    offset_ratio: float = 0.25  # offset / onset threshold: WASM 2016 EMG, 2 µV / 8 µV above resting
+    # Offset / onset threshold. WASM 2016 ends an LM when the EMG falls to 2 µV of its 8-µV onset
+    # rise (a quarter), but a rotation rate is not an EMG: a limb coming to rest slows smoothly to
+    # zero (a minimum-jerk profile spends its last 10 % under 3 % of its peak rate; Flash & Hogan,
+    # J Neurosci 1985), so a quarter of the onset level ended slow releases 0.3-0.6 s early.
+    offset_ratio: float = 0.25
     # ...but never within the noise: on a rattling strap, noise peaks would hold an LM open.
     offset_x_floor: float = 4.0
     # Lower bounds. A movement worth catching peaks at 10-150 dps on the shin (docs/architecture.md), while
@@ -111,6 +115,9 @@ class Burst:
     # Already moving when the data began (the start of the recording or the end of a gap): its
     # true onset is unknown, so it cannot be scored (no LM may start at a gap's edge).
     onset_unseen: bool = False
+    # Above the offset level only, never the onset level: no LM of its own, but it may be the slow
+    # release of a flexion held before it (a limb let down gently barely turns).
+    weak: bool = False
     held: bool = False  # already a flexion joined to its release
     turn: bool = False  # already joined as part of turning over
 
@@ -254,6 +261,16 @@ class HysteresisTracker:
                 self._open_run = run_start if e == len(act_off) else None
                 k = np.searchsorted(hi_idx, s)
                 if k == len(hi_idx) or hi_idx[k] >= e:
+                    if e < len(act_off):  # ended below the onset level: at most a release
+                        reach = np.maximum(np.abs(run_fmax[i] - run_start[1]), np.abs(run_fmin[i] - run_start[1]))
+                        done.append(Burst(
+                            onset_s=run_start[0], offset_s=float(t_s[e - 1]) + self.dt_s - shift_s,
+                            flex_on_deg=run_start[1], flex_off_deg=tuple(flex_deg[e - 1].tolist()),
+                            flex_dev_deg=float(np.hypot(*reach)), peak_dps=float(run_peak[i]),
+                            roll_peak_dps=float(run_roll_peak[i]), roll_on_deg=run_start[2],
+                            roll_off_deg=float(roll_deg[e - 1]),
+                            roll_span_deg=float(run_rmax[i] - run_rmin[i]), path_deg=float(run_path[i]),
+                            onset_unseen=run_start[3], weak=True))
                     prev_end = e
                     continue
                 self._open_run = None
@@ -405,6 +422,10 @@ class HoldMerger:
     def add(self, burst: Burst) -> list[Burst]:
         """Take a finished burst; return the bursts that can no longer change."""
         first = self._pending
+        if burst.weak:  # only ever the release of the flexion held before it
+            if first is not None and not first.cut_by_gap and is_hold_release(first, burst, self.params):
+                self._pending = first.joined(burst, held=True, turn=False)
+            return []
         if first is not None and not first.cut_by_gap:
             if is_hold_release(first, burst, self.params):
                 self._pending = first.joined(burst, held=True, turn=False)
