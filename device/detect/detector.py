@@ -49,9 +49,9 @@ class LegDetector:
 
     `feed(block)` returns what completed since the last call, and `finish()` flushes the rest at the
     end of the recording (once; a new recording takes a new detector). Concatenating every output
-    gives the night. An LM comes out up to one frame plus about 20 s after it ended: the time to know
+    gives the night. An LM comes out up to one frame plus about 45 s after it ended: the time to know
     it has ended (0.5 s), that no release of a held flexion follows (`max_hold_s`), and that the
-    patient did not get up right after it (`POSTURE_MARGIN_S` plus `min_posture_s`).
+    patient did not get up or sit up right after it (`POSTURE_MARGIN_S` plus `min_sitting_s`).
     """
 
     def __init__(
@@ -205,7 +205,8 @@ class LegDetector:
         """
         self._awaiting.extend(bursts)
         keep: list[Burst] = []
-        wait_s = POSTURE_MARGIN_S + self._posture.params.min_posture_s
+        params = self._posture.params
+        wait_s = POSTURE_MARGIN_S + max(params.min_posture_s, params.min_sitting_s)
         for b in self._awaiting:
             if not final and (now_s is None or now_s < b.offset_s + wait_s):
                 keep.append(b)

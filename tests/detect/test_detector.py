@@ -228,6 +228,37 @@ def test_drawing_the_knee_up_high_for_a_moment_is_not_getting_up():
     assert [round(m.onset_s) for m in out.movements] == [50]
 
 
+def sitting_then_lying(t: np.ndarray, sit_deg: float, strap_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sitting on the bed, the shin `sit_deg` up, fidgeting (a 6° flexion every 25 s) for 200 s, then
+    lying down in 4 s; the strap turned `strap_deg` about the shin."""
+    pitch = sit_deg - (sit_deg - 5.0) * min_jerk((t - 200.0) / 4.0)
+    pitch = pitch + sum(flex(t, 20.0 + 25.0 * k, 6.0, 0.6, 0.5, 0.8) for k in range(7))
+    accel, gyro = readings(pitch)
+    return twisted(accel, strap_deg), twisted(gyro, strap_deg)
+
+
+@pytest.mark.parametrize("strap_deg", [0.0, 60.0, 180.0, 300.0])
+@pytest.mark.parametrize("sit_deg", [32.0, 45.0, 58.0])
+def test_sitting_on_the_bed_is_not_lying_whatever_the_strap(sit_deg, strap_deg):
+    """Time in bed depends on the shin's elevation only: sitting 30-60° up is out of bed, however
+    the strap sits about the shin, and its fidgets are no LMs (issue 11)."""
+    from device.detect.bed import in_bed_intervals
+
+    t = times(400)
+    out = run(t, *sitting_then_lying(t, sit_deg, strap_deg))
+    in_bed = in_bed_intervals(out.postures, [], 400.0)
+    assert len(in_bed) == 1
+    assert in_bed[0].start_s == pytest.approx(202.0, abs=3.0)
+    assert out.movements == []
+
+
+def test_turning_over_with_the_knee_drawn_up_stays_in_bed():
+    """The knee drawn up, the shin 40° up for 6 s while turning: still lying (min_sitting_s)."""
+    t = times(120)
+    out = run(t, *readings(flex(t, 50.0, 35.0, 2.0, 6.0, 2.0)))
+    assert [p.posture for p in out.postures] == ["lying"]
+
+
 def test_a_partner_rocking_the_mattress_is_not_an_lm():
     t = times(90)
     # 15 s of rocking under a Hann envelope: ±1.5° at 0.5 Hz in pitch and roll (under 5 dps).
