@@ -191,7 +191,8 @@ class LegDetector:
         signals = (cf.gyro_dps_mag, cf.roll_dps, cf.flex_deg, cf.roll_deg, cf.delay_samples)
         now_s = float(win_end[-1])
         for burst in self._fast_tracker.process(t, fast_on, fast_off, *signals):
-            self._fast.extend(self._fast_merger.add(burst))
+            if not burst.weak:  # a slow release is the main tracker's to join, never a fast part
+                self._fast.extend(self._fast_merger.add(burst))
         self._fast.extend(self._fast_merger.release(now_s, self._fast_tracker.onset_s))
         for burst in self._tracker.process(t, act_on, act_off, *signals):
             self._emit(self._merger.add(burst))

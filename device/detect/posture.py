@@ -8,8 +8,9 @@ up to 10° on the tibia's sloping front); sitting on the bed puts it 30-60° up 
 floor or a stool), standing and walking near vertical. A hysteresis band keeps a posture until the
 angle clearly leaves it, and a new posture must hold for a while before it is accepted, so shifting
 the legs in bed or a stumble never splits the night: `min_posture_s` to stand up or lie down, and
-`min_sitting_s` for a spell that never goes above `upright_above_deg`, since turning over in bed
-draws the knee up, the shin 30-45° up, for a few seconds of its 10-20 s (docs/architecture.md).
+`min_sitting_s` for a spell that is above `upright_above_deg` for less than half of that, since
+turning over in bed draws the knee up, the shin 30-45° up (kicks reaching higher for a moment), for
+a few seconds of its 10-20 s (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class PostureTracker:
         self._posture: str | None = None  # the accepted posture of the open segment
         self._segment_start_s = 0.0
         self._candidate_start_s: float | None = None  # when the raw state left the accepted one
-        self._candidate_high = False  # whether the candidate went above upright_above_deg
+        self._candidate_high_s = 0.0  # how long the candidate has been above upright_above_deg
         self._end_s = 0.0
         # Closed upright segments, kept while an LM near them may still be judged: no LM is scored
         # in or next to them. Only accepted postures count, so drawing the knee up high for a few
@@ -81,9 +82,11 @@ class PostureTracker:
                 continue
             if self._candidate_start_s is None:
                 self._candidate_start_s = float(start_s[a])
-                self._candidate_high = False
-            self._candidate_high |= bool(high[a:b].any())
-            need_s = p.min_sitting_s if posture == "upright" and not self._candidate_high else p.min_posture_s
+                self._candidate_high_s = 0.0
+            self._candidate_high_s += float(np.sum((end_s[a:b] - start_s[a:b])[high[a:b]]))
+            # Standing or walking is up there most of the time; a kick while turning over, a moment.
+            quick = posture == "lying" or self._candidate_high_s >= p.min_posture_s / 2
+            need_s = p.min_posture_s if quick else p.min_sitting_s
             if float(end_s[b - 1]) - self._candidate_start_s >= need_s:
                 closed.append(self._close_at(self._candidate_start_s))
                 self._segment_start_s = self._candidate_start_s
