@@ -45,6 +45,12 @@ class Scenario:
     mount_deg: tuple[float, float, float] = (8.0, 8.0, 12.0)
     # A loose strap rings at this resonance (Hz) after each flexion and release; 0 for a snug one.
     strap_ring_hz: float = 0.0
+    # Sitting up on the bed before lying down (minutes; the shin 30-60 deg up, knees raised or feet
+    # on the floor), fidgeting this often a minute. Out of bed: time in bed is the shin lying.
+    pre_bed_sit_min: tuple[float, float] = (0.0, 0.0)
+    fidgets_per_min: float = 0.0
+    # A strap turned round the shin: the sensor rolled this far about the shin's axis (deg).
+    strap_turned_deg: tuple[float, float] = (0.0, 0.0)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -92,6 +98,16 @@ SCENARIOS: dict[str, Scenario] = {
         twitches_per_hour=20.0, turns_per_hour=2.0, partner_per_hour=1.5, cable_per_hour=0.5,
         bathroom_per_8h=1.0, gaps_per_hour=3.0, gap_s=(1.0, 600.0),
         strap_accel_mg=0.5, strap_gyro_dps=0.05,
+    ),
+    "sitting": Scenario(
+        description="PLMD; sits up on the bed fidgeting for minutes before lying down, the strap turned round the shin",
+        series_per_hour=1.2, series_len=(6, 40), imi_median_s=25.0, imi_sigma=0.3, short_imi_p=0.02,
+        early_decline=0.5, isolated_per_hour=5.0, flex_deg=(3.0, 25.0),
+        sleep_latency_min=(10.0, 25.0), awakenings_per_hour=0.8, restless_per_wake_hour=15.0,
+        twitches_per_hour=20.0, turns_per_hour=2.0, partner_per_hour=1.5, cable_per_hour=0.5,
+        bathroom_per_8h=1.0, gaps_per_hour=0.0, gap_s=(1.0, 5.0),
+        strap_accel_mg=0.5, strap_gyro_dps=0.05,
+        pre_bed_sit_min=(3.0, 12.0), fidgets_per_min=2.0, strap_turned_deg=(60.0, 300.0),
     ),
     "faint": Scenario(
         description="small flexions (2-5 deg of shin tilt) under a loose, noisy strap that gets tugged",
