@@ -172,16 +172,18 @@ class Timebase:
         if self.origin is None:
             self.origin = t_on + 1.0 / rate_hz
 
-    def resync(self, n_new: int, now: float, lost_at_least: int = 0, behind: int = 0) -> None:
+    def resync(self, n_new: int, now: float, lost_at_least: int = 0, behind: int = 0) -> bool:
         """Samples may have been lost (overrun, late poll): the `n_new` in hand end `behind`
         samples before the one due at `now`, and at least `lost_at_least` came before them unseen.
-        Nothing changes when the count already accounts for them."""
+        Nothing changes when the count already accounts for them; returns whether it changed."""
         seg = self._seg
         # A read runs late, so this may count a sample or more too many (stamps a little late);
         # the next read that runs on time lowers the fit's anchor again (`_Segment._envelope`).
         newest = math.floor((now - seg.a) / seg.s + 1e-9) - behind
         if newest - n_new > seg.k or lost_at_least:
             seg.recount(max(seg.k + lost_at_least, newest - n_new))
+            return True
+        return False
 
     def stamp(self, n: int, now: float) -> np.ndarray:
         """`t_s` for the next `n` samples of this segment, all of them taken by clock time `now`."""
