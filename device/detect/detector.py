@@ -25,6 +25,7 @@ from device.detect.lm import (
     fast_part_stands_in,
     is_rocking,
     is_rolling,
+    may_end_an_unseen_flexion,
 )
 from device.detect.posture import PostureParams, PostureTracker
 from device.samples import SampleBlock
@@ -220,7 +221,9 @@ class LegDetector:
             for m in inside if fast_part_stands_in(b, inside, self._lm_params) else [b]:
                 if m.offset_s - m.onset_s < MIN_LM_S or is_rolling(m, self._lm_params):
                     continue
-                if m.onset_unseen:  # moving when the data began: its onset is not known
+                # Moving when the data began, or letting down a flexion made before: its onset is
+                # not known, so it is not scored (no LM starts at a gap's edge).
+                if m.onset_unseen or may_end_an_unseen_flexion(m, self._lm_params):
                     continue
                 if is_rocking(m, self._lm_params):
                     continue

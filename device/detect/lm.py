@@ -115,6 +115,7 @@ class Burst:
     # Already moving when the data began (the start of the recording or the end of a gap): its
     # true onset is unknown, so it cannot be scored (no LM may start at a gap's edge).
     onset_unseen: bool = False
+    since_data_s: float = float("inf")  # from where the data began or resumed to the onset
     # Above the offset level only, never the onset level: no LM of its own, but it may be the slow
     # release of a flexion held before it (a limb let down gently barely turns).
     weak: bool = False
@@ -139,6 +140,7 @@ class Burst:
             path_deg=self.path_deg + later.path_deg,
             cut_by_gap=later.cut_by_gap,
             onset_unseen=self.onset_unseen,
+            since_data_s=self.since_data_s,
             held=held or self.held,
             turn=turn or self.turn,
         )
@@ -270,7 +272,8 @@ class HysteresisTracker:
                             roll_peak_dps=float(run_roll_peak[i]), roll_on_deg=run_start[2],
                             roll_off_deg=float(roll_deg[e - 1]),
                             roll_span_deg=float(run_rmax[i] - run_rmin[i]), path_deg=float(run_path[i]),
-                            onset_unseen=run_start[3], weak=True))
+                            onset_unseen=run_start[3], since_data_s=run_start[0] - self._segment_start_s,
+                            weak=True))
                     prev_end = e
                     continue
                 self._open_run = None
@@ -303,14 +306,15 @@ class HysteresisTracker:
     def cut(self, end_s: float) -> list[Burst]:
         """End a burst in progress at a gap or the end of the recording (`end_s` is where data stops)."""
         self._open_run = None
-        self._segment_start_s = None
         if not self.in_lm:
             self._quiet_run = 0
+            self._segment_start_s = None
             return []
         if self._quiet_run == 0:
             self._quiet_start_s = end_s
         burst = replace(self._end(), cut_by_gap=True)
         self._quiet_run = 0
+        self._segment_start_s = None
         return [burst]
 
     def _end(self) -> Burst:
@@ -328,7 +332,18 @@ class HysteresisTracker:
             roll_span_deg=self._roll_hi - self._roll_lo,
             path_deg=self._path,
             onset_unseen=self._onset_unseen,
+            since_data_s=self._onset_s - self._segment_start_s,
         )
+
+
+def may_end_an_unseen_flexion(burst: Burst, params: LMParams) -> bool:
+    """Whether `burst` may be the release of a flexion made before the data resumed: it goes one
+    way (back), with no flexion before it since the data resumed, within a hold's reach of that.
+    Its LM began unseen; scoring the release alone would date it late."""
+    if burst.held or burst.since_data_s > params.max_hold_s:
+        return False
+    net = _norm(burst.flex_off_deg, burst.flex_on_deg)
+    return net >= max(params.hold_min_deg, 0.5 * burst.flex_dev_deg)
 
 
 def is_hold_release(first: Burst, second: Burst, params: LMParams) -> bool:

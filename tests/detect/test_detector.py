@@ -317,6 +317,16 @@ def test_no_lm_starts_at_a_gap_s_end():
     assert all(abs(m.onset_s - out.gaps[0].end_s) > 0.1 for m in out.movements), out.movements
 
 
+def test_the_release_of_a_flexion_made_in_a_gap_is_not_an_lm():
+    """The leg flexed while the sensor was off, data resumed during the hold, then the release: that
+    LM began in the gap, so it is not scored (its release alone would date it 4 s late)."""
+    t = times(90)
+    accel, gyro = readings(flex(t, 40.0, 10.0, 1.0, 4.0, 1.5))
+    keep = (t < 39.5) | (t >= 42.0)
+    out = run(t[keep], accel[keep], gyro[keep])
+    assert out.movements == []
+
+
 def test_a_lm_longer_than_ten_seconds_is_kept():
     t = times(90)
     pitch = sum(flex(t, 30.0 + 2.0 * k, 6.0 + k % 3, 0.8, 0.2, 0.8) for k in range(7))
