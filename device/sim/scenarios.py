@@ -3,7 +3,7 @@ simulator. Rates are per hour of the lights-off window unless named otherwise.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -99,16 +99,6 @@ SCENARIOS: dict[str, Scenario] = {
         bathroom_per_8h=1.0, gaps_per_hour=3.0, gap_s=(1.0, 600.0),
         strap_accel_mg=0.5, strap_gyro_dps=0.05,
     ),
-    "sitting": Scenario(
-        description="PLMD; sits up on the bed fidgeting for minutes before lying down, the strap turned round the shin",
-        series_per_hour=1.2, series_len=(6, 40), imi_median_s=25.0, imi_sigma=0.3, short_imi_p=0.02,
-        early_decline=0.5, isolated_per_hour=5.0, flex_deg=(3.0, 25.0),
-        sleep_latency_min=(10.0, 25.0), awakenings_per_hour=0.8, restless_per_wake_hour=15.0,
-        twitches_per_hour=20.0, turns_per_hour=2.0, partner_per_hour=1.5, cable_per_hour=0.5,
-        bathroom_per_8h=1.0, gaps_per_hour=0.0, gap_s=(1.0, 5.0),
-        strap_accel_mg=0.5, strap_gyro_dps=0.05,
-        pre_bed_sit_min=(3.0, 12.0), fidgets_per_min=2.0, strap_turned_deg=(60.0, 300.0),
-    ),
     "faint": Scenario(
         description="small flexions (2-5 deg of shin tilt) under a loose, noisy strap that gets tugged",
         series_per_hour=1.2, series_len=(6, 40), imi_median_s=25.0, imi_sigma=0.3, short_imi_p=0.02,
@@ -119,3 +109,9 @@ SCENARIOS: dict[str, Scenario] = {
         strap_accel_mg=3.0, strap_gyro_dps=0.4, mount_deg=(20.0, 10.0, 20.0), strap_ring_hz=8.0,
     ),
 }
+# PLMD sitting up on the bed before lying down, with the strap turned round the shin.
+SCENARIOS["sitting"] = replace(
+    SCENARIOS["plmd"],
+    description="PLMD; sits up on the bed fidgeting for minutes before lying down, the strap turned round the shin",
+    pre_bed_sit_min=(3.0, 12.0), fidgets_per_min=2.0, strap_turned_deg=(60.0, 300.0),
+)
