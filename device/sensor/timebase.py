@@ -10,9 +10,10 @@ happened to run is not the time of its samples. Instead:
 - the observations are kept, per few seconds of samples, as the least late one (bounded memory:
   neighbouring bins merge as the night grows);
 - `s` is the least-squares slope of clock against count over the segment, outliers out (the reads
-  held up by the scheduler: the fit keeps the quarter that ran most nearly on time), and it replaces the chip's stated
-  rate (nominal, corrected by INTERNAL_FREQ_FINE where the chip has it) only when it differs from
-  it by more than 3 standard errors;
+  held up by the scheduler: the fit keeps the quarter that ran most nearly on time), and it
+  replaces the chip's stated rate (nominal, corrected by INTERNAL_FREQ_FINE where the chip has it)
+  only when it differs by more than 3 standard errors and, over the data, by more than the reads
+  scatter;
 - `a` is the configure time (the chip starts sampling on that write), or earlier where an
   observation proves it: no sample is read before it is taken;
 - the stamps follow the fit, slewed by at most 5 % of a period a sample, so a better fit never
@@ -115,8 +116,7 @@ class _Segment:
         # Adopt the fitted rate only where it is clearly better: beyond its standard error, and
         # where the two rates part, over the data, by more than the reads scatter (on a demo clock
         # sped up 200x the scheduler's milliseconds scatter them by seconds).
-        all_res = t - (a + s * k)
-        scatter = 1.4826 * float(np.median(np.abs(all_res - np.median(all_res))))
+        scatter = 1.4826 * float(np.median(np.abs(res - np.median(res))))
         apart = abs(s - self.s0) * (k[-1] - k[0])
         clear = abs(s - self.s0) > _SIGNIFICANT_SE * se and apart > _SIGNIFICANT_SE * scatter + self.s0
         new_s = float(s) if clear else self.s0
