@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import night_figures, run_night  # noqa: E402  (the offline scoring, reused)
 
 from device.detect import LegMovement  # noqa: E402
+from device.detect.lm import LMParams  # noqa: E402
 from device.detect.events import Interval, PostureSegment  # noqa: E402
 from device.sim import SCENARIOS, simulate_night, write_night  # noqa: E402
 
@@ -101,22 +102,25 @@ def live_figures(night, summary: dict) -> dict:
 
 
 def agreement(offline: list[LegMovement], summary: dict) -> tuple[int, int, float, int]:
-    """(LMs compared, LMs beyond BAR_S or unmatched, worst onset difference, LMs at a gap's edge)."""
+    """(live LMs compared, LMs on either side without a partner within BAR_S, worst onset
+    difference, live LMs starting at a gap's edge).
+
+    Set aside: LMs touching a reported gap, and offline LMs that start within a hold's reach after
+    one (the live detector does not score a movement whose start fell in the gap)."""
     gaps = summary["coverage"]["gaps"]
+    reach_s = LMParams().max_hold_s
 
-    def near_gap(on: float, off: float) -> bool:
-        return any(on < g["end_s"] + BAR_S and g["start_s"] - BAR_S < off for g in gaps)
+    def near_gap(on: float, off: float, after_s: float = BAR_S) -> bool:
+        return any(on < g["end_s"] + after_s and g["start_s"] - BAR_S < off for g in gaps)
 
-    live = [(e["onset_s"], e["offset_s"]) for e in summary["lm_events"] if not near_gap(e["onset_s"], e["offset_s"])]
-    ref = [(m.onset_s, m.offset_s) for m in offline if not near_gap(m.onset_s, m.offset_s)]
+    live = np.array([e["onset_s"] for e in summary["lm_events"] if not near_gap(e["onset_s"], e["offset_s"])])
+    ref = np.array([m.onset_s for m in offline if not near_gap(m.onset_s, m.offset_s)])
+    ref_kept = np.array([m.onset_s for m in offline if not near_gap(m.onset_s, m.offset_s, reach_s)])
     edge = sum(any(abs(e["onset_s"] - g["end_s"]) < BAR_S for g in gaps) for e in summary["lm_events"])
-    ref_on = np.array([a for a, _ in ref])
-    worst, bad = 0.0, abs(len(live) - len(ref))
-    for on, _ in live:
-        d = float(np.min(np.abs(ref_on - on))) if len(ref_on) else np.inf
-        worst = max(worst, d)
-        bad += d > BAR_S
-    return len(live), bad, worst, edge
+    d_live = np.array([np.min(np.abs(ref - x)) if len(ref) else np.inf for x in live])
+    d_ref = np.array([np.min(np.abs(live - x)) if len(live) else np.inf for x in ref_kept])
+    bad = int(np.sum(d_live > BAR_S) + np.sum(d_ref > BAR_S))
+    return len(live), bad, float(np.max(d_live, initial=0.0)), edge
 
 
 def fmt(rs: list[dict]) -> str:
