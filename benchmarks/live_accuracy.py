@@ -105,20 +105,22 @@ def agreement(offline: list[LegMovement], summary: dict) -> tuple[int, int, floa
     """(live LMs compared, LMs on either side without a partner within BAR_S, worst onset
     difference, live LMs starting at a gap's edge).
 
-    Set aside: LMs touching a reported gap, and offline LMs that start within a hold's reach after
-    one (the live detector does not score a movement whose start fell in the gap)."""
+    Every live LM clear of a reported gap must have an offline LM within BAR_S, and every offline LM
+    must have a live one, except those touching a gap or starting within a hold's reach after one
+    (the live detector does not score a movement whose start fell in the gap)."""
     gaps = summary["coverage"]["gaps"]
     reach_s = LMParams().max_hold_s
 
     def near_gap(on: float, off: float, after_s: float = BAR_S) -> bool:
         return any(on < g["end_s"] + after_s and g["start_s"] - BAR_S < off for g in gaps)
 
+    every_live = np.array([e["onset_s"] for e in summary["lm_events"]])
     live = np.array([e["onset_s"] for e in summary["lm_events"] if not near_gap(e["onset_s"], e["offset_s"])])
-    ref = np.array([m.onset_s for m in offline if not near_gap(m.onset_s, m.offset_s)])
+    ref = np.array([m.onset_s for m in offline])
     ref_kept = np.array([m.onset_s for m in offline if not near_gap(m.onset_s, m.offset_s, reach_s)])
     edge = sum(any(abs(e["onset_s"] - g["end_s"]) < BAR_S for g in gaps) for e in summary["lm_events"])
     d_live = np.array([np.min(np.abs(ref - x)) if len(ref) else np.inf for x in live])
-    d_ref = np.array([np.min(np.abs(live - x)) if len(live) else np.inf for x in ref_kept])
+    d_ref = np.array([np.min(np.abs(every_live - x)) if len(every_live) else np.inf for x in ref_kept])
     bad = int(np.sum(d_live > BAR_S) + np.sum(d_ref > BAR_S))
     return len(live), bad, float(np.max(d_live, initial=0.0)), edge
 
