@@ -45,10 +45,11 @@ class LMParams:
     # is exceeded with a probability of e^-28 per sample: never by noise alone. Higher multiples
     # only cost sensitivity on a noisy strap.
     onset_x_floor: float = 6.0
-    # Offset / onset threshold. WASM 2016 ends an LM when the EMG falls to 2 µV of its 8-µV onset
-    # rise (a quarter), but a rotation rate is not an EMG: a limb coming to rest slows smoothly to
-    # zero (a minimum-jerk profile spends its last 10 % under 3 % of its peak rate; Flash & Hogan,
-    # J Neurosci 1985), so a quarter of the onset level ended slow releases 0.3-0.6 s early.
+    # Offset / onset threshold: WASM 2016 EMG, 2 µV / 8 µV above resting. A limb coming to rest
+    # slows smoothly to zero (a minimum-jerk profile spends its last 10 % under 3 % of its peak
+    # rate; Flash & Hogan, J Neurosci 1985), so a gentle release ends 0.1-0.3 s before it stops;
+    # a lower ratio would stretch twitches on a ringing strap past 0.5 s (accuracy.py, faint).
+    # A release too gentle to reach the onset level still ends its LM (`Burst.weak`).
     offset_ratio: float = 0.25
     # ...but never within the noise: on a rattling strap, noise peaks would hold an LM open.
     offset_x_floor: float = 4.0
@@ -264,7 +265,8 @@ class HysteresisTracker:
                 k = np.searchsorted(hi_idx, s)
                 if k == len(hi_idx) or hi_idx[k] >= e:
                     if e < len(act_off):  # ended below the onset level: at most a release
-                        reach = np.maximum(np.abs(run_fmax[i] - run_start[1]), np.abs(run_fmin[i] - run_start[1]))
+                        reach = np.maximum(np.abs(run_fmax[i] - run_start[1]),
+                                           np.abs(run_fmin[i] - run_start[1]))
                         done.append(Burst(
                             onset_s=run_start[0], offset_s=float(t_s[e - 1]) + self.dt_s - shift_s,
                             flex_on_deg=run_start[1], flex_off_deg=tuple(flex_deg[e - 1].tolist()),
