@@ -20,6 +20,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 from sqlite_utils import Database
 
+from server import quality
 from server.db import assign_device
 from server.model import DEVICE_ID_PATTERN
 from server.web import auth, charts, edf, queries
@@ -28,7 +29,7 @@ from server.web.auth import ADMIN, CLINICIAN
 from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, audit,
                              attachment, client_address, cookie_secure, get_db, render, safe_next,
                              state)
-from server.web.trend import INSUFFICIENT, load_trend
+from server.web.trend import load_trend, verdict
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 100
@@ -238,6 +239,7 @@ def night_page(request: Request, night: date, device_id: str = DeviceId,
         "coverage": (summary["coverage"]["recorded_s"] / summary["duration_s"]
                      if summary["duration_s"] else None),
         "gaps_s": sum(g["end_s"] - g["start_s"] for g in summary["coverage"]["gaps"]),
+        "quality": quality.of_summary(summary),
     })
 
 
@@ -290,11 +292,11 @@ def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
     found = _patient_or_404(request, db, patient_id, "patient.view")
     nights, notes, chart_args = load_trend(db, patient_id)
     svg = charts.trend_svg(*chart_args)
-    # The summary's last nights are those with an index: as on the chart, a night with too
-    # little time in bed counts for nothing.
-    recent = [n for n in nights if n["severity"] != INSUFFICIENT][-7:]
+    # The last nights summarised are the eligible ones, as on the chart (issue 12).
+    recent = [n for n in nights if n["quality"].label == quality.ELIGIBLE][-7:]
     return render(request, "trend.html", {
         "patient": found, "nights": list(reversed(nights)), "notes": notes, "chart": svg,
+        "verdict": verdict(nights),
         "recent_mean": (sum(n["plm_index"] for n in recent) / len(recent)) if recent else None,
         "recent_range": ((min(n["plm_index"] for n in recent), max(n["plm_index"] for n in recent))
                          if recent else None),

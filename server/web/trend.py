@@ -1,15 +1,19 @@
-"""A patient's trend as the chart draws it: one night per date, and the notes."""
+"""A patient's trend as the chart draws it: one night per date with its quality, the notes, and
+the verdict over the eligible nights."""
 
 from __future__ import annotations
 
+import json
+import statistics
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Iterable
 
 from sqlite_utils import Database
 
+from server import quality
 from server.web import queries
 
-INSUFFICIENT = "insufficient_data"
 TrendArgs = tuple[tuple[tuple[date, float], ...], tuple[tuple[date, str], ...]]
 
 
@@ -23,14 +27,95 @@ def one_per_night(nights: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [best[k] for k in sorted(best)]
 
 
+def night_qualities(db: Database, patient_id: int) -> dict[tuple[str, str], quality.Quality]:
+    """The quality of each of the patient's nights, by (device_id, night), computed at read time:
+    the stored columns plus four small fields of the stored summary (one JSON parse per night)."""
+    rows = db.execute("""
+        SELECT n.device_id, n.night, n.time_in_bed_s, n.recorded_s,
+               json_extract(n.summary_json, '$.duration_s', '$.in_bed', '$.clock_synced',
+                            '$.min_time_in_bed_s')
+        FROM devices d JOIN nights n ON n.device_id = d.device_id
+        WHERE d.patient_id = ?""", [patient_id]).fetchall()
+    out = {}
+    for device_id, night, time_in_bed_s, recorded_s, extra in rows:
+        duration_s, in_bed, synced, floor_s = json.loads(extra)
+        out[(device_id, night)] = quality.assess(quality.facts(
+            time_in_bed_s=time_in_bed_s, recorded_s=recorded_s, duration_s=duration_s,
+            in_bed=in_bed, clock_synced=None if synced is None else bool(synced),
+            min_time_in_bed_s=floor_s))
+    return out
+
+
 def load_trend(db: Database, patient_id: int) -> tuple[list[dict], list[dict], TrendArgs]:
-    """A patient's nights (one per date) and notes, and the trend chart's arguments from them."""
+    """A patient's nights (one per date, each with its ``quality``) and notes, and the trend
+    chart's arguments from them."""
     nights = one_per_night(queries.patient_nights(db, patient_id))
+    qualities = night_qualities(db, patient_id)
+    for n in nights:
+        n["quality"] = qualities[(n["device_id"], n["night"])]
     notes = queries.notes(db, patient_id)
-    # A night with too little time in bed has no index worth drawing (docs/summary.md, severity
-    # "insufficient_data"): it stays in the table, off the chart and its rolling mean.
+    # Only eligible nights are drawn (issue 12): an excluded night has no index worth drawing, a
+    # provisional one is counted apart; both stay in the table with their reasons.
     series = tuple((date.fromisoformat(n["night"]), n["plm_index"]) for n in nights
-                   if n["severity"] != INSUFFICIENT)
+                   if n["quality"].label == quality.ELIGIBLE)
     marks = tuple((date.fromisoformat(n["date"]), n["text"]) for n in notes)
     return nights, notes, (series, marks)
 
+
+
+# The verdict over nights. One night says little: the PLM index varies a lot from night to night
+# (Trotti et al., Sleep Med 2009; a correlation of only 0.54 between two nights, Sforza et al.,
+# Sleep Med 2005), while the periodicity index is far steadier (Ferri et al., Sleep Med 2013).
+MIN_NIGHTS_FOR_VERDICT = 3
+# ICSD-3: a PLM index above 15/h is significant in adults.
+PLMI_SIGNIFICANT = 15.0
+# Periodicity index (Ferri et al., Sleep 2006): in RLS it is typically above 0.6, in controls and
+# in most non-periodic movement far lower; we read >= 0.6 as "periodic".
+PERIODIC_PI = 0.6
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the eligible nights show; the statistics are None under ``MIN_NIGHTS_FOR_VERDICT``."""
+    eligible: int
+    provisional: int
+    excluded: int
+    mean_plmi: float | None = None
+    median_plmi: float | None = None
+    iqr_plmi: tuple[float, float] | None = None   # 25th and 75th percentile
+    sd_plmi: float | None = None
+    above_15: int | None = None
+    mean_periodicity: float | None = None
+    line: str = ""
+
+
+def verdict(nights: list[dict[str, Any]]) -> Verdict:
+    """The verdict over ``nights`` (each with ``quality``, ``plm_index``, ``periodicity_index``):
+    statistics over the eligible ones, the others only counted. Says what the data shows, never
+    a diagnosis (PLMD also needs a sleep complaint not explained otherwise, ICSD-3)."""
+    labels = [n["quality"].label for n in nights]
+    counts = {lab: labels.count(lab) for lab in (quality.ELIGIBLE, quality.PROVISIONAL,
+                                                  quality.EXCLUDED)}
+    base = dict(eligible=counts[quality.ELIGIBLE], provisional=counts[quality.PROVISIONAL],
+                excluded=counts[quality.EXCLUDED])
+    eligible = [n for n in nights if n["quality"].label == quality.ELIGIBLE]
+    n = len(eligible)
+    if n < MIN_NIGHTS_FOR_VERDICT:
+        return Verdict(**base, line=(
+            f"{n} eligible night{'' if n == 1 else 's'}: too few for a verdict (at least "
+            f"{MIN_NIGHTS_FOR_VERDICT}; more are better, as the PLM index varies from night to night)."))
+    plmi = [e["plm_index"] for e in eligible]
+    q1, _, q3 = statistics.quantiles(plmi, n=4, method="inclusive")
+    above = sum(p > PLMI_SIGNIFICANT for p in plmi)
+    pi = statistics.fmean(e["periodicity_index"] for e in eligible)
+    head = f"PLMI above 15/h on {above} of {n} eligible nights, periodicity {pi:.2f}"
+    if above * 2 > n:
+        tail = ("consistent with PLMD" if pi >= PERIODIC_PI else
+                "frequent but not clearly periodic leg movements")
+    elif above:
+        tail = "above 15/h on a minority of nights"
+    else:
+        tail = "not above 15/h on any night"
+    return Verdict(**base, mean_plmi=statistics.fmean(plmi), median_plmi=statistics.median(plmi),
+                   iqr_plmi=(q1, q3), sd_plmi=statistics.stdev(plmi), above_15=above,
+                   mean_periodicity=pi, line=f"{head}: {tail}.")

@@ -197,7 +197,7 @@ def test_a_night_with_insufficient_data_shows_no_index_and_stays_off_the_trend(s
     scored = [n["plm_index"] for n in queries.patient_nights(db, pid)
               if n["severity"] != "insufficient_data"][-7:]
     db.conn.close()
-    assert f"last 7 nights: mean PLM index <strong>{sum(scored) / 7:.1f}</strong>/h" in trend
+    assert f"last 7 eligible nights: mean PLM index <strong>{sum(scored) / 7:.1f}</strong>/h" in trend
     assert f"range {min(scored):.1f}\u2013{max(scored):.1f}" in trend and min(scored) > 0
     # The chart draws the 30 nights before it, not this one: it has no index worth a point.
     from server.web.trend import load_trend
