@@ -23,7 +23,7 @@ from sqlite_utils import Database
 from server import quality
 from server.db import assign_device
 from server.model import DEVICE_ID_PATTERN
-from server.web import auth, charts, edf, queries
+from server.web import auth, charts, edf, night_quality, queries
 from server.web.access import allow, public
 from server.web.auth import ADMIN, CLINICIAN
 from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, audit,
@@ -184,6 +184,7 @@ def patients(request: Request, q: str = Query("", max_length=100), flagged: bool
     return render(request, "patients.html", {
         "rows": rows, "total": total, "page": page, "pages": max(1, math.ceil(total / PAGE_SIZE)),
         "q": q, "flagged": flagged, "today": today,
+        "quality": night_quality.of_nights(db, [(r.device_id, r.night) for r in rows if r.night]),
         "silent": queries.not_reporting(db, today),
         "unassigned": queries.unassigned_devices(db, today),
         "overview": queries.overview(db),

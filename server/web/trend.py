@@ -3,7 +3,6 @@ the verdict over the eligible nights."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass
 from datetime import date
@@ -12,7 +11,7 @@ from typing import Any, Iterable
 from sqlite_utils import Database
 
 from server import quality
-from server.web import queries
+from server.web import night_quality, queries
 
 TrendArgs = tuple[tuple[tuple[date, float], ...], tuple[tuple[date, str], ...]]
 
@@ -27,30 +26,11 @@ def one_per_night(nights: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [best[k] for k in sorted(best)]
 
 
-def night_qualities(db: Database, patient_id: int) -> dict[tuple[str, str], quality.Quality]:
-    """The quality of each of the patient's nights, by (device_id, night), computed at read time:
-    the stored columns plus four small fields of the stored summary (one JSON parse per night)."""
-    rows = db.execute("""
-        SELECT n.device_id, n.night, n.time_in_bed_s, n.recorded_s,
-               json_extract(n.summary_json, '$.duration_s', '$.in_bed', '$.clock_synced',
-                            '$.min_time_in_bed_s')
-        FROM devices d JOIN nights n ON n.device_id = d.device_id
-        WHERE d.patient_id = ?""", [patient_id]).fetchall()
-    out = {}
-    for device_id, night, time_in_bed_s, recorded_s, extra in rows:
-        duration_s, in_bed, synced, floor_s = json.loads(extra)
-        out[(device_id, night)] = quality.assess(quality.facts(
-            time_in_bed_s=time_in_bed_s, recorded_s=recorded_s, duration_s=duration_s,
-            in_bed=in_bed, clock_synced=None if synced is None else bool(synced),
-            min_time_in_bed_s=floor_s))
-    return out
-
-
 def load_trend(db: Database, patient_id: int) -> tuple[list[dict], list[dict], TrendArgs]:
     """A patient's nights (one per date, each with its ``quality``) and notes, and the trend
     chart's arguments from them."""
     nights = one_per_night(queries.patient_nights(db, patient_id))
-    qualities = night_qualities(db, patient_id)
+    qualities = night_quality.of_patient(db, patient_id)
     for n in nights:
         n["quality"] = qualities[(n["device_id"], n["night"])]
     notes = queries.notes(db, patient_id)

@@ -75,14 +75,16 @@ def _events(rng: random.Random, start_s: float, end_s: float, plm_target: int,
 
 def make_night(device_id: str, night: date, plm_index: float, *, seed: int = 0,
                sporadic_per_h: float = 3.0, tz: str = "Europe/Berlin",
-               gap: bool = True, gaps: list[dict] | None = None) -> dict:
+               gap: bool = True, gaps: list[dict] | None = None,
+               in_bed_s: tuple[float, float] | None = None) -> dict:
     """A complete, valid `rlsmon.night/1` summary for ``device_id`` on the evening of ``night``:
-    with one 7-minute gap (``gap``), or with the ``gaps`` given, inside the time in bed."""
+    with one 7-minute gap (``gap``), or with the ``gaps`` given, inside the time in bed, which is
+    ``in_bed_s`` (start, end) or 10 min after the start to 15 min before the end."""
     rng = random.Random(f"{device_id}/{night}/{seed}")
     zone = ZoneInfo(tz)
     start = datetime.combine(night, time(22, 30), zone)
     duration_s = 8 * 3600.0
-    bed = (600.0, duration_s - 900.0)
+    bed = in_bed_s or (600.0, duration_s - 900.0)
     if gaps is None:
         gaps = [{"start_s": 3 * 3600.0, "end_s": 3 * 3600.0 + 420.0}] if gap else []
     time_in_bed_s = bed[1] - bed[0] - sum(g["end_s"] - g["start_s"] for g in gaps)

@@ -81,3 +81,30 @@ def test_provisional_and_excluded_nights_are_shown_apart(staff, seeded):
 def test_a_night_page_shows_an_eligible_label(staff, seeded):
     html = staff.get(f"/devices/dev-a/nights/{seeded.last_night}").text
     assert 'Night quality: <span class="quality quality-eligible"' in html
+
+
+def test_the_patients_list_labels_each_last_night_with_its_reasons_on_hover(staff, seeded):
+    db = open_db(seeded.path)
+    # 3 h in bed: provisional (under 4 h), and a consistent summary for the collector.
+    short = seed.make_night("dev-b", seeded.last_night + timedelta(days=1), 2.0, gap=False,
+                            in_bed_s=(600.0, 600.0 + 3 * 3600.0))
+    seed.store(db, short)
+    db.conn.close()
+    html = staff.get("/").text
+    row = [r for r in html.split("<tr") if "P-0002" in r][0]
+    assert 'class="quality quality-provisional" title="only 3 h 00 min in bed, under 4 h"' in row
+    assert "quality-eligible" in [r for r in html.split("<tr") if "P-0001" in r][0]
+
+
+def test_a_night_with_sensor_faults_in_bed_is_excluded_off_the_verdict(staff, seeded):
+    night = seeded.last_night + timedelta(days=1)
+    # A 6 h gap inside the 7 h 35 min (27,300 s) in bed: 21,600 / 27,300 = 79% lost, excluded.
+    faulty = seed.make_night("dev-a", night, 30.0,
+                             gaps=[{"start_s": 3600.0, "end_s": 7 * 3600.0}])
+    db = open_db(seeded.path)
+    seed.store(db, faulty)
+    db.conn.close()
+    html = staff.get(f"/patients/{seeded.flagged_patient}").text
+    assert "on 19 of 30 eligible nights" in html and "0 provisional nights" in html
+    assert "1 excluded" in html
+    assert "sensor faults: 79% of the time in bed missing" in html

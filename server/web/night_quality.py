@@ -1,0 +1,47 @@
+"""Night quality at read time: the stored columns plus four small fields of the stored summary
+(one JSON parse per night), given to the pure rules of `server.quality`. Nothing is persisted,
+so a change of a rule applies to every night already stored."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+from sqlite_utils import Database
+
+from server import quality
+
+Key = tuple[str, str]  # (device_id, night)
+
+_SELECT = """
+SELECT n.device_id, n.night, n.time_in_bed_s, n.recorded_s,
+       json_extract(n.summary_json, '$.duration_s', '$.in_bed', '$.clock_synced',
+                    '$.min_time_in_bed_s')
+FROM nights n """
+
+
+def _assess(rows: Iterable[tuple[Any, ...]]) -> dict[Key, quality.Quality]:
+    out = {}
+    for device_id, night, time_in_bed_s, recorded_s, extra in rows:
+        duration_s, in_bed, synced, floor_s = json.loads(extra)
+        out[(device_id, night)] = quality.assess(quality.facts(
+            time_in_bed_s=time_in_bed_s, recorded_s=recorded_s, duration_s=duration_s,
+            in_bed=in_bed, clock_synced=synced, min_time_in_bed_s=floor_s))
+    return out
+
+
+def of_patient(db: Database, patient_id: int) -> dict[Key, quality.Quality]:
+    """The quality of every night of the patient's devices."""
+    return _assess(db.execute(
+        _SELECT + "JOIN devices d ON d.device_id = n.device_id WHERE d.patient_id = ?",
+        [patient_id]).fetchall())
+
+
+def of_nights(db: Database, keys: Iterable[Key]) -> dict[Key, quality.Quality]:
+    """The quality of the given nights (e.g. the last nights on one page of the patients list);
+    each is found by the nights' primary key."""
+    out: dict[Key, quality.Quality] = {}
+    for key in keys:
+        out.update(_assess(db.execute(_SELECT + "WHERE n.device_id = ? AND n.night = ?",
+                                      list(key)).fetchall()))
+    return out
