@@ -61,7 +61,9 @@ def build(path: Path, patients: int, nights: int, measured: set[tuple[str, str]]
             " VALUES (?, ?, ?, ?, ?, ?)",
             [(f"dev-{i:05d}", i, "online" if i % 7 else "offline", now, now, "2025-01-01T00:00:00+00:00")
              for i in range(1, patients + 1)])
-        small_json = json.dumps({"duration_s": 28800.0, "lm_events": []})
+        # What the pages read of a stand-in (night quality reads in_bed and clock_synced too).
+        small_json = json.dumps({"duration_s": 28800.0, "in_bed": [{"start_s": 600.0,
+                                 "end_s": 27600.0}], "clock_synced": True, "lm_events": []})
         stale = (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()
         for i in range(1, patients + 1):
             device = f"dev-{i:05d}"
