@@ -289,7 +289,8 @@ def _patient_or_404(request: Request, db: Database, patient_id: int,
 @allow(CLINICIAN)
 def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
                db: Database = Depends(get_db)) -> Response:
-    """A patient's trend: PLMI per night, 7-night rolling mean and spread, treatment notes."""
+    """A patient's verdict over the eligible nights, then the trend: PLMI per eligible night, the
+    7-night rolling mean and spread, treatment notes, and every night with its quality."""
     found = _patient_or_404(request, db, patient_id, "patient.view")
     nights, notes, chart_args = load_trend(db, patient_id)
     svg = charts.trend_svg(*chart_args)

@@ -42,7 +42,6 @@ def load_trend(db: Database, patient_id: int) -> tuple[list[dict], list[dict], T
     return nights, notes, (series, marks)
 
 
-
 # The verdict over nights. One night says little: the PLM index varies a lot from night to night
 # (Trotti et al., Sleep Med 2009; a correlation of only 0.54 between two nights, Sforza et al.,
 # Sleep Med 2005), while the periodicity index is far steadier (Ferri et al., Sleep Med 2013).
