@@ -32,6 +32,9 @@ from server.web.trend import INSUFFICIENT, load_trend
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 100
+# "Not reporting" and "unassigned" show this many devices first (longest silence, by id), with
+# their whole count, so the patients list costs O(page) even when a whole ward goes quiet.
+SIDE_LIST_SIZE = 50
 DeviceId = Path(pattern=DEVICE_ID_PATTERN, max_length=63)
 
 # Shown on every night: what a shin accelerometer cannot know (docs/architecture.md, domain rules).
@@ -183,9 +186,9 @@ def patients(request: Request, q: str = Query("", max_length=100), flagged: bool
     return render(request, "patients.html", {
         "rows": rows, "total": total, "page": page, "pages": max(1, math.ceil(total / PAGE_SIZE)),
         "q": q, "flagged": flagged, "today": today,
-        "silent": queries.not_reporting(db, today),
-        "unassigned": queries.unassigned_devices(db, today),
-        "overview": queries.overview(db),
+        "silent": queries.not_reporting(db, today, limit=SIDE_LIST_SIZE),
+        "unassigned": queries.unassigned_devices(db, today, limit=SIDE_LIST_SIZE),
+        "overview": queries.overview(db, today),
         "missed_alert": queries.MISSED_NIGHTS_ALERT,
     })
 
