@@ -266,3 +266,15 @@ def test_a_wrong_password_keeps_the_username(client):
     page = log_in(client, USER, "not-the-password").text
     assert f'name="username" autocomplete="username" required value="{USER}"' in page
     assert 'autocomplete="current-password" required autofocus' in page
+
+
+def test_the_side_lists_show_their_first_devices_and_count_the_rest(staff, seeded, monkeypatch):
+    from server.web import pages
+
+    monkeypatch.setattr(pages, "SIDE_LIST_SIZE", 0)
+    html = staff.get("/").text
+    assert "<strong>1</strong> not reporting" in html
+    attention = html.split('class="card attention"')[1].split("</section>")[0]
+    assert "P-0003" not in attention and "and 1 more, the longest silent first" in attention
+    unassigned = html.split('id="unassigned-h"')[1]
+    assert "dev-new" not in unassigned and "and 1 more: assign these first" in unassigned
