@@ -177,14 +177,22 @@ def logout(request: Request, db: Database = Depends(get_db)) -> Response:
 @router.get("/", response_class=HTMLResponse)
 @allow(CLINICIAN)
 def patients(request: Request, q: str = Query("", max_length=100), flagged: bool = False,
+             after: str | None = Query(None, pattern=DEVICE_ID_PATTERN, max_length=63),
+             before: str | None = Query(None, pattern=DEVICE_ID_PATTERN, max_length=63),
              page: int = Query(1, ge=1, le=100_000), db: Database = Depends(get_db)) -> Response:
-    """The patients list: last night per device, flags, devices not reporting, unassigned devices."""
+    """The patients list: last night per device, flags, devices not reporting, unassigned devices.
+
+    Paged by key (the device after or before which a page starts, the list being ordered by
+    pseudonym), so any page costs the same; ``page`` only numbers it for the reader."""
     today = state(request).today()
-    rows, total = queries.patient_page(db, today, search=q.strip(), flagged_only=flagged,
-                                       limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    found = queries.patient_page(db, today, search=q.strip(), flagged_only=flagged,
+                                 limit=PAGE_SIZE, after=after, before=before)
+    page = page if found.has_before else 1
     audit(request, db, "patients.list", detail=f"page={page}")
     return render(request, "patients.html", {
-        "rows": rows, "total": total, "page": page, "pages": max(1, math.ceil(total / PAGE_SIZE)),
+        "rows": found.rows, "total": found.total, "page": page,
+        "pages": max(page, math.ceil(found.total / PAGE_SIZE)),
+        "has_before": found.has_before, "has_after": found.has_after,
         "q": q, "flagged": flagged, "today": today,
         "silent": queries.not_reporting(db, today, limit=SIDE_LIST_SIZE),
         "unassigned": queries.unassigned_devices(db, today, limit=SIDE_LIST_SIZE),

@@ -81,13 +81,27 @@ def _counts(db: Database) -> dict[str, int]:
     return dict(zip(cols, row))
 
 
-def patient_page(db: Database, today: date, *, search: str = "", flagged_only: bool = False,
-                 limit: int = 100, offset: int = 0) -> tuple[list[DeviceRow], int]:
-    """Assigned devices ordered by pseudonym, filtered, one page of them, and how many match.
+@dataclass
+class Page:
+    """One page of the patients list, how many rows match in all, and whether there are rows
+    before and after it (asked for with the first and last rows' device ids)."""
 
-    Without a search the page and its count cost O(page): the rows are read along an index of
-    device_latest, the count from fleet_counts. A search (a substring of the pseudonym or
-    device) reads that index whole, as any substring search must."""
+    rows: list[DeviceRow]
+    total: int
+    has_before: bool
+    has_after: bool
+
+
+def patient_page(db: Database, today: date, *, search: str = "", flagged_only: bool = False,
+                 limit: int | None = 100, after: str | None = None,
+                 before: str | None = None) -> Page:
+    """Assigned devices ordered by pseudonym, filtered: the ``limit`` (None: all) after the
+    device ``after`` in that order, or before the device ``before``, or the first ones.
+
+    Keyset paging: a page is read along an index of device_latest from its key, and its count
+    comes from fleet_counts, so a page costs O(page) wherever it is in the list. A search (a
+    substring of the pseudonym or device) reads that index whole, as any substring search must.
+    A key that is no longer in the list (its device unassigned since) gives the first page."""
     where = " WHERE l.patient_id IS NOT NULL"
     params: list[Any] = []
     if flagged_only:
@@ -99,9 +113,25 @@ def patient_page(db: Database, today: date, *, search: str = "", flagged_only: b
         total = db.execute(f"SELECT count(*) FROM device_latest l{where}", params).fetchone()[0]
     else:
         total = _counts(db)["flagged_assigned" if flagged_only else "assigned"]
-    rows = _rows(db, where, params + [limit, offset], today,
-                 " ORDER BY l.pseudonym, l.device_id LIMIT ? OFFSET ?")
-    return rows, total
+    key = None
+    if after or before:
+        key = db.execute("SELECT pseudonym, device_id FROM device_latest "
+                         "WHERE device_id = ? AND patient_id IS NOT NULL",
+                         [after or before]).fetchone()
+    backwards = key is not None and not after
+    if key is not None:
+        where += f" AND (l.pseudonym, l.device_id) {'<' if backwards else '>'} (?, ?)"
+        params += list(key)
+    order = " DESC" if backwards else ""
+    rows = _rows(db, where, params + [-1 if limit is None else limit + 1], today,
+                 f" ORDER BY l.pseudonym{order}, l.device_id{order} LIMIT ?")
+    more = limit is not None and len(rows) > limit
+    rows = rows[:limit]
+    if backwards:
+        if not rows:  # nothing before the key: the first page
+            return patient_page(db, today, search=search, flagged_only=flagged_only, limit=limit)
+        return Page(rows[::-1], total, has_before=more, has_after=True)
+    return Page(rows, total, has_before=key is not None, has_after=more)
 
 
 def unassigned_devices(db: Database, today: date, limit: int = -1) -> list[DeviceRow]:

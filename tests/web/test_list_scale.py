@@ -19,7 +19,7 @@ from server.web import queries
 
 TODAY = date(2026, 3, 10)
 NIGHTS = 3
-PAGE = 50  # a page that both fleets fill, three times over
+PAGE = 50  # a page that both fleets fill, before and after their middle
 SIDE = 2  # as many devices as the small fleet has unassigned and not reporting
 
 
@@ -51,17 +51,26 @@ def build(path: Path, patients: int) -> Database:
     return db
 
 
+Call = Callable[[Database, int], object]
+
+
+def middle(patients: int) -> str:
+    """An assigned device halfway down the list."""
+    return f"dev-{patients // 2 + 1:05d}"
+
+
 # Everything the patients page asks (server/web/pages.py), and the searches.
-LIST_CALLS: dict[str, Callable[[Database], object]] = {
-    "page 1": lambda db: queries.patient_page(db, TODAY, limit=PAGE),
-    "page 3": lambda db: queries.patient_page(db, TODAY, limit=PAGE, offset=2 * PAGE),
-    "flagged": lambda db: queries.patient_page(db, TODAY, flagged_only=True, limit=PAGE),
-    "not reporting": lambda db: queries.not_reporting(db, TODAY, limit=SIDE),
-    "unassigned": lambda db: queries.unassigned_devices(db, TODAY, limit=SIDE),
+LIST_CALLS: dict[str, Call] = {
+    "page 1": lambda db, n: queries.patient_page(db, TODAY, limit=PAGE),
+    "the middle page": lambda db, n: queries.patient_page(db, TODAY, limit=PAGE, after=middle(n)),
+    "the page before": lambda db, n: queries.patient_page(db, TODAY, limit=PAGE, before=middle(n)),
+    "flagged": lambda db, n: queries.patient_page(db, TODAY, flagged_only=True, limit=PAGE),
+    "not reporting": lambda db, n: queries.not_reporting(db, TODAY, limit=SIDE),
+    "unassigned": lambda db, n: queries.unassigned_devices(db, TODAY, limit=SIDE),
 }
-OVERVIEW: Callable[[Database], object] = lambda db: queries.overview(db, TODAY)
-SEARCH_CALLS: dict[str, Callable[[Database], object]] = {
-    "search": lambda db: queries.patient_page(db, TODAY, search="P-0001", limit=PAGE),
+OVERVIEW: Call = lambda db, n: queries.overview(db, TODAY)
+SEARCH_CALLS: dict[str, Call] = {
+    "search": lambda db, n: queries.patient_page(db, TODAY, search="P-0001", limit=PAGE),
 }
 
 
@@ -71,12 +80,12 @@ def fleets(tmp_path_factory) -> dict[int, Database]:
     return {n: build(root / f"{n}.db", n) for n in (200, 20_000)}
 
 
-def statements(db: Database, call: Callable[[Database], object]) -> list[str]:
+def statements(db: Database, n: int, call: Call) -> list[str]:
     """The SQL `call` runs, its parameters bound."""
     seen: list[str] = []
     db.conn.set_trace_callback(seen.append)
     try:
-        call(db)
+        call(db, n)
     finally:
         db.conn.set_trace_callback(None)
     return seen
@@ -89,7 +98,7 @@ def plan(db: Database, sql: str) -> str:
 @pytest.mark.parametrize("name", [*LIST_CALLS, "overview", *SEARCH_CALLS])
 def test_every_list_query_reads_an_index(fleets, name):
     db = fleets[20_000]
-    sqls = statements(db, {**LIST_CALLS, "overview": OVERVIEW, **SEARCH_CALLS}[name])
+    sqls = statements(db, 20_000, {**LIST_CALLS, "overview": OVERVIEW, **SEARCH_CALLS}[name])
     assert sqls
     for sql in sqls:
         text = plan(db, sql)
@@ -105,7 +114,7 @@ def test_every_list_query_reads_an_index(fleets, name):
         assert "TEMP B-TREE" not in text, text
 
 
-def vm_steps(db: Database, call: Callable[[Database], object]) -> int:
+def vm_steps(db: Database, n: int, call: Call) -> int:
     """SQLite VM instructions `call` runs, in tens."""
     steps = 0
 
@@ -116,7 +125,7 @@ def vm_steps(db: Database, call: Callable[[Database], object]) -> int:
 
     db.conn.set_progress_handler(count, 10)
     try:
-        call(db)
+        call(db, n)
     finally:
         db.conn.set_progress_handler(None, 0)
     return steps
@@ -124,7 +133,7 @@ def vm_steps(db: Database, call: Callable[[Database], object]) -> int:
 
 @pytest.mark.parametrize("name", list(LIST_CALLS))
 def test_the_list_costs_the_same_at_20000_patients_as_at_200(fleets, name):
-    small, large = (vm_steps(fleets[n], LIST_CALLS[name]) for n in (200, 20_000))
+    small, large = (vm_steps(fleets[n], n, LIST_CALLS[name]) for n in (200, 20_000))
     assert large <= 1.5 * small, (name, small, large)
 
 
@@ -132,19 +141,25 @@ def test_the_counts_cost_one_row_and_one_index_entry_per_silent_device(fleets):
     # fleet_counts is one row; "not reporting" depends on today, so it is counted along the
     # quiet_since index: a few instructions per device that has gone quiet (4 at 200, 400 at
     # 20,000 here), nothing per device that reports.
-    small, large = (vm_steps(fleets[n], OVERVIEW) for n in (200, 20_000))
+    small, large = (vm_steps(fleets[n], n, OVERVIEW) for n in (200, 20_000))
     assert (large - small) * 10 <= 5 * (400 - 4), (small, large)
 
 
 def test_the_page_shows_what_it_did_before(fleets):
     db = fleets[20_000]
-    rows, total = queries.patient_page(db, TODAY, limit=PAGE)
-    assert total == 20_000 - 200
+    first = queries.patient_page(db, TODAY, limit=PAGE)
+    rows, total = first.rows, first.total
+    assert total == 20_000 - 200 and not first.has_before and first.has_after
     assert [r.pseudonym for r in rows[:3]] == ["P-00001", "P-00002", "P-00003"]
     assert rows[2].clinically_significant and rows[2].coverage == pytest.approx(27000 / 28800)
-    flagged, flagged_total = queries.patient_page(db, TODAY, flagged_only=True, limit=PAGE)
-    assert flagged_total == sum(1 for i in range(1, 20_001) if i % 3 == 0 and i % 100)
-    assert all(r.clinically_significant for r in flagged)
+    second = queries.patient_page(db, TODAY, limit=PAGE, after=rows[-1].device_id)
+    assert [r.pseudonym for r in second.rows[:2]] == ["P-00051", "P-00052"]
+    assert second.has_before and second.has_after
+    back = queries.patient_page(db, TODAY, limit=PAGE, before=second.rows[0].device_id)
+    assert back.rows == rows and not back.has_before and back.has_after
+    flagged = queries.patient_page(db, TODAY, flagged_only=True, limit=PAGE)
+    assert flagged.total == sum(1 for i in range(1, 20_001) if i % 3 == 0 and i % 100)
+    assert all(r.clinically_significant for r in flagged.rows)
     silent = queries.not_reporting(db, TODAY, limit=50)
     assert len(silent) == 50 and all(r.missed_nights == 7 for r in silent)
     assert queries.overview(db, TODAY) == {
