@@ -101,7 +101,8 @@ def patient_page(db: Database, today: date, *, search: str = "", flagged_only: b
     Keyset paging: a page is read along an index of device_latest from its key, and its count
     comes from fleet_counts, so a page costs O(page) wherever it is in the list. A search (a
     substring of the pseudonym or device) reads that index whole, as any substring search must.
-    A key that is no longer in the list (its device unassigned since) gives the first page."""
+    A key that is no longer in the list (its device unassigned since), or that nothing follows
+    (or precedes), gives the first page."""
     where = " WHERE l.patient_id IS NOT NULL"
     params: list[Any] = []
     if flagged_only:
@@ -127,9 +128,9 @@ def patient_page(db: Database, today: date, *, search: str = "", flagged_only: b
                  f" ORDER BY l.pseudonym{order}, l.device_id{order} LIMIT ?")
     more = limit is not None and len(rows) > limit
     rows = rows[:limit]
+    if key is not None and not rows:  # nothing on that side of the key: the first page
+        return patient_page(db, today, search=search, flagged_only=flagged_only, limit=limit)
     if backwards:
-        if not rows:  # nothing before the key: the first page
-            return patient_page(db, today, search=search, flagged_only=flagged_only, limit=limit)
         return Page(rows[::-1], total, has_before=more, has_after=True)
     return Page(rows, total, has_before=key is not None, has_after=more)
 

@@ -293,8 +293,11 @@ def test_the_list_pages_by_key_forwards_and_back(staff, seeded, monkeypatch):
     prev = re.search(r'href="([^"]*before=dev-b[^"]*)">← previous', second).group(1)
     again = staff.get(prev.replace("&amp;", "&")).text
     assert "page 1 of 3" in again and "dev-a" in _rows_of(again) and "dev-b" not in _rows_of(again)
-    # A key that is not in the list (unassigned, or never was) gives the first page.
-    assert "dev-a" in _rows_of(staff.get("/?after=dev-new&page=7").text)
+    # A key that is not in the list (unassigned, or never was), or that ends it, gives the
+    # first page.
+    for url in ("/?after=dev-new&page=7", "/?after=dev-c&page=4", "/?before=dev-a&page=2"):
+        html = staff.get(url).text
+        assert "page 1 of 3" in html and "dev-a" in _rows_of(html), url
 
 
 def _rows_of(html: str) -> str:
