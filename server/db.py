@@ -297,8 +297,8 @@ def _latest_nights(db: Database) -> None:
             coverage REAL,
             quiet_since TEXT GENERATED ALWAYS AS (coalesce(night, substr(created_at, 1, 10))) VIRTUAL
         )""",
-        # The list: assigned devices by pseudonym, all or only the flagged ones (the page is read
-        # along the index, LIMIT/OFFSET walk index entries only).
+        # The list: assigned devices by pseudonym, all or only the flagged ones; a page is read
+        # along the index from its key (keyset paging, server/web/queries.py).
         "CREATE INDEX idx_device_latest_list ON device_latest(pseudonym, device_id) "
         "WHERE patient_id IS NOT NULL",
         "CREATE INDEX idx_device_latest_flagged ON device_latest(pseudonym, device_id) "
@@ -354,6 +354,10 @@ def _latest_nights(db: Database) -> None:
             UPDATE device_latest SET patient_id = new.patient_id, status = new.status,
                 pseudonym = (SELECT pseudonym FROM patients WHERE id = new.patient_id)
             WHERE device_id = new.device_id;
+        END""",
+        # No code renames a patient today; if one does, the list's sort key follows.
+        """CREATE TRIGGER patients_latest_rename AFTER UPDATE OF pseudonym ON patients BEGIN
+            UPDATE device_latest SET pseudonym = new.pseudonym WHERE patient_id = new.id;
         END""",
         # A new night, or a replaced one (the collector's upsert): it becomes the latest unless
         # the device has a later night already.

@@ -123,7 +123,7 @@ def test_status_assignment_and_forget_keep_it_and_the_counts_right(db):
 def test_bulk_sql_in_any_order_keeps_it_right(db):
     # Triggers, not the collector's code, keep it: a night inserted before its device (as a bulk
     # import may) is found when the device arrives; a deleted latest night gives way to the one
-    # before it.
+    # before it; a renamed patient moves in the list.
     night = make_night("dev-z", LAST, 30.0)
     columns = {"device_id": "dev-z", "night": LAST.isoformat(), "summary_id": night["summary_id"],
                "generated_at": night["generated_at"], "received_at": NOW.isoformat(),
@@ -141,7 +141,9 @@ def test_bulk_sql_in_any_order_keeps_it_right(db):
     assert latest(db, "dev-z") == ((LAST - timedelta(days=3)).isoformat(), 3.0)
     db.execute("DELETE FROM nights WHERE device_id = 'dev-z'")
     assert latest(db, "dev-z") == (None, None)
-    assert_consistent(db)
+    assign_device(db, "dev-z", "P-0001", NOW.isoformat())
+    db.execute("UPDATE patients SET pseudonym = 'P-0009' WHERE pseudonym = 'P-0001'")
+    assert assert_consistent(db)[0][2] == "P-0009"
 
 
 def test_the_migration_fills_it_from_the_nights_already_stored(tmp_path):
