@@ -82,24 +82,19 @@ def detect_leg(night, leg: int, block_s: float) -> tuple[list, list, list, float
     return movements, postures + out.postures, gaps + out.gaps, cpu
 
 
-def run_night(args: tuple[str, int, float, float, float, int]) -> dict:
-    """Simulate one night, detect each leg, score; return the figures."""
-    scenario, seed, hours, odr_hz, block_s, n_legs = args
-    night = simulate_night(scenario, seed, hours, odr_hz, legs=n_legs)
+def night_figures(night, legs: list[list[LegMovement]], postures: list, gaps: list) -> dict:
+    """Detected LMs (one sorted list per leg), postures and gaps scored against the night's truth:
+    matches, misses and false detections by kind, and the PLM index by `score_night` with in-bed
+    time from the postures and the patient's lights-off/on markers."""
     truth = night.truth
     # A truth LM with no motion at all (peak 0 dps) cannot be seen by any sensor: it is counted
     # apart, not as a miss, and reported.
     still = [m for m in truth["lms"] if m["peak_dps"] <= 0.0]
     result = {
-        "scenario": scenario, "seed": seed, "true": 0, "found": 0, "matched": 0, "onset_err": [],
+        "scenario": night.scenario, "seed": night.seed, "true": 0, "found": 0, "matched": 0, "onset_err": [],
         "missed": Counter(), "false": Counter(), "detect_cpu_s": 0.0, "motionless": len(still),
     }
-    legs, postures, gaps = [], [], []
-    for leg in range(n_legs):
-        movements, leg_postures, leg_gaps, cpu = detect_leg(night, leg, block_s)
-        legs.append(movements)
-        postures = postures or leg_postures  # both shins lie and stand together: the first speaks
-        gaps += leg_gaps
+    for leg, movements in enumerate(legs):
         true = [m for m in truth["lms"] if m["leg"] == leg and m["peak_dps"] > 0.0]
         pairs = match(true, movements)
         matched_t = {i for i, _ in pairs}
@@ -112,13 +107,28 @@ def run_night(args: tuple[str, int, float, float, float, int]) -> dict:
         result["false"] += Counter(
             label(m.onset_s, m.offset_s, truth) for j, m in enumerate(movements) if j not in matched_d
         )
-        result["detect_cpu_s"] += cpu
     markers = [(t, m) for t, m in truth["markers"]]
     in_bed = in_bed_intervals(postures, markers, truth["duration_s"])
     summary = score_night(legs, in_bed, gaps, truth["duration_s"])
     result["plmi_ref"] = truth["reference"]["plm_index"]
     result["plmi"] = summary["plm_index"]
     return result
+
+
+def run_night(args: tuple[str, int, float, float, float, int], with_lms: bool = False):
+    """Simulate one night, detect each leg, score; return the figures (and the LMs, `with_lms`)."""
+    scenario, seed, hours, odr_hz, block_s, n_legs = args
+    night = simulate_night(scenario, seed, hours, odr_hz, legs=n_legs)
+    legs, postures, gaps, cpu = [], [], [], 0.0
+    for leg in range(n_legs):
+        movements, leg_postures, leg_gaps, leg_cpu = detect_leg(night, leg, block_s)
+        legs.append(movements)
+        postures = postures or leg_postures  # both shins lie and stand together: the first speaks
+        gaps += leg_gaps
+        cpu += leg_cpu
+    result = night_figures(night, legs, postures, gaps)
+    result["detect_cpu_s"] = cpu
+    return (result, legs[0]) if with_lms else result
 
 
 def main() -> None:

@@ -11,6 +11,22 @@ import click
 from device import __version__
 
 
+def _new_file(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A file option to write: its directory must exist and be writable, checked before any work."""
+    import os
+
+    if value is None:
+        return None
+    directory = os.path.dirname(os.path.abspath(value))
+    if not os.path.isdir(directory):
+        raise click.BadParameter(f"{value}: there is no directory {directory}; create it or choose another path")
+    if not os.access(directory, os.W_OK):
+        raise click.BadParameter(f"{value}: the directory {directory} is not writable by you; choose another path")
+    if os.path.isdir(value):
+        raise click.BadParameter(f"{value} is a directory; give a file name")
+    return value
+
+
 @click.group()
 @click.version_option(__version__, prog_name="rlsmon-device")
 def cli() -> None:
@@ -18,17 +34,15 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--scenario", required=True, help="control, plmd, severe, restless_wake, gaps or faint.")
+@click.option("--scenario", required=True, help="control, plmd, severe, restless_wake, gaps, faint or sitting.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Same seed, same night.")
 @click.option("--hours", type=click.FloatRange(min=0.01), default=8.0, show_default=True,
               help="Length of the recording.")
 @click.option("--odr-hz", type=click.FloatRange(min=1.0), default=52.0, show_default=True,
               help="Sample rate.")
-@click.option("--out", "out_csv", type=click.Path(dir_okay=False), required=True,
-              help="Recording CSV to write.")
-@click.option("--truth", "truth_json", type=click.Path(dir_okay=False), required=True,
-              help="Ground-truth JSON to write.")
-@click.option("--right-out", "right_csv", type=click.Path(dir_okay=False), default=None,
+@click.option("--out", "out_csv", required=True, callback=_new_file, help="Recording CSV to write.")
+@click.option("--truth", "truth_json", required=True, callback=_new_file, help="Ground-truth JSON to write.")
+@click.option("--right-out", "right_csv", default=None, callback=_new_file,
               help="Also put a sensor on the other leg, and write its recording here.")
 def simulate(scenario: str, seed: int, hours: float, odr_hz: float, out_csv: str, truth_json: str,
              right_csv: str | None) -> None:
@@ -42,15 +56,10 @@ def simulate(scenario: str, seed: int, hours: float, odr_hz: float, out_csv: str
       rlsmon-device simulate --scenario plmd --seed 1 --hours 8 --out night.csv --truth night.json
       rlsmon-device simulate --scenario severe --out left.csv --right-out right.csv --truth night.json
     """
-    import os
-
     from device.sim import SCENARIOS, simulate_night, write_night
 
     if scenario not in SCENARIOS:
         raise click.BadParameter(f"{scenario!r}; choose one of {', '.join(SCENARIOS)}", param_hint="--scenario")
-    for hint, path in (("--out", out_csv), ("--truth", truth_json), ("--right-out", right_csv)):
-        if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise click.BadParameter(f"{path}: no such directory", param_hint=hint)
     night = simulate_night(scenario, seed, hours, odr_hz, legs=1 if right_csv is None else 2)
     try:
         write_night(night, out_csv, truth_json, other_leg_csv=right_csv)
@@ -67,8 +76,7 @@ def simulate(scenario: str, seed: int, hours: float, odr_hz: float, out_csv: str
 @click.option("--rules", type=click.Choice(["WASM2016", "AASM2012"]), default="WASM2016", show_default=True,
               help="The scoring rule set.")
 @click.option("--json", "as_json", is_flag=True, help="Print the night summary core as JSON.")
-@click.option("--plot", "plot_png", type=click.Path(dir_okay=False), default=None,
-              help="Draw the night to this PNG.")
+@click.option("--plot", "plot_png", default=None, callback=_new_file, help="Draw the night to this PNG.")
 @click.option("--start", "start_iso", default=None,
               help="Wall-clock time of t = 0 with its UTC offset, e.g. 2026-03-02T22:40:00+01:00, for clock hours.")
 def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, plot_png: str | None,
@@ -127,7 +135,10 @@ def _print_night(analysis, names: list[str], as_json: bool, plot_png: str | None
     if plot_png:
         from device.plot import plot_night
 
-        plot_night(analysis, plot_png)
+        try:
+            plot_night(analysis, plot_png)
+        except OSError as e:
+            raise click.ClickException(f"cannot write the plot {plot_png}: {e.strerror or e}") from None
     if as_json:
         click.echo(json.dumps(analysis.summary, indent=1))
     else:
@@ -179,8 +190,7 @@ def _labels(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
               help="Count an EDF+ label the table does not know, KIND left, right, unsided, lights_off, "
                    "lights_on or gap; repeat for more.")
 @click.option("--json", "as_json", is_flag=True, help="Print the night summary core as JSON.")
-@click.option("--plot", "plot_png", type=click.Path(dir_okay=False), default=None,
-              help="Draw the night to this PNG.")
+@click.option("--plot", "plot_png", default=None, callback=_new_file, help="Draw the night to this PNG.")
 @click.option("--start", "start_iso", default=None,
               help="Wall-clock time of t = 0 with its UTC offset, e.g. 2026-03-02T22:40:00+01:00, for clock hours.")
 def score(events: str, rules: str, lights_off_s: float | None, lights_on_s: float | None,
@@ -266,10 +276,13 @@ def _fault_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--nights", type=click.IntRange(min=0), default=None,
               help="Exit once this many nights are closed and their summaries receipted by the collector "
                    "(0: forward what is waiting, then exit).")
+@click.option("--stay", is_flag=True,
+              help="With --nights: stay connected and idle once they are done, as a bedside device waits "
+                   "for the next evening, until stopped (the demo's devices do).")
 @click.option("--faults", default="", callback=_fault_spec,
               help="With --emulate: bus faults, e.g. 'eio=0.01,disconnect=600+600,reset=900'.")
 @click.option("--chip", default="LSM6DSOX", show_default=True, help="With --emulate: the chip variant.")
-def run(config_path, recordings, speed, start_at, origin, nights, faults, chip) -> None:
+def run(config_path, recordings, speed, start_at, origin, nights, stay, faults, chip) -> None:
     """Run the bedside daemon: record every night and forward each summary.
 
     \b
@@ -277,16 +290,31 @@ def run(config_path, recordings, speed, start_at, origin, nights, faults, chip) 
       rlsmon-device run --config /etc/rlsmon/device.toml
       rlsmon-device run --config dev.toml --emulate n1.csv --emulate n2.csv --speed 600 --nights 2
     """
+    import errno
+
+    from device.config import EX_CONFIG
     from device.daemon import run_command
 
-    raise SystemExit(run_command(config_path, recordings, speed, start_at, origin, nights, faults, chip))
+    try:
+        code = run_command(config_path, recordings, speed, start_at, origin, nights, faults, chip, stay)
+    except OSError as e:
+        if not e.filename:
+            raise
+        # A path the config names (data_dir, above all) that cannot be made or written: fixing the
+        # config or the directory is the cure, so exit 78 and systemd does not retry in vain.
+        error = click.ClickException(
+            f"cannot use {e.filename} ({e.strerror}): check the paths in {config_path or '/etc/rlsmon/device.toml'}; "
+            "data_dir must be a directory the daemon can create and write (the installer makes /var/lib/rlsmon)")
+        if e.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EROFS):
+            error.exit_code = EX_CONFIG
+        raise error from None
+    raise SystemExit(code)
 
 
 @cli.command()
 @click.option("--seconds", type=click.FloatRange(min=0.1), default=None,
               help="With the real sensor: how long to record.")
-@click.option("--out", "out_csv", type=click.Path(dir_okay=False), required=True,
-              help="The recording CSV to write.")
+@click.option("--out", "out_csv", required=True, callback=_new_file, help="The recording CSV to write.")
 @click.option("--emulate", "recording", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Play this recording CSV through the emulated chip instead, as fast as possible.")
 @click.option("--driver", type=click.Choice(["fifo", "polled"]), default="fifo", show_default=True,
@@ -325,8 +353,13 @@ def capture(seconds, out_csv, recording, driver, chip, odr_hz, accel_fs_g, gyro_
                 raise click.UsageError("--faults works only with --emulate")
             summary = capture_live(out_csv, seconds, bus_number=bus_number, driver=driver, chip=chip,
                                    odr_hz=odr_hz or 52.0, accel_fs_g=accel_fs_g, gyro_fs_dps=gyro_fs_dps)
-    except (RlsmonError, ValueError, OSError) as e:
-        raise click.ClickException(str(e)) from e
+    except (RlsmonError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        if e.filename:
+            raise click.ClickException(f"cannot use {e.filename}: {e.strerror}") from None
+        raise click.ClickException(f"the sensor on /dev/i2c-{bus_number} stopped answering ({e.strerror or e}); "
+                                   "check its cable and solder joints (SDA, SCL, 3V3, GND)") from None
     click.echo(summary, err=True)
 
 

@@ -91,12 +91,13 @@ class Daemon:
     """Records every night and forwards each summary. `run()` returns the exit status."""
 
     def __init__(self, cfg: DeviceConfig, clock: Clock, open_sensor: SensorFactory, *,
-                 notifier: Notifier | None = None, nights: int | None = None,
+                 notifier: Notifier | None = None, nights: int | None = None, stay: bool = False,
                  clock_synced: Callable[[], bool] | None = None, panel: bool = True,
                  retry_scale: float = 1.0) -> None:
         self.cfg, self.clock, self.open_sensor = cfg, clock, open_sensor
         self.notifier = notifier or Notifier()
         self.max_nights = nights
+        self.stay = stay  # after `nights`: stay connected and idle until stopped, instead of exiting
         self.clock_synced = clock_synced or _ntp_synchronized
         self.use_panel = panel
         self.retry_scale = retry_scale
@@ -145,7 +146,7 @@ class Daemon:
         try:
             while not self.stop_requested.is_set():
                 if self.max_nights is not None and self.nights_closed >= self.max_nights:
-                    if self._all_receipted():
+                    if self._all_receipted() and not self.stay:
                         break
                     self._idle(None)
                     continue
@@ -435,7 +436,7 @@ def install_signal_handlers(daemon: Daemon) -> None:
 
 def run_command(config_path: str | None, recordings: tuple[str, ...] = (), speed: float = 1.0,
                 start_at: str | None = None, origin: float | None = None, nights: int | None = None,
-                faults: str = "", chip: str = "LSM6DSOX") -> int:
+                faults: str = "", chip: str = "LSM6DSOX", stay: bool = False) -> int:
     """`rlsmon-device run`: returns the exit status (78 for a bad config)."""
     import functools
     import time
@@ -456,10 +457,11 @@ def run_command(config_path: str | None, recordings: tuple[str, ...] = (), speed
                       window_at(time.time(), cfg.night).start.timestamp() - 3600.0)
         clock: Clock = FastForwardClock(speed, start_wall, real_origin=origin)
         daemon = Daemon(cfg, clock, EmulatedNights(cfg, clock, recordings, chip=chip, faults=faults),
-                        nights=nights, retry_scale=1.0 / speed, clock_synced=lambda: True)
+                        nights=nights, stay=stay, retry_scale=1.0 / speed, clock_synced=lambda: True)
     else:
         clock = SystemClock()
-        daemon = Daemon(cfg, clock, functools.partial(_open_hardware_for_night, cfg, clock), nights=nights)
+        daemon = Daemon(cfg, clock, functools.partial(_open_hardware_for_night, cfg, clock), nights=nights,
+                        stay=stay)
     install_signal_handlers(daemon)
     return daemon.run()
 

@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import signal
+import sqlite3
 import socket
 import ssl
 import subprocess
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STOP_TIMEOUT_S = 10.0
-ARRIVAL_TIMEOUT_S = 60.0  # after the devices exit (every night receipted by the collector)
+ARRIVAL_TIMEOUT_S = 60.0  # after every night is receipted by the collector
 
 
 class DemoError(RuntimeError):
@@ -290,6 +291,19 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
+def receipted_nights(store_path: Path) -> int:
+    """How many of a device's nights the collector has receipted, read from its night store."""
+    if not store_path.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute("select count(*) from nights where receipted_at is not null").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0  # its tables are not made yet
+    finally:
+        conn.close()
+
+
 def window_start_at(nights: int, start: str) -> str:
     """ISO start time for the emulated clock: the first of the last `nights` evenings, at `start`,
     so the nights land on the dashboard dated up to yesterday."""
@@ -455,18 +469,20 @@ def run_demo(args: argparse.Namespace, work: Path, supervisor: Supervisor) -> No
         emulate = [arg for rec in recordings[p.device_id] for arg in ("--emulate", str(rec))]
         supervisor.start(f"device-{p.device_id}", [
             device_cli, "run", "--config", str(device_dir / "device.toml"), *emulate,
-            "--speed", f"{args.speed:g}", "--nights", str(args.nights),
-            "--start-at", window_start_at(args.nights, night_window(args.hours)[0])], finite=True)
+            "--speed", f"{args.speed:g}", "--nights", str(args.nights), "--stay",
+            "--start-at", window_start_at(args.nights, night_window(args.hours)[0])])
     per_night_s = args.hours * 3600 / args.speed
     say(f"two devices replay their nights at {args.speed:g}x through the emulated IMU, the real daemon "
         f"and MQTT: a night every ~{per_night_s:.0f} s")
 
     seen: set[tuple[str, str]] = set()
-    devices = [proc for name, proc in supervisor.children if name.startswith("device-")]
+    # The devices stay online after their nights, as bedside devices wait for the next evening;
+    # their stores say when the collector has receipted every night.
+    stores = [work / "devices" / p.device_id / "data" / "night.db" for p in PATIENTS]
     devices_done_at: float | None = None
     while len(seen) < args.nights * len(PATIENTS):
         supervisor.check_alive()
-        if devices_done_at is None and all(proc.poll() is not None for proc in devices):
+        if devices_done_at is None and all(receipted_nights(db) >= args.nights for db in stores):
             devices_done_at = time.monotonic()
         elif devices_done_at is not None and time.monotonic() - devices_done_at > ARRIVAL_TIMEOUT_S:
             raise DemoError(f"the devices sent every night, but only {len(seen)} reached the dashboard; "

@@ -6,6 +6,7 @@ gpiozero mock pin); the clock, broker, outbox, disk and config checks are the re
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import queue
@@ -18,6 +19,7 @@ from typing import Any
 
 from device.clock import ntp_synchronized
 from device.config import DeviceConfig
+from device.errors import ConfigError
 
 FREE_FAIL_MB = 50  # below this a night's store (< 5 MB) and the logs are at risk
 FREE_WARN_MB = 500
@@ -86,7 +88,8 @@ def check_broker(cfg: DeviceConfig, timeout_s: float = 10.0) -> Check:
         password = Path(b.password_file).read_text(encoding="utf-8").strip()
     except OSError as exc:
         return Check("fail", "broker", f"cannot read {b.password_file} ({exc.strerror or exc})",
-                     "install the password file from the clinic (mode 0600)")
+                     "install the password file from the clinic, mode 0640 root:rlsmon-device "
+                     "(sudo systemd/install-device.sh sets it)")
     result: queue.Queue = queue.Queue()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=b.username or cfg.device_id,
                          protocol=mqtt.MQTTv5, manual_ack=True)
@@ -113,24 +116,32 @@ def check_broker(cfg: DeviceConfig, timeout_s: float = 10.0) -> Check:
     return Check("pass", "broker", f"{b.host}:{b.port} accepts user {b.username or cfg.device_id} over TLS")
 
 
+def _leg_addresses(cfg: DeviceConfig) -> list[tuple[int, ...]]:
+    """The I2C addresses to try for each leg: the configured one, or without a config (`cfg.path`
+    empty) one leg at any of the default addresses."""
+    if not cfg.path:
+        return [tuple(cfg.sensor.addresses)]
+    return [(cfg.sensor.addresses[leg],) for leg in range(cfg.sensor.legs)]
+
+
 def _sensor_checks(cfg: DeviceConfig, bus: Any, int1: Any, clock: Any, bus_name: str) -> Iterator[Check]:
     from device.errors import SensorError
     from device.sensor.fifo import FifoReader
 
     yield Check("pass", "i2c", f"{bus_name} is open")
     readers = []
-    for leg in range(cfg.sensor.legs):
-        addr = cfg.sensor.addresses[leg]
+    for leg, addresses in enumerate(_leg_addresses(cfg)):
+        at = " or ".join(f"0x{a:02X}" for a in addresses)
         try:
-            reader = FifoReader(bus, addresses=(addr,), chip=cfg.sensor.chip or None, odr_hz=cfg.sensor.odr_hz,
+            reader = FifoReader(bus, addresses=addresses, chip=cfg.sensor.chip or None, odr_hz=cfg.sensor.odr_hz,
                                 int1=int1 if leg == 0 else None, clock=clock, watermark_s=0.25)
         except SensorError as exc:
             yield Check("fail", "sensor", f"leg {leg + 1}: {exc}",
-                        f"check the cable and solder joints of the sensor at 0x{addr:02X} (SDA, SCL, 3V3, GND)")
+                        f"check the cable and solder joints of the sensor at {at} (SDA, SCL, 3V3, GND)")
             continue
         readers.append(reader)
         yield Check("pass", "sensor", f"leg {leg + 1}: {reader.chip_name} (WHO_AM_I 0x{reader.who_am_i:02X}) "
-                    f"at 0x{addr:02X}")
+                    f"at {at}")
     if not readers:
         yield Check("fail", "int1", "not checked: no sensor answered", "fix the sensor first")
         return
@@ -166,18 +177,14 @@ def check_sensor(cfg: DeviceConfig, emulate: str | None = None) -> Iterator[Chec
             int1.close()
             bus.close()
         return
-    dev = f"/dev/i2c-{cfg.sensor.bus}"
-    if not os.path.exists(dev):
-        yield Check("fail", "i2c", f"{dev} does not exist",
-                    "enable I2C: dtparam=i2c_arm=on in /boot/firmware/config.txt, then reboot")
-        return
     from smbus2 import SMBus
+
+    from device.sensor import bus_problem
 
     try:
         bus = SMBus(cfg.sensor.bus)
     except OSError as exc:
-        yield Check("fail", "i2c", f"cannot open {dev} ({exc.strerror or exc})",
-                    "add the daemon's user to the i2c group")
+        yield Check("fail", "i2c", *bus_problem(cfg.sensor.bus, exc))
         return
     try:
         int1 = int1_input(cfg.sensor.int1_pin)
@@ -219,19 +226,35 @@ def check_outbox(cfg: DeviceConfig, now_s: float) -> Check:
     return Check("pass", "outbox", message)
 
 
+def _config_fix(exc: ConfigError) -> str:
+    """How to mend the config error `exc`: make the file, or correct the key."""
+    if exc.key != "-":
+        return f"correct [{exc.key}] in {exc.path}; see firmware_config/device.example.toml"
+    if not os.path.exists(exc.path):
+        return (f"make it: sudo systemd/install-device.sh installs firmware_config/device.example.toml as "
+                f"{exc.path}; then set device_id and [broker] (rlsmon-server add-device prints them)")
+    return f"make {exc.path} a TOML file like firmware_config/device.example.toml"
+
+
 def run_doctor(config_path: str | None, emulate: str | None, echo: Callable[[str], None]) -> int:
-    """Run every check, printing one line each; 0 when nothing failed, 1 otherwise."""
-    from device.config import DEFAULT_PATH, load_config
-    from device.errors import ConfigError
+    """Run every check, printing one line each; 0 when nothing failed, 1 otherwise.
+
+    Without a valid config the checks that need none still run, on the defaults (the I2C bus, a
+    sensor at either default address, INT1, the clock, the disk of the default data directory);
+    only the broker check needs the config's broker and credentials.
+    """
+    from device.config import DEFAULT_PATH, load_config, parse_config
 
     try:
         cfg = load_config(config_path)
+        checks = [Check("pass", "config", f"{config_path or DEFAULT_PATH} is valid")]
     except ConfigError as exc:
-        echo(Check("fail", "config", str(exc), "correct that key; see firmware_config/device.example.toml").line())
-        return 1
-    checks: list[Check] = [Check("pass", "config", f"{config_path or DEFAULT_PATH} is valid")]
+        cfg = dataclasses.replace(parse_config('device_id = "doctor"'), path="")
+        checks = [Check("fail", "config", str(exc), _config_fix(exc))]
     echo(checks[0].line())
-    later: list[Callable[[], Check]] = [check_clock, lambda: check_broker(cfg), lambda: check_outbox(cfg, time.time()),
+    broker = (lambda: check_broker(cfg)) if cfg.path else lambda: Check(
+        "warn", "broker", "not checked: it needs the config's [broker] and password file", "fix the config first")
+    later: list[Callable[[], Check]] = [check_clock, broker, lambda: check_outbox(cfg, time.time()),
                                         lambda: check_disk(cfg)]
     for check in itertools.chain(check_sensor(cfg, emulate), (f() for f in later)):
         checks.append(check)

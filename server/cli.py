@@ -37,6 +37,20 @@ def _load_config(config_path: str):
         raise BadConfig(str(e)) from None
 
 
+def _open_db(config, config_path: str):
+    """The configured database, or an error naming it and the key that sets it."""
+    import sqlite3
+
+    from server.db import open_db
+
+    try:
+        return open_db(config.database.path)
+    except (sqlite3.Error, OSError) as e:
+        raise click.ClickException(
+            f"cannot open the database {config.database.path} ({e}): its directory must exist and be "
+            f"writable by you; it is [database] path in {config_path}") from None
+
+
 @cli.command()
 @_CONFIG_OPTION
 def collect(config_path: str) -> None:
@@ -51,6 +65,7 @@ def collect(config_path: str) -> None:
     from server.collector import run_collector
     from server.config import ConfigError
 
+    _open_db(_load_config(config_path), config_path).conn.close()  # a wrong [database] path: one sentence
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         code = run_collector(config_path)
@@ -75,7 +90,7 @@ def add_device(config_path: str, device_id: str, rotate: bool) -> None:
         rlsmon-server add-device bedroom-1
     """
     from server import provision
-    from server.db import open_db, utc_now
+    from server.db import utc_now
 
     config = _load_config(config_path)
     try:
@@ -83,14 +98,19 @@ def add_device(config_path: str, device_id: str, rotate: bool) -> None:
         password = provision.generate_password()
         provision.set_password(config.provision.password_file, device_id, password, replace=rotate)
         provision.ensure_acl(config.provision.acl_file, config.mqtt.username)
-    except (provision.ProvisionError, OSError) as e:
+    except provision.ProvisionError as e:
         raise click.ClickException(str(e)) from None
-    with open_db(config.database.path) as db, db.atomic():
+    except OSError as e:
+        raise click.ClickException(
+            f"cannot write {e.filename} ({e.strerror}): check [provision] password_file and acl_file in "
+            f"{config_path}, and run as root (sudo)") from None
+    with _open_db(config, config_path) as db, db.atomic():
         db.execute("INSERT OR IGNORE INTO devices (device_id, created_at) VALUES (?, ?)", [device_id, utc_now()])
     p = config.provision
     click.echo(f"# /etc/rlsmon/device.toml on {device_id} (with the rest of device.example.toml):")
     click.echo(provision.device_config_snippet(device_id, p.device_broker_host, p.device_broker_port, p.device_ca_file))
-    click.echo("# /etc/rlsmon/mqtt-password on the device (mode 0600), this line only:")
+    click.echo(f"# {provision.DEVICE_PASSWORD_FILE} on the device (mode {provision.DEVICE_PASSWORD_MODE}, "
+               "as install-device.sh sets it), this line only:")
     click.echo(password)
     click.echo("# Then reload the broker: systemctl reload mosquitto", err=True)
 
@@ -106,10 +126,10 @@ def assign(config_path: str, device_id: str, pseudonym: str) -> None:
     Example:
         rlsmon-server assign bedroom-1 P-0042
     """
-    from server.db import assign_device, open_db, utc_now
+    from server.db import assign_device, utc_now
 
     config = _load_config(config_path)
-    with open_db(config.database.path) as db:
+    with _open_db(config, config_path) as db:
         try:
             assign_device(db, device_id, pseudonym, utc_now())
         except LookupError:
@@ -142,6 +162,7 @@ def web(config_path: str, host: str | None, port: int | None, secure_cookies: st
     from server.web import auth, create_app
 
     config = _load_config(config_path)
+    _open_db(config, config_path).conn.close()  # a wrong [database] path: one sentence, not a traceback
     w = config.web
     policy = auth.LoginPolicy(session_ttl=timedelta(hours=w.session_hours),
                               token_ttl=timedelta(days=w.token_days))
@@ -179,15 +200,14 @@ def add_user(config_path: str, username: str, role: str | None, password_file,
         rlsmon-server add-user it.ops --role admin
         rlsmon-server add-user nurse.kim --password-file /root/pw --replace
     """
-    from server.db import open_db
     from server.web import auth
 
     config = _load_config(config_path)
+    db = _open_db(config, config_path)  # before the password is asked for, not after
     if password_file is not None:
         password = password_file.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    db = open_db(config.database.path)
     try:
         auth.set_password(db, username, password, _now(), replace=replace, role=role)
         audit.record(db, _now(), _cli_actor(), "user.replace" if replace else "user.create",
@@ -212,17 +232,22 @@ def backup(config_path: str, file: str) -> None:
     Example:
         rlsmon-server backup /var/backups/rlsmon/server-$(date +%F).db
     """
+    import os
     import sqlite3
 
-    from server.db import open_db
     from server.lifecycle import backup as backup_db
 
     config = _load_config(config_path)
+    directory = os.path.dirname(os.path.abspath(file))
+    if not os.path.isdir(directory):
+        raise click.ClickException(f"there is no directory {directory} for the backup; create it first")
+    db = _open_db(config, config_path)
+    db.conn.close()
     try:
         backup_db(config.database.path, file)
     except (OSError, sqlite3.DatabaseError) as e:
         raise click.ClickException(f"backup to {file} failed: {e}") from None
-    db = open_db(config.database.path)
+    db = _open_db(config, config_path)
     try:
         audit.record(db, _now(), _cli_actor(), "backup", detail=f"file={file}")
     finally:
@@ -243,14 +268,13 @@ def forget(config_path: str, pseudonym: str, yes: bool) -> None:
     Example:
         rlsmon-server forget P-0042
     """
-    from server.db import open_db
     from server.lifecycle import forget as forget_patient
 
     config = _load_config(config_path)
+    db = _open_db(config, config_path)
     if not yes:
         click.confirm(f"Erase every night and note of {pseudonym}? This cannot be undone",
                       abort=True)
-    db = open_db(config.database.path)
     try:
         done = forget_patient(db, pseudonym, _now(), _cli_actor())
     except LookupError as e:
@@ -262,6 +286,51 @@ def forget(config_path: str, pseudonym: str, yes: bool) -> None:
                "are unassigned")
     click.echo("Restart the dashboard (systemctl restart rlsmon-web) to drop the charts it holds "
                "in memory; backups keep the data until they are rotated away.", err=True)
+
+
+@cli.command()
+@_CONFIG_OPTION
+@click.option("--device", "device_id", default=None, help="Only this device's refused payloads.")
+@click.option("--days", type=click.IntRange(min=1), default=7, show_default=True,
+              help="How many UTC days back, today included.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True,
+              help="At most this many refused payloads listed, newest first.")
+def rejected(config_path: str, device_id: str | None, days: int, limit: int) -> None:
+    """List the payloads the collector refused, with their reasons: per device, how many and how
+    many bytes (from the collector's daily counts), then the newest ones, each with its size and
+    SHA-256. Never the payloads themselves: they may hold health data. The admins' web page
+    /admin/rejected shows the same.
+
+    \b
+    Example:
+        rlsmon-server rejected
+        rlsmon-server rejected --device bedroom-1 --days 30
+    """
+    config = _load_config(config_path)
+    since = (_now().date() - timedelta(days=days - 1)).isoformat()
+    db = _open_db(config, config_path)
+    try:
+        per_device = db.execute(
+            "SELECT device_id, sum(count), sum(bytes), max(day) FROM rejected_daily "
+            "WHERE day >= ? AND (? IS NULL OR device_id = ?) GROUP BY device_id "
+            "ORDER BY sum(count) DESC, device_id", [since, device_id, device_id]).fetchall()
+        # The device is the topic's third level (rlsmon/v1/<device>/...), as `forget` finds it.
+        latest = db.execute(
+            "SELECT id, received_at, topic, coalesce(size_bytes, length(payload)), sha256, reason "
+            "FROM rejected WHERE received_at >= ? AND (? IS NULL OR substr(topic, 1, ?) = ?) "
+            "ORDER BY id DESC LIMIT ?",
+            [since, device_id, len(f"rlsmon/v1/{device_id}/"), f"rlsmon/v1/{device_id}/", limit]).fetchall()
+    finally:
+        db.conn.close()
+    scope = f" from {device_id}" if device_id else ""
+    click.echo(f"Refused payloads{scope} since {since} (UTC), per device:")
+    for dev, count, size, last_day in per_device:
+        click.echo(f"  {dev:24} {count:6} refused  {size:10} bytes  last on {last_day}")
+    if not per_device:
+        click.echo("  none counted")
+    click.echo(f"Newest {len(latest)} kept (payload bytes not shown):")
+    for row_id, received_at, topic, size, sha256, reason in latest:
+        click.echo(f"  #{row_id} {received_at} {topic} {size} bytes sha256 {(sha256 or '-')[:16]}: {reason}")
 
 
 def _now() -> datetime:

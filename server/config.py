@@ -44,7 +44,8 @@ class MqttConfig:
     # use_username_as_clientid), so the persistent session is found again after a restart and no
     # device credential can take it over; no device may be named this (rlsmon-server add-device).
     username: str = "collector"
-    # A file holding only the password (mode 0600), so the TOML can be world-readable.
+    # A file holding only the password (0640 root:rlsmon-server, as the installer sets it), so the
+    # TOML holds no secret.
     password_file: str = "/etc/rlsmon/collector-password"
     session_expiry_s: int = field(default=14 * 24 * 3600, metadata={
         "check": lambda v: v >= MIN_SESSION_EXPIRY_S, "expected": f"at least {MIN_SESSION_EXPIRY_S} (7 days)"})

@@ -43,6 +43,11 @@ topic read rlsmon/v1/#
 {RECEIPT_PATTERN}
 """
 
+# The device's password file, as systemd/install-device.sh installs it: the daemon runs as
+# rlsmon-device and reads it through its group; nobody else can.
+DEVICE_PASSWORD_FILE = "/etc/rlsmon/mqtt-password"
+DEVICE_PASSWORD_MODE = "0640 root:rlsmon-device"
+
 
 class ProvisionError(ValueError):
     """A device cannot be provisioned as asked; the message says why."""
@@ -148,7 +153,7 @@ def device_config_snippet(device_id: str, host: str, port: int, ca_file: str) ->
         f"port = {port}\n"
         f'ca_file = "{ca_file}"\n'
         'username = ""\n'
-        'password_file = "/etc/rlsmon/mqtt-password"\n'
+        f'password_file = "{DEVICE_PASSWORD_FILE}"\n'
     )
 
 

@@ -2,6 +2,8 @@
 # Install the rlsmon bedside daemon on Raspberry Pi OS Bookworm or Debian 12+ (idempotent).
 #   sudo systemd/install-device.sh              # this Pi
 #   systemd/install-device.sh --root /tmp/stage --no-venv   # a staging root, touching nothing else
+#   sudo systemd/install-device.sh                  # again, after git pull: the upgrade
+#   sudo systemd/install-device.sh --uninstall [--purge]     # keeps config and data unless --purge
 # Then edit /etc/rlsmon/device.toml, add /etc/rlsmon/ca.crt and /etc/rlsmon/mqtt-password
 # (from `rlsmon-server add-device` on the server) and `systemctl start rlsmon-device`.
 source "$(dirname "$0")/install-lib.sh"
@@ -9,6 +11,12 @@ parse_args "$@"
 
 USER_NAME=rlsmon-device
 CONFIG=/etc/rlsmon/device.toml
+
+if [ "$UNINSTALL" = 1 ]; then
+    uninstall device
+    [ "$STAGING" = 1 ] || udevadm control --reload
+    exit 0
+fi
 
 apt_install python3-venv python3-pip i2c-tools
 

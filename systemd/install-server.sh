@@ -2,6 +2,8 @@
 # Install the rlsmon clinic server (broker config, collector, dashboard) on Debian 12+ (idempotent).
 #   sudo systemd/install-server.sh [--broker-host mqtt.clinic.example]
 #   systemd/install-server.sh --root /tmp/stage --no-venv    # a staging root, touching nothing else
+#   sudo systemd/install-server.sh                  # again, after git pull: the upgrade
+#   sudo systemd/install-server.sh --uninstall [--purge]     # keeps config, data and keys unless --purge
 # Without certificates it makes a private CA for the broker (devices get its ca.crt when they are
 # provisioned). Then add each device with `rlsmon-server add-device` and a login with `add-user`.
 source "$(dirname "$0")/install-lib.sh"
@@ -53,6 +55,13 @@ PY
 
 USER_NAME=rlsmon-server
 CONFIG=/etc/rlsmon/server.toml
+
+if [ "$UNINSTALL" = 1 ]; then
+    uninstall server
+    # --purge took the broker's rlsmon listener away with /etc/mosquitto/conf.d/rlsmon.conf.
+    [ "$STAGING" = 1 ] || [ "$PURGE" = 0 ] || systemctl try-restart mosquitto.service
+    exit 0
+fi
 BROKER_PASSWORDS=/etc/mosquitto/rlsmon.passwd
 COLLECTOR_PASSWORD=/etc/rlsmon/collector-password
 CA=/etc/rlsmon/ca

@@ -257,7 +257,7 @@ def test_cli_names_a_missing_directory_before_simulating(tmp_path):
     result = CliRunner().invoke(cli, ["simulate", "--scenario", "plmd", "--out", str(tmp_path / "no" / "a.csv"),
                                       "--truth", str(tmp_path / "a.json")])
     assert result.exit_code == 2
-    assert "--out" in result.output and "no such directory" in result.output
+    assert "--out" in result.output and "there is no directory" in result.output
     assert list(tmp_path.iterdir()) == []
 
 
@@ -486,3 +486,39 @@ def test_a_partner_rocks_the_mattress_at_1_to_10_dps():
     assert len(rates) >= 20
     assert 0.5 <= min(rates) and max(rates) <= 12.0, (min(rates), max(rates))
     assert max(rates) >= 5.0
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sitting_up_on_the_bed_is_out_of_bed_with_fidgets_and_a_turned_strap(seed):
+    """The `sitting` scenario: minutes on the bed with the shin 30-60 deg up, fidgeting, before
+    lying down, the strap turned 60-300 deg round the shin. The truth counts it out of bed; the
+    detector, from the shin's elevation alone (no markers), agrees and scores no fidget (issue 11)."""
+    from device.detect import LegDetector
+    from device.detect.bed import in_bed_intervals
+
+    night = simulate_night("sitting", seed, 1.0)
+    truth = night.truth
+    sit = next(p for p in truth["positions"] if p["position"] == "sitting up")
+    lying = next(p for p in truth["positions"] if p["start_s"] > sit["start_s"])
+    assert lying["start_s"] - sit["start_s"] >= 0.05 * 3600  # short nights scale the 3-12 min down
+    assert 60.0 <= truth["mount_deg"][0][2] % 360 <= 312.0
+    fidgets = [c for c in truth["confounders"] if c["kind"] == "fidget"]
+    assert fidgets and all(sit["start_s"] < c["start_s"] < c["end_s"] < lying["start_s"] for c in fidgets)
+    t, accel, _ = samples(night)
+    during = (t > sit["start_s"] + 3) & (t < lying["start_s"] - 1)
+    elevation = np.degrees(np.arcsin(np.clip(np.abs(accel[during, 0]) / np.linalg.norm(accel[during], axis=1), 0, 1)))
+    assert 25.0 < np.median(elevation) < 65.0
+    assert truth["in_bed"][0]["start_s"] >= lying["start_s"]
+
+    det = LegDetector(odr_hz=night.odr_hz)
+    postures, movements = [], []
+    for block in night.blocks(60.0):
+        out = det.feed(block)
+        postures += out.postures
+        movements += out.movements
+    out = det.finish()
+    postures += out.postures
+    movements += out.movements
+    in_bed = in_bed_intervals(postures, [], truth["duration_s"])
+    assert in_bed[0].start_s == pytest.approx(lying["start_s"], abs=10.0)
+    assert not [m for m in movements if m.onset_s < lying["start_s"]]

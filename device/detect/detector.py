@@ -25,6 +25,7 @@ from device.detect.lm import (
     fast_part_stands_in,
     is_rocking,
     is_rolling,
+    may_end_an_unseen_flexion,
 )
 from device.detect.posture import PostureParams, PostureTracker
 from device.samples import SampleBlock
@@ -49,9 +50,9 @@ class LegDetector:
 
     `feed(block)` returns what completed since the last call, and `finish()` flushes the rest at the
     end of the recording (once; a new recording takes a new detector). Concatenating every output
-    gives the night. An LM comes out up to one frame plus about 20 s after it ended: the time to know
+    gives the night. An LM comes out up to one frame plus about 45 s after it ended: the time to know
     it has ended (0.5 s), that no release of a held flexion follows (`max_hold_s`), and that the
-    patient did not get up right after it (`POSTURE_MARGIN_S` plus `min_posture_s`).
+    patient did not get up or sit up right after it (`POSTURE_MARGIN_S` plus `min_sitting_s`).
     """
 
     def __init__(
@@ -191,7 +192,8 @@ class LegDetector:
         signals = (cf.gyro_dps_mag, cf.roll_dps, cf.flex_deg, cf.roll_deg, cf.delay_samples)
         now_s = float(win_end[-1])
         for burst in self._fast_tracker.process(t, fast_on, fast_off, *signals):
-            self._fast.extend(self._fast_merger.add(burst))
+            if not burst.weak:  # a slow release is the main tracker's to join, never a fast part
+                self._fast.extend(self._fast_merger.add(burst))
         self._fast.extend(self._fast_merger.release(now_s, self._fast_tracker.onset_s))
         for burst in self._tracker.process(t, act_on, act_off, *signals):
             self._emit(self._merger.add(burst))
@@ -205,7 +207,8 @@ class LegDetector:
         """
         self._awaiting.extend(bursts)
         keep: list[Burst] = []
-        wait_s = POSTURE_MARGIN_S + self._posture.params.min_posture_s
+        params = self._posture.params
+        wait_s = POSTURE_MARGIN_S + max(params.min_posture_s, params.min_sitting_s)
         for b in self._awaiting:
             if not final and (now_s is None or now_s < b.offset_s + wait_s):
                 keep.append(b)
@@ -217,6 +220,10 @@ class LegDetector:
             self._fast = self._fast[len(inside) :]
             for m in inside if fast_part_stands_in(b, inside, self._lm_params) else [b]:
                 if m.offset_s - m.onset_s < MIN_LM_S or is_rolling(m, self._lm_params):
+                    continue
+                # Moving when the data began, or letting down a flexion made before: its onset is
+                # not known, so it is not scored (no LM starts at a gap's edge).
+                if m.onset_unseen or may_end_an_unseen_flexion(m, self._lm_params):
                     continue
                 if is_rocking(m, self._lm_params):
                     continue

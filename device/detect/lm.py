@@ -45,7 +45,12 @@ class LMParams:
     # is exceeded with a probability of e^-28 per sample: never by noise alone. Higher multiples
     # only cost sensitivity on a noisy strap.
     onset_x_floor: float = 6.0
-    offset_ratio: float = 0.25  # offset / onset threshold: WASM 2016 EMG, 2 µV / 8 µV above resting
+    # Offset / onset threshold: WASM 2016 EMG, 2 µV / 8 µV above resting. A limb coming to rest
+    # slows smoothly to zero (a minimum-jerk profile spends its last 10 % under 3 % of its peak
+    # rate; Flash & Hogan, J Neurosci 1985), so a gentle release ends 0.1-0.3 s before it stops;
+    # a lower ratio would stretch twitches on a ringing strap past 0.5 s (accuracy.py, faint).
+    # A release too gentle to reach the onset level still ends its LM (`Burst.weak`).
+    offset_ratio: float = 0.25
     # ...but never within the noise: on a rattling strap, noise peaks would hold an LM open.
     offset_x_floor: float = 4.0
     # Lower bounds. A movement worth catching peaks at 10-150 dps on the shin (docs/architecture.md), while
@@ -108,6 +113,13 @@ class Burst:
     roll_span_deg: float = 0.0  # max - min of the roll angle within the burst
     path_deg: float = 0.0  # the flexion rate integrated unsigned over the burst's active runs
     cut_by_gap: bool = False
+    # Already moving when the data began (the start of the recording or the end of a gap): its
+    # true onset is unknown, so it cannot be scored (no LM may start at a gap's edge).
+    onset_unseen: bool = False
+    since_data_s: float = float("inf")  # from where the data began or resumed to the onset
+    # Above the offset level only, never the onset level: no LM of its own, but it may be the slow
+    # release of a flexion held before it (a limb let down gently barely turns).
+    weak: bool = False
     held: bool = False  # already a flexion joined to its release
     turn: bool = False  # already joined as part of turning over
 
@@ -128,6 +140,8 @@ class Burst:
             ),
             path_deg=self.path_deg + later.path_deg,
             cut_by_gap=later.cut_by_gap,
+            onset_unseen=self.onset_unseen,
+            since_data_s=self.since_data_s,
             held=held or self.held,
             turn=turn or self.turn,
         )
@@ -186,10 +200,12 @@ class HysteresisTracker:
         self.in_lm = False
         self._quiet_run = 0  # samples below the offset threshold at the end of the last frame
         self._onset_s = 0.0
+        self._onset_unseen = False
         self._quiet_start_s = 0.0
         # A stretch above the offset threshold still open at the end of the last frame, with no
-        # onset yet: its start time and flexion, in case the onset comes in this frame.
-        self._open_run: tuple[float, tuple[float, float], float] | None = None
+        # onset yet: its start time, flexion, roll and whether it began with the data, in case the
+        # onset comes in this frame.
+        self._open_run: tuple[float, tuple[float, float], float, bool] | None = None
         self._segment_start_s: float | None = None  # first sample since the start or the last gap
         self._roll_on = self._roll_off = self._roll_lo = self._roll_hi = 0.0
         self._flex_on = self._flex_off = (0.0, 0.0)
@@ -239,18 +255,32 @@ class HysteresisTracker:
             if self.in_lm and s - prev_end >= self.quiet_n:
                 done.append(self._end())
             if not self.in_lm:
-                onset_s = max(float(t_s[s]) - shift_s, self._segment_start_s)
-                run_start = (onset_s, tuple(flex_deg[s].tolist()), float(roll_deg[s]))
+                onset_s = float(t_s[s]) - shift_s
+                unseen = onset_s <= self._segment_start_s
+                run_start = (max(onset_s, self._segment_start_s), tuple(flex_deg[s].tolist()),
+                             float(roll_deg[s]), unseen)
                 if s == 0 and self._open_run is not None:
                     run_start = self._open_run
                 self._open_run = run_start if e == len(act_off) else None
                 k = np.searchsorted(hi_idx, s)
                 if k == len(hi_idx) or hi_idx[k] >= e:
+                    if e < len(act_off):  # ended below the onset level: at most a release
+                        reach = np.maximum(np.abs(run_fmax[i] - run_start[1]),
+                                           np.abs(run_fmin[i] - run_start[1]))
+                        done.append(Burst(
+                            onset_s=run_start[0], offset_s=float(t_s[e - 1]) + self.dt_s - shift_s,
+                            flex_on_deg=run_start[1], flex_off_deg=tuple(flex_deg[e - 1].tolist()),
+                            flex_dev_deg=float(np.hypot(*reach)), peak_dps=float(run_peak[i]),
+                            roll_peak_dps=float(run_roll_peak[i]), roll_on_deg=run_start[2],
+                            roll_off_deg=float(roll_deg[e - 1]),
+                            roll_span_deg=float(run_rmax[i] - run_rmin[i]), path_deg=float(run_path[i]),
+                            onset_unseen=run_start[3], since_data_s=run_start[0] - self._segment_start_s,
+                            weak=True))
                     prev_end = e
                     continue
                 self._open_run = None
                 self.in_lm = True
-                self._onset_s, self._flex_on, self._roll_on = run_start
+                self._onset_s, self._flex_on, self._roll_on, self._onset_unseen = run_start
                 self._flex_dev = 0.0
                 self._peak = self._roll_peak = self._path = 0.0
                 self._roll_lo = self._roll_hi = self._roll_on
@@ -278,14 +308,15 @@ class HysteresisTracker:
     def cut(self, end_s: float) -> list[Burst]:
         """End a burst in progress at a gap or the end of the recording (`end_s` is where data stops)."""
         self._open_run = None
-        self._segment_start_s = None
         if not self.in_lm:
             self._quiet_run = 0
+            self._segment_start_s = None
             return []
         if self._quiet_run == 0:
             self._quiet_start_s = end_s
         burst = replace(self._end(), cut_by_gap=True)
         self._quiet_run = 0
+        self._segment_start_s = None
         return [burst]
 
     def _end(self) -> Burst:
@@ -302,7 +333,19 @@ class HysteresisTracker:
             roll_off_deg=self._roll_off,
             roll_span_deg=self._roll_hi - self._roll_lo,
             path_deg=self._path,
+            onset_unseen=self._onset_unseen,
+            since_data_s=self._onset_s - self._segment_start_s,
         )
+
+
+def may_end_an_unseen_flexion(burst: Burst, params: LMParams) -> bool:
+    """Whether `burst` may be the release of a flexion made before the data resumed: it goes one
+    way (back), with no flexion before it since the data resumed, within a hold's reach of that.
+    Its LM began unseen; scoring the release alone would date it late."""
+    if burst.held or burst.since_data_s > params.max_hold_s:
+        return False
+    net = _norm(burst.flex_off_deg, burst.flex_on_deg)
+    return net >= max(params.hold_min_deg, 0.5 * burst.flex_dev_deg)
 
 
 def is_hold_release(first: Burst, second: Burst, params: LMParams) -> bool:
@@ -396,6 +439,10 @@ class HoldMerger:
     def add(self, burst: Burst) -> list[Burst]:
         """Take a finished burst; return the bursts that can no longer change."""
         first = self._pending
+        if burst.weak:  # only ever the release of the flexion held before it
+            if first is not None and not first.cut_by_gap and is_hold_release(first, burst, self.params):
+                self._pending = first.joined(burst, held=True, turn=False)
+            return []
         if first is not None and not first.cut_by_gap:
             if is_hold_release(first, burst, self.params):
                 self._pending = first.joined(burst, held=True, turn=False)

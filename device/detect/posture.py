@@ -1,10 +1,16 @@
-"""Shin posture, streaming: lying (shin near horizontal) or upright (near vertical).
+"""Shin posture, streaming: lying (shin near horizontal) or upright (sitting, standing, walking).
 
-Input is one elevation per 0.5-s window (the angle of the shin axis above the horizontal, from the
-gravity estimate). A hysteresis band keeps a posture until the angle clearly leaves it, and a new
-posture must hold for `min_posture_s` before it is accepted, so shifting the legs in bed or a
-stumble never splits the night. docs/architecture.md: "the shin is near horizontal while lying and near
-vertical while standing or walking".
+Input is one elevation per 0.5-s window: the angle of the shin's long axis (x) above the horizontal,
+from the gravity estimate. It does not change when the strap turns about the shin, and neither does
+anything decided here: time in bed depends only on the elevation (and the patient's markers,
+`bed.py`). Lying puts the shin within ~20° of horizontal (supine, prone, on a side; a sensor pitched
+up to 10° on the tibia's sloping front); sitting on the bed puts it 30-60° up (knees up, feet on the
+floor or a stool), standing and walking near vertical. A hysteresis band keeps a posture until the
+angle clearly leaves it, and a new posture must hold for a while before it is accepted, so shifting
+the legs in bed or a stumble never splits the night: `min_posture_s` to stand up or lie down, and
+`min_sitting_s` for a spell that is above `upright_above_deg` for less than half of that, since
+turning over in bed draws the knee up, the shin 30-45° up (kicks reaching higher for a moment), for
+a few seconds of its 10-20 s (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from device.detect.events import Interval, PostureSegment
 class PostureParams:
     """Thresholds of the posture classifier, in degrees of shin elevation and seconds."""
 
-    lying_below_deg: float = 40.0  # supine, prone, on the side, sitting up with legs out: ~0-20°
-    upright_above_deg: float = 60.0  # standing, walking (±30° swing), sitting with feet down: 60-90°
+    lying_below_deg: float = 25.0  # supine, prone, on a side: ~0-20° with the sensor's pitch
+    sitting_above_deg: float = 30.0  # sitting on the bed, knees up or feet down: 30-90°
+    upright_above_deg: float = 60.0  # standing, walking (±30° swing), sitting on the edge: 60-90°
     min_posture_s: float = 5.0
+    min_sitting_s: float = 30.0
 
 
 class PostureTracker:
@@ -34,6 +42,7 @@ class PostureTracker:
         self._posture: str | None = None  # the accepted posture of the open segment
         self._segment_start_s = 0.0
         self._candidate_start_s: float | None = None  # when the raw state left the accepted one
+        self._candidate_high_s = 0.0  # how long the candidate has been above upright_above_deg
         self._end_s = 0.0
         # Closed upright segments, kept while an LM near them may still be judged: no LM is scored
         # in or next to them. Only accepted postures count, so drawing the knee up high for a few
@@ -46,10 +55,11 @@ class PostureTracker:
         """Consume contiguous windows ([start_s, end_s) each); return the segments closed by them."""
         p = self.params
         level = np.where(
-            elevation_deg > p.upright_above_deg, 1, np.where(elevation_deg < p.lying_below_deg, -1, 0)
+            elevation_deg > p.sitting_above_deg, 1, np.where(elevation_deg < p.lying_below_deg, -1, 0)
         )
+        high = elevation_deg > p.upright_above_deg
         if self._raw_upright is None:
-            self._raw_upright = bool(elevation_deg[0] >= (p.lying_below_deg + p.upright_above_deg) / 2)
+            self._raw_upright = bool(elevation_deg[0] >= (p.lying_below_deg + p.sitting_above_deg) / 2)
         # Forward-fill the hysteresis band with the last clear state.
         known = np.flatnonzero(level)
         filled_idx = np.maximum.accumulate(np.where(level != 0, np.arange(len(level)), -1))
@@ -72,7 +82,12 @@ class PostureTracker:
                 continue
             if self._candidate_start_s is None:
                 self._candidate_start_s = float(start_s[a])
-            if float(end_s[b - 1]) - self._candidate_start_s >= p.min_posture_s:
+                self._candidate_high_s = 0.0
+            self._candidate_high_s += float(np.sum((end_s[a:b] - start_s[a:b])[high[a:b]]))
+            # Standing or walking is up there most of the time; a kick while turning over, a moment.
+            quick = posture == "lying" or self._candidate_high_s >= p.min_posture_s / 2
+            need_s = p.min_posture_s if quick else p.min_sitting_s
+            if float(end_s[b - 1]) - self._candidate_start_s >= need_s:
                 closed.append(self._close_at(self._candidate_start_s))
                 self._segment_start_s = self._candidate_start_s
                 self._posture = posture

@@ -28,12 +28,39 @@ Nothing here imports smbus2, gpiozero or adafruit at import time.
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import Literal
 
 from device.clock import Clock, SystemClock
 
 Driver = Literal["fifo", "polled"]
+
+
+def bus_problem(bus_number: int, exc: OSError) -> tuple[str, str]:
+    """What is wrong with I2C bus `bus_number`, given the error opening it, and how to fix it."""
+    dev = f"/dev/i2c-{bus_number}"
+    if exc.errno == errno.ENOENT:
+        return (f"{dev} does not exist: is I2C enabled?",
+                "turn I2C on (dtparam=i2c_arm=on in /boot/firmware/config.txt, as systemd/install-device.sh "
+                "does) and reboot, or check the bus number")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (f"no permission to open {dev}", "add the user to the i2c group (sudo usermod -aG i2c USER), "
+                "then log in again")
+    return f"cannot open {dev} ({exc.strerror or exc})", "check the I2C bus number and the wiring"
+
+
+def open_bus(bus_number: int):
+    """smbus2's `SMBus(bus_number)`; raises `SensorError` saying what is wrong and what to do."""
+    from smbus2 import SMBus
+
+    from device.errors import SensorError
+
+    try:
+        return SMBus(bus_number)
+    except OSError as exc:
+        problem, fix = bus_problem(bus_number, exc)
+        raise SensorError(f"{problem} Fix: {fix}.") from exc
 
 
 def open_reader(driver: Driver = "fifo", *, bus=1, addresses: tuple[int, ...] = (0x6A, 0x6B),
@@ -48,9 +75,7 @@ def open_reader(driver: Driver = "fifo", *, bus=1, addresses: tuple[int, ...] = 
     the chip lacks.
     """
     if isinstance(bus, int):
-        from smbus2 import SMBus
-
-        bus = SMBus(bus)
+        bus = open_bus(bus)
     clock = clock or SystemClock()
     common = dict(addresses=addresses, chip=chip, odr_hz=odr_hz, accel_fs_g=accel_fs_g,
                   gyro_fs_dps=gyro_fs_dps, clock=clock)
@@ -75,9 +100,7 @@ def probe(bus=1, addresses: tuple[int, ...] = (0x6A, 0x6B), chip: str | None = N
     from device.sensor.fifo import identify
 
     if isinstance(bus, int):
-        from smbus2 import SMBus
-
-        with SMBus(bus) as smbus:
+        with open_bus(bus) as smbus:
             return identify(smbus, addresses, chip, clock or SystemClock())
     return identify(bus, addresses, chip, clock or SystemClock())
 

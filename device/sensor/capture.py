@@ -71,11 +71,9 @@ def capture_live(out: str | os.PathLike, seconds: float, *, bus_number: int = 1,
                  chip: str | None = None, odr_hz: float = 52.0, accel_fs_g: float = 4.0,
                  gyro_fs_dps: float = 500.0) -> str:
     """Record `seconds` of the real sensor on I2C bus `bus_number` into `out` (INT1 not used)."""
-    from smbus2 import SMBus
+    from device.sensor import open_bus, open_reader
 
-    from device.sensor import open_reader
-
-    with SMBus(bus_number) as bus:
+    with open_bus(bus_number) as bus:
         reader = open_reader(driver, bus=bus, chip=chip, odr_hz=odr_hz, accel_fs_g=accel_fs_g,
                              gyro_fs_dps=gyro_fs_dps)
         n = _write_counting(out, _until(reader, seconds))

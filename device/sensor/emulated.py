@@ -19,11 +19,19 @@ from device.window import Window
 
 
 class _ShiftedMotion:
-    """A motion source started `shift_s` into its timeline (a recording played from mid-night)."""
+    """A recording played from the window time of the chip's first sample (a recording started
+    late begins mid-way), so recording time and window time agree to the sample."""
 
-    def __init__(self, inner: Any, shift_s: float) -> None:
-        self.inner, self.shift_s = inner, shift_s
-        self.gaps = [(a - shift_s, b - shift_s) for a, b in getattr(inner, "gaps", []) if b > shift_s]
+    def __init__(self, inner: Any, window: Window) -> None:
+        self.inner, self.window = inner, window
+        self.shift_s = 0.0
+        self.gaps: list[tuple[float, float]] = []
+
+    def started(self, wall_s: float) -> None:
+        """The emulated chip took its first sample at Unix time `wall_s`."""
+        self.shift_s = max(0.0, self.window.t_s(wall_s))
+        self.gaps = [(a - self.shift_s, b - self.shift_s) for a, b in getattr(self.inner, "gaps", [])
+                     if b > self.shift_s]
 
     def at(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.inner.at(t_s + self.shift_s)
@@ -82,7 +90,6 @@ class EmulatedNights:
         else:
             self.prepare(index)
             # Each session takes fresh motions: a recording plays forward only.
-            shift_s = max(0.0, window.t_s(self.clock.wall()))
-            motions = [_ShiftedMotion(m, shift_s) for m in self._prepared.pop(index)]
+            motions = [_ShiftedMotion(m, window) for m in self._prepared.pop(index)]
         bus, int1 = emulated_legs(self.cfg, self.clock, motions, chip=self.chip, faults=self.faults)
         return read_legs(self.cfg, self.clock, bus, int1, "fifo (emulated)", self.chip)

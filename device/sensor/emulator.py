@@ -32,7 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
-from device.clock import Clock, VirtualClock
+from device.clock import Clock, VirtualClock, wall_at
 from device.errors import RecordingFormatError, RlsmonError
 from device.sensor import lsm6ds as reg
 from device.sensor.lsm6ds import ChipVariant
@@ -50,7 +50,8 @@ class MotionSource(Protocol):
 
     `t_s` is seconds from the chip's first sample, increasing between calls. A source may have
     `gaps`, spans (start_s, end_s) during which the sensor was not there at all (a recording's gaps):
-    the chip treats them as a pulled cable.
+    the chip treats them as a pulled cable. A source may have `started(wall_s)`, which the chip
+    calls with the wall-clock time of its first sample before it reads `gaps` or calls `at`.
     """
 
     def at(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -323,6 +324,9 @@ class EmulatedChip:
             # The motion starts with the chip's first sample: a driver that tries rates in passing
             # (adafruit_lsm6ds sets 104 Hz before ours) does not shift it.
             self._motion_origin = self._slot_time(1)
+            started = getattr(self.motion, "started", None)
+            if started is not None:  # the source may place itself in time by its first sample
+                started(wall_at(self.clock, self._t0 + self._motion_origin))
             gaps = getattr(self.motion, "gaps", [])
             self._events = sorted(self._events + [(self._motion_origin + s, "off") for s, _ in gaps]
                                   + [(self._motion_origin + e, "on") for _, e in gaps])

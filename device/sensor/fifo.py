@@ -17,6 +17,8 @@ import logging
 import threading
 from collections.abc import Iterator
 
+import numpy as np
+
 from device.clock import Clock, SystemClock
 from device.errors import SensorError, SensorNotFound
 from device.samples import SampleBlock
@@ -103,6 +105,8 @@ class FifoReader(TimedReader):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pending = bytearray()  # words read but not yet decoded (an incomplete sample)
+        self._held: tuple[np.ndarray, np.ndarray] | None = None  # raw samples counted after a loss
+        self._ready: list[SampleBlock] = []  # stamped, not yet yielded
         self._pending_pattern: int | None = None
         self.int1_wired = int1 is not None if int1_wired is None else int1_wired
         if int1 is not None:
@@ -143,6 +147,7 @@ class FifoReader(TimedReader):
             rate *= 1.0 + reg.FREQ_FINE_STEP * (fine - 256 if fine > 127 else fine)
         b.write_byte_data(a, reg.CTRL2_G, (self.odr_code << 4) | self.gyro_scale.bits)
         b.write_byte_data(a, reg.CTRL1_XL, (self.odr_code << 4) | self.accel_scale.bits)
+        self._release_held(self.clock.monotonic())  # the old count's last samples, before the new
         self.timebase.start_segment(self.clock.monotonic(), rate)
         self._pending.clear()
         self._pending_pattern = None
@@ -172,13 +177,17 @@ class FifoReader(TimedReader):
     # --- reading ------------------------------------------------------------------------------
     def _drain(self) -> SampleBlock | None:
         fifo = self.variant.fifo
+        asked = self.clock.monotonic()
         status = read_block(self.bus, self.address, reg.FIFO_STATUS1, fifo.status_bytes)
+        # Every sample counted below was taken by now: the time base's observation. The bursts
+        # that follow take longer (90 ms for a full FIFO at 400 kHz) and are not part of it.
+        now = self.clock.monotonic()
         level = fifo.level_words(status)
         if level == 0:
             if not self._configured():
                 log.warning("the IMU lost its configuration; configuring it again")
                 self._configure()
-            return None
+            return self._take_ready()
         overrun = fifo.overrun(status)
         if overrun:  # words were overwritten: a half sample kept from before no longer fits
             self._pending.clear()
@@ -186,22 +195,56 @@ class FifoReader(TimedReader):
         if self._pending_pattern is None:
             self._pending_pattern = fifo.pattern(status)
         burst_words = max(1, min(self.burst_bytes, _I2C_DEV_MAX_MSG) // fifo.word_bytes)
+        # Had the FIFO filled up before the bursts ran (a thread held up that long), the chip
+        # overwrote its oldest words, and clears its overrun flag as we read them: the words read
+        # then end this many samples before its newest, counted back from the clock below.
+        behind = (fifo.capacity_words - level) // fifo.words_per_sample
+        may_have_filled = (self.clock.monotonic() - asked) * self.timebase.rate_hz >= behind
         while level > 0:
             n = min(level, burst_words)
             self._pending += read_block(self.bus, self.address, fifo.data_out, n * fifo.word_bytes)
             level -= n
+        read_at = self.clock.monotonic()
         accel_raw, gyro_raw, rest = fifo.decode(bytes(self._pending), self._pending_pattern)
         self._pending[:] = rest
         self._pending_pattern = 0 if rest else None
-        now = self.clock.monotonic()
         if overrun:
             log.warning("IMU FIFO overrun: the oldest samples were overwritten")
-            self.timebase.resync(len(accel_raw), now)
+        lost = overrun or may_have_filled
+        if self._held is not None and not lost:  # the count they were given, confirmed below
+            accel_raw = np.concatenate([self._held[0], accel_raw])
+            gyro_raw = np.concatenate([self._held[1], gyro_raw])
+            self._held = None
+        if lost:
+            self._release_held(now)  # they came before this loss: placed as they stand
+            # Counted back from the clock, any samples overwritten (flagged, or while we read) are
+            # a gap. The clock read may have run late and counted too many: the samples wait for
+            # the next read, which bounds their time from above, before they are stamped.
+            if self.timebase.resync(len(accel_raw), read_at, lost_at_least=int(overrun), behind=behind):
+                self._held = (accel_raw, gyro_raw)
+                return None
+        self._stamped(accel_raw, gyro_raw, now)
+        return self._take_ready()
+
+    def _stamped(self, accel_raw: np.ndarray, gyro_raw: np.ndarray, now: float) -> None:
         t_s = self.timebase.stamp(len(accel_raw), now)
-        if not len(t_s):
+        if len(t_s):
+            self._ready.append(SampleBlock(t_s, accel_raw * self.accel_scale.per_lsb,
+                                           gyro_raw * self.gyro_scale.per_lsb, self.timebase.rate_hz))
+
+    def _release_held(self, now: float) -> None:
+        if self._held is not None:
+            self._stamped(*self._held, now)
+            self._held = None
+
+    def _take_ready(self) -> SampleBlock | None:
+        if not self._ready:
             return None
-        return SampleBlock(t_s, accel_raw * self.accel_scale.per_lsb,
-                           gyro_raw * self.gyro_scale.per_lsb, self.timebase.rate_hz)
+        ready, self._ready = self._ready, []
+        if len(ready) == 1:
+            return ready[0]
+        return SampleBlock(np.concatenate([b.t_s for b in ready]), np.concatenate([b.accel_g for b in ready]),
+                           np.concatenate([b.gyro_dps for b in ready]), ready[-1].odr_hz)
 
     def __iter__(self) -> Iterator[SampleBlock]:
         while not self._stop.is_set():

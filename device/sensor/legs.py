@@ -97,13 +97,9 @@ class LegReaders:
 
 def open_hardware(cfg: DeviceConfig, clock: Clock) -> LegReaders:
     """The real sensor(s): smbus2 on the configured bus, INT1 through gpiozero for the first leg."""
-    from smbus2 import SMBus
+    from device.sensor import open_bus
 
-    try:
-        bus = SMBus(cfg.sensor.bus)
-    except OSError as exc:
-        raise SensorError(f"cannot open /dev/i2c-{cfg.sensor.bus} ({exc.strerror or exc}): "
-                          "is I2C enabled (dtparam=i2c_arm=on)?") from exc
+    bus = open_bus(cfg.sensor.bus)
     try:
         int1 = int1_input(cfg.sensor.int1_pin)
     except Exception as exc:  # GPIO busy or absent: the FIFO reader then polls once a second

@@ -21,7 +21,10 @@ What each event looks like to the sensor (for tuning the detector):
 - Lying (truth `positions`; sides 50%, supine 35%, prone 15%): shin within ~10 deg of horizontal,
   so |ax| < ~0.2 g. Supine puts gravity on +z, prone on -z, the sides on +-y (roll 0, 180, +-90
   deg, each +-15 deg).
-  Sitting: shin 72-84 deg up; standing 85-92 deg: ax near +1 g.
+  Sitting on the bed's edge: shin 72-84 deg up; standing 85-92 deg: ax near +1 g. In the
+  `sitting` scenario the patient first sits up on the bed for 3-12 min, the shin 30-60 deg up,
+  fidgeting about twice a minute (confounder `fidget`: a flexion like an LM's, out of bed, so not
+  an LM), and the strap is turned 60-300 deg round the shin (truth `mount_deg` roll).
 - PLM / isolated LM (truth `lms`, kind `plm` / `isolated`): a knee flexion about the lateral y
   axis of 2-25 deg (scenario range): a minimum-jerk flex of 0.15-2 s (gyro y peak 10-150 dps,
   negative = flexion; angular acceleration at most 15 rad/s^2), then in most LMs a hold of up to
@@ -87,7 +90,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from device.samples import SampleBlock
-from device.sim.plan import UPRIGHT_ABOVE_DEG, Plan, plan_night
+from device.sim.plan import SITTING_UP, UPRIGHT_ABOVE_DEG, Plan, plan_night
 from device.sim.render import NightMotion, render
 from device.sim.scenarios import SCENARIOS, Scenario
 from device.sim.shapes import knot_track
@@ -159,16 +162,21 @@ def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0,
         "legs": legs, "duration_s": plans[0].duration_s, **truth,
     }
     truth["lms"].sort(key=lambda m: (m["onset_s"], m["leg"]))
-    truth["postures"] = _postures(plans[0])
+    truth["postures"] = _postures(plans[0], truth["positions"])
     truth["markers"] = [[truth["lights_off_s"], "lights_off"], [truth["lights_on_s"], "lights_on"]]
     truth.update(_reference(truth))
     return Night(scenario=scenario, seed=seed, hours=hours, odr_hz=odr_hz, truth=truth, plans=plans)
 
 
-def _postures(plan: Plan) -> list[dict]:
-    """Lying / upright segments of the shin, from its planned elevation on a 0.1 s grid."""
+def _postures(plan: Plan, positions: list[dict]) -> list[dict]:
+    """Lying / upright segments of the shin, from its planned elevation on a 0.1 s grid; sitting up
+    on the bed (the shin 30-60 deg up) is out of bed too."""
     t = np.arange(0.0, plan.duration_s, 0.1)
     upright = knot_track(t, plan.knots_t, plan.knots_theta) > np.radians(UPRIGHT_ABOVE_DEG)
+    for here, after in zip(positions, positions[1:] + [None]):
+        if here["position"] == SITTING_UP:
+            end_s = plan.duration_s if after is None else after["start_s"]
+            upright |= (t >= here["start_s"]) & (t < end_s)
     edges = np.flatnonzero(np.diff(upright.astype(np.int8))) + 1
     bounds = np.concatenate([[0], edges, [len(t)]])
     return [

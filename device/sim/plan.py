@@ -19,7 +19,9 @@ from device.sim.shapes import Event, Flexion, Path, Ring, Rocking, Tug, Twitch, 
 # Lying positions: (name, roll of the leg about the shin in deg, weight). Adults sleep on a side
 # most, then on the back, least on the front (De Koninck et al., Sleep 1992).
 LYING = (("supine", 0.0, 0.35), ("left", 90.0, 0.25), ("right", -90.0, 0.25), ("prone", 180.0, 0.15))
-SITTING_DEG = (72.0, 84.0)
+SITTING_DEG = (72.0, 84.0)  # on the bed's edge, feet on the floor
+SITTING_UP_DEG = (30.0, 60.0)  # on the bed, knees raised (or feet on a low stool): out of bed
+SITTING_UP = "sitting up"
 STANDING_DEG = (85.0, 92.0)
 UPRIGHT_ABOVE_DEG = 45.0
 
@@ -197,6 +199,8 @@ class _Planner:
         self.key(0.0, rng.uniform(*STANDING_DEG), 0.0)
         self.walk(max(3.0, 0.3 * self.edge))
         self.sit(max(2.0, 0.3 * self.edge), 1.5)
+        if self.sc.pre_bed_sit_min[1] > 0:
+            self.sit_up_on_bed(min(rng.uniform(*self.sc.pre_bed_sit_min) * 60.0, 0.1 * T))
         self.lie_down(rng.uniform(3.0, 5.0))
         self.lights_off = self.now()[0] + min(60.0, 0.02 * T)
         self.get_up_s = T - self.edge
@@ -416,6 +420,25 @@ class _Planner:
         self.positions.append({"start_s": t0, "position": "sitting"})
         self.hold(t0 + move_s + dur_s)
 
+    def sit_up_on_bed(self, dur_s: float) -> None:
+        """Sitting on the bed before lying down, the shin 30-60 deg up, fidgeting: now and then a
+        flexion like an LM's (confounders `fidget`: out of bed, so no LM is scored)."""
+        rng = self.rng
+        t0, _, phi = self.now()
+        self.key(t0 + 2.0, rng.uniform(*SITTING_UP_DEG), phi + rng.uniform(-10, 10))
+        self.positions.append({"start_s": t0, "position": SITTING_UP})
+        end = t0 + 2.0 + dur_s
+        t = t0 + 2.0 + rng.exponential(60.0 / self.sc.fidgets_per_min)
+        while t < end:
+            ev = make_flexion(rng, t, (3.0, 15.0))
+            if ev.end_s > end - 2.0:
+                break
+            self.plan.events.append(ev)
+            self.confounders.append({"kind": "fidget", "start_s": ev.start_s, "end_s": ev.end_s})
+            self.owned.append((ev, self.confounders[-1]))
+            t = ev.end_s + 1.0 + rng.exponential(60.0 / self.sc.fidgets_per_min)
+        self.hold(end)
+
     def lie_down(self, move_s: float) -> None:
         t0, _, phi = self.now()
         name, theta, roll = self.lying(phi)
@@ -608,3 +631,6 @@ def _sensor_quirks(plan: Plan, rng: np.random.Generator, sc: Scenario) -> None:
     plan.strap_accel_g = sc.strap_accel_mg / 1000.0
     plan.strap_gyro_dps = sc.strap_gyro_dps
     plan.mount_deg = tuple(round(float(rng.uniform(-m, m)), 2) for m in sc.mount_deg)
+    if sc.strap_turned_deg[1] > 0:
+        yaw, pitch, roll = plan.mount_deg
+        plan.mount_deg = (yaw, pitch, round(roll + float(rng.uniform(*sc.strap_turned_deg)), 2))

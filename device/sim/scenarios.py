@@ -3,7 +3,7 @@ simulator. Rates are per hour of the lights-off window unless named otherwise.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,12 @@ class Scenario:
     mount_deg: tuple[float, float, float] = (8.0, 8.0, 12.0)
     # A loose strap rings at this resonance (Hz) after each flexion and release; 0 for a snug one.
     strap_ring_hz: float = 0.0
+    # Sitting up on the bed before lying down (minutes; the shin 30-60 deg up, knees raised or feet
+    # on the floor), fidgeting this often a minute. Out of bed: time in bed is the shin lying.
+    pre_bed_sit_min: tuple[float, float] = (0.0, 0.0)
+    fidgets_per_min: float = 0.0
+    # A strap turned round the shin: the sensor rolled this far about the shin's axis (deg).
+    strap_turned_deg: tuple[float, float] = (0.0, 0.0)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -103,3 +109,9 @@ SCENARIOS: dict[str, Scenario] = {
         strap_accel_mg=3.0, strap_gyro_dps=0.4, mount_deg=(20.0, 10.0, 20.0), strap_ring_hz=8.0,
     ),
 }
+# PLMD sitting up on the bed before lying down, with the strap turned round the shin.
+SCENARIOS["sitting"] = replace(
+    SCENARIOS["plmd"],
+    description="PLMD; sits up on the bed fidgeting for minutes before lying down, the strap turned round the shin",
+    pre_bed_sit_min=(3.0, 12.0), fidgets_per_min=2.0, strap_turned_deg=(60.0, 300.0),
+)

@@ -93,12 +93,53 @@ def test_doctor_names_the_fix_for_a_wrong_password(mqtt_broker, tmp_path, night_
     assert broker_line.startswith("FAIL") and "fix:" in broker_line and "password_file" in broker_line
 
 
-def test_doctor_reports_a_bad_config_as_one_failing_line(tmp_path):
+def _doctor(*args: str) -> tuple[int, dict[str, str]]:
+    """Run `rlsmon-device doctor`; its exit code and {check name: line}."""
+    out = subprocess.run([RLSMON_DEVICE, "doctor", *args], capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in out.stdout + out.stderr
+    return out.returncode, {line.split()[1]: line for line in out.stdout.splitlines()}
+
+
+def test_doctor_without_a_config_runs_every_check_it_can_and_says_how_to_make_it(tmp_path, night_recording):
+    rec, _ = night_recording
+    absent = tmp_path / "device.toml"
+
+    code, lines = _doctor("--config", str(absent), "--emulate", str(rec))
+
+    assert code == 1
+    assert list(lines) == ["config", "i2c", "sensor", "int1", "clock", "broker", "outbox", "disk"]
+    assert lines["config"].startswith("FAIL") and "install-device.sh" in lines["config"]
+    assert str(absent) in lines["config"]
+    for name in ("i2c", "sensor", "int1"):
+        assert lines[name].startswith("PASS"), lines[name]
+    assert "0x6A or 0x6B" in lines["sensor"]  # either default address
+    assert lines["broker"].startswith("WARN") and "not checked" in lines["broker"]
+    assert all("fix:" in line for line in lines.values() if not line.startswith("PASS"))
+
+
+def test_doctor_with_a_bad_config_names_the_key_and_still_checks_the_rest(tmp_path, night_recording):
+    rec, _ = night_recording
     path = tmp_path / "device.toml"
     path.write_text('device_id = "a"\n[sensor]\nodr_hz = 50')
-    out = subprocess.run([RLSMON_DEVICE, "doctor", "--config", str(path)], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1
-    assert out.stdout.startswith("FAIL  config") and "sensor.odr_hz" in out.stdout
+
+    code, lines = _doctor("--config", str(path), "--emulate", str(rec))
+
+    assert code == 1
+    assert lines["config"].startswith("FAIL  config") and "[sensor.odr_hz]" in lines["config"]
+    assert "fix: correct [sensor.odr_hz]" in lines["config"]
+    assert lines["sensor"].startswith("PASS") and "disk" in lines
+
+
+def test_doctor_without_the_i2c_bus_says_how_to_turn_it_on(tmp_path):
+    config = write_config(tmp_path, None)
+    config.write_text(config.read_text() + "[sensor]\nbus = 99\n")  # no /dev/i2c-99 here
+
+    code, lines = _doctor("--config", str(config))
+
+    assert code == 1
+    assert lines["i2c"].startswith("FAIL") and "/dev/i2c-99 does not exist" in lines["i2c"]
+    assert "fix: turn I2C on" in lines["i2c"]
+    assert {"clock", "broker", "disk"} <= set(lines)
 
 
 def test_without_a_sensor_it_retries_and_never_says_ready(tmp_path, daemons):

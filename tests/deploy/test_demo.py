@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import queue
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -63,7 +64,12 @@ def test_demo_shows_every_night_and_ctrl_c_leaves_no_process_behind(tmp_path):
             assert line is not None, "the demo ended early:\n" + "".join(seen)
             seen.append(line)
         children = descendants(demo.pid)
-        assert len(children) >= 3, children  # mosquitto, collector, web at least
+        assert len(children) >= 5, children  # mosquitto, collector, web and the two devices at least
+        # The devices stay up after their nights, as bedside devices do: the dashboard says online.
+        db = sqlite3.connect(tmp_path / "demo" / "server" / "server.db")
+        statuses = dict(db.execute("select device_id, status from devices").fetchall())
+        db.close()
+        assert statuses and set(statuses.values()) == {"online"}, statuses
 
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=60) == 0, "".join(seen)

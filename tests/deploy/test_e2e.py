@@ -10,9 +10,11 @@ benchmarks/accuracy.py's question, not this test's.
 
 One honest exception: the emulated clock runs 50x real time, so a busy machine can overrun the
 chip's FIFO, and the daemon must then record a gap (never invent samples). An LM that touches a gap
-may be cut or lost, so LMs overlapping a reported gap are set aside on both sides; every other LM
-must match one for one, onset to onset, within the time base's error (see MAX_TIMEBASE_ERROR_S),
-and the intervals between them within 0.1 s. The gaps may not hide more than a fifth of the night.
+may be cut or lost, and one whose start fell in the gap is not scored live (a flexion's release
+within a hold's reach after it, 10 s), so those are set aside on both sides; every other LM must
+match one for one, onset to onset, within the time base's error (see MAX_TIMEBASE_ERROR_S), and the
+intervals between them within 0.1 s. No live LM may start at a gap's edge. The gaps may not hide
+more than a fifth of the night.
 """
 
 from __future__ import annotations
@@ -27,20 +29,24 @@ from pathlib import Path
 import httpx
 import pytest
 
+from device.detect.lm import LMParams
+
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 DEVICE_ID = "e2e-bed-1"
 NIGHT = "2026-01-05"
 SPEED = 50.0
-# The night's times come from the device's own time base: the clock read when the emulated chip
-# starts, then the chip's measured output rate. The analysis of the CSV counts samples at the
-# nominal 52 Hz. A scaled clock multiplies real scheduling latency by SPEED: at 100x, under the
-# load of the whole suite, the rate estimate settling shifted onsets by over 1 s by the end of the
-# hour; at 50x it stays near half that, as at 100x on a quiet machine. So each onset must
-# match within 1 s, and each interval between consecutive LMs, which is what PLM scoring reads,
-# within 0.1 s (about 5 samples).
-MAX_TIMEBASE_ERROR_S = 1.0
+# The night's times come from the device's own time base: the sample count, placed by a robust fit
+# of count against clock (device/sensor/timebase.py), never by when a read ran. The analysis of the
+# CSV counts samples at the nominal 52 Hz. On a scaled clock real scheduling latency is multiplied
+# by SPEED (a 5-ms wait is 0.25 s at 50x), but it only moves stamps when samples were lost: those
+# counted back from the clock wait for the next read to bound them, so they are off by at most how
+# late that read ran. benchmarks/live_accuracy.py at 50x and 200x, on this 2-core machine under the
+# other test suites' load, kept every LM clear of a gap within 0.035 s; 0.25 s leaves room for one
+# read held up 5 ms right after an overrun. Each interval between consecutive LMs, which is what
+# PLM scoring reads, must match within 0.1 s (about 5 samples).
+MAX_TIMEBASE_ERROR_S = 0.25
 IMI_TOLERANCE_S = 0.1
 
 
@@ -59,8 +65,8 @@ def wait_for(predicate, timeout_s: float, what: str, procs=()):
         time.sleep(0.2)
 
 
-def overlaps_gap(lm: dict, gaps: list[dict]) -> bool:
-    return any(lm["onset_s"] < g["end_s"] and g["start_s"] < lm["offset_s"] for g in gaps)
+def overlaps_gap(lm: dict, gaps: list[dict], after_s: float = 0.0) -> bool:
+    return any(lm["onset_s"] < g["end_s"] + after_s and g["start_s"] < lm["offset_s"] for g in gaps)
 
 
 @pytest.fixture
@@ -159,8 +165,10 @@ def test_a_night_travels_from_the_emulated_ankle_to_the_dashboard_api(tmp_path, 
 
     gaps = night["coverage"]["gaps"]
     assert sum(g["end_s"] - g["start_s"] for g in gaps) < night["duration_s"] / 5, gaps
-    expected = [lm["onset_s"] for lm in offline["lm_events"] if not overlaps_gap(lm, gaps)]
-    received = [lm["onset_s"] for lm in night["lm_events"] if not overlaps_gap(lm, gaps)]
+    reach_s = LMParams().max_hold_s
+    assert not [lm for lm in night["lm_events"] if any(abs(lm["onset_s"] - g["end_s"]) < 0.1 for g in gaps)]
+    expected = [lm["onset_s"] for lm in offline["lm_events"] if not overlaps_gap(lm, gaps, reach_s)]
+    received = [lm["onset_s"] for lm in night["lm_events"] if not overlaps_gap(lm, gaps, reach_s)]
     assert len(received) == len(expected), (received, expected)
     pairs = list(zip(received, expected))
     assert all(abs(a - b) <= MAX_TIMEBASE_ERROR_S for a, b in pairs), pairs

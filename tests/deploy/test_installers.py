@@ -21,10 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 SYSTEMD = REPO / "systemd"
 
 
-def install(script: str, root: Path) -> str:
-    """Run an installer into `root` and return what it printed; fail on a non-zero exit."""
+def install(script: str, root: Path, *args: str) -> str:
+    """Run an installer into `root` (with `args`, e.g. --uninstall) and return what it printed; fail
+    on a non-zero exit."""
     result = subprocess.run(
-        ["bash", str(SYSTEMD / script), "--root", str(root), "--no-venv"],
+        ["bash", str(SYSTEMD / script), "--root", str(root), "--no-venv", *args],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -300,3 +301,124 @@ def test_staged_server_install_makes_a_broker_the_collector_can_use(tmp_path):
         broker.wait(10)
 
     assert (refused_right, refused_wrong) == (False, True)
+
+
+def test_the_device_password_file_mode_is_one_truth(tmp_path):
+    """add-device's snippet, the README and the example config all say the mode install-device.sh
+    gives /etc/rlsmon/mqtt-password."""
+    from click.testing import CliRunner
+
+    from server import provision
+    from server.cli import cli
+
+    password = tmp_path / "etc/rlsmon/mqtt-password"
+    password.parent.mkdir(parents=True)
+    password.write_text("s3cret\n")
+    install("install-device.sh", tmp_path)
+    kind, mode, owner = manifest(tmp_path, "device")[provision.DEVICE_PASSWORD_FILE]
+    truth = f"{mode} {owner}"
+    config = tmp_path / "server.toml"
+    config.write_text(f'[database]\npath = "{tmp_path}/server.db"\n[provision]\n'
+                      f'password_file = "{tmp_path}/passwd"\nacl_file = "{tmp_path}/acl"\n')
+
+    snippet = CliRunner().invoke(cli, ["add-device", "--config", str(config), "bed-1"]).stdout
+
+    assert truth == provision.DEVICE_PASSWORD_MODE == "0640 root:rlsmon-device"
+    [note] = [line for line in snippet.splitlines() if line.startswith(f"# {provision.DEVICE_PASSWORD_FILE}")]
+    assert f"mode {truth}" in note
+    for name, text in [("README.md", (REPO / "README.md").read_text()),
+                       ("device.example.toml", (REPO / "firmware_config/device.example.toml").read_text())]:
+        assert truth in text, name
+
+
+KEPT = ("/etc/rlsmon", "/etc/mosquitto", "/var/lib/rlsmon")  # config, credentials, data
+
+
+def _kept(path: str) -> bool:
+    return any(path == k or path.startswith(k + "/") for k in KEPT)
+
+
+def _installed_with_data(component: str, root: Path) -> dict[str, bytes]:
+    """Install `component` into root as a machine in use has it (a config edited, a night store, the
+    device's password), and return those files' contents."""
+    (root / "boot/firmware").mkdir(parents=True)
+    (root / "boot/firmware/config.txt").write_text("# existing\ndtparam=audio=on\n")
+    (root / "etc/rlsmon").mkdir(parents=True)
+    (root / "etc/rlsmon/mqtt-password").write_text("s3cret\n")
+    install(f"install-{component}.sh", root)
+    (root / f"etc/rlsmon/{component}.toml").write_text('device_id = "bed-1"\n')
+    (root / "var/lib/rlsmon/night.db").write_bytes(b"SQLite format 3\0 a night")
+    return {str(p.relative_to(root)): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file() and _kept("/" + str(p.relative_to(root)))}
+
+
+@pytest.mark.parametrize("component", ["device", "server"])
+def test_upgrade_replaces_code_and_units_keeps_config_data_credentials_and_drops_what_is_gone(component,
+                                                                                             tmp_path):
+    kept = _installed_with_data(component, tmp_path)
+    entries = manifest(tmp_path, component)
+    units = [p for p in entries if p.startswith("/etc/systemd/system/")]
+    # What an older version left: other unit text and README, and a unit this version no longer has.
+    for path in [*units, "/opt/rlsmon/README.md"]:
+        (tmp_path / path.lstrip("/")).write_text("# the previous version\n")
+    stale = tmp_path / "etc/systemd/system/rlsmon-retired.service"
+    stale.write_text("[Unit]\n")
+    old_config = tmp_path / "etc/rlsmon/retired.toml"  # config is never dropped, listed or not
+    old_config.write_text("kept = true\n")
+    with open(tmp_path / f"opt/rlsmon/install-manifest-{component}.txt", "a") as f:
+        f.write("file 0644 root:root /etc/systemd/system/rlsmon-retired.service\n"
+                "file 0640 root:root /etc/rlsmon/retired.toml\n")
+
+    out = install(f"install-{component}.sh", tmp_path)
+
+    for path in units:
+        assert (tmp_path / path.lstrip("/")).read_bytes() == (REPO / "systemd" / Path(path).name).read_bytes()
+    assert (tmp_path / "opt/rlsmon/README.md").read_bytes() == (REPO / "README.md").read_bytes()
+    assert not stale.exists() and "removed /etc/systemd/system/rlsmon-retired.service" in out
+    assert old_config.read_text() == "kept = true\n"
+    assert {p: (tmp_path / p).read_bytes() for p in kept} == kept
+    assert "/etc/systemd/system/rlsmon-retired.service" not in manifest(tmp_path, component)
+
+
+@pytest.mark.parametrize("component", ["device", "server"])
+def test_uninstall_removes_units_and_code_keeps_config_data_credentials_and_is_idempotent(component,
+                                                                                          tmp_path):
+    kept = _installed_with_data(component, tmp_path)
+    entries = manifest(tmp_path, component)
+
+    out = install(f"install-{component}.sh", tmp_path, "--uninstall")
+    after = snapshot(tmp_path)
+    again = install(f"install-{component}.sh", tmp_path, "--uninstall")
+
+    assert "systemctl disable --now" in out
+    for path, (kind, _mode, _owner) in entries.items():
+        if kind == "file" and not _kept(path):
+            assert not (tmp_path / path.lstrip("/")).exists(), path
+    assert {p: (tmp_path / p).read_bytes() for p in kept} == kept
+    assert (tmp_path / "boot/firmware/config.txt").read_text() == "# existing\ndtparam=audio=on\n"
+    assert "(changes: 0)" in again and snapshot(tmp_path) == after
+
+
+@pytest.mark.parametrize("component", ["device", "server"])
+def test_uninstall_purge_removes_config_data_and_credentials_too(component, tmp_path):
+    _installed_with_data(component, tmp_path)
+    entries = manifest(tmp_path, component)
+    install(f"install-{component}.sh", tmp_path, "--uninstall")  # first without, then --purge
+
+    install(f"install-{component}.sh", tmp_path, "--uninstall", "--purge")
+    again = install(f"install-{component}.sh", tmp_path, "--uninstall", "--purge")
+
+    for path, (kind, _mode, _owner) in entries.items():
+        if kind in ("file", "dir", "venv"):
+            assert not (tmp_path / path.lstrip("/")).exists(), path
+    assert not (tmp_path / "var/lib/rlsmon").exists() and not (tmp_path / "etc/rlsmon").exists()
+    assert not (tmp_path / "opt/rlsmon").exists()
+    assert (tmp_path / "boot/firmware/config.txt").read_text() == "# existing\ndtparam=audio=on\n"
+    assert "nothing to uninstall" in again
+
+
+def test_purge_alone_is_refused(tmp_path):
+    result = subprocess.run(["bash", str(SYSTEMD / "install-device.sh"), "--root", str(tmp_path), "--purge"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--purge goes with --uninstall" in result.stderr
+    assert not (tmp_path / "opt").exists()

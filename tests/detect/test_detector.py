@@ -96,6 +96,43 @@ def test_flex_hold_release_is_one_lm_not_two():
     assert [(round(m.onset_s), round(m.offset_s)) for m in out.movements] == [(40, 44)]
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_long_held_movement_is_one_lm_to_the_end_of_its_release(seed):
+    """9.4 s: flex 5° in 1 s, hold 6 s, let down in 2.4 s. The slow release stays under the onset
+    level (4 dps): it is the end of the held flexion, not nothing (issue 11)."""
+    t = times(120)
+    out = run(t, *readings(flex(t, 40.0, 5.0, 1.0, 6.0, 2.4), seed=seed))
+    assert len(out.movements) == 1
+    assert out.movements[0].onset_s == pytest.approx(40.0, abs=0.3)
+    assert out.movements[0].offset_s == pytest.approx(49.4, abs=0.6)
+
+
+def test_an_lm_that_slows_down_before_it_ends_is_whole():
+    """A quick flexion let down slowly over 4 s: one LM to the end of the release."""
+    t = times(120)
+    out = run(t, *readings(flex(t, 40.0, 6.0, 0.6, 0.0, 4.0)))
+    assert len(out.movements) == 1
+    assert out.movements[0].offset_s == pytest.approx(44.6, abs=1.1)
+
+
+def test_a_bilateral_clm_of_twelve_seconds_comes_out_whole():
+    """Left 40-49.4 s (a long hold), right 43-51.6 s (let down slowly): one bilateral CLM of about
+    12 s (WASM 2016: up to 15 s from single-leg LMs of at most 10 s)."""
+    from device.detect.events import Interval
+    from device.detect.scoring import score_night
+
+    t = times(120)
+    left = run(t, *readings(flex(t, 40.0, 5.0, 1.0, 6.0, 2.4), seed=3)).movements
+    right = run(t, *readings(flex(t, 43.0, 7.0, 0.6, 4.0, 4.0), seed=4)).movements
+    assert len(left) == len(right) == 1
+    summary = score_night([left, [m.__class__(m.onset_s, m.offset_s, 1, m.peak_dps, m.tilt_deg) for m in right]],
+                          [Interval(0.0, 120.0)], [], 120.0)
+    assert summary["lm_count"] == 1
+    lm = summary["lm_events"][0]
+    assert lm["bilateral"] and lm["clm"]
+    assert 10.5 < lm["duration_s"] <= 15.0
+
+
 def twisted(v: np.ndarray, deg: float) -> np.ndarray:
     """Vectors (n, 3) seen by a sensor turned by `deg` about the shin axis x (a strap twisted on the leg)."""
     c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
@@ -191,6 +228,37 @@ def test_drawing_the_knee_up_high_for_a_moment_is_not_getting_up():
     assert [round(m.onset_s) for m in out.movements] == [50]
 
 
+def sitting_then_lying(t: np.ndarray, sit_deg: float, strap_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sitting on the bed, the shin `sit_deg` up, fidgeting (a 6° flexion every 25 s) for 200 s, then
+    lying down in 4 s; the strap turned `strap_deg` about the shin."""
+    pitch = sit_deg - (sit_deg - 5.0) * min_jerk((t - 200.0) / 4.0)
+    pitch = pitch + sum(flex(t, 20.0 + 25.0 * k, 6.0, 0.6, 0.5, 0.8) for k in range(7))
+    accel, gyro = readings(pitch)
+    return twisted(accel, strap_deg), twisted(gyro, strap_deg)
+
+
+@pytest.mark.parametrize("strap_deg", [0.0, 60.0, 180.0, 300.0])
+@pytest.mark.parametrize("sit_deg", [32.0, 45.0, 58.0])
+def test_sitting_on_the_bed_is_not_lying_whatever_the_strap(sit_deg, strap_deg):
+    """Time in bed depends on the shin's elevation only: sitting 30-60° up is out of bed, however
+    the strap sits about the shin, and its fidgets are no LMs (issue 11)."""
+    from device.detect.bed import in_bed_intervals
+
+    t = times(400)
+    out = run(t, *sitting_then_lying(t, sit_deg, strap_deg))
+    in_bed = in_bed_intervals(out.postures, [], 400.0)
+    assert len(in_bed) == 1
+    assert in_bed[0].start_s == pytest.approx(202.0, abs=3.0)
+    assert out.movements == []
+
+
+def test_turning_over_with_the_knee_drawn_up_stays_in_bed():
+    """The knee drawn up, the shin 40° up for 6 s while turning: still lying (min_sitting_s)."""
+    t = times(120)
+    out = run(t, *readings(flex(t, 50.0, 35.0, 2.0, 6.0, 2.0)))
+    assert [p.posture for p in out.postures] == ["lying"]
+
+
 def test_a_partner_rocking_the_mattress_is_not_an_lm():
     t = times(90)
     # 15 s of rocking under a Hann envelope: ±1.5° at 0.5 Hz in pitch and roll (under 5 dps).
@@ -236,6 +304,27 @@ def test_a_gap_ends_the_lm_in_progress_and_is_reported():
     first = out.movements[0]
     assert first.onset_s == pytest.approx(40.0, abs=0.4)
     assert first.offset_s == pytest.approx(41.0, abs=1 / ODR_HZ)
+
+
+def test_no_lm_starts_at_a_gap_s_end():
+    """Data resumes while the leg is being let down: that movement's onset was not seen, so it is
+    not scored (issue 11: a spurious LM sat exactly at a gap's end)."""
+    t = times(90)
+    accel, gyro = readings(flex(t, 40.0, 10.0, 1.5, 1.0, 2.5))
+    keep = (t < 40.5) | (t >= 43.0)
+    out = run(t[keep], accel[keep], gyro[keep])
+    assert len(out.gaps) == 1
+    assert all(abs(m.onset_s - out.gaps[0].end_s) > 0.1 for m in out.movements), out.movements
+
+
+def test_the_release_of_a_flexion_made_in_a_gap_is_not_an_lm():
+    """The leg flexed while the sensor was off, data resumed during the hold, then the release: that
+    LM began in the gap, so it is not scored (its release alone would date it 4 s late)."""
+    t = times(90)
+    accel, gyro = readings(flex(t, 40.0, 10.0, 1.0, 4.0, 1.5))
+    keep = (t < 39.5) | (t >= 42.0)
+    out = run(t[keep], accel[keep], gyro[keep])
+    assert out.movements == []
 
 
 def test_a_lm_longer_than_ten_seconds_is_kept():

@@ -112,3 +112,33 @@ def test_a_flood_of_junk_is_bounded_and_counted(start_collector, device, tmp_pat
         "device dev-b: payload refused (QoS 0, dropped as the inbox was full); see the rejected table",
         "device dev-b: payload refused (invalid summary); see the rejected table",
     ]
+
+
+def test_the_admins_see_who_floods_with_the_counts_the_collector_kept(start_collector, device, tmp_path):
+    """The flood reaches the admins' page through the real collector, not rows a test inserted."""
+    from datetime import datetime, timezone
+
+    from fastapi.testclient import TestClient
+
+    from server.web import auth
+    from server.web.app import create_app
+    from tests.web.conftest import log_in
+
+    limits = RejectLimits(prefix_bytes=4096, rows_per_device_day=2, retention_days=30)
+    collector = start_collector(limits=limits)
+    flooder = device("dev-junk")
+    for i in range(7):
+        assert not flooder.summary(bytes([i]) * 1000).is_failure
+    assert [collector.next(60)[1].kind for _ in range(7)] == ["rejected"] * 7
+    db = open_db(tmp_path / "server.db")
+    auth.set_password(db, "it.ops", "staple battery horse", datetime.now(timezone.utc), replace=False,
+                      role=auth.ADMIN)
+    db.conn.close()
+    with TestClient(create_app(tmp_path / "server.db")) as admin:
+        assert log_in(admin, "it.ops", "staple battery horse").status_code == 303
+        page = admin.get("/admin/rejected").text
+    by_device = page.split('class="rejected-by-device"')[1].split("</table>")[0]
+    row = next(r for r in re.findall(r"<tr[^>]*>.*?</tr>", by_device, re.S) if "dev-junk" in r)
+    # All 7 refusals and their 7,000 bytes are counted, though only 2 rows were kept.
+    assert '<td class="num">7</td><td class="num">7000</td>' in row, row
+

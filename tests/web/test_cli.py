@@ -108,3 +108,38 @@ def test_web_names_the_file_and_key_of_a_bad_config(tmp_path):
     result = CliRunner().invoke(cli, ["web", "--config", config])
     assert result.exit_code == 78  # EX_CONFIG: systemd does not restart it
     assert config in result.output and "port" in result.output
+
+
+def test_rejected_lists_reasons_per_device_and_never_the_payload(tmp_path):
+    from datetime import timedelta
+
+    from server.collector import ingest
+
+    config = _config(tmp_path)
+    today = datetime.now(timezone.utc)
+    db = open_db(tmp_path / "server.db")
+    secret = b'{"plm_index": 41.5, "note": "SECRET-HEALTH-DATA"'  # cut short: not JSON
+    ingest(db, "rlsmon/v1/bed-1/summary", secret)
+    ingest(db, "rlsmon/v1/bed-2/summary", b"SECRET-HEALTH-DATA, not json either")
+    ingest(db, "rlsmon/v1/bed-1/summary", b"old SECRET-HEALTH-DATA",
+           received_at=(today - timedelta(days=30)).isoformat(timespec="seconds"))
+    ingest(db, "rlsmon/v1/bed-1/summary", b"x" * 10)  # counted, like every refusal, in rejected_daily
+    reasons = dict(db.execute("SELECT topic, reason FROM rejected WHERE received_at >= ?",
+                              [today.date().isoformat()]).fetchall())
+    db.conn.close()
+    runner = CliRunner()
+
+    everyone = runner.invoke(cli, ["rejected", "--config", config])
+    one = runner.invoke(cli, ["rejected", "--config", config, "--device", "bed-1"])
+    month = runner.invoke(cli, ["rejected", "--config", config, "--device", "bed-1", "--days", "31"])
+
+    assert everyone.exit_code == one.exit_code == month.exit_code == 0, everyone.output
+    for result in (everyone, one, month):
+        assert "SECRET-HEALTH-DATA" not in result.output
+    assert reasons["rlsmon/v1/bed-1/summary"] in everyone.output
+    assert reasons["rlsmon/v1/bed-2/summary"] in everyone.output
+    assert f"{len(secret)} bytes" in everyone.output
+    assert "bed-2" not in one.output and "rlsmon/v1/bed-1/summary" in one.output
+    assert "2 refused" in one.output and "3 refused" in month.output
+    assert one.output.count("rlsmon/v1/bed-1/summary") == 2  # the old one is outside the 7 days
+    assert month.output.count("rlsmon/v1/bed-1/summary") == 3
