@@ -204,10 +204,11 @@ def main() -> int:
         client.post("/login", data={"username": USER, "password": PASSWORD, "csrf_token": token})
         pid = proc.pid
         timed(client, ["/"] * 3, pid)  # warm up the process (imports, first connections)
-        pages = max(1, args.patients // 100)
         record("patients list (page 1)", timed(client, ["/"] * 60, pid))
-        record("patients list (any page)",
-               timed(client, [f"/?page={rng.randint(1, pages)}" for _ in range(60)], pid))
+        # The pager's links: the page after (or before) a device anywhere in the list.
+        record("patients list (any page)", timed(client, [
+            f"/?{rng.choice(('after', 'before'))}=dev-{rng.randint(1, args.patients):05d}&page=2"
+            for _ in range(60)], pid))
         # Nights received days ago, never opened since the dashboard started.
         night_urls = [f"/devices/{d}/nights/{n}" for d, n in older]
         record("night, first view (old night)", timed(client, night_urls, pid),

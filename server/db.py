@@ -244,6 +244,144 @@ def _staff_roles_audit(db: Database) -> None:
     )
 
 
+# The figures of a device's latest night, as the patients list shows them. Set by the triggers of
+# migration 0005 whenever a night is stored, replaced or erased, so every writer keeps it right.
+_LATEST_FIGURES = ("night", "plm_index", "severity", "clinically_significant", "coverage")
+# Coverage = recorded time / the recording's duration (duration_s lives only in the JSON).
+_LATEST_SELECT = ("night, plm_index, severity, clinically_significant, "
+                  "recorded_s / nullif(json_extract(summary_json, '$.duration_s'), 0)")
+
+
+def _latest_of(device: str) -> str:
+    """The row-value subquery of the latest night of `device` (a column expression)."""
+    return (f"(SELECT {_LATEST_SELECT} FROM nights WHERE device_id = {device} "
+            "ORDER BY night DESC LIMIT 1)")
+
+
+# What fleet_counts counts, as a term per device_latest row {r}.
+_COUNTED = {
+    "devices": "1",
+    "assigned": "({r}.patient_id IS NOT NULL)",
+    "online": "({r}.status IS 'online')",
+    "flagged": "coalesce({r}.clinically_significant, 0)",
+    "flagged_assigned": "({r}.patient_id IS NOT NULL AND coalesce({r}.clinically_significant, 0))",
+}
+
+
+@MIGRATIONS(name="0005_latest_nights")
+def _latest_nights(db: Database) -> None:
+    # Issue 14, item 1: the patients list, its counts and "not reporting" cost O(page), not
+    # O(fleet). device_latest holds one row per device: its assignment (the pseudonym copied in
+    # as the list's sort key), status, and its latest night's headline figures; fleet_counts
+    # holds the list's headline counts. Triggers keep both in the same transaction as the write
+    # that changes them (the collector's night upsert and status, an assignment, `forget`, bulk
+    # SQL alike): a night older than the latest, or a stale one the collector refuses, never
+    # moves them back. quiet_since (the latest night, or the day the device was first seen)
+    # orders "not reporting", longest silence first.
+    figures = ", ".join(_LATEST_FIGURES)
+    news = ", ".join(f"new.{c}" if c != "coverage" else
+                     "new.recorded_s / nullif(json_extract(new.summary_json, '$.duration_s'), 0)"
+                     for c in _LATEST_FIGURES)
+    _ddl(
+        db,
+        """CREATE TABLE device_latest (
+            device_id TEXT PRIMARY KEY REFERENCES devices(device_id) ON DELETE CASCADE,
+            patient_id INTEGER,
+            pseudonym TEXT,
+            status TEXT,
+            created_at TEXT NOT NULL,
+            night TEXT,
+            plm_index REAL,
+            severity TEXT,
+            clinically_significant INTEGER,
+            coverage REAL,
+            quiet_since TEXT GENERATED ALWAYS AS (coalesce(night, substr(created_at, 1, 10))) VIRTUAL
+        )""",
+        # The list: assigned devices by pseudonym, all or only the flagged ones; a page is read
+        # along the index from its key (keyset paging, server/web/queries.py).
+        "CREATE INDEX idx_device_latest_list ON device_latest(pseudonym, device_id) "
+        "WHERE patient_id IS NOT NULL",
+        "CREATE INDEX idx_device_latest_flagged ON device_latest(pseudonym, device_id) "
+        "WHERE patient_id IS NOT NULL AND clinically_significant = 1",
+        "CREATE INDEX idx_device_latest_unassigned ON device_latest(device_id) "
+        "WHERE patient_id IS NULL",
+        "CREATE INDEX idx_device_latest_quiet ON device_latest(quiet_since, device_id)",
+        f"""INSERT INTO device_latest (device_id, patient_id, pseudonym, status, created_at, {figures})
+            SELECT d.device_id, d.patient_id, p.pseudonym, d.status, d.created_at,
+                   {", ".join(f"n.{c}" for c in _LATEST_FIGURES[:-1])},
+                   n.recorded_s / nullif(json_extract(n.summary_json, '$.duration_s'), 0)
+            FROM devices d LEFT JOIN patients p ON p.id = d.patient_id
+            LEFT JOIN nights n ON n.device_id = d.device_id
+                AND n.night = (SELECT max(night) FROM nights WHERE device_id = d.device_id)""",
+        # A single row: the counts over device_latest, moved by its own triggers.
+        """CREATE TABLE fleet_counts (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            devices INTEGER NOT NULL,
+            assigned INTEGER NOT NULL,
+            online INTEGER NOT NULL,
+            flagged INTEGER NOT NULL,
+            flagged_assigned INTEGER NOT NULL
+        )""",
+        f"""INSERT INTO fleet_counts SELECT 1, {", ".join(
+            f"coalesce(sum({t.format(r='r')}), 0)" for t in _COUNTED.values())}
+            FROM device_latest r""",
+        f"""CREATE TRIGGER device_latest_counted_in AFTER INSERT ON device_latest BEGIN
+            {_count_change("new", "+")}
+        END""",
+        f"""CREATE TRIGGER device_latest_counted_out AFTER DELETE ON device_latest BEGIN
+            {_count_change("old", "-")}
+        END""",
+        f"""CREATE TRIGGER device_latest_counted_change AFTER UPDATE OF patient_id, status,
+            clinically_significant ON device_latest BEGIN
+            {_count_change("old", "-")}
+            {_count_change("new", "+")}
+        END""",
+        # A device seen for the first time (nights are stored after their device, but bulk SQL
+        # may do otherwise: take its latest night, if any).
+        f"""CREATE TRIGGER devices_latest_in AFTER INSERT ON devices BEGIN
+            INSERT INTO device_latest (device_id, patient_id, pseudonym, status, created_at)
+            VALUES (new.device_id, new.patient_id,
+                    (SELECT pseudonym FROM patients WHERE id = new.patient_id),
+                    new.status, new.created_at);
+            UPDATE device_latest SET ({figures}) = {_latest_of("new.device_id")}
+            WHERE device_id = new.device_id
+                AND EXISTS (SELECT 1 FROM nights WHERE device_id = new.device_id);
+        END""",
+        # Assignment (and `forget`, which unassigns) and status. last_seen, which the collector
+        # moves on every message, is read from devices by primary key for the rows on the page.
+        """CREATE TRIGGER devices_latest_change AFTER UPDATE OF patient_id, status ON devices
+        WHEN old.patient_id IS NOT new.patient_id OR old.status IS NOT new.status BEGIN
+            UPDATE device_latest SET patient_id = new.patient_id, status = new.status,
+                pseudonym = (SELECT pseudonym FROM patients WHERE id = new.patient_id)
+            WHERE device_id = new.device_id;
+        END""",
+        # No code renames a patient today; if one does, the list's sort key follows.
+        """CREATE TRIGGER patients_latest_rename AFTER UPDATE OF pseudonym ON patients BEGIN
+            UPDATE device_latest SET pseudonym = new.pseudonym WHERE patient_id = new.id;
+        END""",
+        # A new night, or a replaced one (the collector's upsert): it becomes the latest unless
+        # the device has a later night already.
+        *(f"""CREATE TRIGGER nights_latest_{event.lower()} AFTER {event} ON nights BEGIN
+            UPDATE device_latest SET ({figures}) = ({news})
+            WHERE device_id = new.device_id AND (night IS NULL OR night <= new.night);
+        END""" for event in ("INSERT", "UPDATE")),
+        # An erased night (`forget`): when it was the latest, the one before it (or none) is.
+        f"""CREATE TRIGGER nights_latest_delete AFTER DELETE ON nights BEGIN
+            UPDATE device_latest SET ({figures}) = {_latest_of("old.device_id")}
+            WHERE device_id = old.device_id AND night = old.night
+                AND EXISTS (SELECT 1 FROM nights WHERE device_id = old.device_id);
+            UPDATE device_latest SET {", ".join(f"{c} = NULL" for c in _LATEST_FIGURES)}
+            WHERE device_id = old.device_id AND night = old.night;
+        END""",
+    )
+
+
+def _count_change(row: str, sign: str) -> str:
+    """The statement moving fleet_counts by the device_latest row `row` (`new`/`old`)."""
+    return "UPDATE fleet_counts SET " + ", ".join(
+        f"{c} = {c} {sign} {t.format(r=row)}" for c, t in _COUNTED.items()) + ";"
+
+
 def schema_version(db: Database) -> list[str]:
     """The names of the migrations applied to `db`, oldest first."""
     return [m.name for m in MIGRATIONS.applied(db)]

@@ -102,7 +102,7 @@ def list_devices(request: Request, db: Database = Depends(get_db)) -> list[Devic
     """Every device, assigned or not, with its last night and whether it has stopped reporting."""
     audit(request, db, "api.devices")
     today = state(request).today()
-    rows, _ = queries.patient_page(db, today, limit=-1)
+    rows = queries.patient_page(db, today, limit=None).rows
     return [_device_out(r) for r in rows + queries.unassigned_devices(db, today)]
 
 

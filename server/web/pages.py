@@ -33,6 +33,9 @@ from server.web.trend import load_trend, verdict
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 100
+# "Not reporting" and "unassigned" show this many devices first (longest silence, by id), with
+# their whole count, so the patients list costs O(page) even when a whole ward goes quiet.
+SIDE_LIST_SIZE = 50
 DeviceId = Path(pattern=DEVICE_ID_PATTERN, max_length=63)
 
 # Shown on every night: what a shin accelerometer cannot know (docs/architecture.md, domain rules).
@@ -175,19 +178,27 @@ def logout(request: Request, db: Database = Depends(get_db)) -> Response:
 @router.get("/", response_class=HTMLResponse)
 @allow(CLINICIAN)
 def patients(request: Request, q: str = Query("", max_length=100), flagged: bool = False,
+             after: str | None = Query(None, pattern=DEVICE_ID_PATTERN, max_length=63),
+             before: str | None = Query(None, pattern=DEVICE_ID_PATTERN, max_length=63),
              page: int = Query(1, ge=1, le=100_000), db: Database = Depends(get_db)) -> Response:
-    """The patients list: last night per device, flags, devices not reporting, unassigned devices."""
+    """The patients list: last night per device, flags, devices not reporting, unassigned devices.
+
+    Paged by key (the device after or before which a page starts, the list being ordered by
+    pseudonym), so any page costs the same; ``page`` only numbers it for the reader."""
     today = state(request).today()
-    rows, total = queries.patient_page(db, today, search=q.strip(), flagged_only=flagged,
-                                       limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    found = queries.patient_page(db, today, search=q.strip(), flagged_only=flagged,
+                                 limit=PAGE_SIZE, after=after, before=before)
+    page = page if found.has_before else 1
     audit(request, db, "patients.list", detail=f"page={page}")
     return render(request, "patients.html", {
-        "rows": rows, "total": total, "page": page, "pages": max(1, math.ceil(total / PAGE_SIZE)),
+        "rows": found.rows, "total": found.total, "page": page,
+        "pages": max(page, math.ceil(found.total / PAGE_SIZE)),
+        "has_before": found.has_before, "has_after": found.has_after,
         "q": q, "flagged": flagged, "today": today,
-        "quality": night_quality.of_nights(db, [(r.device_id, r.night) for r in rows if r.night]),
-        "silent": queries.not_reporting(db, today),
-        "unassigned": queries.unassigned_devices(db, today),
-        "overview": queries.overview(db),
+        "quality": night_quality.of_nights(db, [(r.device_id, r.night) for r in found.rows if r.night]),
+        "silent": queries.not_reporting(db, today, limit=SIDE_LIST_SIZE),
+        "unassigned": queries.unassigned_devices(db, today, limit=SIDE_LIST_SIZE),
+        "overview": queries.overview(db, today),
         "missed_alert": queries.MISSED_NIGHTS_ALERT,
     })
 

@@ -1,8 +1,9 @@
 """What the dashboard reads from (and the little it writes to) the clinic database.
 
-Every query here is served by an index of `server/db.py`: the nights' primary key
-(device_id, night) answers "the last night of this device" and "this patient's nights", so the
-pages stay fast with thousands of patients and years of nights.
+Every query here is served by an index of `server/db.py`: the patients list, its counts and "not
+reporting" read device_latest and fleet_counts (one row per device, and one row, kept by
+triggers as nights arrive), so they cost O(page) at any fleet size; the nights' primary key
+(device_id, night) answers "this patient's nights".
 """
 
 from __future__ import annotations
@@ -53,25 +54,20 @@ def _missed(last: str | None, created_at: str, today: date) -> int:
     return max(0, (due - date.fromisoformat(created_at[:10])).days + 1)
 
 
+# One row per device from device_latest (server/db.py, migration 0005: the latest night's figures,
+# kept by triggers as nights arrive), and last_seen from devices by primary key, for the rows on
+# the page only. CROSS JOIN keeps device_latest the outer loop, read along the index that serves
+# the WHERE and ORDER BY.
 _DEVICE_SELECT = """
-SELECT d.device_id, d.patient_id, p.pseudonym, d.status, d.last_seen, d.created_at,
-       n.night, n.plm_index, n.severity, n.clinically_significant,
-       {coverage} AS coverage
-FROM devices d
-LEFT JOIN patients p ON p.id = d.patient_id
-LEFT JOIN nights n ON n.device_id = d.device_id
-    AND n.night = (SELECT max(night) FROM nights WHERE device_id = d.device_id)
+SELECT l.device_id, l.patient_id, l.pseudonym, l.status, d.last_seen, l.created_at,
+       l.night, l.plm_index, l.severity, l.clinically_significant, l.coverage
+FROM device_latest l CROSS JOIN devices d ON d.device_id = l.device_id
 """
-# Coverage = recorded time / the recording's duration. duration_s lives only in the summary JSON,
-# so it is extracted just for the rows on the page, never for the whole table.
-_COVERAGE = ("n.recorded_s / nullif(json_extract(n.summary_json, '$.duration_s'), 0)")
 
 
-def _rows(db: Database, where: str, params: list[Any], today: date, tail: str = "",
-          with_coverage: bool = True) -> list[DeviceRow]:
-    sql = _DEVICE_SELECT.format(coverage=_COVERAGE if with_coverage else "NULL") + where + tail
+def _rows(db: Database, where: str, params: list[Any], today: date, tail: str) -> list[DeviceRow]:
     out = []
-    for r in db.execute(sql, params).fetchall():
+    for r in db.execute(_DEVICE_SELECT + where + tail, params).fetchall():
         row = DeviceRow(*r[:6], night=r[6], plm_index=r[7], severity=r[8],
                         clinically_significant=bool(r[9]), coverage=r[10])
         row.missed_nights = _missed(row.night, row.created_at, today)
@@ -79,46 +75,94 @@ def _rows(db: Database, where: str, params: list[Any], today: date, tail: str = 
     return out
 
 
+def _counts(db: Database) -> dict[str, int]:
+    cols = ("devices", "assigned", "online", "flagged", "flagged_assigned")
+    row = db.execute(f"SELECT {', '.join(cols)} FROM fleet_counts WHERE id = 1").fetchone()
+    return dict(zip(cols, row))
+
+
+@dataclass
+class Page:
+    """One page of the patients list, how many rows match in all, and whether there are rows
+    before and after it (asked for with the first and last rows' device ids)."""
+
+    rows: list[DeviceRow]
+    total: int
+    has_before: bool
+    has_after: bool
+
+
 def patient_page(db: Database, today: date, *, search: str = "", flagged_only: bool = False,
-                 limit: int = 100, offset: int = 0) -> tuple[list[DeviceRow], int]:
-    """Assigned devices ordered by pseudonym, filtered, one page of them, and how many match."""
-    where = " WHERE d.patient_id IS NOT NULL"
+                 limit: int | None = 100, after: str | None = None,
+                 before: str | None = None) -> Page:
+    """Assigned devices ordered by pseudonym, filtered: the ``limit`` (None: all) after the
+    device ``after`` in that order, or before the device ``before``, or the first ones.
+
+    Keyset paging: a page is read along an index of device_latest from its key, and its count
+    comes from fleet_counts, so a page costs O(page) wherever it is in the list. A search (a
+    substring of the pseudonym or device) reads that index whole, as any substring search must.
+    A key that is no longer in the list (its device unassigned since), or that nothing follows
+    (or precedes), gives the first page."""
+    where = " WHERE l.patient_id IS NOT NULL"
     params: list[Any] = []
+    if flagged_only:
+        where += " AND l.clinically_significant = 1"
     if search:
-        where += " AND (p.pseudonym LIKE ? ESCAPE '\\' OR d.device_id LIKE ? ESCAPE '\\')"
+        where += " AND (l.pseudonym LIKE ? ESCAPE '\\' OR l.device_id LIKE ? ESCAPE '\\')"
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         params += [pattern, pattern]
-    if flagged_only:
-        where += " AND n.clinically_significant = 1"
-    total = db.execute(f"SELECT count(*) FROM ({_DEVICE_SELECT.format(coverage='NULL')}{where})",
-                       params).fetchone()[0]
-    rows = _rows(db, where, params + [limit, offset], today,
-                 " ORDER BY p.pseudonym, d.device_id LIMIT ? OFFSET ?")
-    return rows, total
+        total = db.execute(f"SELECT count(*) FROM device_latest l{where}", params).fetchone()[0]
+    else:
+        total = _counts(db)["flagged_assigned" if flagged_only else "assigned"]
+    key = None
+    if after or before:
+        key = db.execute("SELECT pseudonym, device_id FROM device_latest "
+                         "WHERE device_id = ? AND patient_id IS NOT NULL",
+                         [after or before]).fetchone()
+    backwards = key is not None and not after
+    if key is not None:
+        where += f" AND (l.pseudonym, l.device_id) {'<' if backwards else '>'} (?, ?)"
+        params += list(key)
+    order = " DESC" if backwards else ""
+    rows = _rows(db, where, params + [-1 if limit is None else limit + 1], today,
+                 f" ORDER BY l.pseudonym{order}, l.device_id{order} LIMIT ?")
+    more = limit is not None and len(rows) > limit
+    rows = rows[:limit]
+    if key is not None and not rows:  # nothing on that side of the key: the first page
+        return patient_page(db, today, search=search, flagged_only=flagged_only, limit=limit)
+    if backwards:
+        return Page(rows[::-1], total, has_before=more, has_after=True)
+    return Page(rows, total, has_before=key is not None, has_after=more)
 
 
-def unassigned_devices(db: Database, today: date) -> list[DeviceRow]:
-    """Devices that no patient has been assigned to yet."""
-    return _rows(db, " WHERE d.patient_id IS NULL", [], today, " ORDER BY d.device_id")
+def unassigned_devices(db: Database, today: date, limit: int = -1) -> list[DeviceRow]:
+    """Devices that no patient has been assigned to yet, the first ``limit`` (-1: all)."""
+    return _rows(db, " WHERE l.patient_id IS NULL", [limit], today,
+                 " ORDER BY l.device_id LIMIT ?")
 
 
-def not_reporting(db: Database, today: date) -> list[DeviceRow]:
-    """Devices that have missed ``MISSED_NIGHTS_ALERT`` nights or more, longest silence first."""
-    due = (today - timedelta(days=1 + MISSED_NIGHTS_ALERT)).isoformat()
-    rows = _rows(db, " WHERE coalesce(n.night, substr(d.created_at, 1, 10)) <= ?", [due], today,
-                 " ORDER BY coalesce(n.night, '') , d.device_id", with_coverage=False)
-    return [r for r in rows if r.not_reporting]
+def _silent_since(today: date) -> str:
+    # Silent for MISSED_NIGHTS_ALERT nights: the latest night (or the first day seen) is on or
+    # before this day.
+    return (today - timedelta(days=1 + MISSED_NIGHTS_ALERT)).isoformat()
 
 
-def overview(db: Database) -> dict[str, int]:
-    """Headline counts for the top of the patients list."""
-    row = db.execute("""
-        SELECT count(*), count(d.patient_id),
-               sum(CASE WHEN d.status = 'online' THEN 1 ELSE 0 END),
-               sum(coalesce((SELECT clinically_significant FROM nights
-                             WHERE device_id = d.device_id ORDER BY night DESC LIMIT 1), 0))
-        FROM devices d""").fetchone()
-    return {"devices": row[0], "assigned": row[1], "online": row[2] or 0, "flagged": row[3] or 0}
+def not_reporting(db: Database, today: date, limit: int = -1) -> list[DeviceRow]:
+    """Devices that have missed ``MISSED_NIGHTS_ALERT`` nights or more, longest silence first,
+    the first ``limit`` of them (-1: all)."""
+    return _rows(db, " WHERE l.quiet_since <= ?", [_silent_since(today), limit], today,
+                 " ORDER BY l.quiet_since, l.device_id LIMIT ?")
+
+
+def overview(db: Database, today: date) -> dict[str, int]:
+    """Headline counts for the top of the patients list: devices, assigned, online, flagged
+    (latest night clinically significant), unassigned and not reporting."""
+    counts = _counts(db)
+    silent = db.execute("SELECT count(*) FROM device_latest WHERE quiet_since <= ?",
+                        [_silent_since(today)]).fetchone()[0]
+    return {"devices": counts["devices"], "assigned": counts["assigned"],
+            "online": counts["online"], "flagged": counts["flagged"],
+            "unassigned": counts["devices"] - counts["assigned"], "not_reporting": silent}
 
 
 def patient(db: Database, patient_id: int) -> dict[str, Any] | None:

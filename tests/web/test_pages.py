@@ -266,3 +266,40 @@ def test_a_wrong_password_keeps_the_username(client):
     page = log_in(client, USER, "not-the-password").text
     assert f'name="username" autocomplete="username" required value="{USER}"' in page
     assert 'autocomplete="current-password" required autofocus' in page
+
+
+def test_the_side_lists_show_their_first_devices_and_count_the_rest(staff, seeded, monkeypatch):
+    from server.web import pages
+
+    monkeypatch.setattr(pages, "SIDE_LIST_SIZE", 0)
+    html = staff.get("/").text
+    assert "<strong>1</strong> not reporting" in html
+    attention = html.split('class="card attention"')[1].split("</section>")[0]
+    assert "P-0003" not in attention and "and 1 more, the longest silent first" in attention
+    unassigned = html.split('id="unassigned-h"')[1]
+    assert "dev-new" not in unassigned and "and 1 more: assign these first" in unassigned
+
+
+def test_the_list_pages_by_key_forwards_and_back(staff, seeded, monkeypatch):
+    from server.web import pages
+
+    monkeypatch.setattr(pages, "PAGE_SIZE", 1)
+    first = staff.get("/").text
+    assert "page 1 of 3 (3)" in first and "P-0001" in _row(first, "dev-a")
+    assert "← previous" not in first
+    nxt = re.search(r'href="([^"]*after=dev-a[^"]*)">next', first).group(1).replace("&amp;", "&")
+    second = staff.get(nxt).text
+    assert "page 2 of 3" in second and "dev-b" in second and "dev-a" not in _rows_of(second)
+    prev = re.search(r'href="([^"]*before=dev-b[^"]*)">← previous', second).group(1)
+    again = staff.get(prev.replace("&amp;", "&")).text
+    assert "page 1 of 3" in again and "dev-a" in _rows_of(again) and "dev-b" not in _rows_of(again)
+    # A key that is not in the list (unassigned, or never was), or that ends it, gives the
+    # first page.
+    for url in ("/?after=dev-new&page=7", "/?after=dev-c&page=4", "/?before=dev-a&page=2"):
+        html = staff.get(url).text
+        assert "page 1 of 3" in html and "dev-a" in _rows_of(html), url
+
+
+def _rows_of(html: str) -> str:
+    """The patients table alone."""
+    return html.split('<table class="patients">')[1].split("</table>")[0]
