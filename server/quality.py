@@ -16,10 +16,10 @@ _RANK = {ELIGIBLE: 0, PROVISIONAL: 1, EXCLUDED: 2}
 # docs/summary.md min_time_in_bed_s: below 48 min one PLM series (4 PLMs) alone reads >= 5/h, the
 # floor of the mild band; summaries from before that field carry the same floor implicitly.
 MIN_TIME_IN_BED_S = 2880.0
-# Under 4 h of time in bed a night is provisional: by analogy with the AASM's minimum of 4 h of
-# technically adequate data for a home sleep test (Collop et al., JCSM 2007; Kapur et al., JCSM
-# 2017). PLMs cluster in the first half of the night (Culpepper 1992 in PLMD; Trenkwalder 1999 in
-# RLS), so a short night over-represents it and reads high.
+# Under 4 h of time in bed a night is provisional. No scoring standard sets this figure; it is our
+# choice, half of a usual 8-h night: PLMs are not spread evenly over the night (they are denser in
+# its first hours, as the simulator's PLMD nights model), so the index of a short night is biased
+# toward its early part and does not stand for a whole night.
 FULL_TIME_IN_BED_S = 4 * 3600.0
 # Coverage of the whole recording under 90% (more than ~48 min of an 8 h night missing) is
 # provisional. No clinical source sets this; it is our engineering margin: the missing time is
