@@ -43,6 +43,10 @@ log = logging.getLogger("device.daemon")
 # to a 60-s frame, and fewer, larger transactions keep SD-card writes far under 5 MB a night.
 HEARTBEAT_S = 60.0
 IDLE_POLL_S = 5.0  # the loop's tick outside the window (watchdog, fault LED, stop requests)
+# While recording, the loop wakes for each block (about once a second per leg) and otherwise only
+# when the sensor has been quiet this long: a little over `legs.FAULT_AFTER_S`, so that one quiet
+# wake-up already sees the fault (LED, status, watchdog), or at the window's end.
+QUIET_S = 2.5
 SENSOR_RETRY_MAX_S = 60.0
 STALE_RETRY_S = 3600.0  # a night whose summary could not be built is tried again this often
 SYSLOG_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
@@ -326,7 +330,7 @@ class Daemon:
         self.recording = rec
         self.notifier.status(f"recording night {window.night}")
         end_wall = window.end.timestamp()
-        for leg, block in sensor.blocks():
+        for leg, block in sensor.blocks(lambda: max(0.0, min(QUIET_S, end_wall - self.clock.wall()))):
             if sensor.alive():
                 self.notifier.watchdog()  # only a live sampling loop pings the watchdog
             fault = sensor.faulty()
