@@ -3,7 +3,7 @@
 Runs the daemon as `rlsmon-device run --emulate` does (`device.daemon.run_command`, speed 1: real
 time) in a child process, inside a night window, for `--seconds` after `--warmup` s of start-up. A
 meter thread in that process reads its counters from /proc: CPU (utime + stime) as a percentage of
-one core, RSS (and its peak), the bytes written (`wchar`: every write(2), i.e. the SQLite WAL and
+one core (to the nanosecond: `process_time`, schedstat), RSS (and its peak), the bytes written (`wchar`: every write(2), i.e. the SQLite WAL and
 checkpoints; the broker is unreachable, so no network writes) extrapolated to an hour and to a
 10-hour night, and each thread's CPU and voluntary context switches (its wake-ups).
 
@@ -33,12 +33,9 @@ import threading
 import time
 from pathlib import Path
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_s(stat_path: str) -> float:
-    fields = Path(stat_path).read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+def _cpu_s(task: Path) -> float:
+    """A thread's CPU seconds, to the nanosecond (schedstat; stat counts 10-ms ticks)."""
+    return int((task / "schedstat").read_text().split()[0]) / 1e9
 
 
 def _threads() -> dict[int, dict[str, float | str]]:
@@ -49,7 +46,7 @@ def _threads() -> dict[int, dict[str, float | str]]:
         tid = int(task.name)
         try:
             status = dict(line.split(":", 1) for line in (task / "status").read_text().splitlines() if ":" in line)
-            out[tid] = {"name": names.get(tid, "?"), "cpu_s": _cpu_s(str(task / "stat")),
+            out[tid] = {"name": names.get(tid, "?"), "cpu_s": _cpu_s(task),
                         "wakeups": int(status["voluntary_ctxt_switches"])}
         except (FileNotFoundError, ProcessLookupError):
             continue  # the thread ended meanwhile
@@ -61,7 +58,7 @@ def _counters() -> dict[str, object]:
 
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
     io = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
-    return {"cpu_s": _cpu_s("/proc/self/stat"), "emulator_cpu_s": EMULATOR_CPU.seconds(),
+    return {"cpu_s": time.process_time(), "emulator_cpu_s": EMULATOR_CPU.seconds(),
             "meter_cpu_s": time.thread_time(), "threads": _threads(),
             "rss_mb": int(status["VmRSS"].split()[0]) / 1024, "hwm_mb": int(status["VmHWM"].split()[0]) / 1024,
             "wchar": int(io["wchar"]), "write_bytes": int(io["write_bytes"])}
