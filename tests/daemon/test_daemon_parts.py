@@ -75,6 +75,21 @@ def test_log_lines_carry_syslog_priorities():
     assert fmt.format(rec) == "<4>w"
 
 
+def _offline_config(tmp_path, start: str, end: str):
+    """A Berlin night window from `start` to `end`, with no broker to reach."""
+    return parse_config(f"""device_id = "dev-a"
+data_dir = "{tmp_path / 'data'}"
+[night]
+start = "{start}"
+end = "{end}"
+timezone = "Europe/Berlin"
+[broker]
+port = 1
+ca_file = "{tmp_path / 'none.pem'}"
+password_file = "{tmp_path / 'none'}"
+""")
+
+
 @pytest.mark.timeout(120)
 def test_button_marks_lights_off_and_on_into_the_night(tmp_path, night_recording):
     from gpiozero import Device
@@ -82,17 +97,7 @@ def test_button_marks_lights_off_and_on_into_the_night(tmp_path, night_recording
 
     rec, _ = night_recording
     Device.pin_factory = MockFactory()
-    cfg = parse_config(f"""device_id = "dev-a"
-data_dir = "{tmp_path / 'data'}"
-[night]
-start = "22:00"
-end = "22:20"
-timezone = "Europe/Berlin"
-[broker]
-port = 1
-ca_file = "{tmp_path / 'none.pem'}"
-password_file = "{tmp_path / 'none'}"
-""")
+    cfg = _offline_config(tmp_path, "22:00", "22:20")
     clock = FastForwardClock(50.0, ts("2026-03-01T21:00:00+01:00"))
     daemon = Daemon(cfg, clock, EmulatedNights(cfg, clock, (str(rec),)), clock_synced=lambda: True)
     thread = threading.Thread(target=daemon.run)
@@ -187,17 +192,7 @@ def test_the_idle_daemon_wakes_for_deadlines_not_on_a_short_tick(tmp_path, night
         monkeypatch.setenv("WATCHDOG_USEC", watchdog_usec)
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     rec, _ = night_recording
-    cfg = parse_config(f"""device_id = "dev-a"
-data_dir = "{tmp_path / 'data'}"
-[night]
-start = "22:00"
-end = "06:00"
-timezone = "Europe/Berlin"
-[broker]
-port = 1
-ca_file = "{tmp_path / 'none.pem'}"
-password_file = "{tmp_path / 'none'}"
-""")
+    cfg = _offline_config(tmp_path, "22:00", "06:00")
     clock = _CountingClock(ts("2026-03-01T09:00:00+01:00"), hours=2.0)
     daemon = Daemon(cfg, clock, EmulatedNights(cfg, clock, (str(rec),)), notifier=Notifier(""),
                     clock_synced=lambda: True, panel=False)
