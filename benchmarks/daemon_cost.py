@@ -5,7 +5,8 @@ time) in a child process, inside a night window, for `--seconds` after `--warmup
 meter thread in that process reads its counters from /proc: CPU (utime + stime) as a percentage of
 one core (to the nanosecond: `process_time`, schedstat), RSS (and its peak), the bytes written (`wchar`: every write(2), i.e. the SQLite WAL and
 checkpoints; the broker is unreachable, so no network writes) extrapolated to an hour and to a
-10-hour night, and each thread's CPU and voluntary context switches (its wake-ups).
+10-hour night, and each thread's CPU and voluntary context switches (its wake-ups; a reader
+thread's CPU includes the chip's side of its transfers).
 
 The emulated chip runs in the same process: its own CPU (its timer thread, and its side of every
 I2C transfer, which runs on the reader's thread) is metered by `device.sensor.emulator.EMULATOR_CPU`
