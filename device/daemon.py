@@ -30,6 +30,7 @@ from device.config import DeviceConfig
 from device.detect.events import PostureSegment
 from device.errors import SensorError
 from device.notify import Notifier
+from device.panel import FAULT_EVERY_S
 from device.samples import SampleBlock
 from device.sensor.legs import LegReaders, open_hardware, remap_axes
 from device.store import LegEvents, NightInfo, Progress, Store, StoredNight
@@ -42,7 +43,17 @@ log = logging.getLogger("device.daemon")
 # one transaction. A kill -9 loses at most this much; the detector already holds events back for up
 # to a 60-s frame, and fewer, larger transactions keep SD-card writes far under 5 MB a night.
 HEARTBEAT_S = 60.0
-IDLE_POLL_S = 5.0  # the loop's tick outside the window (watchdog, fault LED, stop requests)
+# Outside recording the loop sleeps until its next deadline: the window's start or end, half the
+# systemd watchdog's interval (WATCHDOG_USEC), the fault LED's minute while the sensor is faulty,
+# the hourly retry of stale nights, and at most WALL_RECHECK_S, because the wall clock may step
+# (the Pi has no RTC: NTP sets it after boot) and move the window's start. RECEIPT_POLL_S is only
+# for `--nights`, whose end waits for the collector's receipts.
+WALL_RECHECK_S = 60.0
+RECEIPT_POLL_S = 5.0
+# While recording, the loop wakes for each block (about once a second per leg) and otherwise only
+# when the sensor has been quiet this long: a little over `legs.FAULT_AFTER_S`, so that one quiet
+# wake-up already sees the fault (LED, status, watchdog), or at the window's end.
+QUIET_S = 2.5
 SENSOR_RETRY_MAX_S = 60.0
 STALE_RETRY_S = 3600.0  # a night whose summary could not be built is tried again this often
 SYSLOG_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
@@ -111,6 +122,7 @@ class Daemon:
         self.nights_closed = 0
         self.sensor_info: dict[str, Any] = {}
         self._stale_checked = -math.inf
+        self._watchdog_s = self.notifier.watchdog_interval_s()
         self._night_index = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -211,6 +223,16 @@ class Daemon:
     def _all_receipted(self) -> bool:
         return self.store.outbox_count() == 0
 
+    def _tick_s(self) -> float:
+        """The longest the loop may sleep outside recording before a deadline of its own: the
+        watchdog's ping, the fault LED's next minute, a look at the wall clock."""
+        ticks = [WALL_RECHECK_S]
+        if self._watchdog_s is not None:
+            ticks.append(self._watchdog_s)
+        if self.sensor_fault and self.panel is not None:
+            ticks.append(FAULT_EVERY_S)
+        return max(0.0, min(ticks))
+
     def _idle(self, window: Window | None) -> None:
         """Wait for the window (or for receipts), ticking the watchdog and fault LED."""
         self.notifier.watchdog()
@@ -218,17 +240,18 @@ class Daemon:
             waiting = self.store.outbox_count()
             self.notifier.status(f"idle; next night {window.night} starts {window.start.isoformat()}"
                                  + (f"; {waiting} summaries await the collector's receipt" if waiting else ""))
-            wait_s = min(IDLE_POLL_S, window.start.timestamp() - self.clock.wall())
             self._skip_idle(window)
+            until_s = window.start.timestamp() - self.clock.wall()
         else:
-            wait_s = IDLE_POLL_S
+            until_s = RECEIPT_POLL_S
         if self.panel is not None:
             self.panel.fault_tick(self.sensor_fault)
         if self.clock.monotonic() - self._stale_checked >= STALE_RETRY_S:
             self._stale_checked = self.clock.monotonic()
             self._close_stale_nights()
             self._prune()
-        self.clock.wait(self.stop_requested, max(0.0, wait_s))
+        stale_s = self._stale_checked + STALE_RETRY_S - self.clock.monotonic()
+        self.clock.wait(self.stop_requested, max(0.0, min(until_s, stale_s, self._tick_s())))
 
     def _skip_idle(self, window: Window) -> None:
         """Get the sensor ready for the window; on an emulated clock that can skip, then jump to just
@@ -305,7 +328,7 @@ class Daemon:
     def _idle_until_end(self, window: Window) -> None:
         while not self.stop_requested.is_set() and self.clock.wall() < window.end.timestamp():
             self.notifier.watchdog()
-            self.clock.wait(self.stop_requested, min(IDLE_POLL_S, window.end.timestamp() - self.clock.wall()))
+            self.clock.wait(self.stop_requested, max(0.0, min(self._tick_s(), window.end.timestamp() - self.clock.wall())))
 
     def _sensor_failed(self, exc: Exception, retry_s: float) -> None:
         self.sensor_fault = True
@@ -317,7 +340,7 @@ class Daemon:
             self.notifier.watchdog()
             if self.panel is not None:
                 self.panel.fault_tick(True)
-            self.clock.wait(self.stop_requested, min(IDLE_POLL_S, until - self.clock.monotonic()))
+            self.clock.wait(self.stop_requested, max(0.0, min(self._tick_s(), until - self.clock.monotonic())))
 
     def _record(self, window: Window, sensor: LegReaders) -> None:
         """The sampling loop: runs until the window ends, a stop is asked or the sensor fails."""
@@ -327,7 +350,7 @@ class Daemon:
         self.recording = rec
         self.notifier.status(f"recording night {window.night}")
         end_wall = window.end.timestamp()
-        for leg, block in sensor.blocks():
+        for leg, block in sensor.blocks(lambda: max(0.0, min(QUIET_S, end_wall - self.clock.wall()))):
             if sensor.alive():
                 self.notifier.watchdog()  # only a live sampling loop pings the watchdog
             fault = sensor.faulty()

@@ -60,20 +60,27 @@ class Panel:
         self.button: Any = None
         self.led: Any = None
         self._held = False
+        self._hold_timer: threading.Timer | None = None
+        self._press_lock = threading.Lock()  # the press edges and the hold timer
         self._last_fault_s: float | None = None
         self._lock = threading.Lock()
 
     def start(self) -> None:
         """Claim the pins."""
-        from gpiozero import LED, Button
+        from gpiozero import LED, DigitalInputDevice
 
         self.led = LED(self.gpio.led_pin, initial_value=False)
-        self.button = Button(self.gpio.button_pin, pull_up=True, bounce_time=0.02, hold_time=self.hold_time_s)
-        self.button.when_held = self._on_held
-        self.button.when_released = self._on_released
+        # Not gpiozero's Button: its hold thread wakes ten times a second, all night, to watch for
+        # a hold. The press's own edges start and cancel a one-shot timer instead.
+        self.button = DigitalInputDevice(self.gpio.button_pin, pull_up=True, bounce_time=0.02)
+        self.button.when_activated = self._on_pressed
+        self.button.when_deactivated = self._on_released
 
     def close(self) -> None:
         """Release the pins, LED off."""
+        with self._press_lock:
+            if self._hold_timer is not None:
+                self._hold_timer.cancel()
         for device in (self.button, self.led):
             if device is not None:
                 device.close()
@@ -82,16 +89,33 @@ class Panel:
         with self._lock:
             self.led.blink(on_time=on_s, off_time=off_s, n=count, background=True)
 
+    def _on_pressed(self) -> None:
+        with self._press_lock:
+            self._held = False
+            if self._hold_timer is not None:
+                self._hold_timer.cancel()
+            # Real time, as a finger holds the button: it wakes once, hold_time_s after the press.
+            self._hold_timer = threading.Timer(self.hold_time_s, self._on_held)
+            self._hold_timer.daemon = True
+            self._hold_timer.start()
+
     def _on_held(self) -> None:
-        self._held = True
+        with self._press_lock:
+            if threading.current_thread() is not self._hold_timer or not self.button.is_active:
+                return  # released just as the timer fired: a short press
+            self._held = True
         try:
             self._blink(status_code(self.status()), 0.3, 0.4)
         except Exception:
             log.exception("panel: could not show the status")
 
     def _on_released(self) -> None:
-        if self._held:
-            self._held = False  # the end of a long press, not a marker
+        with self._press_lock:
+            if self._hold_timer is not None:
+                self._hold_timer.cancel()
+                self._hold_timer = None
+            held, self._held = self._held, False
+        if held:  # the end of a long press, not a marker
             return
         try:
             kind = self.on_press()

@@ -26,6 +26,7 @@ import math
 import os
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -181,6 +182,27 @@ class FaultSchedule:
             except ValueError as e:
                 raise FaultSpecError(f"bad fault {item!r}: {e}") from None
         return out
+
+
+class _CpuMeter:
+    """CPU seconds spent by emulated chips (their timer threads and their side of each transfer),
+    summed over every thread, so a benchmark can tell the emulator's cost from the daemon's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seconds = 0.0
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._seconds += seconds
+
+    def seconds(self) -> float:
+        """The total so far."""
+        with self._lock:
+            return self._seconds
+
+
+EMULATOR_CPU = _CpuMeter()
 
 
 class EventClock(VirtualClock):
@@ -401,11 +423,15 @@ class EmulatedChip:
             self._thread.start()
 
     def _tick(self) -> None:
+        used_s = time.thread_time()
         while not self._stop.is_set():
             nxt = self._next_int1_abs()
             delay = 0.25 if nxt is None else min(0.25, max(0.0, nxt - self.clock.monotonic()))
             self.clock.wait(self._stop, delay)
             self.poll()
+            now_s = time.thread_time()
+            EMULATOR_CPU.add(now_s - used_s)
+            used_s = now_s
 
     def close(self) -> None:
         """Stop the timer thread, if any."""
@@ -419,6 +445,13 @@ class EmulatedChip:
 
         Raises OSError (EREMOTEIO for a NACK, EIO for a glitch) with no effect on the chip.
         """
+        start_s = time.thread_time()  # the reader's thread runs the chip here: count it as the chip's
+        try:
+            return self._transfer(msgs)
+        finally:
+            EMULATOR_CPU.add(time.thread_time() - start_s)
+
+    def _transfer(self, msgs: list[tuple[bool, bytes | int]]) -> list[bytes]:
         with self._lock:
             self._advance(self._now())
             if not self._powered:

@@ -4,8 +4,8 @@ the mounting turned into the shin frame."""
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,13 +21,15 @@ from device.sensor.fifo import FifoReader
 log = logging.getLogger(__name__)
 
 STALL_S = 10.0  # a reader that neither delivers nor retries for this long is hung: stop the watchdog
+FAULT_AFTER_S = 2.0  # a reader that retries errors or has not delivered for this long is faulty
 
 
 class LegReaders:
     """The FIFO reader(s), one per leg, each drained by its own thread into one queue.
 
-    `blocks()` yields (leg, block) and, when nothing came for a moment, (-1, None) so the caller
-    can look at the time. A reader keeps retrying I2C errors itself (the gap shows in `t_s`); an
+    `blocks(wait_s)` yields (leg, block) as they come and, when nothing came for `wait_s()` of the
+    clock's time, (-1, None) so the caller can act on a deadline: it wakes for data and deadlines
+    only. A reader keeps retrying I2C errors itself (the gap shows in `t_s`); an
     exception it raises ends the session with `SensorError`.
     """
 
@@ -35,7 +37,8 @@ class LegReaders:
                  cleanup: Callable[[], None] = lambda: None) -> None:
         self.readers, self.clock, self.info = readers, clock, info
         self._cleanup = cleanup
-        self._queue: queue.Queue = queue.Queue()
+        self._items: deque[tuple[int, SampleBlock | Exception]] = deque()
+        self._ready = threading.Event()  # set when _items gained something
         self._progress = [clock.monotonic()] * len(readers)
         self._errors = [0] * len(readers)
         self._threads = [threading.Thread(target=self._pump, args=(leg,), name=f"imu-leg{leg}", daemon=True)
@@ -47,9 +50,13 @@ class LegReaders:
         try:
             for block in self.readers[leg]:
                 self._progress[leg] = self.clock.monotonic()
-                self._queue.put((leg, block))
+                self._put(leg, block)
         except Exception as exc:
-            self._queue.put((leg, exc))
+            self._put(leg, exc)
+
+    def _put(self, leg: int, item: SampleBlock | Exception) -> None:
+        self._items.append((leg, item))
+        self._ready.set()
 
     def wall_of_origin(self, leg: int) -> float | None:
         """Unix time of the leg's `t_s = 0`."""
@@ -72,15 +79,21 @@ class LegReaders:
         """A reader is retrying errors and has not delivered for a while."""
         before = list(self._errors)
         self._note_retries()
-        return self._errors != before or any(self.clock.monotonic() - p > 2.0 for p in self._progress)
+        return self._errors != before or any(self.clock.monotonic() - p > FAULT_AFTER_S for p in self._progress)
 
-    def blocks(self) -> Iterator[tuple[int, SampleBlock | None]]:
-        """(leg, block) as they come; (-1, None) after a quiet half second (real time)."""
+    def blocks(self, wait_s: Callable[[], float]) -> Iterator[tuple[int, SampleBlock | None]]:
+        """(leg, block) as they come; (-1, None) when nothing came for `wait_s()` (clock seconds,
+        asked afresh before each wait)."""
         while True:
+            if not self._items:
+                self._ready.clear()
+                # Looked at again after the clear: a block put in between has set it anew.
+                if not self._items and not self.clock.wait(self._ready, wait_s()):
+                    yield -1, None
+                    continue
             try:
-                leg, item = self._queue.get(timeout=0.5)
-            except queue.Empty:
-                yield -1, None
+                leg, item = self._items.popleft()
+            except IndexError:  # the event was set, its block already taken
                 continue
             if isinstance(item, Exception):
                 raise SensorError(f"the IMU reader for leg {leg} stopped: {item}") from item

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.daemon.conftest import RLSMON_DEVICE, start_daemon, write_config
+from tests.daemon.conftest import RLSMON_DEVICE, start_daemon, wait_for, write_config
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -56,6 +56,9 @@ def test_sd_notify_ready_without_broker_watchdog_while_sampling_stopping_on_sigt
     ready = next(m for m in messages if m.startswith("READY=1"))
     assert "STATUS=" in ready
     until(lambda: any("STATUS=recording" in m for m in messages))
+    # Samples are in (a quiet first wait also pings, as a live loop should): then the pings.
+    wait_for(lambda: (run.query("select count(*) from segments") or [(0,)])[0][0] >= 1, what="the first segment",
+             proc=run.proc)
     n_before = len(messages)
     until(lambda: "WATCHDOG=1" in messages[n_before:])
     run.proc.send_signal(signal.SIGTERM)
@@ -145,7 +148,7 @@ def test_doctor_without_the_i2c_bus_says_how_to_turn_it_on(tmp_path):
 def test_without_a_sensor_it_retries_and_never_says_ready(tmp_path, daemons):
     import os
 
-    from tests.daemon.conftest import DaemonRun, wait_for
+    from tests.daemon.conftest import DaemonRun
 
     config = write_config(tmp_path, None)
     config.write_text(config.read_text() + "[sensor]\nbus = 99\n")  # no /dev/i2c-99 here

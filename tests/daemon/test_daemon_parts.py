@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from device.clock import FastForwardClock
+from device.clock import FastForwardClock, VirtualClock
 from device.config import NightConfig, parse_config
 from device.daemon import Daemon, JournalFormatter
 from device.detect.events import Interval
@@ -75,6 +75,21 @@ def test_log_lines_carry_syslog_priorities():
     assert fmt.format(rec) == "<4>w"
 
 
+def _offline_config(tmp_path, start: str, end: str):
+    """A Berlin night window from `start` to `end`, with no broker to reach."""
+    return parse_config(f"""device_id = "dev-a"
+data_dir = "{tmp_path / 'data'}"
+[night]
+start = "{start}"
+end = "{end}"
+timezone = "Europe/Berlin"
+[broker]
+port = 1
+ca_file = "{tmp_path / 'none.pem'}"
+password_file = "{tmp_path / 'none'}"
+""")
+
+
 @pytest.mark.timeout(120)
 def test_button_marks_lights_off_and_on_into_the_night(tmp_path, night_recording):
     from gpiozero import Device
@@ -82,17 +97,7 @@ def test_button_marks_lights_off_and_on_into_the_night(tmp_path, night_recording
 
     rec, _ = night_recording
     Device.pin_factory = MockFactory()
-    cfg = parse_config(f"""device_id = "dev-a"
-data_dir = "{tmp_path / 'data'}"
-[night]
-start = "22:00"
-end = "22:20"
-timezone = "Europe/Berlin"
-[broker]
-port = 1
-ca_file = "{tmp_path / 'none.pem'}"
-password_file = "{tmp_path / 'none'}"
-""")
+    cfg = _offline_config(tmp_path, "22:00", "22:20")
     clock = FastForwardClock(50.0, ts("2026-03-01T21:00:00+01:00"))
     daemon = Daemon(cfg, clock, EmulatedNights(cfg, clock, (str(rec),)), clock_synced=lambda: True)
     thread = threading.Thread(target=daemon.run)
@@ -151,3 +156,48 @@ def test_a_night_with_no_data_still_gets_a_valid_summary():
     NightSummary.model_validate_json(json.dumps(summary))
     assert summary["coverage"]["gaps"] == [{"start_s": 0.0, "end_s": 1200.0}]
     assert summary["lm_count"] == 0 and summary["sensor"]["odr_measured_hz"] is None
+
+
+class _CountingClock(VirtualClock):
+    """A virtual clock that counts the daemon loop's sleeps and stops it after `hours` of them."""
+
+    def __init__(self, start_wall: float, hours: float) -> None:
+        super().__init__(start_wall)
+        self.loop_thread = threading.current_thread()
+        self.stop: threading.Event | None = None
+        self.until_s = hours * 3600.0
+        self.sleeps: list[float] = []
+
+    def wait(self, event: threading.Event, timeout_s: float) -> bool:
+        if threading.current_thread() is not self.loop_thread:
+            return super().wait(event, timeout_s)  # the start-up probe's reader
+        self.sleeps.append(timeout_s)
+        woke = super().wait(event, timeout_s)
+        if self.monotonic() >= self.until_s and self.stop is not None:
+            self.stop.set()
+        return woke
+
+
+@pytest.mark.parametrize("watchdog_usec, tick_s", [(None, 60.0), ("90000000", 45.0)])
+def test_the_idle_daemon_wakes_for_deadlines_not_on_a_short_tick(tmp_path, night_recording, monkeypatch,
+                                                                  watchdog_usec, tick_s):
+    """Between nights, without a fault, the loop sleeps until the wall clock is worth another look
+    (once a minute) or the systemd watchdog wants its ping (half of WatchdogSec), not every few
+    seconds."""
+    from device.notify import Notifier
+
+    if watchdog_usec is None:
+        monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    else:
+        monkeypatch.setenv("WATCHDOG_USEC", watchdog_usec)
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    rec, _ = night_recording
+    cfg = _offline_config(tmp_path, "22:00", "06:00")
+    clock = _CountingClock(ts("2026-03-01T09:00:00+01:00"), hours=2.0)
+    daemon = Daemon(cfg, clock, EmulatedNights(cfg, clock, (str(rec),)), notifier=Notifier(""),
+                    clock_synced=lambda: True, panel=False)
+    clock.stop = daemon.stop_requested
+    assert daemon.run() == 0
+    assert daemon.night is None and clock.wall() < ts("2026-03-01T22:00:00+01:00")
+    assert len(clock.sleeps) <= 2 * 3600 / tick_s + 2  # a 5-s tick made 1440 of them
+    assert all(s == tick_s for s in clock.sleeps[1:-1])

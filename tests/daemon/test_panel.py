@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -73,6 +74,23 @@ def test_long_press_shows_status_without_marking(factory):
     settle(panel)
     assert presses == []
     assert led_on_count(led) == CODE_WAITING
+    panel.close()
+
+
+def test_the_panel_runs_no_thread_between_presses(factory):
+    """Nothing wakes for the button until it is pressed: no polling thread (gpiozero's Button has
+    one that wakes ten times a second), and the hold timer is gone once the press ends."""
+    before = set(threading.enumerate())
+    presses: list[str] = []
+    panel, button, led = make_panel(factory, VirtualClock(), presses)
+    assert set(threading.enumerate()) == before
+    button.drive_low()
+    assert len(set(threading.enumerate()) - before) == 1  # the one-shot hold timer
+    button.drive_high()
+    wait_for(lambda: led_on_count(led) == 1)
+    settle(panel)
+    wait_for(lambda: set(threading.enumerate()) == before)
+    assert presses == ["press"]
     panel.close()
 
 
