@@ -71,3 +71,19 @@ def test_statuses_delivered_out_of_order_leave_the_newer_one(two_collectors, dev
     device_row = db["devices"].get("dev-a")
     assert (device_row["status"], device_row["status_at"]) == ("offline", newer.isoformat(timespec="microseconds"))
     assert db["device_latest"].get("dev-a")["status"] == "offline"
+
+
+def test_a_collector_of_the_group_that_stops_and_returns_loses_and_doubles_nothing(
+    two_collectors, start_collector, device, tmp_path
+):
+    # mosquitto 2.0 keeps dealing a stopped member's share of the nights into its persistent
+    # session: they wait there (and on the devices, until receipted) for its return.
+    two_collectors[0].stop()
+    dev = device("dev-a")
+    nights = [make_summary("dev-a", (T1.date() - timedelta(days=d)).isoformat(), n_lms=12) for d in range(1, 11)]
+    for night in nights:
+        assert not dev.summary(encode(night)).is_failure
+    returned = start_collector(share_group=GROUP)
+    outcomes = _outcomes([returned, two_collectors[1]], len(nights))
+    assert sorted(o.kind for _, _, o in outcomes) == ["stored"] * len(nights)
+    assert open_db(tmp_path / "server.db")["nights"].count == len(nights)
