@@ -10,6 +10,10 @@ costs nothing but a second receipt. The receipt subscription lives in a persiste
 receipt sent while the device was offline reaches it. With MQTT v5, mosquitto acknowledges a
 publish its ACL denied, so the PUBACK's reason code is checked and logged.
 
+The retained status (`status_payload()`, docs/summary.md "Device status") carries `at`, the time
+the connection it speaks of began: `online` on connecting, and `offline` as the will and the
+goodbye of the same connection, so the collector can order statuses that arrive out of order.
+
 paho runs its own network thread (`connect_async` + `loop_start`), reconnecting with backoff for
 as long as the broker is away; a broker down at boot is normal. Our drain thread does the store
 work and the logging, so no paho callback ever waits on SQLite, and recording never waits on us.
@@ -80,6 +84,11 @@ MAX_RESEND_S = 3600.0  # re-sends back off exponentially up to once an hour
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our receipt subscription and receipts this long
 
 
+def status_payload(status: str, at: dt.datetime) -> bytes:
+    """The retained status message: `{"status": "online"|"offline", "at": <ISO 8601 UTC>}`."""
+    return json.dumps({"status": status, "at": at.astimezone(dt.timezone.utc).isoformat()}).encode()
+
+
 def receipt_topic(device_id: str) -> str:
     """The topic the collector's receipts arrive on (QoS 1; docs/receipts.md)."""
     return f"rlsmon/v1/{device_id}/receipt"
@@ -147,6 +156,8 @@ class Uplink:
         self._sending: dict[int, _Sending] = {}  # by outbox row id
         self._said: dict[str, tuple[str, float]] = {}
         self._was_connected = False
+        # The start of the current (or next) connection: the `at` of its statuses and its will.
+        self._connection_at = dt.datetime.now(dt.timezone.utc)
         self._thread: threading.Thread | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -170,7 +181,8 @@ class Uplink:
         if client is None:
             return
         if self.connected.is_set():
-            info = client.publish(status_topic(self.device_id), "offline", qos=1, retain=True)
+            info = client.publish(status_topic(self.device_id), status_payload("offline", self._connection_at),
+                                  qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout_s)
             except (RuntimeError, ValueError):
@@ -188,7 +200,7 @@ class Uplink:
         self._connect_failed = False
         # Again on every connect: harmless when the session was kept, needed when the broker lost it.
         client.subscribe(receipt_topic(self.device_id), qos=1)
-        client.publish(status_topic(self.device_id), "online", qos=1, retain=True)
+        client.publish(status_topic(self.device_id), status_payload("online", self._connection_at), qos=1, retain=True)
         with self._lock:
             self._reconnected = True
         self.connected.set()
@@ -199,6 +211,8 @@ class Uplink:
         self._wake.set()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        # The next connection is later than this one: so are its statuses and its will.
+        self._arm_will(client, dt.datetime.now(dt.timezone.utc))
         self.connected.clear()
         self.subscribed.clear()
         self._wake.set()
@@ -257,7 +271,7 @@ class Uplink:
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.username, protocol=mqtt.MQTTv5)
         client.tls_set_context(context)
         client.username_pw_set(self.username, password)
-        client.will_set(status_topic(self.device_id), "offline", qos=1, retain=True)
+        self._arm_will(client, dt.datetime.now(dt.timezone.utc))
         client.reconnect_delay_set(self.min_retry_s, self.max_retry_s)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -274,6 +288,11 @@ class Uplink:
         self._said.pop("setup", None)
         log.info("uplink: connecting to %s:%d as %s", self.broker.host, self.broker.port, self.username)
         return client
+
+    def _arm_will(self, client: Any, at: dt.datetime) -> None:
+        # paho sends the will set now with its next CONNECT.
+        self._connection_at = at
+        client.will_set(status_topic(self.device_id), status_payload("offline", at), qos=1, retain=True)
 
     def _run(self) -> None:
         retry_s = self.min_retry_s

@@ -10,11 +10,17 @@
   different id) one is kept in `rejected` with the reason, and the stored night is left alone.
 - Every headline figure must follow from the events and spans of the summary, and no date in it may
   lie in the future (server/consistency.py).
-- A status on `rlsmon/v1/<id>/status` (`online`/`offline`, retained) updates the device's status.
+- A status on `rlsmon/v1/<id>/status` (retained) is `{"status": "online"|"offline", "at": <ISO UTC>}`
+  (docs/summary.md, "Device status"), or the plain `online`/`offline` of older firmware. It updates
+  the device's status only when its `at` is later than the stored one (an `offline` wins a tie:
+  the will and the graceful goodbye carry the `at` of the connection they end), so statuses
+  delivered out of order, or to two collectors, cannot flip it back.
 - Anything invalid goes to `rejected` with its topic, reason, size, SHA-256 and the first bytes of
   its payload, within the bounds of server/rejected.py. Bad input never raises.
 
-`Collector` is the MQTT side: a persistent MQTT v5 session (its client id is its username, which
+`Collector` is the MQTT side: with `[mqtt] share_group` set, it subscribes through the MQTT v5
+shared subscription `$share/<group>/…` (`subscription_filters()`), so N collectors on one database
+split the messages and each is processed once. A persistent MQTT v5 session (its client id is its username, which
 the broker enforces with `use_username_as_clientid`; `clean_start=False`, session expiry ≥ 7 days),
 QoS 1 subscriptions renewed in `on_connect`, TLS and a password. paho's network thread only queues
 messages (and hands them to validator processes, if any); one writer thread owns the database
@@ -46,7 +52,7 @@ from pydantic import ValidationError
 from sqlite_utils import Database
 
 from server.config import MqttConfig
-from server.consistency import check_not_future
+from server.consistency import CLOCK_SKEW, check_not_future
 from server.db import open_db, utc_now
 from server.model import NightSummary
 from server.rejected import RefusalLog, RejectLimits, count_refused, expire_rejected, keep_rejected, topic_device
@@ -59,6 +65,14 @@ log = logging.getLogger(__name__)
 SUMMARY_FILTER = "rlsmon/v1/+/summary"
 RECEIPT_SCHEMA = "rlsmon.receipt/1"
 STATUS_FILTER = "rlsmon/v1/+/status"
+
+
+def subscription_filters(share_group: str = "") -> tuple[str, str]:
+    """The (summary, status) topic filters: plain, or shared by the collectors of `share_group`."""
+    prefix = f"$share/{share_group}/" if share_group else ""
+    return prefix + SUMMARY_FILTER, prefix + STATUS_FILTER
+
+
 _TOPIC = re.compile(r"rlsmon/v1/([a-z0-9][a-z0-9-]{0,62})/(summary|status)")
 # Same as mosquitto's message_size_limit in firmware_config/mosquitto.conf: 19% above the largest
 # legitimate night (3.36 MiB: 20,000 LMs and 10,000 gaps at their widest), so anything bigger is garbage.
@@ -143,6 +157,7 @@ class Checked:
     refused: str = ""  # the reason, when the message is refused
     night: dict[str, Any] | None = None  # a valid summary: its `nights` row but for the JSON and received_at
     status: str | None = None  # a valid status
+    status_at: str | None = None  # its `at` in UTC, or None from older firmware that sends none
     retained: bool = False
 
 
@@ -179,6 +194,27 @@ def _check_summary(device_id: str, payload: bytes, now: datetime) -> dict[str, A
     }
 
 
+_STATUS_SHAPE = "status must be {\"status\": \"online\"|\"offline\", \"at\": <ISO 8601 UTC>} (or plain online/offline)"
+
+
+def _check_status(payload: bytes, now: datetime) -> tuple[str, str | None]:
+    text = payload.decode("utf-8", "replace").strip()
+    if text in ("online", "offline"):  # firmware from before the status carried its time
+        return text, None
+    try:
+        body = json.loads(text)
+        status, at = body["status"], datetime.fromisoformat(body["at"])
+    except (ValueError, TypeError, KeyError):
+        raise _Refused(_STATUS_SHAPE) from None
+    if status not in ("online", "offline") or at.tzinfo is None:
+        raise _Refused(_STATUS_SHAPE)
+    # A status from the future would win over every later one until that time came.
+    if at > now + CLOCK_SKEW:
+        raise _Refused(f"future: status at {_utc(at)} is after the collector's clock")
+    # One fixed width, so that stored times compare as strings.
+    return status, at.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
 def check(topic: str, payload: bytes, retained: bool = False, now: datetime | None = None) -> Checked:
     """Validate one MQTT message against the topic layout and the contract, with `now` (aware; the
     clock's time when None) to refuse nights dated in the future. No database, no I/O; never raises
@@ -191,10 +227,8 @@ def check(topic: str, payload: bytes, retained: bool = False, now: datetime | No
     try:
         if kind == "summary":
             return Checked(device_id, night=_check_summary(device_id, payload, now))
-        status = payload.decode("utf-8", "replace").strip()
-        if status not in ("online", "offline"):
-            raise _Refused("status must be 'online' or 'offline'")
-        return Checked(device_id, status=status, retained=retained)
+        status, status_at = _check_status(payload, now)
+        return Checked(device_id, status=status, status_at=status_at, retained=retained)
     except _Refused as e:
         return Checked(device_id, refused=str(e))
     except Exception as e:  # a bug met by some payload: keep it aside rather than crash on it forever
@@ -247,13 +281,23 @@ def _store_night(db: Database, row: dict[str, Any], payload: bytes, received_at:
     return Outcome("replaced" if stored is not None else "stored", device_id)
 
 
-def _store_status(db: Database, device_id: str, status: str, received_at: str, retained: bool) -> Outcome:
-    _touch_device(db, device_id, received_at, seen=not retained)
+def _store_status(db: Database, checked: Checked, received_at: str) -> Outcome:
+    device_id, status = checked.device_id, checked.status
+    _touch_device(db, device_id, received_at, seen=not checked.retained)
+    if checked.status_at is not None:
+        # Only a later status counts; at the same `at`, offline (the end of that connection) wins.
+        # The devices_latest_change trigger (server/db.py, 0005) carries a change to device_latest.
+        db.execute(
+            "UPDATE devices SET status = ?, status_at = ? WHERE device_id = ? AND "
+            "(status_at IS NULL OR status_at < ? OR (status_at = ? AND ? = 'offline'))",
+            [status, checked.status_at, device_id, checked.status_at, checked.status_at, status],
+        )
+        return Outcome("status", device_id)
     # A retained status replayed on subscribe is old news: it sets the status, but status_at moves
     # only when the status changes. A live one is the device speaking now.
     db.execute(
         "UPDATE devices SET status = ?, status_at = ? WHERE device_id = ? AND (? OR status IS NOT ?)",
-        [status, received_at, device_id, not retained, status],
+        [status, received_at, device_id, not checked.retained, status],
     )
     return Outcome("status", device_id)
 
@@ -273,7 +317,7 @@ def store(
             outcome = _store_night(db, checked.night, payload, received_at)
         else:
             assert checked.device_id is not None and checked.status is not None
-            outcome = _store_status(db, checked.device_id, checked.status, received_at, checked.retained)
+            outcome = _store_status(db, checked, received_at)
         if outcome.kind in ("rejected", "stale"):
             keep_rejected(db, topic, payload, outcome.reason, received_at, limits)
     return outcome
@@ -497,9 +541,10 @@ class Collector:
         self._connection += 1
         # Subscribing again on every connect is harmless with a resumed session and required without.
         # retainHandling=1: retained statuses only for a new subscription, not on every reconnect.
+        summary_filter, status_filter = subscription_filters(self.config.share_group)
         client.subscribe([
-            (SUMMARY_FILTER, SubscribeOptions(qos=1)),
-            (STATUS_FILTER, SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)),
+            (summary_filter, SubscribeOptions(qos=1)),
+            (status_filter, SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)),
         ])
         log.info("connected to %s:%s (session present: %s)", self.config.host, self.config.port, flags.session_present)
         self.connected.set()
@@ -509,7 +554,7 @@ class Collector:
         if refused:
             log.error("the broker refused the subscriptions (%s): check the collector's ACL", ", ".join(refused))
         else:
-            log.info("subscribed to %s and %s", SUMMARY_FILTER, STATUS_FILTER)
+            log.info("subscribed to %s and %s", *subscription_filters(self.config.share_group))
             self.subscribed.set()
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:

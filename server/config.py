@@ -8,6 +8,7 @@ wrong type or a bad value raises `ConfigError` naming the file and the key.
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ DEFAULT_PATH = Path("/etc/rlsmon/server.toml")
 # MQTT v5 session expiry: the broker keeps the collector's subscriptions and queued QoS 1 nights
 # while it is down for this long. At least 7 days, so a week-long outage loses nothing.
 MIN_SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+# MQTT v5 §4.8.2: a share name is any UTF-8 without '/', '+' or '#'; we keep to a plain word.
+SHARE_GROUP = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class ConfigError(ValueError):
@@ -50,6 +55,12 @@ class MqttConfig:
     session_expiry_s: int = field(default=14 * 24 * 3600, metadata={
         "check": lambda v: v >= MIN_SESSION_EXPIRY_S, "expected": f"at least {MIN_SESSION_EXPIRY_S} (7 days)"})
     keepalive_s: int = field(default=60, metadata={"check": lambda v: 5 <= v <= 3600, "expected": "5–3600"})
+    # Empty: this collector alone takes every message. Set (the same on every collector, each with
+    # its own username): the collectors share `$share/<group>/rlsmon/v1/+/summary` and `…/status`,
+    # and the broker gives each message to one of them.
+    share_group: str = field(default="", metadata={
+        "check": lambda v: v == "" or SHARE_GROUP.fullmatch(v) is not None,
+        "expected": "empty, or 1–64 of A-Z, a-z, 0-9, '_' and '-' (no '/', '+' or '#')"})
 
     def password(self, config_path: Path | str = DEFAULT_PATH) -> str:
         """Read the password from `password_file`; a ConfigError names the file and the key."""

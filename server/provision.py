@@ -31,13 +31,19 @@ _KEY_BYTES = 64
 DEVICE_PATTERN = "pattern write rlsmon/v1/%u/#"
 RECEIPT_PATTERN = "pattern read rlsmon/v1/%u/receipt"
 COLLECTOR_RECEIPTS = "topic write rlsmon/v1/+/receipt"
+
+
+def collector_acl(user: str) -> str:
+    """The ACL block of one collector's broker user: it reads every device's topics and writes
+    each device's receipts. Collectors that share the load ([mqtt] share_group) each need their own
+    user (the broker binds the client id to it), hence each its own block."""
+    return f"user {user}\ntopic read rlsmon/v1/#\n{COLLECTOR_RECEIPTS}\n"
+
+
 ACL_TEMPLATE = f"""\
 # rlsmon broker ACL (firmware_config/mosquitto.acl). mosquitto rereads it on SIGHUP.
 # The collector reads every device's topics and writes each device's receipts.
-user {{collector}}
-topic read rlsmon/v1/#
-{COLLECTOR_RECEIPTS}
-
+{collector_acl("{collector}")}
 # Each device writes only its own topics (its username is its device id) and reads its receipts.
 {DEVICE_PATTERN}
 {RECEIPT_PATTERN}

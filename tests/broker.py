@@ -130,6 +130,15 @@ class Broker:
             _wait_until(lambda: self._credentials_accepted(device_id, password), 10, f"{device_id} to be accepted")
         return password
 
+    def add_collector(self, user: str) -> str:
+        """Give another collector `user` a password (returned) and its ACL block, as
+        firmware_config/mosquitto.acl says to, and return once the running broker accepts it."""
+        from server.provision import collector_acl
+
+        with self.acl_file.open("a") as acl:
+            acl.write("\n" + collector_acl(user))
+        return self.add_device(user)
+
     def tls_context(self) -> ssl.SSLContext:
         """A client TLS context that trusts this broker's CA."""
         return ssl.create_default_context(cafile=str(self.ca_file))

@@ -8,6 +8,8 @@ import json
 import logging
 import queue
 import random
+import socket
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -229,14 +231,47 @@ def test_the_receipt_contract_is_the_same_on_both_sides():
 
 def test_status_is_retained_and_goes_offline_on_stop(mqtt_broker, store, tmp_path):
     password = mqtt_broker.add_device("dev-a")
+    live = mqtt_broker.subscribe("rlsmon/v1/dev-a/status")
     up = Uplink(broker_config(mqtt_broker, tmp_path, "dev-a", password), "dev-a", store)
     up.start()
     assert up.connected.wait(20)
     up.stop()
+    online, offline = (json.loads(live.get()[1]) for _ in range(2))
+    live.close()
+    # docs/summary.md, "Device status": both carry the start of the connection they speak of.
+    assert (online["status"], offline["status"]) == ("online", "offline")
+    assert online["at"] == offline["at"] and datetime.fromisoformat(online["at"]).utcoffset() == timedelta(0)
     sub = mqtt_broker.subscribe("rlsmon/v1/dev-a/status")
     topic, payload, retain = sub.get(10)
-    assert payload == b"offline" and retain
+    assert json.loads(payload) == offline and retain
     sub.close()
+
+
+def _at(status: bytes) -> datetime:
+    return datetime.fromisoformat(json.loads(status)["at"])
+
+
+def test_the_will_says_offline_as_of_the_connection_it_ends(mqtt_broker, store, tmp_path):
+    from server.collector import check
+
+    password = mqtt_broker.add_device("dev-a")
+    live = mqtt_broker.subscribe("rlsmon/v1/dev-a/status")
+    up = Uplink(broker_config(mqtt_broker, tmp_path, "dev-a", password), "dev-a", store)
+    up.start()
+    try:
+        assert up.connected.wait(20)
+        online = live.get()[1]
+        up._client.socket().shutdown(socket.SHUT_RDWR)  # the connection dies without a DISCONNECT
+        will = live.get()[1]
+        again = live.get()[1]  # paho reconnects: a new connection, a later `at`
+    finally:
+        up.stop()
+        live.close()
+    assert json.loads(will) == {**json.loads(online), "status": "offline"}
+    assert json.loads(again)["status"] == "online" and _at(again) > _at(will)
+    # The collector's side of the contract accepts all three.
+    for payload in (online, will, again):
+        assert check("rlsmon/v1/dev-a/status", payload).status_at is not None
 
 
 def test_broker_down_at_boot_is_normal(mqtt_broker, store, tmp_path):

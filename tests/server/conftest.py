@@ -14,14 +14,16 @@ from server.config import MqttConfig
 class RunningCollector:
     """A real Collector on a real broker; `outcomes` receives (topic, Outcome) after each commit."""
 
-    def __init__(self, broker, db_path, validators: int = 0, **options) -> None:
+    def __init__(self, broker, db_path, validators: int = 0, *, username: str | None = None,
+                 share_group: str = "", **options) -> None:
         self.outcomes: queue.Queue = queue.Queue()
+        username = username or broker.collector_user
         config = MqttConfig(
             host=broker.host, port=broker.port, ca_file=str(broker.ca_file),
-            username=broker.collector_user, keepalive_s=10,
+            username=username, keepalive_s=10, share_group=share_group,
         )
         self.collector = Collector(
-            db_path, config, broker.collector_password,
+            db_path, config, broker.passwords[username],
             validators=validators, on_outcome=lambda topic, outcome: self.outcomes.put((topic, outcome)),
             **options,
         )
@@ -82,7 +84,8 @@ def start_collector(mqtt_broker, tmp_path):
     running: list[RunningCollector] = []
 
     def start(validators: int = 0, **options) -> RunningCollector:
-        """Start a collector; `options` go to `Collector` (inbox_bytes, limits)."""
+        """Start a collector; `options` go to `RunningCollector` (username, share_group) and on to
+        `Collector` (inbox_bytes, limits)."""
         c = RunningCollector(mqtt_broker, tmp_path / "server.db", validators, **options).start()
         running.append(c)
         return c

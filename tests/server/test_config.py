@@ -41,6 +41,9 @@ def test_example_is_valid_and_names_every_key():
         ("[collector]\nrejected_rows_per_device_day = 2.5\n", "[collector] rejected_rows_per_device_day: expected an integer"),
         ("[collector]\nrejected_retention_days = 0\n", "[collector] rejected_retention_days: expected 1–3650 days"),
         ("[collector]\ninbox_mib = 0\n", "[collector] inbox_mib: expected 1–1024"),
+        ("[mqtt]\nshare_group = \"a/b\"\n", "[mqtt] share_group: expected empty, or 1–64 of"),
+        ("[mqtt]\nshare_group = \"#\"\n", "[mqtt] share_group: expected empty, or 1–64 of"),
+        ("[mqtt]\nshare_group = 2\n", "[mqtt] share_group: expected a string"),
     ],
 )
 def test_mistakes_name_file_and_key(tmp_path, text, where):
@@ -58,3 +61,14 @@ def test_missing_file_and_password_file_are_named(tmp_path):
     path.write_text(f'[mqtt]\npassword_file = "{tmp_path}/nope"\n')
     with pytest.raises(ConfigError, match=r"\[mqtt\] password_file: cannot read"):
         load_config(path).mqtt.password(path)
+
+
+def test_share_group_makes_the_subscriptions_shared(tmp_path):
+    from server.collector import subscription_filters
+
+    path = tmp_path / "server.toml"
+    path.write_text('[mqtt]\nshare_group = "rlsmon-collectors"\n')
+    group = load_config(path).mqtt.share_group
+    assert subscription_filters(group) == ("$share/rlsmon-collectors/rlsmon/v1/+/summary",
+                                           "$share/rlsmon-collectors/rlsmon/v1/+/status")
+    assert subscription_filters("") == ("rlsmon/v1/+/summary", "rlsmon/v1/+/status")

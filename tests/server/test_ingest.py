@@ -86,6 +86,10 @@ def test_topic_payload_mismatch_is_rejected(db):
         ("rlsmon/v1/dev-a/other", b"{}", "unexpected topic"),
         ("rlsmon/v1/Dev_A/summary", encode(make_summary()), "unexpected topic"),
         ("rlsmon/v1/dev-a/status", b"sleeping", "online"),
+        ("rlsmon/v1/dev-a/status", b'{"status": "sleeping", "at": "2026-01-06T07:00:00+00:00"}', "online"),
+        ("rlsmon/v1/dev-a/status", b'{"status": "online", "at": "2026-01-06T07:00:00"}', "online"),
+        ("rlsmon/v1/dev-a/status", b'{"status": "online"}', "online"),
+        ("rlsmon/v1/dev-a/status", b'{"status": "online", "at": "2999-01-01T00:00:00+00:00"}', "future"),
     ],
 )
 def test_bad_messages_are_kept_with_reason(db, topic, payload, why):
@@ -118,3 +122,42 @@ def test_reason_never_quotes_payload_values(db):
     outcome = ingest(db, TOPIC, encode(summary))
     assert outcome.kind == "rejected" and "software_version" in outcome.reason
     assert "SECRET" not in outcome.reason
+
+
+def _status(status: str, at: datetime) -> bytes:
+    return json.dumps({"status": status, "at": at.isoformat()}).encode()
+
+
+def _device_status(db) -> tuple[str, str]:
+    device = db["devices"].get("dev-a")
+    latest = db["device_latest"].get("dev-a")  # kept by the triggers of migration 0005
+    assert latest["status"] == device["status"]
+    return device["status"], device["status_at"]
+
+
+STATUS_TOPIC = "rlsmon/v1/dev-a/status"
+T1 = datetime(2026, 1, 6, 7, 0, tzinfo=timezone.utc)
+
+
+def test_a_status_older_than_the_stored_one_changes_nothing(db):
+    t2 = T1 + timedelta(minutes=5)
+    assert ingest(db, STATUS_TOPIC, _status("offline", t2)).kind == "status"
+    assert ingest(db, STATUS_TOPIC, _status("online", T1)).kind == "status"  # delivered late
+    assert _device_status(db) == ("offline", t2.isoformat(timespec="microseconds"))
+    later = T1 + timedelta(minutes=9)
+    ingest(db, STATUS_TOPIC, _status("online", later.astimezone(timezone(timedelta(hours=2)))))
+    assert _device_status(db) == ("online", later.isoformat(timespec="microseconds"))
+
+
+@pytest.mark.parametrize("order", [("online", "offline"), ("offline", "online")])
+def test_offline_wins_a_tie_it_ends_the_connection_of_that_time(db, order):
+    for status in order:
+        ingest(db, STATUS_TOPIC, _status(status, T1))
+    assert _device_status(db)[0] == "offline"
+
+
+def test_a_retained_replay_of_the_stored_status_changes_nothing(db):
+    ingest(db, STATUS_TOPIC, _status("online", T1), received_at="t1")
+    ingest(db, STATUS_TOPIC, _status("online", T1), retained=True, received_at="t2")
+    device = db["devices"].get("dev-a")
+    assert (device["status"], device["last_seen"]) == ("online", "t1")
