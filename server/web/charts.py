@@ -19,6 +19,8 @@ from html import escape
 from typing import Iterable, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from server.consistency import CLINICAL_PLMI_ADULT
+
 # A calm palette: muted slate for ordinary LMs, a warm amber for periodic ones.
 INK = "#33415c"
 MUTED = "#8d99ae"
@@ -34,8 +36,6 @@ NOTE_COLOUR = "#6a4c93"
 # WASM 2016 (Ferri et al., Sleep Med 2016): PLM series need onset-to-onset intervals of 10–90 s.
 IMI_MIN_S = 10.0
 IMI_MAX_S = 90.0
-# Clinically significant in adults: PLMI > 15 /h (WASM 2016; docs/architecture.md "Indices and flags").
-PLMI_SIGNIFICANT = 15.0
 # The timeline's stems stop at 12 s: a long LM (> 10 s is not a CLM, WASM 2016) still shows as long.
 STEM_TOP_S = 12.0
 FONT_PX = 13
@@ -361,7 +361,7 @@ def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, 
                   colour=MUTED)])
     xs = [n for n, _ in nights]
     first, last = xs[0] - timedelta(days=1), xs[-1] + timedelta(days=1)
-    ticks = count_ticks(max(max(v for _, v in nights), PLMI_SIGNIFICANT) * 1.15, most=6)
+    ticks = count_ticks(max(max(v for _, v in nights), CLINICAL_PLMI_ADULT) * 1.15, most=6)
     top = ticks[-1]
     f = _Frame(left=64, top=34, right=840, bottom=285, x0=first.toordinal(), x1=last.toordinal(),
                y0=-top * 0.05, y1=top)
@@ -377,7 +377,7 @@ def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, 
         points = " ".join(f"{_n(f.x(p[0]))},{_n(f.y(p[1]))}" for p in run)
         body.append(f'<polyline class="mean" points="{points}" fill="none" stroke="{MEAN_COLOUR}"'
                     f' stroke-width="2.2"/>')
-    y15 = f.y(PLMI_SIGNIFICANT)
+    y15 = f.y(CLINICAL_PLMI_ADULT)
     body.append(f'<line class="threshold" x1="{_n(f.left)}" x2="{_n(f.right)}" y1="{_n(y15)}"'
                 f' y2="{_n(y15)}" stroke="{PLM_COLOUR}" stroke-dasharray="2 3" stroke-width="1.3"/>')
     body.append(_text(f.right + 5, y15 + 4, "15/h", cls="threshold-label", colour=PLM_COLOUR,

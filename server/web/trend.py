@@ -11,6 +11,7 @@ from typing import Any, Iterable
 from sqlite_utils import Database
 
 from server import quality
+from server.consistency import CLINICAL_PLMI_ADULT
 from server.web import night_quality, queries
 
 TrendArgs = tuple[tuple[tuple[date, float], ...], tuple[tuple[date, str], ...]]
@@ -46,8 +47,6 @@ def load_trend(db: Database, patient_id: int) -> tuple[list[dict], list[dict], T
 # (Trotti et al., Sleep Med 2009; a correlation of only 0.54 between two nights, Sforza et al.,
 # Sleep Med 2005), while the periodicity index is far steadier (Ferri et al., Sleep Med 2013).
 MIN_NIGHTS_FOR_VERDICT = 3
-# ICSD-3: a PLM index above 15/h is significant in adults.
-PLMI_SIGNIFICANT = 15.0
 # Periodicity index (Ferri et al., Sleep 2006: the share of IMIs of 10-90 s in runs; high in the
 # RLS patients whose IMIs peak at 15-30 s, low in controls). No validated cut-off exists: reading
 # >= 0.6 as "periodic" is our choice, stated beside the figure on the page.
@@ -86,7 +85,7 @@ def verdict(nights: list[dict[str, Any]]) -> Verdict:
             f"{MIN_NIGHTS_FOR_VERDICT}; more are better, as the PLM index varies from night to night)."))
     plmi = [e["plm_index"] for e in eligible]
     q1, _, q3 = statistics.quantiles(plmi, n=4, method="inclusive")
-    above = sum(p > PLMI_SIGNIFICANT for p in plmi)
+    above = sum(p > CLINICAL_PLMI_ADULT for p in plmi)
     pi = statistics.fmean(e["periodicity_index"] for e in eligible)
     head = f"PLMI above 15/h on {above} of {n} eligible nights, periodicity {pi:.2f}"
     if above * 2 > n:
