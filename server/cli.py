@@ -306,6 +306,8 @@ def rejected(config_path: str, device_id: str | None, days: int, limit: int) -> 
         rlsmon-server rejected
         rlsmon-server rejected --device bedroom-1 --days 30
     """
+    from server.rejected import device_topics
+
     config = _load_config(config_path)
     since = (_now().date() - timedelta(days=days - 1)).isoformat()
     db = _open_db(config, config_path)
@@ -314,12 +316,11 @@ def rejected(config_path: str, device_id: str | None, days: int, limit: int) -> 
             "SELECT device_id, sum(count), sum(bytes), max(day) FROM rejected_daily "
             "WHERE day >= ? AND (? IS NULL OR device_id = ?) GROUP BY device_id "
             "ORDER BY sum(count) DESC, device_id", [since, device_id, device_id]).fetchall()
-        # The device is the topic's third level (rlsmon/v1/<device>/...), as `forget` finds it.
+        prefix = device_topics(device_id) if device_id else None
         latest = db.execute(
             "SELECT id, received_at, topic, coalesce(size_bytes, length(payload)), sha256, reason "
-            "FROM rejected WHERE received_at >= ? AND (? IS NULL OR substr(topic, 1, ?) = ?) "
-            "ORDER BY id DESC LIMIT ?",
-            [since, device_id, len(f"rlsmon/v1/{device_id}/"), f"rlsmon/v1/{device_id}/", limit]).fetchall()
+            "FROM rejected WHERE received_at >= ? AND (? IS NULL OR substr(topic, 1, length(?)) = ?) "
+            "ORDER BY id DESC LIMIT ?", [since, prefix, prefix, prefix, limit]).fetchall()
     finally:
         db.conn.close()
     scope = f" from {device_id}" if device_id else ""

@@ -13,6 +13,7 @@ from sqlite_utils import Database
 
 from server import audit
 from server.db import BUSY_TIMEOUT_S
+from server.rejected import device_topics
 
 
 def backup(db_path: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
@@ -86,7 +87,7 @@ def forget(db: Database, pseudonym: str, at: datetime, actor: audit.Actor) -> Fo
         nights = rejected = 0
         for device_id in devices:
             nights += db.execute("DELETE FROM nights WHERE device_id = ?", [device_id]).rowcount
-            prefix = f"rlsmon/v1/{device_id}/"
+            prefix = device_topics(device_id)
             rejected += db.execute("DELETE FROM rejected WHERE substr(topic, 1, ?) = ?",
                                    [len(prefix), prefix]).rowcount
         notes = db.execute("DELETE FROM treatment_notes WHERE patient_id = ?",

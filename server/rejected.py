@@ -45,6 +45,12 @@ def topic_device(topic: str) -> str:
     return parts[2][:64] if len(parts) > 3 and parts[:2] == ["rlsmon", "v1"] else ""
 
 
+def device_topics(device_id: str) -> str:
+    """The prefix of every topic `device_id` may publish on (`topic_device`'s inverse), for matching
+    stored topics with `substr(topic, 1, length(prefix)) = prefix`."""
+    return f"rlsmon/v1/{device_id}/"
+
+
 def count_refused(db: Database, device_id: str, day: str, count: int, size_bytes: int) -> int:
     """Add `count` refused messages of `size_bytes` in all to the device's day; return the day's count."""
     return db.execute(
