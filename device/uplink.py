@@ -14,9 +14,12 @@ The retained status (`status_payload()`, docs/summary.md "Device status") carrie
 the connection it speaks of began: `online` on connecting, and `offline` as the will and the
 goodbye of the same connection, so the collector can order statuses that arrive out of order.
 
-paho runs its own network thread (`connect_async` + `loop_start`), reconnecting with backoff for
-as long as the broker is away; a broker down at boot is normal. Our drain thread does the store
+Two threads: the network thread runs paho's network loop (`_network`), reconnecting with backoff
+for as long as the broker is away (a broker down at boot is normal); the drain thread does the store
 work and the logging, so no paho callback ever waits on SQLite, and recording never waits on us.
+The network loop is ours rather than paho's `loop_start()`, whose select and reconnect waits wake
+every second (issue 14, item 5): ours wakes only for traffic, for a publish (paho's socketpair), at
+the keepalive deadline and for a reconnect.
 """
 
 from __future__ import annotations
@@ -82,6 +85,18 @@ def probe_tls(host: str, port: int, ca_file: str, timeout_s: float = 5.0) -> str
 RESEND_S = 60.0  # the first re-send, when no receipt came within a minute of sending
 MAX_RESEND_S = 3600.0  # re-sends back off exponentially up to once an hour
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our receipt subscription and receipts this long
+
+
+def _keepalive_wait_s(client: Any) -> float:
+    """How long paho's loop may sleep before its keepalive work is due: paho sends PINGREQ (or gives
+    up on a PINGRESP) once `keepalive` seconds have passed since the last packet out or the last bytes
+    in (paho 2.x `_check_keepalive`, which reads these attributes; pinned `paho-mqtt<3`)."""
+    import paho.mqtt.client as mqtt
+
+    deadline = min(client._last_msg_out, client._last_bytes_received) + client.keepalive
+    if client._ping_t:
+        deadline = min(deadline, client._ping_t + client.keepalive)
+    return max(0.0, deadline - mqtt.time_func())
 
 
 def status_payload(status: str, at: dt.datetime) -> bytes:
@@ -159,6 +174,9 @@ class Uplink:
         # The start of the current (or next) connection: the `at` of its statuses and its will.
         self._connection_at = dt.datetime.now(dt.timezone.utc)
         self._thread: threading.Thread | None = None
+        self._network_thread: threading.Thread | None = None
+        self._closing = threading.Event()  # stop(): the network thread ends once the socket is closed
+        self._retry_s = min_retry_s  # the network thread's reconnect backoff
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -187,8 +205,10 @@ class Uplink:
                 info.wait_for_publish(timeout_s)
             except (RuntimeError, ValueError):
                 pass  # lost the connection meanwhile: the will says offline instead
+        self._closing.set()
         client.disconnect()
-        client.loop_stop()
+        if self._network_thread is not None:
+            self._network_thread.join(timeout_s)
 
     # --- paho callbacks (paho's thread: record and wake, never block) --------------------------
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
@@ -198,6 +218,7 @@ class Uplink:
             return
         self._connack = None
         self._connect_failed = False
+        self._retry_s = self.min_retry_s
         # Again on every connect: harmless when the session was kept, needed when the broker lost it.
         client.subscribe(receipt_topic(self.device_id), qos=1)
         client.publish(status_topic(self.device_id), status_payload("online", self._connection_at), qos=1, retain=True)
@@ -272,7 +293,6 @@ class Uplink:
         client.tls_set_context(context)
         client.username_pw_set(self.username, password)
         self._arm_will(client, dt.datetime.now(dt.timezone.utc))
-        client.reconnect_delay_set(self.min_retry_s, self.max_retry_s)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
@@ -284,10 +304,39 @@ class Uplink:
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
         client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s,
                              clean_start=False, properties=properties)
-        client.loop_start()
+        # With a write callback set, publish() from the drain thread only queues its packet and wakes
+        # the network thread through paho's socketpair; without one, paho (no loop_start() thread)
+        # would write to the socket from the drain thread, racing the network thread.
+        client.on_socket_register_write = lambda *_: None
+        self._network_thread = threading.Thread(target=self._network, args=(client,), name="uplink-mqtt",
+                                                daemon=True)
+        self._network_thread.start()
         self._said.pop("setup", None)
         log.info("uplink: connecting to %s:%d as %s", self.broker.host, self.broker.port, self.username)
         return client
+
+    def _network(self, client: Any) -> None:
+        """paho's network loop, until `stop()`: `loop()` (select on the socket and paho's socketpair,
+        then read, write and keepalive), with the select's timeout set by the keepalive deadline,
+        and reconnects with a doubling backoff from `min_retry_s` to `max_retry_s`."""
+        while True:
+            if client.socket() is None:
+                if self._closing.is_set():
+                    return
+                try:
+                    client.reconnect()  # TCP and TLS (paho's connect timeout), then CONNECT
+                except OSError:
+                    self._on_connect_fail(client, None)
+                    self._backoff()
+                    continue
+            if client.loop(_keepalive_wait_s(client)) != 0:
+                self._backoff()  # the connection ended (on_disconnect has run), or was refused
+
+    def _backoff(self) -> None:
+        # The first wait after a working connection is min_retry_s (on_connect resets it), as paho's.
+        if self._closing.wait(self._retry_s):
+            return
+        self._retry_s = min(self._retry_s * 2, self.max_retry_s)
 
     def _arm_will(self, client: Any, at: dt.datetime) -> None:
         # paho sends the will set now with its next CONNECT.

@@ -162,6 +162,32 @@ def test_a_receipt_sent_while_the_device_is_offline_reaches_it(mqtt_broker, stor
         up.stop()
 
 
+def test_after_a_broker_restart_it_reconnects_and_sends_again(mqtt_broker, store, tmp_path, caplog):
+    """Our network loop (not paho's loop_start) reconnects, and a reconnect re-sends what waits for a
+    receipt: the clock never moves, so no backoff re-send can be the second copy."""
+    password = mqtt_broker.add_device("dev-a")
+    RunningCollector(mqtt_broker, tmp_path / "server.db").start().stop()  # its session queues nights
+    put_summary(store, "dev-a", "2026-03-01")
+    up = Uplink(broker_config(mqtt_broker, tmp_path, "dev-a", password), "dev-a", store, max_retry_s=1,
+                monotonic=Clock())
+    with caplog.at_level(logging.INFO, logger="device.uplink"):
+        up.start()
+        try:
+            wait_for(lambda: handed(caplog) == 1, 20, "the first PUBACK")
+            mqtt_broker.stop()  # graceful: the copy queued for the collector's session is saved
+            wait_for(lambda: not up.connected.is_set(), 20, "the uplink to see the broker go")
+            mqtt_broker.start()
+            wait_for(lambda: handed(caplog) == 2, 30, "the copy sent after reconnecting")
+            collector = RunningCollector(mqtt_broker, tmp_path / "server.db").start()
+            try:
+                assert summary_outcomes(collector, 2) == ["stored", "duplicate"]
+                wait_for(lambda: store.outbox_count() == 0, 20, "the receipt to empty the outbox")
+            finally:
+                collector.stop()
+        finally:
+            up.stop()
+
+
 def test_the_doctor_warns_of_summaries_long_without_a_receipt(store, tmp_path):
     import datetime as dt
 
