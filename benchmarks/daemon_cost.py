@@ -8,6 +8,12 @@ checkpoints; the broker is unreachable, so no network writes) extrapolated to an
 10-hour night, and each thread's CPU and voluntary context switches (its wake-ups; a reader
 thread's CPU includes the chip's side of its transfers).
 
+By default the broker is unreachable (the daemon retries with its backoff); with `--broker` a real
+mosquitto (tests/broker.py: TLS, a password, the production ACL) runs beside it, and the daemon is
+connected the whole time, as at a bedside: its network thread then waits on the socket until traffic
+or the keepalive (60 s) is due. `wakeups_per_s` is the sum over the daemon's threads (the meter's
+and the emulator's timer thread left out; the reader thread's wake-ups are the chip's FIFO reads).
+
 The emulated chip runs in the same process: its own CPU (its timer thread, and its side of every
 I2C transfer, which runs on the reader's thread) is metered by `device.sensor.emulator.EMULATOR_CPU`
 and reported apart; `daemon_cpu_pct` is the process without the emulator and without the meter.
@@ -17,7 +23,7 @@ gives a steadier write figure.
 Bars: < 1 % of one core and RSS < 80 MB (issue 4), < 5 MB of writes a night; the daemon without
 the emulator <= 0.1 % of one core (issue 14).
 
-    .venv/bin/python benchmarks/daemon_cost.py [--seconds 60] [--json]
+    .venv/bin/python benchmarks/daemon_cost.py [--seconds 60] [--broker] [--json]
 """
 
 from __future__ import annotations
@@ -76,6 +82,8 @@ def _meter(warmup_s: float, seconds: float, out_path: str) -> None:
         threads[f"{after['name']} ({tid})"] = {
             "cpu_pct": round(100 * (after["cpu_s"] - before["cpu_s"]) / elapsed, 3),
             "wakeups_per_s": round((after["wakeups"] - before["wakeups"]) / elapsed, 2)}
+    # Not the daemon's: the meter itself, and the emulated chip's timer thread.
+    daemon_threads = {k: t for k, t in threads.items() if not k.startswith(("meter ", "lsm6ds-emulator"))}
     cpu_s = b["cpu_s"] - a["cpu_s"]  # type: ignore[operator]
     emulator_s = b["emulator_cpu_s"] - a["emulator_cpu_s"]  # type: ignore[operator]
     meter_s = b["meter_cpu_s"] - a["meter_cpu_s"]  # type: ignore[operator]
@@ -84,6 +92,7 @@ def _meter(warmup_s: float, seconds: float, out_path: str) -> None:
         "process_cpu_pct": round(100 * cpu_s / elapsed, 3),
         "emulator_cpu_pct": round(100 * emulator_s / elapsed, 3),
         "daemon_cpu_pct": round(100 * (cpu_s - emulator_s - meter_s) / elapsed, 3),
+        "wakeups_per_s": round(sum(t["wakeups_per_s"] for t in daemon_threads.values()), 2),
         "rss_mb": round(b["rss_mb"], 1), "peak_rss_mb": round(b["hwm_mb"], 1),  # type: ignore[arg-type]
         "writes_mb_per_night": round((b["wchar"] - a["wchar"]) * 36000 / elapsed / 1e6, 2),  # type: ignore[operator]
         "page_cache_mb_per_night": round((b["write_bytes"] - a["write_bytes"]) * 36000 / elapsed / 1e6, 2),  # type: ignore[operator]
@@ -104,6 +113,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0, help="start-up seconds left out")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--broker", action="store_true", help="connected to a real mosquitto (default: none)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--recording", help=argparse.SUPPRESS)
@@ -120,6 +130,18 @@ def main() -> None:
     write_night(simulate_night("severe", 11, minutes / 60, 104.0), work / "rec.csv", work / "truth.json")
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     start, end = now - dt.timedelta(minutes=1), now + dt.timedelta(hours=2)
+    broker = None
+    port, ca_file = 1, work / "none.pem"
+    if args.broker:
+        import trustme
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.broker import Broker
+
+        broker = Broker(work / "mosquitto", trustme.CA())
+        broker.start()
+        (work / "none").write_text(broker.add_device("bench"))
+        port, ca_file = broker.port, broker.ca_file
     (work / "device.toml").write_text(f"""device_id = "bench"
 data_dir = "{work / 'data'}"
 [night]
@@ -129,19 +151,24 @@ timezone = "UTC"
 [sensor]
 odr_hz = 104
 [broker]
-port = 1
-ca_file = "{work / 'none.pem'}"
+port = {port}
+ca_file = "{ca_file}"
 password_file = "{work / 'none'}"
 """)
     out = work / "cost.json"
-    with open(work / "daemon.log", "w") as log:
-        status = subprocess.run([sys.executable, __file__, "--child", "--config", str(work / "device.toml"),
-                                 "--recording", str(work / "rec.csv"), "--start-at", now.isoformat(),
-                                 "--warmup", str(args.warmup), "--seconds", str(args.seconds), "--out", str(out)],
-                                stderr=log, timeout=args.warmup + args.seconds + 120)
+    try:
+        with open(work / "daemon.log", "w") as log:
+            status = subprocess.run([sys.executable, __file__, "--child", "--config", str(work / "device.toml"),
+                                     "--recording", str(work / "rec.csv"), "--start-at", now.isoformat(),
+                                     "--warmup", str(args.warmup), "--seconds", str(args.seconds), "--out", str(out)],
+                                    stderr=log, timeout=args.warmup + args.seconds + 120)
+    finally:
+        if broker is not None:
+            broker.stop()
     if not out.exists():
         sys.exit(f"the daemon exited early (status {status.returncode}); see {work / 'daemon.log'}")
     figures = json.loads(out.read_text())
+    figures["broker"] = "connected" if args.broker else "unreachable"
     if args.json:
         print(json.dumps(figures, indent=1))
         return
@@ -149,6 +176,7 @@ password_file = "{work / 'none'}"
     print(f"CPU      {figures['daemon_cpu_pct']:.3f} % of one core without the emulated chip   bar <= 0.1 %")
     print(f"         ({figures['process_cpu_pct']:.3f} % for the process, {figures['emulator_cpu_pct']:.3f} % "
           "of it the emulated chip)   bar < 1 %")
+    print(f"wake-ups {figures['wakeups_per_s']:.2f}/s over the daemon's threads (broker {figures['broker']})")
     print(f"RSS      {figures['rss_mb']:.1f} MB (peak {figures['peak_rss_mb']:.1f} MB)                 bar < 80 MB")
     print(f"writes   {figures['writes_mb_per_night']:.2f} MB per 10-h night by SQLite   bar < 5 MB")
     print(f"         (page cache: {figures['page_cache_mb_per_night']:.2f} MB per night, counting each dirtied "

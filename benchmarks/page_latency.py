@@ -180,11 +180,14 @@ def main() -> int:
     older = [(f"dev-{d:05d}", (today - timedelta(days=5)).isoformat()) for d in devices]
     measured = set(latest + older)
     path = args.keep or Path(tempfile.mkdtemp(prefix="rlsmon-bench-")) / "server.db"
+    build_s = None  # None: an existing --keep database was reused
     if not path.exists():
         t0 = time.perf_counter()
         build(path, args.patients, args.nights, measured, today)
+        build_s = time.perf_counter() - t0
         say(f"built {args.patients} patients × {args.nights} nights in "
-              f"{time.perf_counter() - t0:.0f} s ({path.stat().st_size / 1e6:.0f} MB): {path}")
+            f"{build_s:.0f} s ({path.stat().st_size / 1e6:.0f} MB): {path}")
+    db_mb = round(path.stat().st_size / 1e6)
 
     proc, base = serve(path)
     load = os.getloadavg()[0]
@@ -231,6 +234,7 @@ def main() -> int:
         shutil.rmtree(path.parent)
     if args.json:
         print(json.dumps({"patients": args.patients, "nights": args.nights,
+                          "build_s": build_s and round(build_s), "db_mb": db_mb,
                           "load_average": round(load, 1), "pages": figures,
                           "all_within_bar": all(results)}, indent=1))
     else:
