@@ -376,6 +376,14 @@ def _latest_nights(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="0006_nights_summary_id")
+def _nights_summary_id(db: Database) -> None:
+    # Issue 14, item 3: the collector's idempotency rule (a summary_id stored on another night of
+    # the device is a conflict) looked for it through every night of the device, a scan per message
+    # that grew with the device's history; this index makes it one lookup.
+    _ddl(db, "CREATE INDEX idx_nights_summary ON nights(device_id, summary_id)")
+
+
 def _count_change(row: str, sign: str) -> str:
     """The statement moving fleet_counts by the device_latest row `row` (`new`/`old`)."""
     return "UPDATE fleet_counts SET " + ", ".join(
