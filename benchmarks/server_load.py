@@ -1,34 +1,44 @@
 """Ingest rate: nights per second from 4 devices publishing at once, through a real mosquitto (TLS,
-passwords, ACL) into SQLite by the real collector. Each night has about 500 LMs. The bar is ≥ 500/s.
+passwords, ACL) into SQLite by K real collectors (`--collectors`, in a share group when K > 1,
+each in its own process as deployed). Each night has about 500 LMs. The bars: ≥ 500/s, and
+≥ 50 % of what mosquitto + paho alone carry (issue 14).
 
-The clock starts when the 4 publisher processes are connected and released together, and stops when
-the collector has committed (and acknowledged) the last night. The publishers are separate
-processes, as devices are separate machines, but they share this machine's cores with mosquitto and
-the collector, and with whatever else runs on the machine: the rate printed is what was left for
-us. So it also prints the CPU time per night of each part, and from it the rate this machine's
-cores could carry with nothing else running, and the rate of `ingest()` alone (no MQTT).
+In the same run and on the same broker, first `broker_only`: the same 4 publishers send the same
+nights (made by the same function, so the same sizes) over the same TLS to K bare paho subscribers
+(QoS 1, the collector's Receive Maximum, in a share group when K > 1, each in its own process) that
+only count them. Then the collectors: the same again, and the clock stops when they have committed
+(and acknowledged) the last night. `ratio` is collectors / broker_only. The two alternate for
+`--rounds` rounds (each round's collectors store new nights), and the medians are reported.
 
-    .venv/bin/python benchmarks/server_load.py [--nights-per-device 250] [--lms 500]
+The clock starts when the 4 publisher processes are connected and released together. The
+publishers are separate processes, as devices are separate machines, but they share this machine's
+cores with mosquitto and the consumers, and with whatever else runs on the machine: the rate
+printed is what was left for us. So it also prints the CPU time per night of each part, and the
+rate of `ingest()` alone (no MQTT).
+
+    .venv/bin/python benchmarks/server_load.py [--collectors 1] [--rounds 3] [--nights-per-device 250] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import trustme  # noqa: E402
 
-from server.collector import Collector, ingest  # noqa: E402
+from server.collector import RECEIVE_MAXIMUM, Collector, ingest, subscription_filters  # noqa: E402
 from server.config import CollectorConfig, MqttConfig  # noqa: E402
 from server.db import open_db  # noqa: E402
 from tests.broker import Broker  # noqa: E402
@@ -36,24 +46,25 @@ from tests.server.payloads import encode, make_summary  # noqa: E402
 
 DEVICES = 4
 FIRST_NIGHT = date(2020, 1, 1)
+SHARE_GROUP = "bench"
 
 
-def night_payloads(device_id: str, nights: int, lms: int) -> list[bytes]:
-    """`nights` distinct nights of one device, each with `lms` LMs."""
+def night_payloads(device_id: str, nights: int, lms: int, first: int = 0) -> list[bytes]:
+    """`nights` distinct nights of one device from night number `first`, each with `lms` LMs."""
     return [
         encode(make_summary(device_id, (FIRST_NIGHT + timedelta(days=i)).isoformat(), n_lms=lms))
-        for i in range(nights)
+        for i in range(first, first + nights)
     ]
 
 
 def publisher(host: str, port: int, ca_file: str, device_id: str, password: str, nights: int, lms: int,
-              ready, go, done, cpu_s) -> None:
+              first: int, ready, go, done, cpu_s) -> None:
     """One device: connect, wait for the start, publish every night at QoS 1, wait for every PUBACK."""
     import ssl
 
     import paho.mqtt.client as mqtt
 
-    payloads = night_payloads(device_id, nights, lms)
+    payloads = night_payloads(device_id, nights, lms, first)
     acked = threading.Semaphore(0)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{device_id}", protocol=mqtt.MQTTv5)
     client.tls_set_context(ssl.create_default_context(cafile=ca_file))
@@ -80,23 +91,119 @@ def publisher(host: str, port: int, ca_file: str, device_id: str, password: str,
 
 
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of another process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_s(exclude: set[int]) -> float:
-    """CPU seconds so far of this process's live children, except `exclude` (the collector's
-    validator processes, when the publishers are excluded)."""
-    total_s = 0.0
+    """User + system CPU seconds so far of a process and of its live descendants (Linux /proc):
+    a collector's, with its validator processes."""
+    stats: dict[int, tuple[int, float]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == os.getpid() and int(stat.parent.name) not in exclude:
-            total_s += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total_s
+        stats[int(stat.parent.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    tree = {pid}
+    for _ in range(3):  # the collector, its validators (and their forkserver, if any)
+        tree |= {p for p, (parent, _) in stats.items() if parent in tree}
+    return sum(cpu_s for p, (_, cpu_s) in stats.items() if p in tree)
+
+
+def _counter(count, total: int, finished) -> None:
+    with count.get_lock():
+        count.value += 1
+        if count.value >= total:
+            finished.set()
+
+
+def consumer(kind: str, host: str, port: int, ca_file: str, user: str, password: str, share_group: str,
+             validators: int, db_path: str, total: int, count, finished, ready, stop) -> None:
+    """One consumer process: a bare paho subscriber that counts messages (`broker_only`), or a
+    collector that counts the nights it committed (`collector`)."""
+    import ssl
+
+    if kind == "collector":
+        # No session left behind once stopped, so that the next round's broker_only phase is not
+        # also queued for it (deployed collectors keep theirs for days).
+        config = MqttConfig(host=host, port=port, ca_file=ca_file, username=user, share_group=share_group,
+                            session_expiry_s=0)
+        collector = Collector(db_path, config, password, validators=validators,
+                              on_outcome=lambda topic, outcome: _counter(count, total, finished))
+        collector.start()
+        if collector.subscribed.wait(60):
+            ready.set()
+        stop.wait()
+        collector.stop()
+        return
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user, protocol=mqtt.MQTTv5)
+    client.tls_set_context(ssl.create_default_context(cafile=ca_file))
+    client.username_pw_set(user, password)
+    summary_filter, _ = subscription_filters(share_group)
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe(summary_filter, qos=1)
+    client.on_subscribe = lambda c, u, mid, rcs, p: ready.set()
+    client.on_message = lambda c, u, m: _counter(count, total, finished)
+    properties = Properties(PacketTypes.CONNECT)
+    properties.ReceiveMaximum = RECEIVE_MAXIMUM  # as the collector asks
+    client.connect(host, port, clean_start=True, properties=properties)  # no session left behind
+    client.loop_start()
+    stop.wait()
+    client.disconnect()
+    client.loop_stop()
+
+
+def phase(kind: str, broker: Broker, users: dict[str, str], passwords: dict[str, str], args: argparse.Namespace,
+          db_path: Path, first: int) -> dict[str, Any]:
+    """Run the 4 publishers (nights from number `first`) against K consumers of `kind`; nights/s and
+    CPU ms per night of each part."""
+    total = DEVICES * args.nights_per_device
+    ctx = mp.get_context("spawn")
+    count, finished, stop = ctx.Value("l", 0), ctx.Event(), ctx.Event()
+    share_group = SHARE_GROUP if len(users) > 1 else ""
+    consumers = []
+    for user, password in users.items():
+        ready = ctx.Event()
+        p = ctx.Process(target=consumer, args=(kind, broker.host, broker.port, str(broker.ca_file), user, password,
+                                               share_group, args.validators, str(db_path), total, count, finished,
+                                               ready, stop))
+        p.start()
+        consumers.append((p, ready))
+    for _, ready in consumers:
+        if not ready.wait(120):
+            raise SystemExit(f"a {kind} consumer did not subscribe")
+    go = ctx.Event()
+    publishers = []
+    for device_id, password in passwords.items():
+        ready, done, cpu_s = ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
+        p = ctx.Process(target=publisher, args=(broker.host, broker.port, str(broker.ca_file), device_id,
+                                               password, args.nights_per_device, args.lms, first, ready, go, done,
+                                               cpu_s))
+        p.start()
+        publishers.append((p, ready, done, cpu_s))
+    for _, ready, _, _ in publishers:
+        if not ready.wait(120):
+            raise SystemExit("a publisher did not get ready")
+    consumers_cpu_start_s = sum(process_cpu_s(p.pid) for p, _ in consumers)
+    broker_cpu_start_s = process_cpu_s(broker.process.pid)
+    start = time.perf_counter()
+    go.set()
+    if not finished.wait(600):
+        raise SystemExit(f"{kind}: only {count.value} of {total} nights arrived")
+    elapsed = time.perf_counter() - start
+    consumers_cpu_s = sum(process_cpu_s(p.pid) for p, _ in consumers) - consumers_cpu_start_s
+    broker_cpu_s = process_cpu_s(broker.process.pid) - broker_cpu_start_s
+    for p, _, done, _ in publishers:
+        done.wait(60)
+        p.join(60)
+    publishers_cpu_s = sum(cpu_s.value for _, _, _, cpu_s in publishers)
+    stop.set()
+    for p, _ in consumers:
+        p.join(120)
+    return {"nights_per_s": round(total / elapsed, 1), "elapsed_s": round(elapsed, 2),
+            "cpu_ms_per_night": {"consumers": round(1000 * consumers_cpu_s / total, 3),
+                                 "mosquitto": round(1000 * broker_cpu_s / total, 3),
+                                 "publishers": round(1000 * publishers_cpu_s / total, 3)}}
 
 
 def ingest_only_rate(workdir: Path, lms: int, nights: int = 300) -> float:
@@ -113,82 +220,63 @@ def ingest_only_rate(workdir: Path, lms: int, nights: int = 300) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--collectors", type=int, default=1, help="collector processes (a share group when > 1)")
+    parser.add_argument("--rounds", type=int, default=3, help="broker_only then collector, this many times")
     parser.add_argument("--nights-per-device", type=int, default=250)
     parser.add_argument("--lms", type=int, default=500, help="LMs per night")
     parser.add_argument("--validators", type=int, default=CollectorConfig().validators,
-                        help="collector validator processes ([collector] validators; default as shipped)")
+                        help="validator processes per collector ([collector] validators; default as shipped)")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args()
     total = DEVICES * args.nights_per_device
 
+    rounds = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         broker = Broker(workdir / "mosquitto", trustme.CA())
         broker.start()
         try:
             passwords = {f"dev-{i}": broker.add_device(f"dev-{i}") for i in range(DEVICES)}
-            finished = threading.Event()
-            kinds: Counter = Counter()
-
-            def on_outcome(topic, outcome) -> None:
-                kinds[outcome.kind] += 1
-                if sum(kinds.values()) >= total:
-                    finished.set()
-
-            config = MqttConfig(host=broker.host, port=broker.port, ca_file=str(broker.ca_file),
-                                username=broker.collector_user)
-            collector = Collector(workdir / "server.db", config, broker.collector_password,
-                                  validators=args.validators, on_outcome=on_outcome)
-            collector.start()
-            if not collector.subscribed.wait(30):
-                raise SystemExit("the collector did not subscribe")
-
+            users = {broker.collector_user: broker.collector_password}
+            users.update({f"collector-{k}": broker.add_collector(f"collector-{k}") for k in range(2, args.collectors + 1)})
             load_before = os.getloadavg()[0]
-            ctx = mp.get_context("spawn")
-            go = ctx.Event()
-            procs = []
-            for device_id, password in passwords.items():
-                ready, done, cpu_s = ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
-                p = ctx.Process(target=publisher, args=(broker.host, broker.port, str(broker.ca_file), device_id,
-                                                       password, args.nights_per_device, args.lms, ready, go, done,
-                                                       cpu_s))
-                p.start()
-                procs.append((p, ready, done, cpu_s))
-            for _, ready, _, _ in procs:
-                if not ready.wait(120):
-                    raise SystemExit("a publisher did not get ready")
-            publisher_pids = {p.pid for p, _, _, _ in procs}
-            validators_cpu_start_s = children_cpu_s(publisher_pids)
-            collector_cpu_start_s = time.process_time()
-            broker_cpu_start_s = process_cpu_s(broker.process.pid)
-            start = time.perf_counter()
-            go.set()
-            if not finished.wait(600):
-                raise SystemExit(f"only {sum(kinds.values())} of {total} nights arrived: {dict(kinds)}")
-            elapsed = time.perf_counter() - start
-            collector_cpu_s = time.process_time() - collector_cpu_start_s
-            validators_cpu_s = children_cpu_s(publisher_pids) - validators_cpu_start_s
-            broker_cpu_s = process_cpu_s(broker.process.pid) - broker_cpu_start_s
-            for p, _, done, _ in procs:
-                done.wait(60)
-                p.join(60)
-            publishers_cpu_s = sum(cpu_s.value for _, _, _, cpu_s in procs)
-            collector.stop()
-            db = open_db(workdir / "server.db")
-            stored = db["nights"].count
-            if stored != total or kinds["stored"] != total:
-                raise SystemExit(f"expected {total} stored nights, got {stored} ({dict(kinds)})")
-            print(f"ingest through mosquitto: {total} nights of {args.lms} LMs from {DEVICES} devices "
-                  f"in {elapsed:.2f} s = {total / elapsed:.0f} nights/s with {args.validators} validator processes "
-                  f"(bar: >= 500/s; {os.cpu_count()} cores, load average before {load_before:.2f})")
-            per_night_s = {"collector": collector_cpu_s / total, "its validators": validators_cpu_s / total,
-                           "mosquitto": broker_cpu_s / total, "publishers": publishers_cpu_s / total}
-            print("CPU per night: " + ", ".join(f"{k} {1000 * v:.2f} ms" for k, v in per_night_s.items()))
-            # What the cores could carry if nothing else ran: load-independent, unlike the rate.
-            print(f"CPU-bound capacity of this machine: {os.cpu_count() / sum(per_night_s.values()):.0f} nights/s "
-                  f"({os.cpu_count()} cores / {1000 * sum(per_night_s.values()):.2f} ms of CPU per night)")
+            open_db(workdir / "server.db").close()  # migrated once, before the collectors race to it
+            for r in range(args.rounds):
+                # Interleaved, so that other load on the machine weighs on both alike.
+                broker_only = phase("broker_only", broker, users, passwords, args, workdir / "unused.db", 0)
+                collector = phase("collector", broker, users, passwords, args, workdir / "server.db",
+                                  r * args.nights_per_device)
+                rounds.append({"broker_only": broker_only, "collector": collector,
+                               "ratio": round(collector["nights_per_s"] / broker_only["nights_per_s"], 3)})
         finally:
             broker.kill()
-        print(f"ingest() alone (validate + SQLite): {ingest_only_rate(workdir, args.lms):.0f} nights/s")
+        db = open_db(workdir / "server.db")
+        stored = db["nights"].count
+        if stored != args.rounds * total or db["rejected"].count:
+            raise SystemExit(f"expected {args.rounds * total} stored nights and none rejected, got {stored}")
+        ingest_only = ingest_only_rate(workdir, args.lms)
+    medians = {key: statistics.median(r[key]["nights_per_s"] for r in rounds) for key in ("broker_only", "collector")}
+    ratio = statistics.median(r["ratio"] for r in rounds)
+    figures = {"collectors": args.collectors, "validators": args.validators, "nights_per_round": total,
+               "lms": args.lms, "devices": DEVICES, "cores": os.cpu_count(),
+               "load_average_before": round(load_before, 2), "rounds": rounds,
+               "median_nights_per_s": medians, "median_ratio": ratio,
+               "ingest_only_nights_per_s": round(ingest_only, 1),
+               "ok": medians["collector"] >= 500 and ratio >= 0.5}
+    if args.json:
+        print(json.dumps(figures, indent=1))
+        return
+    print(f"{total} nights of {args.lms} LMs from {DEVICES} devices through TLS mosquitto, {args.rounds} rounds "
+          f"({os.cpu_count()} cores, load average before {load_before:.2f})")
+    for i, r in enumerate(rounds, 1):
+        for name, f in (("broker_only (paho subscribers)", r["broker_only"]),
+                        (f"{args.collectors} collector(s), {args.validators} validators each", r["collector"])):
+            cpu = ", ".join(f"{k} {v:.2f} ms" for k, v in f["cpu_ms_per_night"].items())
+            print(f"round {i}: {name:<44} {f['nights_per_s']:7.0f} nights/s   CPU per night: {cpu}")
+        print(f"round {i}: ratio {r['ratio']:.2f}")
+    print(f"median ratio {ratio:.2f} (bar >= 0.5), median collector rate {medians['collector']:.0f}/s "
+          f"(bar >= 500/s): {'ok' if figures['ok'] else 'OVER'}")
+    print(f"ingest() alone (validate + SQLite): {ingest_only:.0f} nights/s")
 
 
 if __name__ == "__main__":
