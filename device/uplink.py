@@ -329,7 +329,12 @@ class Uplink:
                     self._on_connect_fail(client, None)
                     self._backoff()
                     continue
-            if client.loop(_keepalive_wait_s(client)) != 0:
+            try:
+                ended = client.loop(_keepalive_wait_s(client)) != 0
+            except Exception:  # never let the uplink die: recording does not depend on it
+                log.exception("uplink: unexpected error in the network loop; retrying")
+                ended = True
+            if ended:
                 self._backoff()  # the connection ended (on_disconnect has run), or was refused
 
     def _backoff(self) -> None:
