@@ -3,8 +3,8 @@ passwords, ACL) into SQLite by K real collectors (`--collectors`, in a share gro
 each in its own process as deployed). Each night has about 500 LMs. The bars: ≥ 500/s, and
 ≥ 50 % of what mosquitto + paho alone carry (issue 14).
 
-In the same run and on the same broker, first `broker_only`: the same 4 publishers send the same
-nights (made by the same function, so the same sizes) over the same TLS to K bare paho subscribers
+In the same run and on the same broker, first `broker_only`: the same 4 publishers send nights
+made by the same function (the same sizes and shape) over the same TLS to K bare paho subscribers
 (QoS 1, the collector's Receive Maximum, in a share group when K > 1, each in its own process) that
 only count them. Then the collectors: the same again, and the clock stops when they have committed
 (and acknowledged) the last night. `ratio` is collectors / broker_only. The two alternate for
