@@ -376,7 +376,7 @@ def _latest_nights(db: Database) -> None:
     )
 
 
-@MIGRATIONS(name="0006_nights_summary_id")
+@MIGRATIONS(name="0009_nights_summary_id")
 def _nights_summary_id(db: Database) -> None:
     # Issue 14, item 3: the collector's idempotency rule (a summary_id stored on another night of
     # the device is a conflict) looked for it through every night of the device, a scan per message
