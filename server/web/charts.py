@@ -345,8 +345,14 @@ def _runs(points: Sequence[tuple[float, ...] | None]) -> list[list[tuple[float, 
     return [r for r in runs if r]
 
 
-def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, str]]) -> str:
-    """PLM index per night, its 7-night rolling mean and range, and staff treatment notes.
+MedicationBar = tuple[date, date | None, str]  # started, stopped (None: still taken), label
+MEDICATION_LANE_PX = 18
+
+
+def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, str]],
+              medications: Sequence[MedicationBar] = ()) -> str:
+    """PLM index per night, its 7-night rolling mean and range, staff notes, and the medications
+    as bars above the plot, one lane each, from the evening started to the evening stopped.
 
     One night is not enough to judge: the PLMI varies a great deal from night to night
     (Trotti LM et al., Correlates of PLMs variability over multiple nights and impact upon RLS
@@ -354,7 +360,8 @@ def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, 
     ``nights`` must be sorted by date. The y axis starts a little below 0, so that nights and a
     mean at 0 are drawn above the axis line, not hidden in it.
     """
-    width, height = 900, 330
+    lanes = len(medications)
+    width, height = 900, 330 + lanes * MEDICATION_LANE_PX
     if not nights:
         return _svg(width, height, "PLM index per night with the 7-night rolling mean", [
             _text(width / 2, height / 2, "no nights yet", cls="empty", anchor="middle",
@@ -363,9 +370,23 @@ def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, 
     first, last = xs[0] - timedelta(days=1), xs[-1] + timedelta(days=1)
     ticks = count_ticks(max(max(v for _, v in nights), CLINICAL_PLMI_ADULT) * 1.15, most=6)
     top = ticks[-1]
-    f = _Frame(left=64, top=34, right=840, bottom=285, x0=first.toordinal(), x1=last.toordinal(),
-               y0=-top * 0.05, y1=top)
+    lanes_px = lanes * MEDICATION_LANE_PX
+    f = _Frame(left=64, top=34 + lanes_px, right=840, bottom=285 + lanes_px,
+               x0=first.toordinal(), x1=last.toordinal(), y0=-top * 0.05, y1=top)
     body = []
+    for lane, (started, stopped, label) in enumerate(medications):
+        a = max(started, first).toordinal()
+        b = min(stopped or last, last).toordinal()
+        y = 30 + lane * MEDICATION_LANE_PX
+        if b >= a:
+            body.append(f'<rect class="medication" data-label="{escape(label)}"'
+                        f' data-started="{started}" data-stopped="{stopped or ""}"'
+                        f' x="{_n(f.x(a))}" y="{_n(y)}" width="{_n(max(f.x(b) - f.x(a), 2))}"'
+                        f' height="{MEDICATION_LANE_PX - 5}" fill="{NOTE_COLOUR}" fill-opacity="0.25"'
+                        f' stroke="{NOTE_COLOUR}"/>')
+        body.append(_text(f.x(a) + 4 if b >= a else f.left, y + 10, label
+                          + ("" if b >= a else " (outside these dates)"), cls="medication-label",
+                          colour=NOTE_COLOUR, size=11))
     stats = rolling_stats(nights)
     drawn = [s for s in stats if s is not None]
     for run in _runs([(s[0].toordinal(), s[1], s[2], s[3]) if s else None for s in stats]):

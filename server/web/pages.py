@@ -23,7 +23,7 @@ from sqlite_utils import Database
 from server import quality
 from server.db import assign_device
 from server.model import DEVICE_ID_PATTERN
-from server.web import auth, charts, edf, night_quality, queries
+from server.web import auth, charts, edf, medications, night_quality, queries, response
 from server.web.access import allow, public
 from server.web.auth import ADMIN, CLINICIAN
 from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, audit,
@@ -301,15 +301,19 @@ def _patient_or_404(request: Request, db: Database, patient_id: int,
 def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
                db: Database = Depends(get_db)) -> Response:
     """A patient's verdict over the eligible nights, then the trend: PLMI per eligible night, the
-    7-night rolling mean and spread, treatment notes, and every night with its quality."""
+    7-night rolling mean and spread, medications and notes, the treatment response, and every
+    night with its quality."""
     found = _patient_or_404(request, db, patient_id, "patient.view")
     nights, notes, chart_args = load_trend(db, patient_id)
     svg = charts.trend_svg(*chart_args)
+    meds = medications.of_patient(db, patient_id)
     # The last nights summarised are the eligible ones, as on the chart (issue 12).
     recent = [n for n in nights if n["quality"].label == quality.ELIGIBLE][-7:]
     return render(request, "trend.html", {
         "patient": found, "nights": list(reversed(nights)), "notes": notes, "chart": svg,
-        "verdict": verdict(nights),
+        "verdict": verdict(nights), "medications": meds,
+        "classes": medications.CLASS_NAMES, "changes": response.changes(meds, nights),
+        "prompts": response.augmentation_prompts(meds, nights),
         "recent_mean": (sum(n["plm_index"] for n in recent) / len(recent)) if recent else None,
         "recent_range": ((min(n["plm_index"] for n in recent), max(n["plm_index"] for n in recent))
                          if recent else None),
@@ -333,6 +337,44 @@ def add_note(request: Request, patient_id: int = Path(ge=1, le=2**62),
     audit(request, db, "note.add", target_kind="patient", target=found["pseudonym"],
           patient=found["pseudonym"], detail=f"date={on}")
     return RedirectResponse(f"/patients/{patient_id}#notes", status_code=303)
+
+
+@router.post("/patients/{patient_id}/medications")
+@allow(CLINICIAN)
+def add_medication(request: Request, patient_id: int = Path(ge=1, le=2**62),
+                   drug: str = Form(max_length=200), dose: str = Form(max_length=200),
+                   drug_class: str = Form(max_length=40), started: date = Form(),
+                   stopped: date | None = Form(None), db: Database = Depends(get_db)) -> Response:
+    """Record a medication (drug, dose, class, start and optional stop date)."""
+    found = _patient_or_404(request, db, patient_id, None)
+    try:
+        medication_id = medications.add(
+            db, patient_id, drug=drug, dose=dose, drug_class=drug_class, started=started,
+            stopped=stopped, username=_principal(request).username, now_iso=_now_iso(request))
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    # Which entry and when, never the drug or dose (health data stays out of the trail).
+    audit(request, db, "medication.add", target_kind="patient", target=found["pseudonym"],
+          patient=found["pseudonym"], detail=f"id={medication_id} started={started}")
+    return RedirectResponse(f"/patients/{patient_id}#medications", status_code=303)
+
+
+@router.post("/patients/{patient_id}/medications/{medication_id}/stop")
+@allow(CLINICIAN)
+def stop_medication(request: Request, patient_id: int = Path(ge=1, le=2**62),
+                    medication_id: int = Path(ge=1, le=2**62), on: date = Form(),
+                    db: Database = Depends(get_db)) -> Response:
+    """Set the stop date of a medication the patient still takes."""
+    found = _patient_or_404(request, db, patient_id, None)
+    try:
+        medications.stop(db, patient_id, medication_id, on)
+    except LookupError as e:
+        raise HTTPException(404, str(e)) from None
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    audit(request, db, "medication.stop", target_kind="patient", target=found["pseudonym"],
+          patient=found["pseudonym"], detail=f"id={medication_id} stopped={on}")
+    return RedirectResponse(f"/patients/{patient_id}#medications", status_code=303)
 
 
 def _csv(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Response:
@@ -375,9 +417,11 @@ def patient_csv(request: Request, kind: Literal["nights", "lms"],
 @allow(CLINICIAN)
 def nights_json(request: Request, patient_id: int = Path(ge=1, le=2**62),
                 db: Database = Depends(get_db)) -> Response:
-    """The patient, their notes and the headline figures of every night, as JSON."""
+    """The patient, their notes and medications, and the headline figures of every night, as
+    JSON."""
     found = _patient_or_404(request, db, patient_id, "export.nights_json")
     body = {"patient": found, "notes": queries.notes(db, patient_id),
+            "medications": [m.as_dict() for m in medications.of_patient(db, patient_id)],
             "nights": queries.patient_nights(db, patient_id)}
     return Response(json.dumps(body, indent=1), media_type="application/json",
                     headers=attachment(found["pseudonym"], "nights.json"))

@@ -146,12 +146,14 @@ def test_staff_log_in_and_read_patients_night_and_trend(server, browser, tmp_pat
     assert page.get_by_text("Respiratory-related leg movements are not excluded").first.is_visible()
     page.screenshot(path=str(shots / f"night-{name}.png"), full_page=True)
 
-    # The trend, with the treatment note drawn on the chart.
+    # The trend, with the medication and the note drawn on the chart.
     page.locator(".crumbs a", has_text="P-0001").click()
     page.wait_for_url(f"**/patients/{seeded.flagged_patient}")
     trend = page.locator("figure.svg svg")
     assert trend.count() == 1
-    assert trend.locator("text", has_text="ropinirole 0.25 mg started").count() >= 1
+    assert trend.locator("rect.medication").count() == 1
+    assert trend.locator("text.medication-label", has_text="ropinirole 0.25 mg").count() == 1
+    assert trend.locator("text.note-label", has_text="restless evenings").count() == 1
     assert trend.locator("circle.night").count() == 30
     assert trend.locator("polyline.mean").count() >= 1
     assert trend.locator("text.legend").all_text_contents() == [
