@@ -421,3 +421,69 @@ def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, 
         entries += [("7-night mean", MEAN_COLOUR), ("7-night range", SPREAD_FILL)]
     body += _legend(f.right, 14, entries)
     return _svg(width, height, "PLM index per night with the 7-night rolling mean", body)
+
+
+# ---- bed and rising times -----------------------------------------------------------------------
+
+BedNight = tuple[date, float, float, bool]  # night, lights off and rising (minutes after noon), eligible
+
+
+def _clock_label(minutes_after_noon: float) -> str:
+    total = int(round(minutes_after_noon + 720)) % 1440
+    return f"{total // 60:02d}:{total % 60:02d}"
+
+
+def bedtimes_svg(nights: Sequence[BedNight], means: tuple[float, float] | None = None) -> str:
+    """Lights off and rising per night on a clock axis running down from the evening to the
+    morning (as a sleep diary reads), the time between them as a bar; eligible nights filled,
+    provisional ones hollow. ``means``: the circular means of lights off and rising (minutes after
+    noon), drawn as dashed lines."""
+    width, height = 900, 300
+    title = "Lights off and rising, night by night"
+    if not nights:
+        return _svg(width, height, title, [_text(width / 2, height / 2, "no nights yet",
+                                                 cls="empty", anchor="middle", colour=MUTED)])
+    xs = [n for n, *_ in nights]
+    first, last = xs[0] - timedelta(days=1), xs[-1] + timedelta(days=1)
+    low = min(off for _, off, _, _ in nights)
+    high = max(rise for _, _, rise, _ in nights)
+    y0 = max(0, 120 * math.floor((low - 30) / 120))        # whole 2-h steps around the times
+    y1 = min(1440 + 720, 120 * math.ceil((high + 30) / 120))
+    # The clock runs down the axis: the evening at the top.
+    f = _Frame(left=64, top=34, right=840, bottom=255, x0=first.toordinal(), x1=last.toordinal(),
+               y0=-y1, y1=-y0)
+    body = []
+    for night, off, rise, eligible in nights:
+        x = f.x(night.toordinal())
+        fill = INK if eligible else "#fff"
+        cls = "" if eligible else " provisional"
+        body.append(f'<line class="bed-span{cls}" x1="{_n(x)}" x2="{_n(x)}" y1="{_n(f.y(-off))}"'
+                    f' y2="{_n(f.y(-rise))}" stroke="{MEAN_COLOUR}" stroke-width="3"'
+                    f' stroke-opacity="0.45"/>')
+        body.append(f'<circle class="bedtime{cls}" data-night="{night}" data-time="'
+                    f'{_clock_label(off)}" cx="{_n(x)}" cy="{_n(f.y(-off))}" r="3.6" fill="{fill}"'
+                    f' stroke="{INK}"/>')
+        body.append(f'<rect class="risetime{cls}" data-night="{night}" data-time="'
+                    f'{_clock_label(rise)}" x="{_n(x - 3.4)}" y="{_n(f.y(-rise) - 3.4)}"'
+                    f' width="6.8" height="6.8" fill="{fill}" stroke="{INK}"/>')
+    if means is not None:
+        for value, cls in zip(means, ("mean-off", "mean-rise")):
+            y = f.y(-value)
+            body.append(f'<line class="{cls}" x1="{_n(f.left)}" x2="{_n(f.right)}" y1="{_n(y)}"'
+                        f' y2="{_n(y)}" stroke="{MEAN_COLOUR}" stroke-dasharray="5 4"/>')
+            body.append(_text(f.right + 5, y + 4, _clock_label(value), cls=f"{cls}-label",
+                              colour=MEAN_COLOUR, size=12))
+    yticks = [(-m, _clock_label(m)) for m in range(int(y0), int(y1) + 1, 120)]
+    body += _axes(f, [(d.toordinal(), label) for d, label in date_ticks(xs[0], xs[-1])],
+                  yticks, "", "clock time")
+    # The legend draws each mark as it is on the chart (a circle, a square, hollow, dashed).
+    x = f.left
+    for name, mark in (("lights off", f'<circle cx="{{x}}" cy="14" r="3.6" fill="{INK}"/>'),
+                       ("rising", f'<rect x="{{x}}" y="10.6" width="6.8" height="6.8" fill="{INK}"/>'),
+                       ("provisional night", f'<circle cx="{{x}}" cy="14" r="3.6" fill="#fff" stroke="{INK}"/>'),
+                       *((("28-night circular mean", f'<path d="M{{x}},14 h16" stroke="{MEAN_COLOUR}" stroke-dasharray="5 4"/>'),)
+                         if means is not None else ())):
+        body.append(mark.format(x=_n(x + 4)))
+        body.append(_text(x + 24, 18, name, cls="legend"))
+        x += len(name) * FONT_PX * 0.62 + 44
+    return _svg(width, height, title, body)

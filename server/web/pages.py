@@ -23,7 +23,8 @@ from sqlite_utils import Database
 from server import quality
 from server.db import assign_device
 from server.model import DEVICE_ID_PATTERN
-from server.web import auth, charts, edf, medications, night_quality, queries, response
+from server.web import (auth, charts, edf, medications, night_quality, queries, regularity,
+                        response)
 from server.web.access import allow, public
 from server.web.auth import ADMIN, CLINICIAN
 from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, audit,
@@ -93,8 +94,15 @@ def install_filters(templates: Jinja2Templates, clinic_tz: tzinfo | None) -> Non
     def number(value: float | None, digits: int = 1) -> str:
         return "–" if value is None else f"{value:.{digits}f}"
 
+    def clock(minutes: float | None) -> str:
+        # Minutes after midnight (a circular mean) as a wall-clock time.
+        if minutes is None:
+            return "–"
+        total = int(round(minutes)) % 1440
+        return f"{total // 60:02d}:{total % 60:02d}"
+
     env.filters.update(localtime=localtime, duration=duration, percent=percent, number=number,
-                       span=span, inline_code=inline_code)
+                       span=span, inline_code=inline_code, clock=clock)
 
 
 def _principal(request: Request) -> Principal:
@@ -307,6 +315,7 @@ def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
     nights, notes, chart_args = load_trend(db, patient_id)
     svg = charts.trend_svg(*chart_args)
     meds = medications.of_patient(db, patient_id)
+    regular = regularity.load(db, patient_id, state(request).today())
     # The last nights summarised are the eligible ones, as on the chart (issue 12).
     recent = [n for n in nights if n["quality"].label == quality.ELIGIBLE][-7:]
     return render(request, "trend.html", {
@@ -314,6 +323,7 @@ def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
         "verdict": verdict(nights), "medications": meds,
         "classes": medications.CLASS_NAMES, "changes": response.changes(meds, nights),
         "prompts": response.augmentation_prompts(meds, nights),
+        "regularity": regular, "bed_chart": _bed_chart(regular),
         "recent_mean": (sum(n["plm_index"] for n in recent) / len(recent)) if recent else None,
         "recent_range": ((min(n["plm_index"] for n in recent), max(n["plm_index"] for n in recent))
                          if recent else None),
@@ -337,6 +347,19 @@ def add_note(request: Request, patient_id: int = Path(ge=1, le=2**62),
     audit(request, db, "note.add", target_kind="patient", target=found["pseudonym"],
           patient=found["pseudonym"], detail=f"date={on}")
     return RedirectResponse(f"/patients/{patient_id}#notes", status_code=303)
+
+
+def _bed_chart(regular: regularity.Regularity) -> str:
+    """The chart of lights off and rising (excluded nights are not drawn), with the 28-night
+    circular means when there are enough nights for them."""
+    month = regular.spreads[-1]
+    means = None
+    if month.off_mean_min is not None:
+        # Circular means are minutes after midnight; the chart counts from noon.
+        means = ((month.off_mean_min - 720) % 1440, (month.rise_mean_min - 720) % 1440)
+    return charts.bedtimes_svg(
+        [(t.night, t.off_min, t.rise_min, t.label == quality.ELIGIBLE) for t in regular.times
+         if t.label != quality.EXCLUDED], means)
 
 
 @router.post("/patients/{patient_id}/medications")

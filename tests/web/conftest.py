@@ -68,7 +68,11 @@ def seed_db(path: Path, now: datetime = NOW) -> Seeded:
     last = now.date() - timedelta(days=1)
     for i in range(30):
         night = last - timedelta(days=29 - i)
-        seed.store(db, seed.make_night("dev-a", night, _P1_PLMI[i]), received_at=now)
+        # To bed an hour later on Friday and Saturday evenings (the regularity card shows it).
+        late_s = 3600.0 if night.weekday() in (4, 5) else 0.0
+        seed.store(db, seed.make_night("dev-a", night, _P1_PLMI[i],
+                                       in_bed_s=(600.0 + late_s, 8 * 3600.0 - 900.0)),
+                   received_at=now)
     for i in range(5):
         seed.store(db, seed.make_night("dev-b", last - timedelta(days=4 - i), 2.0), received_at=now)
     seed.store(db, seed.make_night("dev-c", last - timedelta(days=5), 30.0),

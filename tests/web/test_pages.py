@@ -116,7 +116,7 @@ def test_a_replaced_night_is_redrawn(staff, seeded):
 
 def test_the_trend_has_the_chart_notes_and_nights(staff, seeded):
     html = staff.get(f"/patients/{seeded.flagged_patient}").text
-    assert html.count("<svg") == 1
+    assert html.count("<svg") == 2  # the trend, then the bed and rising times
     chart = html.split("<svg")[1].split("</svg>")[0]
     assert 'class="medication" data-label="ropinirole 0.25 mg"' in chart
     assert "restless evenings after travel" in chart
