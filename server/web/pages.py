@@ -24,7 +24,7 @@ from server import quality
 from server.db import assign_device
 from server.model import DEVICE_ID_PATTERN
 from server.web import (auth, charts, edf, medications, night_quality, queries, regularity,
-                        response)
+                        report, response)
 from server.web.access import allow, public
 from server.web.auth import ADMIN, CLINICIAN
 from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, audit,
@@ -43,6 +43,18 @@ DeviceId = Path(pattern=DEVICE_ID_PATTERN, max_length=63)
 STANDING_CAVEATS = (
     "Respiratory-related leg movements are not excluded: there is no respiratory signal.",
     "Indices are per hour in bed, not per hour of sleep: there is no EEG (as PAM-RL reports them).",
+)
+
+
+# The clinic report adds what is true of every span of nights (docs/architecture.md, domain rules).
+REPORT_CAVEATS = (
+    "In bed comes from the shin's posture and the patient's button: time awake in bed counts, "
+    "so the PLM index may be lower than a polysomnography's per hour of sleep.",
+    "Detection has been checked against simulated nights, not yet against polysomnography in "
+    "patients.",
+    "The 4-h, 90 % coverage and gap thresholds of night quality, the 0.6 periodicity reading and "
+    "the treatment-response rules are rlsmon's stated choices (docs/dashboard.md), not "
+    "published cut-offs.",
 )
 
 
@@ -434,6 +446,27 @@ def patient_csv(request: Request, kind: Literal["nights", "lms"],
     found = _patient_or_404(request, db, patient_id, f"export.{kind}_csv")
     read, columns = CSV_EXPORTS[kind]
     return _csv(read(db, patient_id), columns, f"{found['pseudonym']}_{kind}.csv")
+
+
+@router.get("/patients/{patient_id}/report.pdf")
+@allow(CLINICIAN)
+def report_pdf(request: Request, patient_id: int = Path(ge=1, le=2**62),
+               nights: int = Query(report.DEFAULT_NIGHTS, ge=1, le=366),
+               last: date | None = Query(None), db: Database = Depends(get_db)) -> Response:
+    """The one-page clinic report (A4 PDF) of the ``nights`` nights ending on ``last`` (default:
+    the patient's latest night)."""
+    found = _patient_or_404(request, db, patient_id, None)
+    if last is None:
+        first, end = report.span_of(db, patient_id, state(request).today(), nights)
+    else:
+        first, end = last - timedelta(days=nights - 1), last
+    audit(request, db, "export.report_pdf", target_kind="patient", target=found["pseudonym"],
+          patient=found["pseudonym"], detail=f"nights={first}..{end}")
+    body = report.render_pdf(report.gather(
+        db, found, first, end, state(request).now().astimezone(state(request).clinic_tz),
+        STANDING_CAVEATS + REPORT_CAVEATS))
+    return Response(body, media_type="application/pdf",
+                    headers=attachment(found["pseudonym"], f"report_{first}_{end}.pdf"))
 
 
 @router.get("/patients/{patient_id}/nights.json")

@@ -34,6 +34,7 @@ ROUTES: dict[tuple[str, str], str | frozenset[str]] = {
     ("POST", "/patients/{patient_id}/medications/{medication_id}/stop"): CLINICIAN,
     ("GET", "/patients/{patient_id}/{kind}.csv"): CLINICIAN,
     ("GET", "/patients/{patient_id}/nights.json"): CLINICIAN,
+    ("GET", "/patients/{patient_id}/report.pdf"): CLINICIAN,
     ("GET", "/tokens"): BOTH,
     ("POST", "/tokens"): BOTH,
     ("POST", "/tokens/revoke"): BOTH,
