@@ -23,8 +23,8 @@ from sqlite_utils import Database
 from server import quality
 from server.db import assign_device
 from server.model import DEVICE_ID_PATTERN
-from server.web import (auth, charts, edf, medications, night_quality, queries, regularity,
-                        report, response)
+from server.web import (auth, charts, edf, fhir, medications, night_quality, queries,
+                        regularity, report, response)
 from server.web.access import allow, public
 from server.web.auth import ADMIN, CLINICIAN
 from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, audit,
@@ -467,6 +467,17 @@ def report_pdf(request: Request, patient_id: int = Path(ge=1, le=2**62),
         STANDING_CAVEATS + REPORT_CAVEATS))
     return Response(body, media_type="application/pdf",
                     headers=attachment(found["pseudonym"], f"report_{first}_{end}.pdf"))
+
+
+@router.get("/patients/{patient_id}/fhir.json")
+@allow(CLINICIAN)
+def patient_fhir(request: Request, patient_id: int = Path(ge=1, le=2**62),
+                 db: Database = Depends(get_db)) -> Response:
+    """The patient's nights as a FHIR R4 Bundle of Observations (docs/dashboard.md)."""
+    found = _patient_or_404(request, db, patient_id, "export.fhir")
+    body = fhir.bundle(found, fhir.patient_summaries(db, patient_id), state(request).now())
+    return Response(json.dumps(body, ensure_ascii=False), media_type="application/fhir+json",
+                    headers=attachment(found["pseudonym"], "fhir.json"))
 
 
 @router.get("/patients/{patient_id}/nights.json")

@@ -35,6 +35,7 @@ ROUTES: dict[tuple[str, str], str | frozenset[str]] = {
     ("GET", "/patients/{patient_id}/{kind}.csv"): CLINICIAN,
     ("GET", "/patients/{patient_id}/nights.json"): CLINICIAN,
     ("GET", "/patients/{patient_id}/report.pdf"): CLINICIAN,
+    ("GET", "/patients/{patient_id}/fhir.json"): CLINICIAN,
     ("GET", "/tokens"): BOTH,
     ("POST", "/tokens"): BOTH,
     ("POST", "/tokens/revoke"): BOTH,
