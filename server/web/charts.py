@@ -384,8 +384,12 @@ def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, 
                         f' x="{_n(f.x(a))}" y="{_n(y)}" width="{_n(max(f.x(b) - f.x(a), 2))}"'
                         f' height="{MEDICATION_LANE_PX - 5}" fill="{NOTE_COLOUR}" fill-opacity="0.25"'
                         f' stroke="{NOTE_COLOUR}"/>')
-        body.append(_text(f.x(a) + 4 if b >= a else f.left, y + 10, label
-                          + ("" if b >= a else " (outside these dates)"), cls="medication-label",
+        # The label inside the bar from its start; left of the bar when the bar starts in the
+        # right half, so that it stays inside the chart.
+        late = b >= a and f.x(a) > (f.left + f.right) / 2
+        body.append(_text(f.x(a) - 4 if late else (f.x(a) + 4 if b >= a else f.left), y + 10,
+                          label + ("" if b >= a else " (outside these dates)"),
+                          cls="medication-label", anchor="end" if late else "start",
                           colour=NOTE_COLOUR, size=11))
     stats = rolling_stats(nights)
     drawn = [s for s in stats if s is not None]
