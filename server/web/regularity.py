@@ -138,14 +138,16 @@ def spread(times: Sequence[BedTimes], last: date, nights: int) -> Spread:
 def _states(t: BedTimes) -> list[bool | None]:
     """In bed (True), out of bed (False) or unknown (None) for each epoch of the 24 h from noon
     of the night's date."""
-    noon = datetime.combine(t.night, time(12), t.lights_off.tzinfo)
+    # In minutes after noon, as plain numbers: the loop runs 1440 times a night.
+    unseen = [(_after_noon(t.night, a), _after_noon(t.night, b)) for a, b in t.unseen]
+    in_bed = [(_after_noon(t.night, a), _after_noon(t.night, b)) for a, b in t.in_bed]
     out: list[bool | None] = []
     for k in range(DAY_MIN // SRI_EPOCH_MIN):
-        mid = noon + timedelta(minutes=(k + 0.5) * SRI_EPOCH_MIN)
-        if any(a <= mid < b for a, b in t.unseen):
+        mid = (k + 0.5) * SRI_EPOCH_MIN
+        if any(a <= mid < b for a, b in unseen):
             out.append(None)
         else:
-            out.append(any(a <= mid < b for a, b in t.in_bed))
+            out.append(any(a <= mid < b for a, b in in_bed))
     return out
 
 
