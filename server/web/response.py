@@ -96,9 +96,10 @@ class Change:
         text = f"{head}. Before, {self.before.describe()}. After, {self.after.describe()}."
         if self.before.enough and self.after.enough:
             delta = self.after.median - self.before.median  # type: ignore[operator]
-            text += f" Median {'+' if delta >= 0 else '−'}{abs(delta):.1f}/h"
+            sign = "+" if delta >= 0 else "−"
+            text += f" Median {sign}{abs(delta):.1f}/h"
             if self.before.median:
-                text += f" ({delta / self.before.median:+.0%})"
+                text += f" ({sign}{abs(delta) / self.before.median:.0%})"
             text += "."
         return text
 

@@ -176,15 +176,22 @@ def test_staff_log_in_and_read_patients_night_and_trend(server, browser, tmp_pat
     page.close()
 
 
+def _open_after_login(browser, url: str, user: str, password: str):
+    """A laptop-sized page that asks for ``url``, is sent to the login and signs in."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    page.set_default_timeout(30_000)
+    page.goto(url)
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    return page
+
+
 @pytest.mark.timeout(240)
 def test_an_admin_reads_the_audit_trail_and_cannot_open_a_patient(server, browser, tmp_path):
     base, seeded = server
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.set_default_timeout(30_000)
-    page.goto(base + f"/patients/{seeded.flagged_patient}")
-    page.fill("input[name=username]", ADMIN_USER)
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
+    page = _open_after_login(browser, base + f"/patients/{seeded.flagged_patient}", ADMIN_USER,
+                             ADMIN_PASSWORD)
     # The page it asked for is a clinician's: an admin is refused it.
     page.wait_for_url(f"**/patients/{seeded.flagged_patient}")
     assert page.get_by_text("not open to the admin role").is_visible()
@@ -204,12 +211,7 @@ def test_a_clinician_reads_the_answer_over_nights_and_prints_the_report(server, 
     then the clinic report through its link, read back with pdftotext."""
     base, seeded = server
     shots = _shots_dir(tmp_path)
-    page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-    page.set_default_timeout(30_000)
-    page.goto(base + f"/patients/{seeded.flagged_patient}")
-    page.fill("input[name=username]", USER)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    page = _open_after_login(browser, base + f"/patients/{seeded.flagged_patient}", USER, PASSWORD)
     page.wait_for_url(f"**/patients/{seeded.flagged_patient}")
 
     # The verdict leads, over the 30 eligible nights; every night carries its quality label.

@@ -50,7 +50,7 @@ def test_before_and_after_windows_are_14_nights_of_eligible_nights_only():
     assert change.line == (
         "ropinirole 0.25 mg (dopamine agonist) started 1 Oct. Before, 17 Sep–30 Sep: 12 eligible "
         "nights, median 30.0/h (IQR 30.0–30.0, range 30.0–30.0). After, 1 Oct–14 Oct: 14 eligible "
-        "nights, median 10.0/h (IQR 10.0–10.0, range 10.0–10.0). Median −20.0/h (-67%).")
+        "nights, median 10.0/h (IQR 10.0–10.0, range 10.0–10.0). Median −20.0/h (−67%).")
 
 
 def test_the_spread_is_stated_and_too_few_nights_said_so():
