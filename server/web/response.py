@@ -118,12 +118,15 @@ def _window(nights: Sequence[dict[str, Any]], first: date, last: date) -> Window
 
 def changes(medications: Sequence[Medication], nights: Sequence[dict[str, Any]]) -> list[Change]:
     """Every start and stop, oldest first, with the eligible nights before (up to
-    ``WINDOW_NIGHTS`` nights up to the evening before) and after (from the evening of the change),
-    each cut at the neighbouring change on another date."""
+    ``WINDOW_NIGHTS`` nights up to the evening before) and after (from the evening of the change,
+    to the latest night at most), each cut at the neighbouring change on another date."""
     events = sorted([(m.started, "started", m) for m in medications]
                     + [(m.stopped, "stopped", m) for m in medications if m.stopped],
                     key=lambda e: (e[0], e[1], e[2].id))
     dates = sorted({on for on, _, _ in events})
+    # The "after" window never runs past the latest night recorded: nights not yet slept are
+    # not nights without a recording.
+    latest = max((date.fromisoformat(n["night"]) for n in nights), default=None)
     out = []
     for on, kind, med in events:
         earlier = [d for d in dates if d < on]
@@ -131,6 +134,8 @@ def changes(medications: Sequence[Medication], nights: Sequence[dict[str, Any]])
         first = max([on - timedelta(days=WINDOW_NIGHTS)] + earlier[-1:])
         last = min([on + timedelta(days=WINDOW_NIGHTS - 1)]
                    + [d - timedelta(days=1) for d in later[:1]])
+        if latest is not None:
+            last = max(on, min(last, latest))
         out.append(Change(on, kind, med, _window(nights, first, on - timedelta(days=1)),
                           _window(nights, on, last)))
     return out

@@ -61,7 +61,7 @@ def test_the_spread_is_stated_and_too_few_nights_said_so():
     assert change.before.median == 25 and change.before.iqr == (17.5, 32.5)
     assert change.after.median is None and change.after.iqr is None
     assert "median 25.0/h (IQR 17.5–32.5, range 10.0–40.0)" in change.line
-    assert "After, 1 Oct–14 Oct: 2 eligible nights, too few to compare (at least 3)." in change.line
+    assert "After, 1 Oct–3 Oct: 2 eligible nights, too few to compare (at least 3)." in change.line
     assert "Median" not in change.line.split("After")[1]
 
 
@@ -211,3 +211,11 @@ def test_every_medication_write_is_audited_without_the_drug(staff, seeded):
         ("medication.stop", "nurse.kim", "P-0001", f"id={med_id} stopped=2026-11-23"),
         ("medication.add", "nurse.kim", "P-0001", f"id={med_id} started=2026-11-20")]
     assert not any("pregabalin" in str(v) or "75 mg" in str(v) for e in entries for v in e.values())
+
+
+def test_the_after_window_ends_at_the_latest_night_recorded():
+    # Started 1 Oct, nights recorded to 5 Oct: the window is 1-5 Oct, not 1-14 Oct.
+    nights = [_night(d, 30.0) for d in range(-5, 0)] + [_night(d, 10.0) for d in range(0, 5)]
+    (change,) = response.changes([_med()], nights)
+    assert (change.after.first, change.after.last) == (D0, D0 + timedelta(days=4))
+    assert "After, 1 Oct–5 Oct: 5 eligible nights" in change.line
