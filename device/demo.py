@@ -246,6 +246,20 @@ class Dashboard:
         except OSError as exc:
             raise DemoError(f"the demo login was refused ({exc})") from exc
 
+    def add_medication(self, pseudonym: str, drug: str, dose: str, drug_class: str,
+                       started: str) -> None:
+        """Record a medication through the patient page's form, as a clinician would."""
+        import re
+        import urllib.parse
+
+        patient = next(p for p in json.loads(self._get("/api/patients")) if p["pseudonym"] == pseudonym)
+        token = re.search(r'name="csrf_token" value="([^"]+)"', self._get(f"/patients/{patient['id']}").decode())
+        if token is None:
+            raise DemoError("the patient page has no CSRF token")
+        form = urllib.parse.urlencode({"drug": drug, "dose": dose, "drug_class": drug_class,
+                                       "started": started, "csrf_token": token.group(1)}).encode()
+        self._opener.open(f"{self.url}/patients/{patient['id']}/medications", data=form, timeout=10).close()
+
     def nights(self) -> dict[str, list[dict]]:
         """Each patient pseudonym with the headline figures of their nights, oldest first."""
         return {p["pseudonym"]: json.loads(self._get(f"/api/patients/{p['id']}/nights"))
@@ -457,6 +471,12 @@ def run_demo(args: argparse.Namespace, work: Path, supervisor: Supervisor) -> No
     dashboard = Dashboard(f"http://127.0.0.1:{web_port}")
     wait_until(dashboard.up, 30, f"the dashboard on port {web_port}", supervisor)
     dashboard.login("demo", login_password)
+    # A medication change halfway through the PLMD patient's nights: the dashboard compares the
+    # nights before and after it.
+    import datetime as dt
+
+    started = (dt.date.today() - dt.timedelta(days=max(1, args.nights // 2))).isoformat()
+    dashboard.add_medication(PATIENTS[0].pseudonym, "ropinirole", "0.25 mg", "dopamine_agonist", started)
     say(f"broker (TLS) on 127.0.0.1:{mqtt_port}, collector subscribed, dashboard up\n")
     say(f"    Dashboard:  {dashboard.url}/")
     say(f"    Login:      demo / {login_password}\n")

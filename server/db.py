@@ -376,6 +376,38 @@ def _latest_nights(db: Database) -> None:
     )
 
 
+# The classes a medication entry may have (issue 12, item 4): the drugs used for RLS and PLMD
+# (Silber et al., Mayo Clin Proc 2021; Winkelman et al., the AASM guideline, J Clin Sleep
+# Med 2025), and "other".
+MEDICATION_CLASSES = ("dopamine_agonist", "alpha2delta", "iron", "opioid", "benzodiazepine",
+                      "other")
+
+
+@MIGRATIONS(name="0006_medications")
+def _medications(db: Database) -> None:
+    # Issue 12, item 4: structured medication entries beside the free-text notes, so that the
+    # dashboard can compare the nights before and after each change. A start and an optional
+    # stop date (the evening the change took effect). Portable DDL (TEXT/INTEGER, CHECKs, no
+    # SQLite-only functions), as the server is being ported to PostgreSQL.
+    classes = ", ".join(f"'{c}'" for c in MEDICATION_CLASSES)
+    _ddl(
+        db,
+        f"""CREATE TABLE medications (
+            id INTEGER PRIMARY KEY,
+            patient_id INTEGER NOT NULL REFERENCES patients(id) ON DELETE CASCADE,
+            drug TEXT NOT NULL,
+            dose TEXT NOT NULL,
+            drug_class TEXT NOT NULL CHECK (drug_class IN ({classes})),
+            started TEXT NOT NULL,
+            stopped TEXT,
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            CHECK (stopped IS NULL OR stopped >= started)
+        )""",
+        "CREATE INDEX idx_medications_patient ON medications(patient_id, started)",
+    )
+
+
 @MIGRATIONS(name="0009_nights_summary_id")
 def _nights_summary_id(db: Database) -> None:
     # Issue 14, item 3: the collector's idempotency rule (a summary_id stored on another night of

@@ -345,8 +345,14 @@ def _runs(points: Sequence[tuple[float, ...] | None]) -> list[list[tuple[float, 
     return [r for r in runs if r]
 
 
-def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, str]]) -> str:
-    """PLM index per night, its 7-night rolling mean and range, and staff treatment notes.
+MedicationBar = tuple[date, date | None, str]  # started, stopped (None: still taken), label
+MEDICATION_LANE_PX = 18
+
+
+def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, str]],
+              medications: Sequence[MedicationBar] = ()) -> str:
+    """PLM index per night, its 7-night rolling mean and range, staff notes, and the medications
+    as bars above the plot, one lane each, from the evening started to the evening stopped.
 
     One night is not enough to judge: the PLMI varies a great deal from night to night
     (Trotti LM et al., Correlates of PLMs variability over multiple nights and impact upon RLS
@@ -354,7 +360,8 @@ def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, 
     ``nights`` must be sorted by date. The y axis starts a little below 0, so that nights and a
     mean at 0 are drawn above the axis line, not hidden in it.
     """
-    width, height = 900, 330
+    lanes = len(medications)
+    width, height = 900, 330 + lanes * MEDICATION_LANE_PX
     if not nights:
         return _svg(width, height, "PLM index per night with the 7-night rolling mean", [
             _text(width / 2, height / 2, "no nights yet", cls="empty", anchor="middle",
@@ -363,9 +370,27 @@ def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, 
     first, last = xs[0] - timedelta(days=1), xs[-1] + timedelta(days=1)
     ticks = count_ticks(max(max(v for _, v in nights), CLINICAL_PLMI_ADULT) * 1.15, most=6)
     top = ticks[-1]
-    f = _Frame(left=64, top=34, right=840, bottom=285, x0=first.toordinal(), x1=last.toordinal(),
-               y0=-top * 0.05, y1=top)
+    lanes_px = lanes * MEDICATION_LANE_PX
+    f = _Frame(left=64, top=34 + lanes_px, right=840, bottom=285 + lanes_px,
+               x0=first.toordinal(), x1=last.toordinal(), y0=-top * 0.05, y1=top)
     body = []
+    for lane, (started, stopped, label) in enumerate(medications):
+        a = max(started, first).toordinal()
+        b = min(stopped or last, last).toordinal()
+        y = 30 + lane * MEDICATION_LANE_PX
+        if b >= a:
+            body.append(f'<rect class="medication" data-label="{escape(label)}"'
+                        f' data-started="{started}" data-stopped="{stopped or ""}"'
+                        f' x="{_n(f.x(a))}" y="{_n(y)}" width="{_n(max(f.x(b) - f.x(a), 2))}"'
+                        f' height="{MEDICATION_LANE_PX - 5}" fill="{NOTE_COLOUR}" fill-opacity="0.25"'
+                        f' stroke="{NOTE_COLOUR}"/>')
+        # The label inside the bar from its start; left of the bar when the bar starts in the
+        # right half, so that it stays inside the chart.
+        late = b >= a and f.x(a) > (f.left + f.right) / 2
+        body.append(_text(f.x(a) - 4 if late else (f.x(a) + 4 if b >= a else f.left), y + 10,
+                          label + ("" if b >= a else " (outside these dates)"),
+                          cls="medication-label", anchor="end" if late else "start",
+                          colour=NOTE_COLOUR, size=11))
     stats = rolling_stats(nights)
     drawn = [s for s in stats if s is not None]
     for run in _runs([(s[0].toordinal(), s[1], s[2], s[3]) if s else None for s in stats]):
@@ -400,3 +425,69 @@ def trend_svg(nights: Sequence[tuple[date, float]], notes: Sequence[tuple[date, 
         entries += [("7-night mean", MEAN_COLOUR), ("7-night range", SPREAD_FILL)]
     body += _legend(f.right, 14, entries)
     return _svg(width, height, "PLM index per night with the 7-night rolling mean", body)
+
+
+# ---- bed and rising times -----------------------------------------------------------------------
+
+BedNight = tuple[date, float, float, bool]  # night, lights off and rising (minutes after noon), eligible
+
+
+def _clock_label(minutes_after_noon: float) -> str:
+    total = int(round(minutes_after_noon + 720)) % 1440
+    return f"{total // 60:02d}:{total % 60:02d}"
+
+
+def bedtimes_svg(nights: Sequence[BedNight], means: tuple[float, float] | None = None) -> str:
+    """Lights off and rising per night on a clock axis running down from the evening to the
+    morning (as a sleep diary reads), the time between them as a bar; eligible nights filled,
+    provisional ones hollow. ``means``: the circular means of lights off and rising (minutes after
+    noon), drawn as dashed lines."""
+    width, height = 900, 300
+    title = "Lights off and rising, night by night"
+    if not nights:
+        return _svg(width, height, title, [_text(width / 2, height / 2, "no nights yet",
+                                                 cls="empty", anchor="middle", colour=MUTED)])
+    xs = [n for n, *_ in nights]
+    first, last = xs[0] - timedelta(days=1), xs[-1] + timedelta(days=1)
+    low = min(off for _, off, _, _ in nights)
+    high = max(rise for _, _, rise, _ in nights)
+    y0 = max(0, 120 * math.floor((low - 30) / 120))        # whole 2-h steps around the times
+    y1 = min(1440 + 720, 120 * math.ceil((high + 30) / 120))
+    # The clock runs down the axis: the evening at the top.
+    f = _Frame(left=64, top=34, right=840, bottom=255, x0=first.toordinal(), x1=last.toordinal(),
+               y0=-y1, y1=-y0)
+    body = []
+    for night, off, rise, eligible in nights:
+        x = f.x(night.toordinal())
+        fill = INK if eligible else "#fff"
+        cls = "" if eligible else " provisional"
+        body.append(f'<line class="bed-span{cls}" x1="{_n(x)}" x2="{_n(x)}" y1="{_n(f.y(-off))}"'
+                    f' y2="{_n(f.y(-rise))}" stroke="{MEAN_COLOUR}" stroke-width="3"'
+                    f' stroke-opacity="0.45"/>')
+        body.append(f'<circle class="bedtime{cls}" data-night="{night}" data-time="'
+                    f'{_clock_label(off)}" cx="{_n(x)}" cy="{_n(f.y(-off))}" r="3.6" fill="{fill}"'
+                    f' stroke="{INK}"/>')
+        body.append(f'<rect class="risetime{cls}" data-night="{night}" data-time="'
+                    f'{_clock_label(rise)}" x="{_n(x - 3.4)}" y="{_n(f.y(-rise) - 3.4)}"'
+                    f' width="6.8" height="6.8" fill="{fill}" stroke="{INK}"/>')
+    if means is not None:
+        for value, cls in zip(means, ("mean-off", "mean-rise")):
+            y = f.y(-value)
+            body.append(f'<line class="{cls}" x1="{_n(f.left)}" x2="{_n(f.right)}" y1="{_n(y)}"'
+                        f' y2="{_n(y)}" stroke="{MEAN_COLOUR}" stroke-dasharray="5 4"/>')
+            body.append(_text(f.right + 5, y + 4, _clock_label(value), cls=f"{cls}-label",
+                              colour=MEAN_COLOUR, size=12))
+    yticks = [(-m, _clock_label(m)) for m in range(int(y0), int(y1) + 1, 120)]
+    body += _axes(f, [(d.toordinal(), label) for d, label in date_ticks(xs[0], xs[-1])],
+                  yticks, "", "clock time")
+    # The legend draws each mark as it is on the chart (a circle, a square, hollow, dashed).
+    x = f.left
+    for name, mark in (("lights off", f'<circle cx="{{x}}" cy="14" r="3.6" fill="{INK}"/>'),
+                       ("rising", f'<rect x="{{x}}" y="10.6" width="6.8" height="6.8" fill="{INK}"/>'),
+                       ("provisional night", f'<circle cx="{{x}}" cy="14" r="3.6" fill="#fff" stroke="{INK}"/>'),
+                       *((("28-night circular mean", f'<path d="M{{x}},14 h16" stroke="{MEAN_COLOUR}" stroke-dasharray="5 4"/>'),)
+                         if means is not None else ())):
+        body.append(mark.format(x=_n(x + 4)))
+        body.append(_text(x + 24, 18, name, cls="legend"))
+        x += len(name) * FONT_PX * 0.62 + 44
+    return _svg(width, height, title, body)

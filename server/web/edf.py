@@ -112,19 +112,28 @@ def write_annotations_edf(
     return header + b"".join(r.ljust(2 * samples, b"\x00") for r in records)
 
 
+# The labels PSG software and Luna read (NSRR's harmonised "LM" and "PLM" classes): every leg
+# movement is an "LM", and each periodic one is also a "PLM", so counting a class gives the
+# night's lm_count and plm_count. The leg: "bilateral" when the LM joins both legs (WASM 2016);
+# otherwise the summary does not say which leg (docs/summary.md), so the label names none, as a
+# PSG's single combined leg channel does. One class per kind, never a number in the label
+# (Luna counts a label as a class): each series is one "PLM series" span.
+LM_LABEL, PLM_LABEL, SERIES_LABEL, BILATERAL = "LM", "PLM", "PLM series", " bilateral"
+
+
 def night_annotations(summary: dict) -> list[Annotation]:
     """The annotations for one night summary: LMs and PLMs, PLM series, in-bed time, gaps, markers."""
     out = []
     series: dict[int, list[float]] = {}
     for lm in summary.get("lm_events", []):
-        kind = "PLM" if lm.get("periodic") else "LM"
-        if lm.get("bilateral"):
-            kind += " bilateral"
-        out.append(Annotation(lm["onset_s"], lm["duration_s"], kind))
-        if lm.get("periodic") and lm.get("series") is not None:
-            series.setdefault(lm["series"], []).extend([lm["onset_s"], lm["offset_s"]])
-    for number, times in sorted(series.items()):
-        out.append(Annotation(min(times), max(times) - min(times), f"PLM series {number + 1}"))
+        leg = BILATERAL if lm.get("bilateral") else ""
+        out.append(Annotation(lm["onset_s"], lm["duration_s"], LM_LABEL + leg))
+        if lm.get("periodic"):
+            out.append(Annotation(lm["onset_s"], lm["duration_s"], PLM_LABEL + leg))
+            if lm.get("series") is not None:
+                series.setdefault(lm["series"], []).extend([lm["onset_s"], lm["offset_s"]])
+    for times in series.values():
+        out.append(Annotation(min(times), max(times) - min(times), SERIES_LABEL))
     for span in summary.get("in_bed", []):
         out.append(Annotation(span["start_s"], span["end_s"] - span["start_s"], "In bed"))
     for gap in summary.get("coverage", {}).get("gaps", []):

@@ -23,7 +23,8 @@ from sqlite_utils import Database
 from server import quality
 from server.db import assign_device
 from server.model import DEVICE_ID_PATTERN
-from server.web import auth, charts, edf, night_quality, queries
+from server.web import (auth, charts, edf, fhir, medications, night_quality, queries,
+                        regularity, report, response)
 from server.web.access import allow, public
 from server.web.auth import ADMIN, CLINICIAN
 from server.web.deps import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, Principal, audit,
@@ -42,6 +43,18 @@ DeviceId = Path(pattern=DEVICE_ID_PATTERN, max_length=63)
 STANDING_CAVEATS = (
     "Respiratory-related leg movements are not excluded: there is no respiratory signal.",
     "Indices are per hour in bed, not per hour of sleep: there is no EEG (as PAM-RL reports them).",
+)
+
+
+# The clinic report adds what is true of every span of nights (docs/architecture.md, domain rules).
+REPORT_CAVEATS = (
+    "In bed comes from the shin's posture and the patient's button: time awake in bed counts, "
+    "so the PLM index may be lower than a polysomnography's per hour of sleep.",
+    "Detection has been checked against simulated nights, not yet against polysomnography in "
+    "patients.",
+    "The 4-h, 90 % coverage and gap thresholds of night quality, the 0.6 periodicity reading and "
+    "the treatment-response rules are rlsmon's stated choices (docs/dashboard.md), not "
+    "published cut-offs.",
 )
 
 
@@ -93,8 +106,15 @@ def install_filters(templates: Jinja2Templates, clinic_tz: tzinfo | None) -> Non
     def number(value: float | None, digits: int = 1) -> str:
         return "–" if value is None else f"{value:.{digits}f}"
 
+    def clock(minutes: float | None) -> str:
+        # Minutes after midnight (a circular mean) as a wall-clock time.
+        if minutes is None:
+            return "–"
+        total = int(round(minutes)) % 1440
+        return f"{total // 60:02d}:{total % 60:02d}"
+
     env.filters.update(localtime=localtime, duration=duration, percent=percent, number=number,
-                       span=span, inline_code=inline_code)
+                       span=span, inline_code=inline_code, clock=clock)
 
 
 def _principal(request: Request) -> Principal:
@@ -301,15 +321,21 @@ def _patient_or_404(request: Request, db: Database, patient_id: int,
 def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
                db: Database = Depends(get_db)) -> Response:
     """A patient's verdict over the eligible nights, then the trend: PLMI per eligible night, the
-    7-night rolling mean and spread, treatment notes, and every night with its quality."""
+    7-night rolling mean and spread, medications and notes, the treatment response, and every
+    night with its quality."""
     found = _patient_or_404(request, db, patient_id, "patient.view")
     nights, notes, chart_args = load_trend(db, patient_id)
     svg = charts.trend_svg(*chart_args)
+    meds = medications.of_patient(db, patient_id)
+    regular = regularity.load(db, patient_id, state(request).today())
     # The last nights summarised are the eligible ones, as on the chart (issue 12).
     recent = [n for n in nights if n["quality"].label == quality.ELIGIBLE][-7:]
     return render(request, "trend.html", {
         "patient": found, "nights": list(reversed(nights)), "notes": notes, "chart": svg,
-        "verdict": verdict(nights),
+        "verdict": verdict(nights), "medications": meds,
+        "classes": medications.CLASS_NAMES, "changes": response.changes(meds, nights),
+        "prompts": response.augmentation_prompts(meds, nights),
+        "regularity": regular, "bed_chart": _bed_chart(regular),
         "recent_mean": (sum(n["plm_index"] for n in recent) / len(recent)) if recent else None,
         "recent_range": ((min(n["plm_index"] for n in recent), max(n["plm_index"] for n in recent))
                          if recent else None),
@@ -333,6 +359,57 @@ def add_note(request: Request, patient_id: int = Path(ge=1, le=2**62),
     audit(request, db, "note.add", target_kind="patient", target=found["pseudonym"],
           patient=found["pseudonym"], detail=f"date={on}")
     return RedirectResponse(f"/patients/{patient_id}#notes", status_code=303)
+
+
+def _bed_chart(regular: regularity.Regularity) -> str:
+    """The chart of lights off and rising (excluded nights are not drawn), with the 28-night
+    circular means when there are enough nights for them."""
+    month = regular.spreads[-1]
+    means = None
+    if month.off_mean_min is not None:
+        # Circular means are minutes after midnight; the chart counts from noon.
+        means = ((month.off_mean_min - 720) % 1440, (month.rise_mean_min - 720) % 1440)
+    return charts.bedtimes_svg(
+        [(t.night, t.off_min, t.rise_min, t.label == quality.ELIGIBLE) for t in regular.times
+         if t.label != quality.EXCLUDED], means)
+
+
+@router.post("/patients/{patient_id}/medications")
+@allow(CLINICIAN)
+def add_medication(request: Request, patient_id: int = Path(ge=1, le=2**62),
+                   drug: str = Form(max_length=200), dose: str = Form(max_length=200),
+                   drug_class: str = Form(max_length=40), started: date = Form(),
+                   stopped: date | None = Form(None), db: Database = Depends(get_db)) -> Response:
+    """Record a medication (drug, dose, class, start and optional stop date)."""
+    found = _patient_or_404(request, db, patient_id, None)
+    try:
+        medication_id = medications.add(
+            db, patient_id, drug=drug, dose=dose, drug_class=drug_class, started=started,
+            stopped=stopped, username=_principal(request).username, now_iso=_now_iso(request))
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    # Which entry and when, never the drug or dose (health data stays out of the trail).
+    audit(request, db, "medication.add", target_kind="patient", target=found["pseudonym"],
+          patient=found["pseudonym"], detail=f"id={medication_id} started={started}")
+    return RedirectResponse(f"/patients/{patient_id}#medications", status_code=303)
+
+
+@router.post("/patients/{patient_id}/medications/{medication_id}/stop")
+@allow(CLINICIAN)
+def stop_medication(request: Request, patient_id: int = Path(ge=1, le=2**62),
+                    medication_id: int = Path(ge=1, le=2**62), on: date = Form(),
+                    db: Database = Depends(get_db)) -> Response:
+    """Set the stop date of a medication the patient still takes."""
+    found = _patient_or_404(request, db, patient_id, None)
+    try:
+        medications.stop(db, patient_id, medication_id, on)
+    except LookupError as e:
+        raise HTTPException(404, str(e)) from None
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    audit(request, db, "medication.stop", target_kind="patient", target=found["pseudonym"],
+          patient=found["pseudonym"], detail=f"id={medication_id} stopped={on}")
+    return RedirectResponse(f"/patients/{patient_id}#medications", status_code=303)
 
 
 def _csv(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Response:
@@ -371,13 +448,47 @@ def patient_csv(request: Request, kind: Literal["nights", "lms"],
     return _csv(read(db, patient_id), columns, f"{found['pseudonym']}_{kind}.csv")
 
 
+@router.get("/patients/{patient_id}/report.pdf")
+@allow(CLINICIAN)
+def report_pdf(request: Request, patient_id: int = Path(ge=1, le=2**62),
+               nights: int = Query(report.DEFAULT_NIGHTS, ge=1, le=366),
+               last: date | None = Query(None), db: Database = Depends(get_db)) -> Response:
+    """The one-page clinic report (A4 PDF) of the ``nights`` nights ending on ``last`` (default:
+    the patient's latest night)."""
+    found = _patient_or_404(request, db, patient_id, None)
+    if last is None:
+        first, end = report.span_of(db, patient_id, state(request).today(), nights)
+    else:
+        first, end = last - timedelta(days=nights - 1), last
+    audit(request, db, "export.report_pdf", target_kind="patient", target=found["pseudonym"],
+          patient=found["pseudonym"], detail=f"nights={first}..{end}")
+    body = report.render_pdf(report.gather(
+        db, found, first, end, state(request).now().astimezone(state(request).clinic_tz),
+        STANDING_CAVEATS + REPORT_CAVEATS))
+    return Response(body, media_type="application/pdf",
+                    headers=attachment(found["pseudonym"], f"report_{first}_{end}.pdf"))
+
+
+@router.get("/patients/{patient_id}/fhir.json")
+@allow(CLINICIAN)
+def patient_fhir(request: Request, patient_id: int = Path(ge=1, le=2**62),
+                 db: Database = Depends(get_db)) -> Response:
+    """The patient's nights as a FHIR R4 Bundle of Observations (docs/dashboard.md)."""
+    found = _patient_or_404(request, db, patient_id, "export.fhir")
+    body = fhir.bundle(found, fhir.patient_summaries(db, patient_id), state(request).now())
+    return Response(json.dumps(body, ensure_ascii=False), media_type="application/fhir+json",
+                    headers=attachment(found["pseudonym"], "fhir.json"))
+
+
 @router.get("/patients/{patient_id}/nights.json")
 @allow(CLINICIAN)
 def nights_json(request: Request, patient_id: int = Path(ge=1, le=2**62),
                 db: Database = Depends(get_db)) -> Response:
-    """The patient, their notes and the headline figures of every night, as JSON."""
+    """The patient, their notes and medications, and the headline figures of every night, as
+    JSON."""
     found = _patient_or_404(request, db, patient_id, "export.nights_json")
     body = {"patient": found, "notes": queries.notes(db, patient_id),
+            "medications": [m.as_dict() for m in medications.of_patient(db, patient_id)],
             "nights": queries.patient_nights(db, patient_id)}
     return Response(json.dumps(body, indent=1), media_type="application/json",
                     headers=attachment(found["pseudonym"], "nights.json"))

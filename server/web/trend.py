@@ -12,9 +12,10 @@ from sqlite_utils import Database
 
 from server import quality
 from server.consistency import CLINICAL_PLMI_ADULT
-from server.web import night_quality, queries
+from server.web import medications, night_quality, queries
 
-TrendArgs = tuple[tuple[tuple[date, float], ...], tuple[tuple[date, str], ...]]
+TrendArgs = tuple[tuple[tuple[date, float], ...], tuple[tuple[date, str], ...],
+                  tuple[tuple[date, date | None, str], ...]]
 
 
 def one_per_night(nights: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -29,7 +30,7 @@ def one_per_night(nights: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def load_trend(db: Database, patient_id: int) -> tuple[list[dict], list[dict], TrendArgs]:
     """A patient's nights (one per date, each with its ``quality``) and notes, and the trend
-    chart's arguments from them."""
+    chart's arguments from them and the medications."""
     nights = one_per_night(queries.patient_nights(db, patient_id))
     qualities = night_quality.of_patient(db, patient_id)
     for n in nights:
@@ -40,7 +41,8 @@ def load_trend(db: Database, patient_id: int) -> tuple[list[dict], list[dict], T
     series = tuple((date.fromisoformat(n["night"]), n["plm_index"]) for n in nights
                    if n["quality"].label == quality.ELIGIBLE)
     marks = tuple((date.fromisoformat(n["date"]), n["text"]) for n in notes)
-    return nights, notes, (series, marks)
+    bars = tuple((m.started, m.stopped, m.label) for m in medications.of_patient(db, patient_id))
+    return nights, notes, (series, marks, bars)
 
 
 # The verdict over nights. One night says little: the PLM index varies a lot from night to night

@@ -68,7 +68,10 @@ def test_demo_shows_every_night_and_ctrl_c_leaves_no_process_behind(tmp_path):
         # The devices stay up after their nights, as bedside devices do: the dashboard says online.
         db = sqlite3.connect(tmp_path / "demo" / "server" / "server.db")
         statuses = dict(db.execute("select device_id, status from devices").fetchall())
+        # The PLMD patient's medication change, entered through the patient page's form.
+        medications = db.execute("select drug, drug_class from medications").fetchall()
         db.close()
+        assert medications == [("ropinirole", "dopamine_agonist")]
         assert statuses and set(statuses.values()) == {"online"}, statuses
 
         demo.send_signal(signal.SIGINT)

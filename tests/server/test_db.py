@@ -12,12 +12,12 @@ from sqlite_utils import Database
 from server.db import MIGRATIONS, open_db, schema_version, utc_now
 
 ALL_MIGRATIONS = ["0001_initial", "0002_lm_events_view", "0003_rejected_bounds",
-                  "0004_staff_roles_audit", "0005_latest_nights",
+                  "0004_staff_roles_audit", "0005_latest_nights", "0006_medications",
                   "0009_nights_summary_id"]
 TABLES = {
     "patients", "devices", "nights", "rejected", "rejected_daily",
     "users", "sessions", "api_tokens", "treatment_notes", "login_throttle", "audit",
-    "device_latest", "fleet_counts",
+    "device_latest", "fleet_counts", "medications",
 }
 
 
@@ -111,3 +111,14 @@ def test_roles_are_constrained(tmp_path):
     with pytest.raises(sqlite3.IntegrityError):
         db["users"].insert({"username": "x", "password_hash": "h", "created_at": "t",
                             "role": "root"})
+
+
+def test_a_medication_has_a_known_class_and_stops_after_it_starts(tmp_path):
+    db = open_db(tmp_path / "s.db")
+    db.execute("INSERT INTO patients (pseudonym, created_at) VALUES ('P-1', 'x')")
+    row = "INSERT INTO medications (patient_id, drug, dose, drug_class, started, stopped, " \
+          "created_by, created_at) VALUES (1, 'd', '1 mg', ?, ?, ?, 'u', 'x')"
+    db.execute(row, ["iron", "2026-11-01", "2026-11-02"])
+    for bad in (["antihistamine", "2026-11-01", None], ["iron", "2026-11-02", "2026-11-01"]):
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute(row, bad)

@@ -68,7 +68,11 @@ def seed_db(path: Path, now: datetime = NOW) -> Seeded:
     last = now.date() - timedelta(days=1)
     for i in range(30):
         night = last - timedelta(days=29 - i)
-        seed.store(db, seed.make_night("dev-a", night, _P1_PLMI[i]), received_at=now)
+        # To bed an hour later on Friday and Saturday evenings (the regularity card shows it).
+        late_s = 3600.0 if night.weekday() in (4, 5) else 0.0
+        seed.store(db, seed.make_night("dev-a", night, _P1_PLMI[i],
+                                       in_bed_s=(600.0 + late_s, 8 * 3600.0 - 900.0)),
+                   received_at=now)
     for i in range(5):
         seed.store(db, seed.make_night("dev-b", last - timedelta(days=4 - i), 2.0), received_at=now)
     seed.store(db, seed.make_night("dev-c", last - timedelta(days=5), 30.0),
@@ -81,7 +85,12 @@ def seed_db(path: Path, now: datetime = NOW) -> Seeded:
     a = assign_device(db, "dev-a", "P-0001", now.isoformat())
     b = assign_device(db, "dev-b", "P-0002", now.isoformat())
     assign_device(db, "dev-c", "P-0003", now.isoformat())
-    queries.add_note(db, a, last - timedelta(days=12), "ropinirole 0.25 mg started", USER,
+    from server.web import medications
+
+    medications.add(db, a, drug="ropinirole", dose="0.25 mg", drug_class="dopamine_agonist",
+                    started=last - timedelta(days=12), stopped=None, username=USER,
+                    now_iso=now.isoformat())
+    queries.add_note(db, a, last - timedelta(days=20), "restless evenings after travel", USER,
                      now.isoformat())
     auth.set_password(db, USER, PASSWORD, now, replace=False, role=auth.CLINICIAN)
     auth.set_password(db, ADMIN_USER, ADMIN_PASSWORD, now, replace=False, role=auth.ADMIN)
@@ -122,7 +131,8 @@ def client(app):
         yield c
 
 
-SAMPLE_PARAMS = {"device_id": "dev-a", "night": "2026-11-23", "patient_id": "1", "kind": "nights"}
+SAMPLE_PARAMS = {"device_id": "dev-a", "night": "2026-11-23", "patient_id": "1", "kind": "nights",
+                 "medication_id": "1"}
 
 
 def app_routes(app, methods: set[str]) -> list[tuple[str, str, str]]:

@@ -125,6 +125,9 @@ def test_login_form_needs_its_csrf_token(client):
 FORM_FIELDS = {
     "/devices/dev-a/assign": {"pseudonym": "P-0009"},
     "/patients/1/notes": {"on": "2026-11-01", "text": "pramipexole stopped"},
+    "/patients/1/medications": {"drug": "pramipexole", "dose": "0.125 mg",
+                                "drug_class": "dopamine_agonist", "started": "2026-11-01"},
+    "/patients/1/medications/1/stop": {"on": "2026-11-23"},
     "/tokens": {"name": "reports"},
     "/tokens/revoke": {"name": "reports"},
     "/admin/users/role": {"username": USER, "role": "admin"},

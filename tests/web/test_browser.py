@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -146,12 +146,14 @@ def test_staff_log_in_and_read_patients_night_and_trend(server, browser, tmp_pat
     assert page.get_by_text("Respiratory-related leg movements are not excluded").first.is_visible()
     page.screenshot(path=str(shots / f"night-{name}.png"), full_page=True)
 
-    # The trend, with the treatment note drawn on the chart.
+    # The trend, with the medication and the note drawn on the chart.
     page.locator(".crumbs a", has_text="P-0001").click()
     page.wait_for_url(f"**/patients/{seeded.flagged_patient}")
-    trend = page.locator("figure.svg svg")
+    trend = page.locator("figure.trend svg")
     assert trend.count() == 1
-    assert trend.locator("text", has_text="ropinirole 0.25 mg started").count() >= 1
+    assert trend.locator("rect.medication").count() == 1
+    assert trend.locator("text.medication-label", has_text="ropinirole 0.25 mg").count() == 1
+    assert trend.locator("text.note-label", has_text="restless evenings").count() == 1
     assert trend.locator("circle.night").count() == 30
     assert trend.locator("polyline.mean").count() >= 1
     assert trend.locator("text.legend").all_text_contents() == [
@@ -168,21 +170,28 @@ def test_staff_log_in_and_read_patients_night_and_trend(server, browser, tmp_pat
     page.fill("input[name=text]", "iron supplement started")
     page.click(".note-form button[type=submit]")
     page.wait_for_url(f"**/patients/{seeded.flagged_patient}#notes")
-    assert page.locator("figure.svg svg text", has_text="iron supplement started").count() >= 1
+    assert page.locator("figure.trend svg text", has_text="iron supplement started").count() >= 1
 
     assert origins == {base.split("/")[2]}, origins
     page.close()
 
 
+def _open_after_login(browser, url: str, user: str, password: str):
+    """A laptop-sized page that asks for ``url``, is sent to the login and signs in."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    page.set_default_timeout(30_000)
+    page.goto(url)
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    return page
+
+
 @pytest.mark.timeout(240)
 def test_an_admin_reads_the_audit_trail_and_cannot_open_a_patient(server, browser, tmp_path):
     base, seeded = server
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.set_default_timeout(30_000)
-    page.goto(base + f"/patients/{seeded.flagged_patient}")
-    page.fill("input[name=username]", ADMIN_USER)
-    page.fill("input[name=password]", ADMIN_PASSWORD)
-    page.click("button[type=submit]")
+    page = _open_after_login(browser, base + f"/patients/{seeded.flagged_patient}", ADMIN_USER,
+                             ADMIN_PASSWORD)
     # The page it asked for is a clinician's: an admin is refused it.
     page.wait_for_url(f"**/patients/{seeded.flagged_patient}")
     assert page.get_by_text("not open to the admin role").is_visible()
@@ -193,4 +202,52 @@ def test_an_admin_reads_the_audit_trail_and_cannot_open_a_patient(server, browse
     assert rows.first.locator("td").nth(4).inner_text() == "login.success"
     assert rows.first.locator("td").nth(2).inner_text().startswith(ADMIN_USER)
     page.screenshot(path=str(_shots_dir(tmp_path) / "audit-laptop.png"), full_page=True)
+    page.close()
+
+
+@pytest.mark.timeout(240)
+def test_a_clinician_reads_the_answer_over_nights_and_prints_the_report(server, browser, tmp_path):
+    """The patient page: verdict, quality, medications (one added through the form), regularity;
+    then the clinic report through its link, read back with pdftotext."""
+    base, seeded = server
+    shots = _shots_dir(tmp_path)
+    page = _open_after_login(browser, base + f"/patients/{seeded.flagged_patient}", USER, PASSWORD)
+    page.wait_for_url(f"**/patients/{seeded.flagged_patient}")
+
+    # The verdict leads, over the 30 eligible nights; every night carries its quality label.
+    assert page.locator("#verdict .verdict-line").inner_text().startswith(
+        "PLMI above 15/h on 19 of 30 eligible nights")
+    assert page.locator("table tbody td span.quality").count() == 30
+    # Medications: the seeded ropinirole, its before/after comparison, and a new entry.
+    meds = page.locator("#medications")
+    assert meds.locator("table.medications tbody tr").first.inner_text().startswith("ropinirole")
+    assert meds.locator(".changes li").first.inner_text().startswith(
+        "ropinirole 0.25 mg (dopamine agonist) started")
+    page.fill(".medication-form input[name=drug]", "ferrous sulfate")
+    page.fill(".medication-form input[name=dose]", "325 mg")
+    page.select_option(".medication-form select[name=drug_class]", "iron")
+    started = seeded.last_night - timedelta(days=3)
+    page.fill(".medication-form input[name=started]", started.isoformat())
+    page.click(".medication-form button[type=submit]")
+    page.wait_for_url(f"**/patients/{seeded.flagged_patient}#medications")
+    assert page.locator("figure.trend svg rect.medication").count() == 2
+    assert meds.locator("table.medications tbody tr").count() == 2
+    # Regularity: the spreads, the SRI on its stated scale, a bed and rise mark per night.
+    reg = page.locator("#regularity")
+    assert "last 28 nights: 28" in reg.locator("table.regularity").inner_text()
+    assert "on a scale of −100 to 100" in reg.locator(".sri").inner_text()
+    assert reg.locator("figure.bedtimes svg circle.bedtime").count() == 28
+    assert reg.locator("figure.bedtimes svg rect.risetime").count() == 28
+    page.screenshot(path=str(shots / "patient-answer-laptop.png"), full_page=True)
+
+    # The report, through its link: one A4 page with the new medication on it.
+    with page.expect_download() as download:
+        page.click("a.report-link")
+    pdf = tmp_path / "report.pdf"
+    download.value.save_as(pdf)
+    text = subprocess.run(["pdftotext", str(pdf), "-"], check=True, capture_output=True,
+                          text=True).stdout
+    assert "rlsmon clinic report: P-0001" in text and "ferrous sulfate 325 mg" in text
+    subprocess.run(["pdftoppm", "-r", "70", "-png", "-singlefile", str(pdf),
+                    str(shots / "report-from-browser")], check=True)
     page.close()

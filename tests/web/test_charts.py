@@ -153,3 +153,18 @@ def test_the_dashboard_runs_without_a_plotting_library():
     code = "import sys, server.cli, server.web.app; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_trend_draws_each_medication_as_a_bar_in_its_own_lane():
+    nights = [(D0 + timedelta(days=i), 10.0) for i in range(30)]
+    meds = [(D0 + timedelta(days=5), D0 + timedelta(days=12), "iron 325 mg"),
+            (D0 + timedelta(days=20), None, "ropinirole 0.25 mg")]
+    root = _parse(charts.trend_svg(nights, [], meds))
+    bars = root.findall(".//s:rect[@class='medication']", NS)
+    assert [b.get("data-label") for b in bars] == ["iron 325 mg", "ropinirole 0.25 mg"]
+    assert [b.get("data-stopped") for b in bars] == [str(D0 + timedelta(days=12)), ""]
+    assert float(bars[0].get("y")) < float(bars[1].get("y"))  # one lane each
+    # The still-taken one runs to the chart's end; a late bar's label ends where its bar starts.
+    labels = root.findall(".//s:text[@class='medication-label']", NS)
+    assert [t.get("text-anchor") for t in labels] == ["start", "end"]
+    assert float(labels[1].get("x")) < float(bars[1].get("x"))

@@ -107,9 +107,12 @@ def test_a_nights_export_holds_every_lm_and_plm(staff, seeded):
     summary = make_night("dev-a", night, 19)  # the seed is deterministic: the same night
     texts = [t for tals in parsed["records"] for _, _, ts in tals[1:] for t in ts]
     lms = summary["lm_events"]
-    assert sum(t.startswith("PLM") and "series" not in t for t in texts) == summary["plm_count"]
-    assert sum(t.startswith("LM") for t in texts) == len(lms) - summary["plm_count"]
-    assert sum(t.startswith("PLM series") for t in texts) == summary["plm_series_count"]
+    # Every LM is an "LM" and every PLM also a "PLM", with "bilateral" when it joins both legs:
+    # a class's count is the night's count, as Luna and PSG software count annotations.
+    assert sum(t in ("LM", "LM bilateral") for t in texts) == summary["lm_count"] == len(lms)
+    assert sum(t in ("PLM", "PLM bilateral") for t in texts) == summary["plm_count"]
+    assert texts.count("LM bilateral") == sum(lm["bilateral"] for lm in lms) > 0
+    assert texts.count("PLM series") == summary["plm_series_count"]
     assert texts.count("Lights off") == 1 and texts.count("Lights on") == 1
     assert texts.count("In bed") == 1 and texts.count("Recording gap") == 1
     # Times are relative to the recording's wall-clock start in its own zone.
@@ -117,7 +120,7 @@ def test_a_nights_export_holds_every_lm_and_plm(staff, seeded):
     h = parsed["header"]
     assert h["starttime"] == start.strftime("%H.%M.%S")
     assert h["patient"].split()[0] == "P-0001"
-    onsets = sorted(o for tals in parsed["records"] for o, _, ts in tals[1:] if ts[0] in ("LM", "PLM"))
+    onsets = sorted(o for tals in parsed["records"] for o, _, ts in tals[1:] if ts[0] == "LM")
     assert onsets[0] == pytest.approx(lms[0]["onset_s"], abs=1e-3)
 
 
@@ -159,3 +162,19 @@ def test_any_annotations_read_back_as_written(items):
     parsed = parse_edf_plus(data)
     back = [(round(o, 3), d, ts[0]) for tals in parsed["records"] for o, d, ts in tals[1:]]
     assert sorted(back, key=str) == sorted(items, key=str)
+
+
+def test_rlsmon_scores_its_own_export_again(tmp_path, staff, seeded):
+    """The export read back by `rlsmon-device score`'s reader (device/lm_import.py): every
+    one-leg LM is read as an LM; the other labels are listed as unknown, never guessed."""
+    from device.lm_import import read_events
+
+    night = seeded.last_night
+    path = tmp_path / "night.edf"
+    path.write_bytes(staff.get(f"/devices/dev-a/nights/{night}/annotations.edf").content)
+    events = read_events(path)
+    lms = make_night("dev-a", night, 19)["lm_events"]
+    (leg,) = events.legs
+    assert [round(m.onset_s, 2) for m in leg] == [lm["onset_s"] for lm in lms if not lm["bilateral"]]
+    assert set(events.unknown_labels) == {"PLM", "PLM bilateral", "LM bilateral", "PLM series",
+                                          "In bed"}

@@ -116,9 +116,10 @@ def test_a_replaced_night_is_redrawn(staff, seeded):
 
 def test_the_trend_has_the_chart_notes_and_nights(staff, seeded):
     html = staff.get(f"/patients/{seeded.flagged_patient}").text
-    assert html.count("<svg") == 1
+    assert html.count("<svg") == 2  # the trend, then the bed and rising times
     chart = html.split("<svg")[1].split("</svg>")[0]
-    assert "ropinirole 0.25 mg started" in chart
+    assert 'class="medication" data-label="ropinirole 0.25 mg"' in chart
+    assert "restless evenings after travel" in chart
     assert "7-night mean" in chart and "7-night range" in chart
     assert "Trotti" in html
     assert html.count('href="/devices/dev-a/nights/') == 30
@@ -203,7 +204,7 @@ def test_a_night_with_insufficient_data_shows_no_index_and_stays_off_the_trend(s
     from server.web.trend import load_trend
 
     db = open_db(seeded.path)
-    _, _, (series, _) = load_trend(db, pid)
+    _, _, (series, _, _) = load_trend(db, pid)
     db.conn.close()
     assert len(series) == 30 and night not in [d for d, _ in series]
 
