@@ -385,7 +385,8 @@ class Daemon:
             det = rec.detectors[leg] = detector_cls(odr_hz=block.odr_hz, leg=leg)
         # The reader may refine its rate estimate mid-night (t_s stays exact); the detector keeps
         # its own, which differs by at most a few percent.
-        shifted = remap_axes(SampleBlock(t[keep], block.accel_g[keep], block.gyro_dps[keep], det.odr_hz),
+        shifted = remap_axes(SampleBlock(t[keep], block.accel_g[keep], block.gyro_dps[keep], det.odr_hz,
+                                         block.temp_c),
                              self.cfg.sensor.axes)
         self._keep(rec, leg, det.feed(shifted))
         rec.samples += int(keep.sum())
