@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from device.detect.bed import merge, subtract
 from device.detect.events import Interval
 from device.samples import SampleBlock
 
@@ -139,3 +140,11 @@ def not_worn_spans(epochs: Sequence[WearEpoch], epoch_s: float = EPOCH_S) -> lis
     if start_s is not None and prev is not None:
         spans.append(Interval(start_s, prev.start_s + epoch_s))
     return spans
+
+
+def worn_in_bed(in_bed: Sequence[Interval], not_worn: Sequence[Interval]) -> list[Interval]:
+    """Time in bed that the sensor was worn. Off the leg, the sensor on a bedside table reads as a
+    shin lying flat, yet whether the patient was in bed is unknown: that time is not in bed, so a
+    PLM series ends there as it does at a gap (`scoring.score_night` scores LMs only inside these
+    spans and numbers series within each)."""
+    return subtract(merge(in_bed), not_worn)

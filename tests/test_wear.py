@@ -102,3 +102,39 @@ def test_epochs_from_blocks_are_aligned_and_do_not_depend_on_block_size():
     assert [e.accel_sd_g for e in a] == pytest.approx([e.accel_sd_g for e in b])
     assert a[0].accel_sd_g < STILL_SD_G < a[1].accel_sd_g  # the second minute holds the movement
     assert a[0].temp_c is not None and 30.0 <= a[0].temp_c <= 31.0
+
+
+def test_the_simulated_strap_off_night_has_its_truth_and_the_detector_finds_it():
+    from device.sim import simulate_night
+
+    night = simulate_night("strap_off", 2, 3.0)
+    (span,) = night.truth["not_worn"]
+    assert night.truth["lights_off_s"] < span["start_s"] < span["end_s"] < night.truth["lights_on_s"]
+    assert 40 * 60 <= span["end_s"] - span["start_s"] <= 90 * 60
+    assert not any(span["start_s"] <= m["onset_s"] < span["end_s"] for m in night.truth["lms"])
+    worn_in_bed = sum(s["end_s"] - s["start_s"] for s in night.truth["in_bed"])
+    assert night.truth["reference"]["time_in_bed_s"] == pytest.approx(worn_in_bed, abs=0.01)
+    assert not any(s["start_s"] < span["end_s"] and span["start_s"] < s["end_s"] for s in night.truth["in_bed"])
+    acc, got = WearEpochs(), []
+    temps = []
+    for block in night.blocks(5.0):
+        got += acc.feed(block)
+        temps.append((block.t_s[-1], block.temp_c))
+    spans = not_worn_spans(got + acc.finish())
+    assert len(spans) == 1  # within a minute of the truth at each end
+    assert abs(spans[0].start_s - span["start_s"]) <= EPOCH_S and abs(spans[0].end_s - span["end_s"]) <= EPOCH_S
+    worn = [c for t, c in temps if t < span["start_s"] - 60]
+    off_late = [c for t, c in temps if span["end_s"] - 600 < t < span["end_s"] - 10]
+    assert 30.0 <= min(worn) and max(worn) <= 35.0 and max(off_late) < OFF_BELOW_C
+
+
+def test_a_recording_keeps_the_temperature_column(tmp_path):
+    from device.recording import RECORDING_HEADER_TEMP, read_recording, write_recording
+
+    t = np.arange(104) / 52.0
+    blocks = [SampleBlock(t[:52], np.zeros((52, 3)), np.zeros((52, 3)), 52.0, temp_c=31.25),
+              SampleBlock(t[52:], np.zeros((52, 3)), np.zeros((52, 3)), 52.0)]  # no reading: held
+    write_recording(tmp_path / "r.csv", blocks)
+    assert (tmp_path / "r.csv").read_text().splitlines()[0] == RECORDING_HEADER_TEMP
+    back = list(read_recording(tmp_path / "r.csv"))
+    assert [b.temp_c for b in back] == [31.25]

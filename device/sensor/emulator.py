@@ -90,7 +90,7 @@ class RecordingMotion:
 
     Streams the file (memory stays small for a whole night). One first pass finds its rate,
     duration and gaps; a gap in the recording is played as a pulled cable, so it comes out of the
-    readers as a gap.
+    readers as a gap. A recording with a `temp_c` column gives the chip its temperature too.
     """
 
     def __init__(self, path: str | os.PathLike, block_rows: int = 4096) -> None:
@@ -100,7 +100,9 @@ class RecordingMotion:
         self.odr_hz, self.duration_s, self.n_samples = 0.0, 0.0, 0
         self.gaps: list[tuple[float, float]] = []
         last_t = None
+        has_temp = False
         for block in read_recording(path, block_rows):
+            has_temp = block.temp_c is not None
             self.odr_hz = block.odr_hz
             t = block.t_s
             if last_t is not None:
@@ -116,6 +118,13 @@ class RecordingMotion:
         self._t = np.zeros(0)
         self._a = np.zeros((0, 3))
         self._g = np.zeros((0, 3))
+        self._temp = np.zeros(0)
+        if has_temp:
+            self.temperature_c = self._temperature_c
+
+    def _temperature_c(self, t_s: np.ndarray) -> np.ndarray:
+        """The recorded temperature at `t_s` (after `at` was called for them)."""
+        return self._temp[self._nearest(t_s)]
 
     def at(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from device.recording import read_recording
@@ -131,11 +140,17 @@ class RecordingMotion:
             self._t = np.concatenate([self._t[keep:], block.t_s])
             self._a = np.concatenate([self._a[keep:], block.accel_g])
             self._g = np.concatenate([self._g[keep:], block.gyro_dps])
+            temp_c = np.nan if block.temp_c is None else block.temp_c
+            self._temp = np.concatenate([self._temp[keep:], np.full(len(block), temp_c)])
+        i = self._nearest(t_s)
+        return self._a[i], self._g[i]
+
+    def _nearest(self, t_s: np.ndarray) -> np.ndarray:
         i = np.clip(np.searchsorted(self._t, t_s), 1, len(self._t) - 1) if len(self._t) > 1 else \
             np.zeros(len(t_s), dtype=int)
         if len(self._t) > 1:
             i = np.where(np.abs(self._t[i - 1] - t_s) <= np.abs(self._t[i] - t_s), i - 1, i)
-        return self._a[i], self._g[i]
+        return i
 
 
 @dataclass
@@ -378,6 +393,7 @@ class EmulatedChip:
         if xl_on or g_on:  # the temperature is sampled while either sensor runs
             temperature = getattr(self.motion, "temperature_c", None)
             celsius = DEFAULT_TEMP_C if temperature is None else float(temperature(t[-1:])[0])
+            celsius = celsius if math.isfinite(celsius) else DEFAULT_TEMP_C
             self._latest["t"] = np.array([self.variant.temp_raw(celsius)], dtype=np.int16)
             self._status |= STATUS_TDA
         self._latch_outputs()
