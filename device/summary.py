@@ -7,10 +7,11 @@ import uuid
 from typing import Any
 
 from device import __version__
-from device.detect.bed import in_bed_intervals
+from device.detect.bed import in_bed_intervals, merge
 from device.detect.events import Interval
 from device.detect.scoring import score_night
 from device.store import Segment, StoredNight
+from device.wear import not_worn_spans, worn_in_bed
 
 
 def coverage_gaps(segments: list[Segment], detector_gaps: list[Interval], duration_s: float) -> list[Interval]:
@@ -42,7 +43,9 @@ def build_summary(stored: StoredNight, device_id: str, generated_at: dt.datetime
     legs_n = int(info.sensor.get("legs", 1))
     gaps = coverage_gaps(stored.segments, stored.gaps, info.duration_s)
     legs = [[m for m in stored.movements if m.leg == k] for k in range(legs_n)]
-    in_bed = in_bed_intervals(stored.postures, stored.markers, info.duration_s)
+    # A sensor off any leg: that time is not in bed (device/wear.py), as a gap is not recorded.
+    not_worn = merge(span for epochs in stored.wear_epochs.values() for span in not_worn_spans(epochs))
+    in_bed = worn_in_bed(in_bed_intervals(stored.postures, stored.markers, info.duration_s), not_worn)
     core = score_night(legs, in_bed, gaps, info.duration_s, rules=info.rules,
                        recording_start=dt.datetime.fromisoformat(info.window_start))
     recorded_s = sum(s.end_s - s.start_s for s in stored.segments)
@@ -51,6 +54,8 @@ def build_summary(stored: StoredNight, device_id: str, generated_at: dt.datetime
     sensor["odr_measured_hz"] = round(samples / legs_n / recorded_s, 3) if recorded_s > 0 else None
     return {
         **core,
+        "wear": wear_summary(stored, not_worn, info.duration_s),
+        "caveats": core["caveats"] + _wear_caveats(not_worn),
         "device_id": device_id,
         "night": info.night,
         "summary_id": str(uuid.uuid4()),
@@ -61,3 +66,19 @@ def build_summary(stored: StoredNight, device_id: str, generated_at: dt.datetime
         "clock_synced": info.clock_synced,
         "markers": [{"t_s": t, "kind": kind} for t, kind in stored.markers],
     }
+
+
+def wear_summary(stored: StoredNight, not_worn: list[Interval], duration_s: float) -> dict[str, Any]:
+    """The summary's `wear` (docs/summary.md): whether the temperature was read at all (without it
+    wear cannot be judged and `not_worn` is empty), and the spans the sensor was off a leg."""
+    assessed = any(e.temp_c is not None for epochs in stored.wear_epochs.values() for e in epochs)
+    spans = ((round(max(0.0, s.start_s), 3), round(min(duration_s, s.end_s), 3)) for s in not_worn)
+    return {"assessed": assessed, "not_worn": [{"start_s": a, "end_s": b} for a, b in spans if b > a]}
+
+
+def _wear_caveats(not_worn: list[Interval]) -> list[str]:
+    if not not_worn:
+        return []
+    minutes = sum(s.duration_s for s in not_worn) / 60.0
+    return [f"The sensor was not worn for {minutes:.0f} min ({len(not_worn)} spans): that time is not "
+            "time in bed, and PLM series end there."]
