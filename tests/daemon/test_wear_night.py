@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 
+import jsonschema_rs
 import pytest
 
 from device.clock import FastForwardClock
@@ -39,7 +40,7 @@ def strap_off_night(tmp_path_factory):
 
 def test_a_strap_off_night_reports_its_not_worn_span_and_less_time_in_bed(tmp_path, strap_off_night):
     from server import quality
-    from server.model import NightSummary
+    from server.model import SCHEMA_FILE, NightSummary
 
     rec, truth = strap_off_night
     (off,) = truth["not_worn"]
@@ -65,6 +66,7 @@ def test_a_strap_off_night_reports_its_not_worn_span_and_less_time_in_bed(tmp_pa
     conn.close()
     summary = json.loads(payload)
     NightSummary.model_validate_json(payload)  # the contract, the collector's checks included
+    jsonschema_rs.validator_for(json.loads(SCHEMA_FILE.read_text())).validate(summary)  # and its schema
 
     assert epochs[0] >= WINDOW_MIN - 2 and epochs[1] == epochs[0]  # a temperature every minute
     assert summary["wear"]["assessed"] is True
