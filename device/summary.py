@@ -7,11 +7,11 @@ import uuid
 from typing import Any
 
 from device import __version__
-from device.detect.bed import in_bed_intervals, merge
+from device.detect.bed import in_bed_intervals
 from device.detect.events import Interval
 from device.detect.scoring import score_night
 from device.store import Segment, StoredNight
-from device.wear import not_worn_spans, worn_in_bed
+from device.wear import assess, worn_in_bed
 
 
 def coverage_gaps(segments: list[Segment], detector_gaps: list[Interval], duration_s: float) -> list[Interval]:
@@ -43,9 +43,8 @@ def build_summary(stored: StoredNight, device_id: str, generated_at: dt.datetime
     legs_n = int(info.sensor.get("legs", 1))
     gaps = coverage_gaps(stored.segments, stored.gaps, info.duration_s)
     legs = [[m for m in stored.movements if m.leg == k] for k in range(legs_n)]
-    # A sensor off any leg: that time is not in bed (device/wear.py), as a gap is not recorded.
-    not_worn = merge(span for epochs in stored.wear_epochs.values() for span in not_worn_spans(epochs))
-    in_bed = worn_in_bed(in_bed_intervals(stored.postures, stored.markers, info.duration_s), not_worn)
+    wear = assess(stored.wear_epochs.values())  # not-worn time is not in bed (device/wear.py)
+    in_bed = worn_in_bed(in_bed_intervals(stored.postures, stored.markers, info.duration_s), wear.not_worn)
     core = score_night(legs, in_bed, gaps, info.duration_s, rules=info.rules,
                        recording_start=dt.datetime.fromisoformat(info.window_start))
     recorded_s = sum(s.end_s - s.start_s for s in stored.segments)
@@ -54,8 +53,8 @@ def build_summary(stored: StoredNight, device_id: str, generated_at: dt.datetime
     sensor["odr_measured_hz"] = round(samples / legs_n / recorded_s, 3) if recorded_s > 0 else None
     return {
         **core,
-        "wear": wear_summary(stored, not_worn, info.duration_s),
-        "caveats": core["caveats"] + _wear_caveats(not_worn),
+        "wear": wear.summary(info.duration_s),
+        "caveats": core["caveats"] + wear.caveats(),
         "device_id": device_id,
         "night": info.night,
         "summary_id": str(uuid.uuid4()),
@@ -67,18 +66,3 @@ def build_summary(stored: StoredNight, device_id: str, generated_at: dt.datetime
         "markers": [{"t_s": t, "kind": kind} for t, kind in stored.markers],
     }
 
-
-def wear_summary(stored: StoredNight, not_worn: list[Interval], duration_s: float) -> dict[str, Any]:
-    """The summary's `wear` (docs/summary.md): whether the temperature was read at all (without it
-    wear cannot be judged and `not_worn` is empty), and the spans the sensor was off a leg."""
-    assessed = any(e.temp_c is not None for epochs in stored.wear_epochs.values() for e in epochs)
-    spans = ((round(max(0.0, s.start_s), 3), round(min(duration_s, s.end_s), 3)) for s in not_worn)
-    return {"assessed": assessed, "not_worn": [{"start_s": a, "end_s": b} for a, b in spans if b > a]}
-
-
-def _wear_caveats(not_worn: list[Interval]) -> list[str]:
-    if not not_worn:
-        return []
-    minutes = sum(s.duration_s for s in not_worn) / 60.0
-    return [f"The sensor was not worn for {minutes:.0f} min ({len(not_worn)} spans): that time is not "
-            "time in bed, and PLM series end there."]

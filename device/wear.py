@@ -26,8 +26,9 @@ rises toward the skin's again:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -109,24 +110,31 @@ class WearEpochs:
 
 def not_worn_spans(epochs: Sequence[WearEpoch], epoch_s: float = EPOCH_S) -> list[Interval]:
     """The spans the sensor was off the leg, from one leg's epochs (sorted by start; see the module
-    docstring for the rules). An epoch without a temperature never starts a span; a missing epoch
-    (a gap in recording) ends one."""
+    docstring for the rules). The temperature's rate is taken from the last minute that had one,
+    so a reading missed now and then changes nothing. An epoch without a temperature never starts
+    a span; a missing epoch (a gap in recording) ends one."""
     spans: list[Interval] = []
     start_s: float | None = None
     prev: WearEpoch | None = None
-    cooling: list[WearEpoch] = []  # the motionless, cooling run up to now
+    last: WearEpoch | None = None  # the last epoch with a temperature, since the last gap
+    cooling_from: float | None = None  # start of the motionless, cooling run up to now
+    still_from: float | None = None  # start of the motionless run up to now
     for e in epochs:
         if prev is not None and e.start_s - prev.start_s > 1.5 * epoch_s:  # a gap: nothing known
             if start_s is not None:
                 spans.append(Interval(start_s, prev.start_s + epoch_s))
-            start_s, prev, cooling = None, None, []
+            start_s, last, cooling_from, still_from = None, None, None, None
         still = e.accel_sd_g < STILL_SD_G
-        rate = (e.temp_c - prev.temp_c) * 60.0 / epoch_s \
-            if e.temp_c is not None and prev is not None and prev.temp_c is not None else None
-        if still and rate is not None and rate <= -COOLING_C_PER_MIN:
-            cooling.append(e)
-        else:
-            cooling = []
+        still_from = (e.start_s if still_from is None else still_from) if still else None
+        rate = None
+        if e.temp_c is not None and last is not None and e.start_s > last.start_s:
+            rate = (e.temp_c - last.temp_c) * 60.0 / (e.start_s - last.start_s)
+        if not still or (rate is not None and rate > -COOLING_C_PER_MIN):
+            cooling_from = None
+        elif rate is not None and cooling_from is None:
+            # It cooled since the last reading: from the minute after it, or after the last
+            # movement (the strap being undone), whichever came later.
+            cooling_from = max(still_from, last.start_s + epoch_s)
         if start_s is not None:
             warm = e.temp_c is not None and (e.temp_c >= SKIN_FROM_C or (rate or 0.0) >= COOLING_C_PER_MIN)
             if not still or warm:
@@ -134,8 +142,11 @@ def not_worn_spans(epochs: Sequence[WearEpoch], epoch_s: float = EPOCH_S) -> lis
                 start_s = None
         elif still and e.temp_c is not None:
             cold = e.temp_c < OFF_BELOW_C and (rate is None or rate < COOLING_C_PER_MIN)
-            if cold or len(cooling) >= COOLING_EPOCHS:
-                start_s = cooling[0].start_s if cooling else e.start_s
+            cooled = cooling_from is not None and e.start_s + epoch_s - cooling_from >= COOLING_EPOCHS * epoch_s
+            if cold or cooled:
+                start_s = e.start_s if cooling_from is None else cooling_from
+        if e.temp_c is not None:
+            last = e
         prev = e
     if start_s is not None and prev is not None:
         spans.append(Interval(start_s, prev.start_s + epoch_s))
@@ -148,3 +159,32 @@ def worn_in_bed(in_bed: Sequence[Interval], not_worn: Sequence[Interval]) -> lis
     PLM series ends there as it does at a gap (`scoring.score_night` scores LMs only inside these
     spans and numbers series within each)."""
     return subtract(merge(in_bed), not_worn)
+
+
+@dataclass(frozen=True)
+class Wear:
+    """A night's wear: whether any temperature was read, and the spans a sensor was off a leg."""
+
+    assessed: bool
+    not_worn: list[Interval]
+
+    def summary(self, duration_s: float) -> dict[str, Any]:
+        """The summary's `wear` (docs/summary.md), times to the ms within [0, duration_s]."""
+        spans = ((round(max(0.0, s.start_s), 3), round(min(duration_s, s.end_s), 3)) for s in self.not_worn)
+        return {"assessed": self.assessed, "not_worn": [{"start_s": a, "end_s": b} for a, b in spans if b > a]}
+
+    def caveats(self) -> list[str]:
+        """What a reader of the night's figures must know about the time not worn."""
+        if not self.not_worn:
+            return []
+        minutes = sum(s.duration_s for s in self.not_worn) / 60.0
+        return [f"The sensor was not worn for {minutes:.0f} min ({len(self.not_worn)} spans): that time "
+                "is not time in bed, and PLM series end there."]
+
+
+def assess(epochs_by_leg: Iterable[Sequence[WearEpoch]]) -> Wear:
+    """The night's wear from each leg's epochs: a sensor off any leg makes that time not worn (a
+    bilateral LM cannot be scored with one leg unseen, as with a gap)."""
+    legs = [list(epochs) for epochs in epochs_by_leg]
+    return Wear(assessed=any(e.temp_c is not None for epochs in legs for e in epochs),
+                not_worn=merge(span for epochs in legs for span in not_worn_spans(epochs)))

@@ -138,3 +138,38 @@ def test_a_recording_keeps_the_temperature_column(tmp_path):
     assert (tmp_path / "r.csv").read_text().splitlines()[0] == RECORDING_HEADER_TEMP
     back = list(read_recording(tmp_path / "r.csv"))
     assert [b.temp_c for b in back] == [31.25]
+
+
+def test_sparse_readings_give_the_same_span():
+    # A temperature only every third minute (readings missed, or a recording read in long blocks):
+    # the rate is taken over the minutes between readings, and the span is found as before.
+    temps = [32.0] * 10 + [31.0 - 0.5 * k for k in range(12)]
+    sds = [STILL] * 9 + [MOVING] + [STILL] * 12
+    sparse = [t if i % 3 == 0 else None for i, t in enumerate(temps)]
+    dense_spans = not_worn_spans(epochs(temps, sds))
+    assert dense_spans == [Interval(10 * EPOCH_S, len(temps) * EPOCH_S)]
+    (span,) = not_worn_spans(epochs(sparse, sds))
+    assert span.end_s == dense_spans[0].end_s and span.start_s - dense_spans[0].start_s <= 3 * EPOCH_S
+
+
+def test_analyze_reads_wear_from_a_recordings_temperature_column(tmp_path):
+    from device.analyze import analyze_recordings
+    from device.recording import read_recording, write_recording
+    from device.sim import simulate_night, write_night
+
+    night = simulate_night("strap_off", 7, 1.5)
+    write_night(night, tmp_path / "rec.csv", tmp_path / "truth.json")
+    (off,) = night.truth["not_worn"]
+    summary = analyze_recordings([tmp_path / "rec.csv"]).summary
+    (span,) = summary["wear"]["not_worn"]
+    assert summary["wear"]["assessed"] is True
+    # The temperature arrives as a mean over each long block: the edges are minutes, not seconds.
+    assert abs(span["start_s"] - off["start_s"]) <= 600.0 and abs(span["end_s"] - off["end_s"]) <= 120.0
+    assert not any(b["start_s"] < span["end_s"] and span["start_s"] < b["end_s"] for b in summary["in_bed"])
+    # The same samples without the column: wear cannot be judged, and nothing is taken out.
+    plain = tmp_path / "plain.csv"
+    write_recording(plain, (SampleBlock(b.t_s, b.accel_g, b.gyro_dps, b.odr_hz)
+                            for b in read_recording(tmp_path / "rec.csv")))
+    blind = analyze_recordings([plain]).summary
+    assert blind["wear"] == {"assessed": False, "not_worn": []}
+    assert blind["time_in_bed_s"] > summary["time_in_bed_s"] + 0.8 * (span["end_s"] - span["start_s"])
