@@ -35,7 +35,7 @@ from device.samples import SampleBlock
 from device.sensor.legs import LegReaders, open_hardware, remap_axes
 from device.store import LegEvents, NightInfo, Progress, Store, StoredNight
 from device.summary import build_summary
-from device.wear import WearEpochs
+from device.wear import WearEpoch, WearEpochs
 from device.window import Window, window_at
 
 log = logging.getLogger("device.daemon")
@@ -97,7 +97,7 @@ class _Recording:
     detectors: dict[int, Any] = field(default_factory=dict)
     pending: list[LegEvents] = field(default_factory=list)  # detector outputs not yet written
     wear: dict[int, WearEpochs] = field(default_factory=dict)  # by leg: minutes of temperature, stillness
-    pending_wear: list = field(default_factory=list)  # (leg, WearEpoch) not yet written
+    pending_wear: list[tuple[int, WearEpoch]] = field(default_factory=list)  # not yet written, by leg
     open_written: dict[int, tuple[float, str] | None] = field(default_factory=dict)  # by leg
 
 

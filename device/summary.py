@@ -65,4 +65,3 @@ def build_summary(stored: StoredNight, device_id: str, generated_at: dt.datetime
         "clock_synced": info.clock_synced,
         "markers": [{"t_s": t, "kind": kind} for t, kind in stored.markers],
     }
-
