@@ -20,6 +20,7 @@ from device.detect.scoring import INSUFFICIENT, score_night
 from device.errors import RecordingMismatchError
 from device.lm_import import ImportedEvents
 from device.recording import read_recording
+from device.wear import WearEpoch, WearEpochs, assess, worn_in_bed
 
 # Blocks of a few seconds keep per-call overhead low offline; the detector's frames make the result
 # independent of the block size.
@@ -41,6 +42,7 @@ class _Leg:
     movements: list[LegMovement] = field(default_factory=list)
     postures: list[PostureSegment] = field(default_factory=list)
     gaps: list[Interval] = field(default_factory=list)
+    wear_epochs: list[WearEpoch] = field(default_factory=list)
     start_s: float | None = None  # the first sample; None when the recording has none
     end_s: float = 0.0
     dt_s: float = 0.0
@@ -68,8 +70,13 @@ def analyze_recordings(
     gaps = merge([g for leg in legs for g in leg.gaps] + [g for leg in legs for g in _unrecorded(leg, duration_s)])
     # Both shins lie and stand together, so the first leg's posture speaks for the patient.
     postures = legs[0].postures if legs else []
-    in_bed = in_bed_intervals(postures, markers, duration_s)
+    # A recording with a temp_c column says when the sensor was off the leg: not time in bed. Read
+    # in long blocks, its temperature comes as a mean every few minutes, so a span's start may be
+    # placed a few minutes later than the daemon, reading every 5 s, would place it.
+    wear = assess(leg.wear_epochs for leg in legs)
+    in_bed = worn_in_bed(in_bed_intervals(postures, markers, duration_s), wear.not_worn)
     summary = score_night([leg.movements for leg in legs], in_bed, gaps, duration_s, rules, recording_start)
+    summary.update(wear=wear.summary(duration_s), caveats=summary["caveats"] + wear.caveats())
     return NightAnalysis(summary=summary, postures=postures, markers=list(markers))
 
 
@@ -125,16 +132,19 @@ def _unrecorded(leg: _Leg, duration_s: float) -> list[Interval]:
 def _detect(path: str | os.PathLike, leg: int, progress: Callable[[int], None] | None) -> _Leg:
     out = _Leg(os.fspath(path))
     detector: LegDetector | None = None
+    wear = WearEpochs()
     for block in read_recording(path, block_rows=BLOCK_ROWS):
         if detector is None:
             detector = LegDetector(block.odr_hz, leg=leg)
             out.start_s, out.dt_s = float(block.t_s[0]), 1.0 / block.odr_hz
         _collect(out, detector.feed(block))
+        out.wear_epochs += wear.feed(block)
         out.end_s = float(block.t_s[-1]) + 1.0 / block.odr_hz  # the end of the last sample
         if progress:
             progress(len(block))
     if detector is not None:
         _collect(out, detector.finish())
+    out.wear_epochs += wear.finish()
     return out
 
 

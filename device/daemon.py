@@ -35,6 +35,7 @@ from device.samples import SampleBlock
 from device.sensor.legs import LegReaders, open_hardware, remap_axes
 from device.store import LegEvents, NightInfo, Progress, Store, StoredNight
 from device.summary import build_summary
+from device.wear import WearEpoch, WearEpochs
 from device.window import Window, window_at
 
 log = logging.getLogger("device.daemon")
@@ -95,6 +96,8 @@ class _Recording:
     last_beat: float = 0.0
     detectors: dict[int, Any] = field(default_factory=dict)
     pending: list[LegEvents] = field(default_factory=list)  # detector outputs not yet written
+    wear: dict[int, WearEpochs] = field(default_factory=dict)  # by leg: minutes of temperature, stillness
+    pending_wear: list[tuple[int, WearEpoch]] = field(default_factory=list)  # not yet written, by leg
     open_written: dict[int, tuple[float, str] | None] = field(default_factory=dict)  # by leg
 
 
@@ -385,9 +388,11 @@ class Daemon:
             det = rec.detectors[leg] = detector_cls(odr_hz=block.odr_hz, leg=leg)
         # The reader may refine its rate estimate mid-night (t_s stays exact); the detector keeps
         # its own, which differs by at most a few percent.
-        shifted = remap_axes(SampleBlock(t[keep], block.accel_g[keep], block.gyro_dps[keep], det.odr_hz),
+        shifted = remap_axes(SampleBlock(t[keep], block.accel_g[keep], block.gyro_dps[keep], det.odr_hz,
+                                         block.temp_c),
                              self.cfg.sensor.axes)
         self._keep(rec, leg, det.feed(shifted))
+        rec.pending_wear += [(leg, e) for e in rec.wear.setdefault(leg, WearEpochs()).feed(shifted)]
         rec.samples += int(keep.sum())
         rec.end_s = max(rec.end_s, float(t[keep][-1]) + 1.0 / block.odr_hz)
         if self.clock.monotonic() - rec.last_beat >= HEARTBEAT_S:
@@ -409,8 +414,9 @@ class Daemon:
                 changed[leg] = posture
                 rec.open_written[leg] = key
         self.store.save_progress(Progress(rec.window.night, rec.segment_id, rec.end_s, rec.samples,
-                                          list(rec.pending), changed, final))
+                                          list(rec.pending), changed, final, list(rec.pending_wear)))
         rec.pending.clear()
+        rec.pending_wear.clear()
 
     def _end_recording(self) -> None:
         """Flush the detectors and write the segment's end: what was recorded is kept."""
@@ -419,6 +425,7 @@ class Daemon:
             return
         for leg, det in rec.detectors.items():
             self._keep(rec, leg, det.finish())
+        rec.pending_wear += [(leg, e) for leg, acc in rec.wear.items() for e in acc.finish()]
         self._save(rec, final=True)
         self.store.flush()
 

@@ -2,8 +2,9 @@
 
 It starts a private mosquitto (TLS from a CA made here, passwords, the production ACL), the
 collector and the dashboard, provisions two devices and assigns them to two pseudonymous patients,
-simulates nights for each (a PLMD patient and a control), and runs the real daemon for each device
-on the register-level emulator, faster than real time. Everything lives under one directory
+simulates nights for each (a PLMD patient, whose strap comes off on the second night, and a
+control), and runs the real daemon for each device on the register-level emulator, faster than
+real time. Everything lives under one directory
 (`./demo-data` by default) and runs as subprocesses, each in its own process group, through the
 same command lines an installer uses: `device/` never imports `server/`. Ctrl-C stops it all.
 """
@@ -269,16 +270,22 @@ class Dashboard:
 # --- the demo -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Patient:
-    """One demo patient: a pseudonym, their device and the simulator's scenario."""
+    """One demo patient: a pseudonym, their device and the simulator's scenario (and the night,
+    counted from 1, whose strap comes off for a while: the `strap_off` scenario)."""
 
     pseudonym: str
     device_id: str
     scenario: str
     first_seed: int
+    strap_off_night: int | None = None
+
+    def scenario_of(self, night: int) -> str:
+        """The scenario of night `night` (from 1)."""
+        return "strap_off" if night == self.strap_off_night else self.scenario
 
 
 PATIENTS = (
-    Patient("P-0001 (PLMD)", "demo-plmd", "plmd", 101),
+    Patient("P-0001 (PLMD)", "demo-plmd", "plmd", 101, strap_off_night=2),
     Patient("P-0002 (control)", "demo-control", "control", 201),
 )
 MARKER = ".rlsmon-demo"  # only a directory holding this file is ever wiped by the demo
@@ -429,7 +436,7 @@ def run_demo(args: argparse.Namespace, work: Path, supervisor: Supervisor) -> No
             out = work / "recordings" / f"{p.device_id}-{n + 1}.csv"
             recordings[p.device_id].append(out)
             supervisor.start(f"simulate-{p.device_id}-{n + 1}", [
-                device_cli, "simulate", "--scenario", p.scenario, "--seed", str(p.first_seed + n),
+                device_cli, "simulate", "--scenario", p.scenario_of(n + 1), "--seed", str(p.first_seed + n),
                 "--hours", str(args.hours), "--out", str(out), "--truth", str(out.with_suffix(".truth.json"))],
                 finite=True)
 

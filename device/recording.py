@@ -2,7 +2,9 @@
 
 The format (docs/architecture.md): a header line `t,ax,ay,az,gx,gy,gz`, then one row per sample; `t` in
 seconds from the start of the recording, accel in g, gyro in dps. A jump in `t` is a gap in
-recording: it is kept as it is, never interpolated.
+recording: it is kept as it is, never interpolated. An optional eighth column, `temp_c`, is the
+sensor's temperature in °C (its latest reading at that row), which tells worn from not worn
+(device/wear.py); a block read from such a file carries the mean of its rows as `temp_c`.
 
 Reading is the hot path of `rlsmon-device analyze` (an 8-hour night at 52 Hz is 1.5 M rows), so rows
 are parsed a megabyte at a time with vectorised numpy (about twice as fast as `np.loadtxt`), eight
@@ -24,6 +26,7 @@ from device.samples import SampleBlock
 from device.sensor.lsm6ds import VARIANTS
 
 RECORDING_HEADER = "t,ax,ay,az,gx,gy,gz"
+RECORDING_HEADER_TEMP = RECORDING_HEADER + ",temp_c"
 
 # No supported chip reports more than its int16 range times its coarsest LSB: 32768 x 0.976 mg
 # = 32.0 g (LSM6DSO32 at ±32 g) and 32768 x 140 mdps = 4588 dps (ISM330DHCX at ±4000 dps). Twice
@@ -34,14 +37,16 @@ GYRO_LIMIT_DPS = 2 * max(32768 * s.per_lsb for v in VARIANTS.values() for s in v
 # A recording is one night; a t a week from the start is a corrupted value, and would make the
 # hourly profile of the night millions of hours long.
 MAX_T_S = 7 * 24 * 3600.0
-_LIMITS = np.array([MAX_T_S] + [ACCEL_LIMIT_G] * 3 + [GYRO_LIMIT_DPS] * 3)
-_UNITS = ("s", "g", "g", "g", "dps", "dps", "dps")
+# The chips work from -40 to +85 °C; a temperature beyond ±200 °C is a corrupted value.
+TEMP_LIMIT_C = 200.0
+_LIMITS = np.array([MAX_T_S] + [ACCEL_LIMIT_G] * 3 + [GYRO_LIMIT_DPS] * 3 + [TEMP_LIMIT_C])
+_UNITS = ("s", "g", "g", "g", "dps", "dps", "dps", "°C")
 
-_NCOL = 7
 _CHUNK_BYTES = 1 << 20
 # Precision on write: 0.1 ms is far below any sample period we use; 10 µg and 0.1 mdps are below
 # the LSM6DS noise floor (about 70 µg/√Hz and 3.8 mdps/√Hz), so nothing measurable is lost.
 _ROW_FORMAT = "%.4f,%.5f,%.5f,%.5f,%.4f,%.4f,%.4f\n"
+_ROW_FORMAT_TEMP = _ROW_FORMAT[:-1] + ",%.3f\n"  # 1 m°C: finer than the chips' 1/256 °C
 _WRITE_ROWS = 16384
 
 
@@ -51,7 +56,8 @@ def read_recording(path: str | os.PathLike, block_rows: int = 4096) -> Iterator[
     `odr_hz` is estimated once, from the first megabyte: the median sample interval finds the
     regular spacing, and the mean of the intervals within 1.5 of it (so gaps are left out) refines
     it past the rounding of `t` in the file. Raises `RecordingFormatError` naming the 1-based line
-    for a bad header, a wrong number of columns, a field that is not a finite number, a value beyond
+    for a bad header (`RECORDING_HEADER`, or `RECORDING_HEADER_TEMP` with a temperature column),
+    a wrong number of columns, a field that is not a finite number, a value beyond
     any supported sensor's range (`ACCEL_LIMIT_G`, `GYRO_LIMIT_DPS`; `t` up to `MAX_T_S`), or a `t`
     that does not increase.
     """
@@ -63,14 +69,15 @@ def read_recording(path: str | os.PathLike, block_rows: int = 4096) -> Iterator[
     pending_rows = 0
     last_t = -np.inf
     with open(name, "rb") as f:
-        header = f.readline()
-        if header.removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace").strip() != RECORDING_HEADER:
+        header = f.readline().removeprefix(b"\xef\xbb\xbf").decode("utf-8", "replace").strip()
+        if header not in (RECORDING_HEADER, RECORDING_HEADER_TEMP):
             raise RecordingFormatError(
-                name, 1, f"the header must be {RECORDING_HEADER!r}, not {header[:80].decode('utf-8', 'replace').strip()!r}"
+                name, 1, f"the header must be {RECORDING_HEADER!r} (or with ',temp_c'), not {header[:80]!r}"
             )
+        columns = header.split(",")
         first_line = 2
-        for rows, first_line in _chunks(f, name, first_line):
-            _check_range(rows, name, first_line)
+        for rows, first_line in _chunks(f, name, first_line, columns):
+            _check_range(rows, name, first_line, columns)
             t = rows[:, 0]
             bad = np.flatnonzero(np.diff(t, prepend=last_t) <= 0)
             if bad.size:
@@ -102,37 +109,47 @@ def write_recording(path: str | os.PathLike, blocks: Iterable[SampleBlock]) -> N
     file could not be read back.
     """
     last_t = -np.inf
+    temp_c: float | None = None  # the latest temperature, held from row to row
+    row_format = None  # chosen by the first block: with a temperature column if it has a reading
     with open(os.fspath(path), "w", encoding="ascii", newline="\n") as f:
-        f.write(RECORDING_HEADER + "\n")
         for block in blocks:
             if not len(block):
                 continue
+            if row_format is None:
+                row_format = _ROW_FORMAT if block.temp_c is None else _ROW_FORMAT_TEMP
+                f.write((RECORDING_HEADER if block.temp_c is None else RECORDING_HEADER_TEMP) + "\n")
             t = np.round(np.asarray(block.t_s, dtype=np.float64), 4)
             if np.any(np.diff(t, prepend=last_t) <= 0):
                 raise ValueError("SampleBlock t_s must increase by at least 0.1 ms from row to row")
             last_t = t[-1]
-            table = np.column_stack([t, block.accel_g, block.gyro_dps])
+            columns = [t, block.accel_g, block.gyro_dps]
+            if row_format is _ROW_FORMAT_TEMP:
+                temp_c = temp_c if block.temp_c is None else block.temp_c
+                columns.append(np.full(len(t), temp_c))
+            table = np.column_stack(columns)
             for k in range(0, len(table), _WRITE_ROWS):
                 part = table[k : k + _WRITE_ROWS]
-                f.write((_ROW_FORMAT * len(part)) % tuple(part.ravel().tolist()))
+                f.write((row_format * len(part)) % tuple(part.ravel().tolist()))
+        if row_format is None:
+            f.write(RECORDING_HEADER + "\n")
 
 
 def _block(rows: np.ndarray, odr_hz: float) -> SampleBlock:
     rows = np.ascontiguousarray(rows)
-    return SampleBlock(t_s=rows[:, 0].copy(), accel_g=rows[:, 1:4].copy(), gyro_dps=rows[:, 4:7].copy(), odr_hz=odr_hz)
+    temp_c = float(rows[:, 7].mean()) if rows.shape[1] > 7 else None
+    return SampleBlock(t_s=rows[:, 0].copy(), accel_g=rows[:, 1:4].copy(), gyro_dps=rows[:, 4:7].copy(),
+                       odr_hz=odr_hz, temp_c=temp_c)
 
 
-def _check_range(rows: np.ndarray, name: str, first_line: int) -> None:
+def _check_range(rows: np.ndarray, name: str, first_line: int, columns: list[str]) -> None:
     """Raise `RecordingFormatError` naming the first line with a value beyond `_LIMITS`."""
-    beyond = np.abs(rows) > _LIMITS
+    beyond = np.abs(rows) > _LIMITS[: len(columns)]
     if not beyond.any():
         return
     i, column = (int(k) for k in np.argwhere(beyond)[0])
     value, limit, unit = float(rows[i, column]), _LIMITS[column], _UNITS[column]
     what = "more than a week from the start" if column == 0 else f"beyond any supported sensor's range (±{limit:.0f} {unit})"
-    raise RecordingFormatError(
-        name, first_line + i, f"{RECORDING_HEADER.split(',')[column]} = {value!r} {unit} is {what}"
-    )
+    raise RecordingFormatError(name, first_line + i, f"{columns[column]} = {value!r} {unit} is {what}")
 
 
 def _estimate_odr_hz(t: np.ndarray, name: str) -> float:
@@ -143,8 +160,8 @@ def _estimate_odr_hz(t: np.ndarray, name: str) -> float:
     return float(1.0 / dt[dt < 1.5 * median_s].mean())
 
 
-def _chunks(f: BinaryIO, name: str, first_line: int) -> Iterator[tuple[np.ndarray, int]]:
-    """Yield (rows as an (n, 7) float array, line number of its first row) for each chunk of `f`."""
+def _chunks(f: BinaryIO, name: str, first_line: int, columns: list[str]) -> Iterator[tuple[np.ndarray, int]]:
+    """Yield (rows as an (n, len(columns)) float array, line number of its first row) for each chunk."""
     carry = b""
     while True:
         data = f.read(_CHUNK_BYTES)
@@ -162,48 +179,50 @@ def _chunks(f: BinaryIO, name: str, first_line: int) -> Iterator[tuple[np.ndarra
         carry = data[end:]
         if not end:
             continue
-        rows, nlines = _parse(data[:end], name, first_line)
+        rows, nlines = _parse(data[:end], name, first_line, columns)
         if len(rows):
             yield rows, first_line
         first_line += nlines
     if carry.strip():
-        rows, _ = _parse(carry + b"\n", name, first_line)
+        rows, _ = _parse(carry + b"\n", name, first_line, columns)
         if len(rows):
             yield rows, first_line
 
 
-def _parse(buf: bytes, name: str, first_line: int) -> tuple[np.ndarray, int]:
+def _parse(buf: bytes, name: str, first_line: int, columns: list[str] | None = None) -> tuple[np.ndarray, int]:
     """Parse whole lines in `buf` (ending in a newline); return the rows and the number of lines."""
+    columns = columns or RECORDING_HEADER.split(",")
+    ncol = len(columns)
     if b"\r" in buf:
         buf = buf.replace(b"\r\n", b"\n")
-    rows = _parse_fast(buf)
+    rows = _parse_fast(buf, ncol)
     if rows is not None:
         return rows, len(rows)
     nlines = buf.count(b"\n")
     lines = buf.decode("utf-8", "replace").split("\n")[:-1]
     # np.loadtxt would skip a blank line silently and shift every line number after it.
     if any(not line.strip() for line in lines):
-        raise _first_bad_line(lines, name, first_line)
+        raise _first_bad_line(lines, name, first_line, columns)
     try:
         rows = np.loadtxt(lines, delimiter=",", dtype=np.float64, ndmin=2, comments=None)
     except ValueError:
-        raise _first_bad_line(lines, name, first_line) from None
-    if (rows.size and rows.shape[1] != _NCOL) or not np.isfinite(rows).all():
-        raise _first_bad_line(lines, name, first_line)
-    return rows.reshape(-1, _NCOL), nlines
+        raise _first_bad_line(lines, name, first_line, columns) from None
+    if (rows.size and rows.shape[1] != ncol) or not np.isfinite(rows).all():
+        raise _first_bad_line(lines, name, first_line, columns)
+    return rows.reshape(-1, ncol), nlines
 
 
-def _first_bad_line(lines: list[str], name: str, first_line: int) -> RecordingFormatError:
+def _first_bad_line(lines: list[str], name: str, first_line: int, columns: list[str]) -> RecordingFormatError:
     """The error for the first bad line in `lines`, found line by line (only for a chunk known bad)."""
     for i, line in enumerate(lines):
         fields = line.split(",")
         if not line.strip():
             return RecordingFormatError(name, first_line + i, "an empty line")
-        if len(fields) != _NCOL:
+        if len(fields) != len(columns):
             return RecordingFormatError(
-                name, first_line + i, f"{len(fields)} columns where {_NCOL} are expected ({RECORDING_HEADER})"
+                name, first_line + i, f"{len(fields)} columns where {len(columns)} are expected ({','.join(columns)})"
             )
-        for column, text in zip(RECORDING_HEADER.split(","), fields):
+        for column, text in zip(columns, fields):
             try:
                 value = float(text) if "_" not in text else None  # float() takes 1_000; np.loadtxt does not
             except ValueError:
@@ -215,7 +234,7 @@ def _first_bad_line(lines: list[str], name: str, first_line: int) -> RecordingFo
     return RecordingFormatError(name, first_line, "the lines from here on could not be parsed")
 
 
-def _parse_fast(buf: bytes) -> np.ndarray | None:
+def _parse_fast(buf: bytes, ncol: int) -> np.ndarray | None:
     """Parse plain decimal CSV, `-?digits.digits` with at most 8 digits on each side of the dot.
 
     Each field is read as two 64-bit words, the 8 bytes before its dot and the 8 after, and turned
@@ -228,10 +247,10 @@ def _parse_fast(buf: bytes) -> np.ndarray | None:
     # Every byte up to ',' (44) is taken for a separator; the check below that each is ',' or '\n'
     # in its place then also rejects any other such byte (space, '\r', '+', …) in one compare.
     sep = np.flatnonzero(b <= 44)
-    if not sep.size or sep.size % _NCOL:
+    if not sep.size or sep.size % ncol:
         return None
-    n = sep.size // _NCOL
-    kinds = b[sep].reshape(n, _NCOL)
+    n = sep.size // ncol
+    kinds = b[sep].reshape(n, ncol)
     if not ((kinds[:, :-1] == 44).all() and (kinds[:, -1] == 10).all()):
         return None
     dots = np.flatnonzero(b == 46)
@@ -263,7 +282,7 @@ def _parse_fast(buf: bytes) -> np.ndarray | None:
         return None
     values = (int_part * np.uint64(100_000_000) + frac_part).astype(np.float64) / 1e8
     np.negative(values, out=values, where=negative)
-    return values.reshape(n, _NCOL)
+    return values.reshape(n, ncol)
 
 
 _U64 = np.uint64

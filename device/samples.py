@@ -18,12 +18,17 @@ class SampleBlock:
     `gyro_dps` are (n, 3) arrays in the sensor frame: x along the shin toward the knee, y lateral,
     z out of the shin's front (see docs/architecture.md). A jump in `t_s` larger than 1.5 sample periods,
     inside a block or between blocks, is a gap in recording: it is never interpolated.
+
+    `temp_c` is the chip's temperature (°C) near the block's end, when one was read: readers read
+    it every few seconds (a register read, never per sample), so most blocks carry None. It tells
+    a sensor on the skin from one off the leg (device/wear.py).
     """
 
     t_s: np.ndarray
     accel_g: np.ndarray
     gyro_dps: np.ndarray
     odr_hz: float
+    temp_c: float | None = None
 
     def __post_init__(self) -> None:
         n = len(self.t_s)

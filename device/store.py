@@ -7,7 +7,8 @@ one transaction each, and small pages (1 KiB) keep the bytes each one writes to 
 
 Tables: `nights` (one row per night, closed when its summary is built), `segments` (spans the
 daemon was recording: their complement in the window is coverage gaps), `gaps` (gaps the detector
-saw inside a segment), `movements`, `postures`, `markers` (the button), and `outbox` (summaries the
+saw inside a segment), `movements`, `postures`, `markers` (the button), `wear_epochs` (each leg's
+minutes of temperature and stillness, device/wear.py), and `outbox` (summaries the
 collector has not yet receipted, drained in id order). A broker's PUBACK is not a receipt: a row goes
 only when the collector's receipt for its `summary_id` arrives (docs/receipts.md).
 
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from device.detect.events import Interval, LegMovement, PostureSegment
+from device.wear import WearEpoch
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -81,6 +83,7 @@ class Progress:
     events: list[LegEvents] = field(default_factory=list)
     open_postures: dict[int, PostureSegment] = field(default_factory=dict)  # by leg, when changed
     final: bool = False  # the segment has ended cleanly
+    wear_epochs: list[tuple[int, WearEpoch]] = field(default_factory=list)  # (leg, epoch) completed
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class StoredNight:
     movements: list[LegMovement]
     postures: list[PostureSegment]
     markers: list[tuple[float, str]]
+    wear_epochs: dict[int, list[WearEpoch]] = field(default_factory=dict)  # by leg, by start
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,13 @@ def _migrate(db: Any) -> None:
         db.execute("update outbox set summary_id = (select n.summary_id from nights n where n.night = outbox.night)")
         db["outbox"].create_index(["summary_id"], unique=True)
         db["nights"].add_column("receipted_at", str)
+
+    @migrations()
+    def m004_wear_epochs(db: Any) -> None:
+        # One row per leg and minute: the mean temperature (null when none was read) and the
+        # largest per-axis SD of the acceleration; the summary's not-worn spans come from these.
+        db["wear_epochs"].create({"id": int, "night": str, "leg": int, "start_s": float, "temp_c": float,
+                                  "accel_sd_g": float}, pk="id", foreign_keys=[("night", "nights")])
 
     migrations.apply(db)
 
@@ -307,6 +318,8 @@ class Store:
                 db["postures"].insert_all({"night": p.night, "start_s": x.start_s, "end_s": x.end_s,
                                            "posture": x.posture} for x in ev.postures)
                 db["gaps"].insert_all({"night": p.night, "start_s": g.start_s, "end_s": g.end_s} for g in ev.gaps)
+            db["wear_epochs"].insert_all({"night": p.night, "leg": leg, "start_s": e.start_s, "temp_c": e.temp_c,
+                                          "accel_sd_g": e.accel_sd_g} for leg, e in p.wear_epochs)
             if p.final:  # the segment ended cleanly: every posture is closed and stored
                 db["open_postures"].delete_where("segment_id = ?", [p.segment_id])
             for leg, posture in p.open_postures.items():
@@ -351,6 +364,7 @@ class Store:
                                  "join segments s on s.id = o.segment_id where o.night = ?", [night])]
                              if r["end_s"] > r["start_s"]], key=lambda p: p.start_s),
             markers=[(r["t_s"], r["kind"]) for r in rows("markers", "t_s")],
+            wear_epochs=_by_leg(rows("wear_epochs", "leg, start_s")),
         )
 
     def close_night(self, night: str, build: Callable[[StoredNight], tuple[str, dict]],
@@ -416,12 +430,19 @@ class Store:
                 "select night from nights where receipted_at is not null and night < ? order by night",
                 [before_night])]
             for night in nights:
-                for table in ("open_postures", "movements", "postures", "gaps", "markers", "segments"):
+                for table in ("open_postures", "movements", "postures", "gaps", "markers", "wear_epochs", "segments"):
                     db[table].delete_where("night = ?", [night])
                 db["nights"].delete_where("night = ?", [night])
             return nights
 
         return self.call(fn)
+
+
+def _by_leg(rows: Any) -> dict[int, list[WearEpoch]]:
+    out: dict[int, list[WearEpoch]] = {}
+    for r in rows:
+        out.setdefault(r["leg"], []).append(WearEpoch(r["start_s"], r["temp_c"], r["accel_sd_g"]))
+    return out
 
 
 def _log_failure(fut: Future) -> None:

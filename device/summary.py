@@ -11,6 +11,7 @@ from device.detect.bed import in_bed_intervals
 from device.detect.events import Interval
 from device.detect.scoring import score_night
 from device.store import Segment, StoredNight
+from device.wear import assess, worn_in_bed
 
 
 def coverage_gaps(segments: list[Segment], detector_gaps: list[Interval], duration_s: float) -> list[Interval]:
@@ -42,7 +43,8 @@ def build_summary(stored: StoredNight, device_id: str, generated_at: dt.datetime
     legs_n = int(info.sensor.get("legs", 1))
     gaps = coverage_gaps(stored.segments, stored.gaps, info.duration_s)
     legs = [[m for m in stored.movements if m.leg == k] for k in range(legs_n)]
-    in_bed = in_bed_intervals(stored.postures, stored.markers, info.duration_s)
+    wear = assess(stored.wear_epochs.values())  # not-worn time is not in bed (device/wear.py)
+    in_bed = worn_in_bed(in_bed_intervals(stored.postures, stored.markers, info.duration_s), wear.not_worn)
     core = score_night(legs, in_bed, gaps, info.duration_s, rules=info.rules,
                        recording_start=dt.datetime.fromisoformat(info.window_start))
     recorded_s = sum(s.end_s - s.start_s for s in stored.segments)
@@ -51,6 +53,8 @@ def build_summary(stored: StoredNight, device_id: str, generated_at: dt.datetime
     sensor["odr_measured_hz"] = round(samples / legs_n / recorded_s, 3) if recorded_s > 0 else None
     return {
         **core,
+        "wear": wear.summary(info.duration_s),
+        "caveats": core["caveats"] + wear.caveats(),
         "device_id": device_id,
         "night": info.night,
         "summary_id": str(uuid.uuid4()),

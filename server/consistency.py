@@ -123,6 +123,27 @@ def _check_spans(core: NightCore) -> None:
         raise ValueError(f"lm_events[{i}]: offset_s is after duration_s")
 
 
+def _check_wear(core: NightCore) -> None:
+    """The not-worn spans lie within the recording, in order, without overlapping one another or
+    the time in bed (not-worn time is not in bed, docs/summary.md)."""
+    if core.wear is None:
+        return
+    spans = core.wear.not_worn
+    if spans and not core.wear.assessed:
+        raise ValueError("wear.not_worn has spans but wear.assessed is false")
+    end_s = core.duration_s + TIME_ROUNDING_S
+    for i, span in enumerate(spans):
+        if span.end_s > end_s:
+            raise ValueError(f"wear.not_worn[{i}] ends after duration_s")
+        if i and span.start_s < spans[i - 1].end_s - TIME_ROUNDING_S:
+            raise ValueError(f"wear.not_worn[{i}] is out of order or overlaps the span before")
+    in_bed = _union_s(core.in_bed)
+    off = [(s.start_s, s.end_s) for s in spans]
+    overlap_s = sum(end - start for start, end in in_bed) - _minus_s(in_bed, off)
+    if overlap_s > TIME_ROUNDING_S * (2 + 2 * (len(in_bed) + len(off))):
+        raise ValueError("in_bed overlaps wear.not_worn: time not worn is not time in bed")
+
+
 def _check_hourly(core: NightCore) -> None:
     hours = core.hourly
     if not hours:
@@ -170,6 +191,7 @@ def check_figures(core: NightCore, series_sizes: dict[int, int], imis: int) -> N
     if core.time_in_bed_s > core.duration_s + TIME_ROUNDING_S:
         raise ValueError("time_in_bed_s exceeds duration_s")
     _check_spans(core)
+    _check_wear(core)
     # A night with insufficient data has no index, band or flag (the model checks they are 0 and
     # false, and that its time in bed is under its stated minimum): there is nothing to recompute.
     if core.severity != INSUFFICIENT:

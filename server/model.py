@@ -120,6 +120,15 @@ class Coverage(_Record):
     gaps: Annotated[list[Interval], Field(max_length=MAX_INTERVALS)]
 
 
+class Wear(_Record):
+    """Was the sensor worn? `assessed` is false when no temperature was read (then wear cannot be
+    judged and `not_worn` is empty); `not_worn` holds the spans a sensor was off the leg, ordered and
+    disjoint, within the recording. Time not worn is not in `in_bed` (docs/summary.md)."""
+
+    assessed: bool
+    not_worn: Annotated[list[Interval], Field(max_length=MAX_INTERVALS)]
+
+
 class NightCore(_Record):
     """The scored night, as printed by `rlsmon-device analyze --json`.
 
@@ -132,7 +141,8 @@ class NightCore(_Record):
     `imi_histogram` adds up to the CLMs with an `imi_s`. Times are compared to ±1 ms per value.
     A night with `severity` "insufficient_data" has `lm_index` and `plm_index` 0 and
     `clinically_significant` false; when `min_time_in_bed_s` is given, `severity` is
-    "insufficient_data" exactly when `time_in_bed_s` is below it.
+    "insufficient_data" exactly when `time_in_bed_s` is below it. `wear.not_worn`, when given,
+    is ordered, disjoint, within `duration_s`, and outside `in_bed`.
     """
 
     schema_: Literal["rlsmon.night/1"] = Field(alias="schema")
@@ -159,6 +169,8 @@ class NightCore(_Record):
     # Added within rlsmon.night/1 (optional, so earlier summaries stay valid): the least recorded
     # time in bed for an index; below it `severity` is "insufficient_data".
     min_time_in_bed_s: TimeS | None = None
+    # Added within rlsmon.night/1 (optional): the spans the sensor was not worn (the daemon sends it).
+    wear: Wear | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> NightCore:

@@ -1,8 +1,8 @@
 """Can a night be used? A label (eligible, provisional, excluded) and its reasons, from the
 summary's own fields (docs/dashboard.md, "Night quality").
 
-Pure: facts in, a label out. Each rule is one row of ``RULES``; a new check (the wear spans of
-issue 12 item 1, once the summary carries them) is a new row, not a new branch.
+Pure: facts in, a label out. Each rule is one row of ``RULES``; a new check is a new row, not a
+new branch.
 """
 
 from __future__ import annotations
@@ -31,6 +31,13 @@ MIN_COVERAGE = 0.90
 # excluded (more of the night unseen than seen). Engineering thresholds, not clinical ones.
 MAX_GAP_IN_BED_PROVISIONAL = 0.10
 MAX_GAP_IN_BED_EXCLUDED = 0.50
+# The sensor off the leg within the sleep period (from the first time in bed to the last): the
+# index counts only worn time in bed, but the PLMs of the unseen time are lost and each span ends
+# a series, as a gap does, so the same engineering thresholds apply: over 10% provisional, over
+# 50% excluded. Not-worn time before bed or after rising (a sensor left on the table until
+# bedtime) is not counted.
+MAX_NOT_WORN_PROVISIONAL = 0.10
+MAX_NOT_WORN_EXCLUDED = 0.50
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,8 @@ class NightFacts:
     recorded_s: float
     clock_synced: bool | None     # None: not in the summary (an `analyze` core)
     min_time_in_bed_s: float = MIN_TIME_IN_BED_S
+    sleep_period_s: float = 0.0       # from the first in-bed start to the last in-bed end
+    not_worn_in_period_s: float = 0.0  # the summary's wear.not_worn within that period
 
 
 @dataclass(frozen=True)
@@ -97,8 +106,15 @@ def clock(f: NightFacts) -> Finding:
 
 
 def wear(f: NightFacts) -> Finding:
-    """Sensor not worn: a hook. The summary has no wear spans yet (issue 12 item 1); until it
-    does, no night is marked for wear, and the label says nothing about it."""
+    """Sensor not worn during the sleep period (summaries without wear spans say nothing here)."""
+    if f.sleep_period_s <= 0 or f.not_worn_in_period_s <= 0:
+        return None
+    share = f.not_worn_in_period_s / f.sleep_period_s
+    reason = f"sensor not worn for {_hours(f.not_worn_in_period_s)} ({share:.0%} of the night in bed)"
+    if share > MAX_NOT_WORN_EXCLUDED:
+        return EXCLUDED, reason
+    if share > MAX_NOT_WORN_PROVISIONAL:
+        return PROVISIONAL, reason
     return None
 
 
@@ -114,13 +130,19 @@ def assess(facts: NightFacts) -> Quality:
 
 def facts(*, time_in_bed_s: float, recorded_s: float, duration_s: float,
           in_bed: list[dict[str, Any]], clock_synced: bool | None,
-          min_time_in_bed_s: float | None) -> NightFacts:
-    """The facts of a night from its summary's fields (``in_bed`` as in the summary)."""
+          min_time_in_bed_s: float | None, not_worn: list[dict[str, Any]] | None = None) -> NightFacts:
+    """The facts of a night from its summary's fields (``in_bed`` and ``not_worn``, the summary's
+    ``wear.not_worn``, as in the summary)."""
+    first_s = min((s["start_s"] for s in in_bed), default=0.0)
+    last_s = max((s["end_s"] for s in in_bed), default=0.0)
     return NightFacts(
         time_in_bed_s=time_in_bed_s, recorded_s=recorded_s, duration_s=duration_s,
         in_bed_span_s=sum(s["end_s"] - s["start_s"] for s in in_bed),
         clock_synced=clock_synced,
-        min_time_in_bed_s=MIN_TIME_IN_BED_S if min_time_in_bed_s is None else min_time_in_bed_s)
+        min_time_in_bed_s=MIN_TIME_IN_BED_S if min_time_in_bed_s is None else min_time_in_bed_s,
+        sleep_period_s=max(0.0, last_s - first_s),
+        not_worn_in_period_s=sum(max(0.0, min(last_s, s["end_s"]) - max(first_s, s["start_s"]))
+                                 for s in not_worn or []))
 
 
 def of_summary(summary: dict[str, Any]) -> Quality:
@@ -129,4 +151,5 @@ def of_summary(summary: dict[str, Any]) -> Quality:
                         recorded_s=summary["coverage"]["recorded_s"],
                         duration_s=summary["duration_s"], in_bed=summary["in_bed"],
                         clock_synced=summary.get("clock_synced"),
-                        min_time_in_bed_s=summary.get("min_time_in_bed_s")))
+                        min_time_in_bed_s=summary.get("min_time_in_bed_s"),
+                        not_worn=(summary.get("wear") or {}).get("not_worn")))

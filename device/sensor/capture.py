@@ -21,7 +21,8 @@ def _until(reader, end_s: float) -> Iterator[SampleBlock]:
             yield block
         else:
             if keep.any():
-                yield SampleBlock(block.t_s[keep], block.accel_g[keep], block.gyro_dps[keep], block.odr_hz)
+                yield SampleBlock(block.t_s[keep], block.accel_g[keep], block.gyro_dps[keep], block.odr_hz,
+                                  block.temp_c)
             reader.stop()
             return
         if block.t_s[-1] >= end_s - 0.5 / block.odr_hz:

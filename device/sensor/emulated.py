@@ -26,6 +26,8 @@ class _ShiftedMotion:
         self.inner, self.window = inner, window
         self.shift_s = 0.0
         self.gaps: list[tuple[float, float]] = []
+        if hasattr(inner, "temperature_c"):  # a recording with a temperature column
+            self.temperature_c = self._temperature_c
 
     def started(self, wall_s: float) -> None:
         """The emulated chip took its first sample at Unix time `wall_s`."""
@@ -35,6 +37,9 @@ class _ShiftedMotion:
 
     def at(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.inner.at(t_s + self.shift_s)
+
+    def _temperature_c(self, t_s: np.ndarray) -> np.ndarray:
+        return self.inner.temperature_c(t_s + self.shift_s)
 
 
 def emulated_legs(cfg: DeviceConfig, clock: Clock, motions: list[Any], *, chip: str = "LSM6DSOX",

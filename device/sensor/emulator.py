@@ -2,7 +2,8 @@
 
 `EmulatedChip` models what our readers and the unmodified adafruit_lsm6ds driver touch: WHO_AM_I,
 SW_RESET back to the power-on values, BDU (outputs held between a low and a high byte) and IF_INC,
-ODR and full scale, the output and STATUS registers, the FIFO (continuous mode, watermark, overrun,
+ODR and full scale, the output and STATUS registers (the temperature's too, OUT_TEMP at each
+variant's scale), the FIFO (continuous mode, watermark, overrun,
 status, tagged words on the DSOX family and the 6-word pattern on the DS3 family, with the address
 rolling back so one read drains many words), and the INT1 watermark line. Every chip fact comes
 from `lsm6ds.VARIANTS`.
@@ -42,6 +43,12 @@ _I2C_M_RD = 0x0001  # linux/i2c.h: the message is a read
 _SMBUS_BLOCK_MAX = 32  # linux/i2c.h I2C_SMBUS_BLOCK_MAX: smbus block transfers stop here
 
 
+# A source that says nothing of temperature reads as a sensor on the skin (30-35 °C when worn,
+# device/wear.py), so the emulator never makes a night look unworn that did not say so.
+DEFAULT_TEMP_C = 32.0
+STATUS_TDA = 0x04  # STATUS_REG bit 2: a new temperature sample (DS12814 §10)
+
+
 class FaultSpecError(RlsmonError, ValueError):
     """A `--faults` string is malformed. The message names the item."""
 
@@ -53,6 +60,8 @@ class MotionSource(Protocol):
     `gaps`, spans (start_s, end_s) during which the sensor was not there at all (a recording's gaps):
     the chip treats them as a pulled cable. A source may have `started(wall_s)`, which the chip
     calls with the wall-clock time of its first sample before it reads `gaps` or calls `at`.
+    A source may have `temperature_c(t_s)`, the chip's temperature (°C) at those times; without
+    it the chip reads `DEFAULT_TEMP_C`.
     """
 
     def at(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -81,7 +90,7 @@ class RecordingMotion:
 
     Streams the file (memory stays small for a whole night). One first pass finds its rate,
     duration and gaps; a gap in the recording is played as a pulled cable, so it comes out of the
-    readers as a gap.
+    readers as a gap. A recording with a `temp_c` column gives the chip its temperature too.
     """
 
     def __init__(self, path: str | os.PathLike, block_rows: int = 4096) -> None:
@@ -91,7 +100,9 @@ class RecordingMotion:
         self.odr_hz, self.duration_s, self.n_samples = 0.0, 0.0, 0
         self.gaps: list[tuple[float, float]] = []
         last_t = None
+        has_temp = False
         for block in read_recording(path, block_rows):
+            has_temp = block.temp_c is not None
             self.odr_hz = block.odr_hz
             t = block.t_s
             if last_t is not None:
@@ -107,6 +118,13 @@ class RecordingMotion:
         self._t = np.zeros(0)
         self._a = np.zeros((0, 3))
         self._g = np.zeros((0, 3))
+        self._temp = np.zeros(0)
+        if has_temp:
+            self.temperature_c = self._temperature_c
+
+    def _temperature_c(self, t_s: np.ndarray) -> np.ndarray:
+        """The recorded temperature at `t_s` (after `at` was called for them)."""
+        return self._temp[self._nearest(t_s)]
 
     def at(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from device.recording import read_recording
@@ -122,11 +140,17 @@ class RecordingMotion:
             self._t = np.concatenate([self._t[keep:], block.t_s])
             self._a = np.concatenate([self._a[keep:], block.accel_g])
             self._g = np.concatenate([self._g[keep:], block.gyro_dps])
+            temp_c = np.nan if block.temp_c is None else block.temp_c
+            self._temp = np.concatenate([self._temp[keep:], np.full(len(block), temp_c)])
+        i = self._nearest(t_s)
+        return self._a[i], self._g[i]
+
+    def _nearest(self, t_s: np.ndarray) -> np.ndarray:
         i = np.clip(np.searchsorted(self._t, t_s), 1, len(self._t) - 1) if len(self._t) > 1 else \
             np.zeros(len(t_s), dtype=int)
         if len(self._t) > 1:
             i = np.where(np.abs(self._t[i - 1] - t_s) <= np.abs(self._t[i] - t_s), i - 1, i)
-        return self._a[i], self._g[i]
+        return i
 
 
 @dataclass
@@ -299,7 +323,8 @@ class EmulatedChip:
         self._rate_hz = 0.0
         self._t_on = 0.0
         self._slots = 0  # samples taken since _t_on
-        self._latest = {"a": np.zeros(3, dtype=np.int16), "g": np.zeros(3, dtype=np.int16)}
+        self._latest = {"a": np.zeros(3, dtype=np.int16), "g": np.zeros(3, dtype=np.int16),
+                        "t": np.zeros(1, dtype=np.int16)}
         self._out = dict(self._latest)  # what the output registers show
         self._held: set[str] = set()  # BDU: outputs whose low byte was read and high byte not yet
         self._status = 0
@@ -365,6 +390,12 @@ class EmulatedChip:
             self._latest["a"], self._status = a_raw[-1], self._status | reg.STATUS_XLDA
         if g_on:
             self._latest["g"], self._status = g_raw[-1], self._status | reg.STATUS_GDA
+        if xl_on or g_on:  # the temperature is sampled while either sensor runs
+            temperature = getattr(self.motion, "temperature_c", None)
+            celsius = DEFAULT_TEMP_C if temperature is None else float(temperature(t[-1:])[0])
+            celsius = celsius if math.isfinite(celsius) else DEFAULT_TEMP_C
+            self._latest["t"] = np.array([self.variant.temp_raw(celsius)], dtype=np.int16)
+            self._status |= STATUS_TDA
         self._latch_outputs()
         continuous, xl_batched, g_batched = fifo.batching(self.regs)
         if continuous and xl_batched and g_batched:
@@ -505,7 +536,7 @@ class EmulatedChip:
 
     def _latch_outputs(self) -> None:
         """Copy the newest sample to the output registers, except where BDU holds them."""
-        for sensor in ("a", "g"):
+        for sensor in ("a", "g", "t"):
             if sensor not in self._held:
                 self._out[sensor] = self._latest[sensor]
 
@@ -527,6 +558,9 @@ class EmulatedChip:
         if reg.OUTX_L_G <= a < reg.OUTX_L_G + 6:
             self._status &= ~reg.STATUS_GDA
             return self._read_output("g", a - reg.OUTX_L_G)
+        if reg.OUT_TEMP_L <= a < reg.OUT_TEMP_L + 2:
+            self._status &= ~STATUS_TDA
+            return self._read_output("t", a - reg.OUT_TEMP_L)
         if reg.OUTX_L_A <= a < reg.OUTX_L_A + 6:
             self._status &= ~reg.STATUS_XLDA
             return self._read_output("a", a - reg.OUTX_L_A)
@@ -666,5 +700,5 @@ def emulated_bus(chip: str, motion: MotionSource, clock: Clock, *, address: int 
     return EmulatedBus(c)
 
 
-__all__ = ["EmulatedBus", "EmulatedChip", "EventClock", "FaultSchedule", "FaultSpecError",
+__all__ = ["DEFAULT_TEMP_C", "EmulatedBus", "EmulatedChip", "EventClock", "FaultSchedule", "FaultSpecError",
            "FunctionMotion", "MotionSource", "RecordingMotion", "emulated_bus", "still_motion"]

@@ -9,10 +9,15 @@ bytes, while the FIFO data-out registers roll back so one long read drains many 
 Recovery never ends the stream: an I2C error is retried with backoff; a chip found at its power-on
 defaults is configured again; whatever broke the sample count (a reset, a pulled cable, an overrun)
 becomes a gap, a jump in `t_s`, recorded in `gaps`.
+
+Every `TEMP_EVERY_S` a wake-up also reads the chip's temperature (OUT_TEMP, two bytes in one
+transaction) into the next block's `temp_c`: the skin warms and cools over minutes, so nothing is
+gained by reading it, or batching it in the FIFO, at the sample rate.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterator
@@ -31,6 +36,9 @@ log = logging.getLogger(__name__)
 _I2C_DEV_MAX_MSG = 8192  # linux i2c-dev refuses longer I2C_RDWR messages
 _BACKOFF_FIRST_S = 0.01
 _BACKOFF_MAX_S = 1.0
+# Our choice: 12 readings per 60-s wear epoch (device/wear.py), whose thresholds take minutes to
+# cross (the sensor's skin-to-room time constant), at one 2-byte transaction per 5 s.
+TEMP_EVERY_S = 5.0
 
 
 def identify(bus, addresses: tuple[int, ...], chip: str | None, clock: Clock,
@@ -108,6 +116,8 @@ class FifoReader(TimedReader):
         self._held: tuple[np.ndarray, np.ndarray] | None = None  # raw samples counted after a loss
         self._ready: list[SampleBlock] = []  # stamped, not yet yielded
         self._pending_pattern: int | None = None
+        self._temp_c: float | None = None  # read, not yet given to a block
+        self._temp_read_at = -float("inf")
         self.int1_wired = int1 is not None if int1_wired is None else int1_wired
         if int1 is not None:
             int1.when_activated = self._wake.set
@@ -175,8 +185,17 @@ class FifoReader(TimedReader):
             delay = min(delay * 2, _BACKOFF_MAX_S)
 
     # --- reading ------------------------------------------------------------------------------
+    def _read_temperature(self) -> None:
+        """Read OUT_TEMP when `TEMP_EVERY_S` has passed (before the FIFO, so an error loses nothing)."""
+        if self.clock.monotonic() - self._temp_read_at < TEMP_EVERY_S:
+            return
+        raw = int.from_bytes(read_block(self.bus, self.address, reg.OUT_TEMP_L, 2), "little", signed=True)
+        self._temp_read_at = self.clock.monotonic()
+        self._temp_c = self.variant.celsius(raw)
+
     def _drain(self) -> SampleBlock | None:
         fifo = self.variant.fifo
+        self._read_temperature()
         asked = self.clock.monotonic()
         status = read_block(self.bus, self.address, reg.FIFO_STATUS1, fifo.status_bytes)
         # Every sample counted below was taken by now: the time base's observation. The bursts
@@ -241,10 +260,11 @@ class FifoReader(TimedReader):
         if not self._ready:
             return None
         ready, self._ready = self._ready, []
+        temp_c, self._temp_c = self._temp_c, None
         if len(ready) == 1:
-            return ready[0]
+            return dataclasses.replace(ready[0], temp_c=temp_c)
         return SampleBlock(np.concatenate([b.t_s for b in ready]), np.concatenate([b.accel_g for b in ready]),
-                           np.concatenate([b.gyro_dps for b in ready]), ready[-1].odr_hz)
+                           np.concatenate([b.gyro_dps for b in ready]), ready[-1].odr_hz, temp_c)
 
     def __iter__(self) -> Iterator[SampleBlock]:
         while not self._stop.is_set():

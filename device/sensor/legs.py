@@ -150,4 +150,5 @@ def remap_axes(block: SampleBlock, axes: list[str]) -> SampleBlock:
         return block
     idx = ["xyz".index(a[1]) for a in axes]
     sign = np.array([-1.0 if a[0] == "-" else 1.0 for a in axes])
-    return SampleBlock(block.t_s, block.accel_g[:, idx] * sign, block.gyro_dps[:, idx] * sign, block.odr_hz)
+    return SampleBlock(block.t_s, block.accel_g[:, idx] * sign, block.gyro_dps[:, idx] * sign, block.odr_hz,
+                       block.temp_c)

@@ -12,6 +12,12 @@ Sources (register addresses, bit positions, codes and sensitivities):
   lsm6ds3tr-c_reg.h (lsm6ds3tr-c-pid); application note AN5130 §8 (FIFO pattern, address rollback).
 - LSM6DS33 datasheet DocID025541: §8, §9 (FTH and DIFF_FIFO one bit wider, 8 kbyte FIFO).
 - Tagged FIFO words and their rollback read: LSM6DSOX application note AN5272 §9.
+- The temperature output (OUT_TEMP_L/H, 0x20/0x21, int16, 0 LSB at 25 °C), per each datasheet's
+  "Temperature sensor characteristics" table and ST's own drivers: 256 LSB/°C on the LSM6DSOX,
+  LSM6DSO32, ISM330DHCX and LSM6DS3TR-C (lsm6dso-pid `lsm6dso_from_lsb_to_celsius`, likewise in
+  lsm6dsox-, ism330dhcx- and lsm6ds3tr-c-pid: lsb / 256 + 25); 16 LSB/°C on the LSM6DS33
+  (DocID025541), the LSM6DS3's die (lsm6ds3-pid `lsm6ds3_from_lsb_to_celsius`: lsb / 16 + 25).
+  adafruit_lsm6ds divides by 256 for every chip, which reads an LSM6DS33 16 times too near 25 °C.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ CTRL1_XL = 0x10  # ODR_XL[7:4], FS_XL[3:2]
 CTRL2_G = 0x11  # ODR_G[7:4], FS_G[3:2], FS_125 bit 1, FS_4000 bit 0 (ISM330DHCX only)
 CTRL3_C = 0x12  # BOOT 7, BDU 6, IF_INC 2, SW_RESET 0
 STATUS_REG = 0x1E  # TDA 2, GDA 1, XLDA 0
+OUT_TEMP_L = 0x20  # temperature, little-endian int16 at 0x20/0x21
 OUTX_L_G = 0x22  # gyro x, y, z as little-endian int16, then accel at 0x28
 OUTX_L_A = 0x28
 FIFO_STATUS1 = 0x3A  # DIFF_FIFO[7:0]
@@ -260,6 +267,15 @@ class ChipVariant:
     has_freq_fine: bool  # INTERNAL_FREQ_FINE (0x63): the factory-measured ODR error, 0.15 %/LSB
     adafruit_class: str  # module:class in adafruit_lsm6ds, for the polled reader
     defaults: dict[int, int] = field(default_factory=dict)  # power-on register values
+    temp_lsb_per_c: float = 256.0  # OUT_TEMP sensitivity; 0 LSB reads TEMP_ZERO_C (module docstring)
+
+    def celsius(self, raw: int) -> float:
+        """The temperature in °C that an OUT_TEMP reading `raw` (int16) stands for."""
+        return TEMP_ZERO_C + raw / self.temp_lsb_per_c
+
+    def temp_raw(self, celsius: float) -> int:
+        """The OUT_TEMP reading (int16, saturated) of `celsius`: what the chip itself would output."""
+        return int(np.clip(round((celsius - TEMP_ZERO_C) * self.temp_lsb_per_c), -32768, 32767))
 
     def odr_code(self, odr_hz: float) -> int:
         """The ODR code for `odr_hz`; ValueError listing the rates this chip has."""
@@ -296,6 +312,8 @@ def _pick(scales: dict[float, Scale], wanted: float, what: str, unit: str) -> Sc
                          f"{sorted(scales)}") from None
 
 
+TEMP_ZERO_C = 25.0  # OUT_TEMP reads 0 at 25 °C on every variant (sources in the module docstring)
+
 # Power-on values that differ from zero (DS12814 §9 / DS12124 §9 "Default" column).
 _COMMON_DEFAULTS = {CTRL3_C: CTRL3_DEFAULT}
 
@@ -310,7 +328,7 @@ VARIANTS: dict[str, ChipVariant] = {v.name: v for v in (
     ChipVariant("LSM6DS3TR-C", 0x6A, PATTERN_FIFO_4K, ODR_CODES_HZ, ACCEL_SCALES_16G, _gyro_scales(),
                 False, "adafruit_lsm6ds.lsm6ds3trc:LSM6DS3TRC", _COMMON_DEFAULTS),
     ChipVariant("LSM6DS33", 0x69, PATTERN_FIFO_8K, ODR_CODES_DS33_HZ, ACCEL_SCALES_16G, _gyro_scales(),
-                False, "adafruit_lsm6ds.lsm6ds33:LSM6DS33", _COMMON_DEFAULTS),
+                False, "adafruit_lsm6ds.lsm6ds33:LSM6DS33", _COMMON_DEFAULTS, temp_lsb_per_c=16.0),
 )}
 
 # INTERNAL_FREQ_FINE (DS12814 §10; lsm6dsox_reg.h): the ODR's deviation from nominal in steps of

@@ -4,6 +4,8 @@ The driver talks to an `SMBusI2C` adapter over our smbus2 bus, so `board` is nev
 costs one wake-up and three transactions per sample (STATUS_REG, then the driver's accel and gyro
 reads); the FIFO reader exists because that is too much for a night on battery, but this one works
 with every variant the library supports and is the reference the FIFO reader is checked against.
+The chip's temperature is read as the FIFO reader reads it (every `fifo.TEMP_EVERY_S`, at the
+variant's own scale: the driver's `temperature` assumes 256 LSB/°C, wrong for the LSM6DS33).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from device.clock import Clock, SystemClock
 from device.samples import SampleBlock
 from device.sensor import lsm6ds as reg
 from device.sensor.busio_adapter import SMBusI2C
-from device.sensor.fifo import identify, log_i2c_error
+from device.sensor.fifo import TEMP_EVERY_S, identify, log_i2c_error, read_block
 from device.sensor.timebase import Timebase, TimedReader
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ class PolledReader(TimedReader):
         self.wakeups = 0
         self._stop = threading.Event()
         self._ready = False  # XLDA was seen and the sample not yet read
+        self._temp_c: float | None = None  # read, not yet given to a block
+        self._temp_read_at = -float("inf")
         module, cls = self.variant.adafruit_class.split(":")
         self._driver_class = getattr(importlib.import_module(module), cls)
         self._configure_with_retry()
@@ -129,6 +133,8 @@ class PolledReader(TimedReader):
                 lost_track = True
                 continue
             now = self.clock.monotonic()
+            if now - self._temp_read_at >= TEMP_EVERY_S:
+                self._read_temperature(now)
             if sample is None:
                 self._next = max(self._next, now) + 0.1 * period  # not ready yet: look again soon
                 continue
@@ -147,9 +153,19 @@ class PolledReader(TimedReader):
         if times:
             yield self._block(times, accel, gyro)
 
+    def _read_temperature(self, now: float) -> None:
+        try:
+            raw = int.from_bytes(read_block(self.bus, self.address, reg.OUT_TEMP_L, 2), "little", signed=True)
+        except OSError as e:  # the samples go on; the temperature waits for the next try
+            self.errors += 1
+            log_i2c_error(self.address, e, self.errors)
+            return
+        self._temp_read_at, self._temp_c = now, self.variant.celsius(raw)
+
     def _block(self, times: list, accel: list, gyro: list) -> SampleBlock:
+        temp_c, self._temp_c = self._temp_c, None
         return SampleBlock(np.concatenate(times), np.asarray(accel) / _G_MS2,
-                           np.degrees(np.asarray(gyro)), self.timebase.rate_hz)
+                           np.degrees(np.asarray(gyro)), self.timebase.rate_hz, temp_c)
 
 
 def _code_for(table, full_scale: float) -> int:

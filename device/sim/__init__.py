@@ -9,8 +9,9 @@ The truth (`night.truth`, schema "rlsmon.truth/1"): `scenario`, `seed`, `hours`,
 `duration_s`; `lights_off_s`, `lights_on_s` and `markers`; `lms` (what a sleep technologist would
 score: `onset_s`, `offset_s`, `duration_s`, `leg`, `kind`, `tilt_deg`, `peak_dps`, `wake`, `clm`,
 and `series` for PLMs); `confounders` (`kind`, `start_s`, `end_s`, details); `positions` and
-`postures` (lying/upright); `wake`, `rem`, `gaps` and `in_bed` spans; `mount_deg`; and `reference`, the
-night summary core scored by `device.detect.scoring.score_night` from the true LMs.
+`postures` (lying/upright); `wake`, `rem`, `gaps`, `not_worn` and `in_bed` spans (in bed and worn);
+`mount_deg`; and `reference`, the night summary core scored by `device.detect.scoring.score_night`
+from the true LMs.
 
 The sensor sits on the front of the shin: x along the shin toward the knee, y lateral, z out of the
 shin's front. Accel is specific force in g (1 g "up" at rest), gyro is dps in the sensor frame (see
@@ -67,6 +68,11 @@ What each event looks like to the sensor (for tuning the detector):
 - Gaps (truth `gaps`): no rows, a jump in t; 1 s to 10 min in the `gaps` scenario. A gap never
   cuts a true LM in two (a beat of a series that would fall in it is skipped), so the truth stays
   what could be scored from the recorded data.
+- Strap off (`strap_off` scenario; truth `not_worn`): the sensor lies on the bedside table for
+  40-90 min in the night, on its back and still, after 6 s of handling, then is strapped back on
+  with 6 s more; its temperature (`NightMotion.temperature_c`, each block's `temp_c`) follows the
+  skin (31.5 °C, 1.5 °C warmer after lights off) when worn and the room (20.5 °C) when not, with a
+  20-min time constant (`device.sim.wear`). LMs while it is off are not in the truth.
 - Two legs (`legs=2`): the second sensor shares the body's posture, the partner, the gaps and
   walking (in anti-phase); 60% of flexions are bilateral (onsets within 0.3 s, sizes differ), 20%
   on the second leg alone; every truth LM and per-leg confounder names its `leg`.
@@ -94,6 +100,7 @@ from device.sim.plan import SITTING_UP, UPRIGHT_ABOVE_DEG, Plan, plan_night
 from device.sim.render import NightMotion, render
 from device.sim.scenarios import SCENARIOS, Scenario
 from device.sim.shapes import knot_track
+from device.sim.wear import take_off, temperature_c
 
 __all__ = ["SCENARIOS", "Night", "NightMotion", "Scenario", "simulate_night", "write_night"]
 
@@ -131,10 +138,15 @@ class Night:
             t, a, g = (np.concatenate([old, new]) for old, new in zip((t, a, g), part))
             end = len(t) - len(t) % per_block
             for i in range(0, end, per_block):
-                yield SampleBlock(t[i:i + per_block], a[i:i + per_block], g[i:i + per_block], self.odr_hz)
+                yield self._block(t[i:i + per_block], a[i:i + per_block], g[i:i + per_block], leg)
             t, a, g = t[end:], a[end:], g[end:]
         if len(t):
-            yield SampleBlock(t, a, g, self.odr_hz)
+            yield self._block(t, a, g, leg)
+
+    def _block(self, t: np.ndarray, a: np.ndarray, g: np.ndarray, leg: int) -> SampleBlock:
+        # The sensor's temperature, read once a block (at its end) as the readers do.
+        temp_c = float(temperature_c(self.plans[leg], t[-1:])[0])
+        return SampleBlock(t, a, g, self.odr_hz, temp_c)
 
     def motion(self, leg: int = 0) -> NightMotion:
         """A fresh motion source for the register-level emulator, playing sensor `leg`."""
@@ -157,6 +169,7 @@ def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0,
     if legs not in (1, 2):
         raise ValueError(f"legs must be 1 or 2, not {legs}")
     plans, truth = plan_night(scenario, seed, hours, odr_hz, legs)
+    take_off(plans, truth, SCENARIOS[scenario], seed)
     truth = {
         "schema": TRUTH_SCHEMA, "scenario": scenario, "seed": seed, "hours": hours, "odr_hz": odr_hz,
         "legs": legs, "duration_s": plans[0].duration_s, **truth,
@@ -191,6 +204,7 @@ def _reference(truth: dict) -> dict:
     from device.detect.bed import in_bed_intervals
     from device.detect.events import Interval, LegMovement, PostureSegment
     from device.detect.scoring import score_night
+    from device.wear import worn_in_bed
 
     postures = [PostureSegment(p["start_s"], p["end_s"], p["posture"]) for p in truth["postures"]]
     markers = [(t, m) for t, m in truth["markers"]]
@@ -198,6 +212,7 @@ def _reference(truth: dict) -> dict:
     legs = [[LegMovement(m["onset_s"], m["offset_s"], leg, m["peak_dps"], m["tilt_deg"])
              for m in truth["lms"] if m["leg"] == leg] for leg in range(truth["legs"])]
     gaps = [Interval(g["start_s"], g["end_s"]) for g in truth["gaps"]]
+    in_bed = worn_in_bed(in_bed, [Interval(s["start_s"], s["end_s"]) for s in truth["not_worn"]])
     reference = score_night(legs, in_bed, gaps, truth["duration_s"])
     return {"in_bed": [{"start_s": i.start_s, "end_s": i.end_s} for i in in_bed], "reference": reference}
 

@@ -48,6 +48,9 @@ class Plan:
     strap_accel_g: float = 0.0
     strap_gyro_dps: float = 0.0
     mount_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # The strap off the leg (device/sim/wear.py), and lights off, which warms the skin.
+    not_worn: list[tuple[float, float]] = field(default_factory=list)
+    lights_off_s: float = 0.0
 
 
 class _Occupancy:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from device.sim import physics
+from device.sim import physics, wear
 from device.sim.plan import UPRIGHT_ABOVE_DEG, Plan
 from device.sim.shapes import CHANNELS, Event, Tug, knot_track
 
@@ -75,7 +75,7 @@ class Renderer:
             gyro + bias + noise["bg"] * micro_g + noise["sg"]
             + rng.standard_normal((n, 3)) * plan.gyro_noise_dps
         )
-        return accel, gyro
+        return wear.off_leg(plan, t, accel, gyro, rng)
 
     @staticmethod
     def _add_event(ev: Event, t: np.ndarray, ang: dict, a_world: np.ndarray, a_leg: np.ndarray) -> None:
@@ -118,7 +118,8 @@ def render(plan: Plan) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
 
 class NightMotion:
     """A simulated night as the emulator's motion source (`device.sensor.emulator.MotionSource`):
-    readings at whatever times the emulated chip samples, in time order, and the night's gaps."""
+    readings at whatever times the emulated chip samples, in time order, the sensor's temperature,
+    and the night's gaps."""
 
     def __init__(self, plan: Plan) -> None:
         self._renderer = Renderer(plan)
@@ -130,3 +131,7 @@ class NightMotion:
     def at(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Accel (g) and gyro (dps) at `t_s`, which must increase from call to call."""
         return self._renderer.readings(np.asarray(t_s, dtype=float), self._rng)
+
+    def temperature_c(self, t_s: np.ndarray) -> np.ndarray:
+        """The sensor's temperature (°C) at `t_s` (device/sim/wear.py)."""
+        return wear.temperature_c(self._renderer.plan, t_s)

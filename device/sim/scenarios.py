@@ -51,6 +51,9 @@ class Scenario:
     fidgets_per_min: float = 0.0
     # A strap turned round the shin: the sensor rolled this far about the shin's axis (deg).
     strap_turned_deg: tuple[float, float] = (0.0, 0.0)
+    # The strap taken off for this many minutes in the middle of the night, then put back
+    # (device/sim/wear.py; truth `not_worn`).
+    strap_off_min: tuple[float, float] = (0.0, 0.0)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -114,4 +117,10 @@ SCENARIOS["sitting"] = replace(
     SCENARIOS["plmd"],
     description="PLMD; sits up on the bed fidgeting for minutes before lying down, the strap turned round the shin",
     pre_bed_sit_min=(3.0, 12.0), fidgets_per_min=2.0, strap_turned_deg=(60.0, 300.0),
+)
+# PLMD; the strap comes off in the night, lies on the bedside table, and is put back on.
+SCENARIOS["strap_off"] = replace(
+    SCENARIOS["plmd"],
+    description="PLMD; the strap is taken off for 40-90 min in the night and put back on",
+    strap_off_min=(40.0, 90.0),
 )

@@ -5,7 +5,7 @@ millisecond of CPU instead of ~150 ms (benchmarks/page_latency.py), so any night
 cheap on first view with no cache and nothing drawn ahead; the pages need no JavaScript (the CSP
 stays script-free) and text stays text, sharp on a tablet and readable by the browser tests.
 
-Each mark carries a class (``lm``, ``plm``, ``series``, ``in-bed``, ``gap``, ``marker``, ``bound``,
+Each mark carries a class (``lm``, ``plm``, ``series``, ``in-bed``, ``gap``, ``not-worn``, ``marker``, ``bound``,
 ``night``, ``mean``, ``range``, ``note``, ``threshold``, ``xtick``, ``ytick``) so that tests read
 what a chart shows from the SVG itself.
 """
@@ -28,6 +28,7 @@ LM_COLOUR = "#7b8fa6"
 PLM_COLOUR = "#c8553d"
 SERIES_FILL = "#f6d7c3"
 IN_BED_FILL = "#dbe7f0"
+NOT_WORN_FILL = "#d9d4ca"  # a warm grey: the sensor lay off the leg, nothing was seen
 GAP_COLOUR = "#b0b0b0"
 MEAN_COLOUR = "#2a6f97"
 SPREAD_FILL = "#cfe1ee"
@@ -171,12 +172,14 @@ def night_timeline_svg(
     markers: Sequence[dict],
     duration_s: float,
     recording_start: datetime | None = None,
+    not_worn: Sequence[dict] = (),
 ) -> str:
     """The night on one axis: each LM as a stem as tall as it lasted, PLMs and their series in amber.
 
     ``lm_events`` are summary LMs (``onset_s``, ``duration_s``, ``periodic``, ``series``);
-    ``in_bed`` and ``gaps`` are ``{start_s, end_s}``; ``markers`` are ``{t_s, kind}`` (the
-    patient's button). The axis spans at least 10 minutes, so a short night still has a scale.
+    ``in_bed``, ``gaps`` and ``not_worn`` (the summary's ``wear.not_worn``) are ``{start_s,
+    end_s}``; ``markers`` are ``{t_s, kind}`` (the patient's button). The axis spans at least 10
+    minutes, so a short night still has a scale.
     """
     hours = max(duration_s, 600.0) / 3600.0
     f = _Frame(left=62, top=26, right=868, bottom=262, x0=0, x1=hours, y0=0, y1=STEM_TOP_S * 1.15)
@@ -190,6 +193,12 @@ def night_timeline_svg(
                           ' fill-opacity="0.4"'))
     for gap in gaps:
         body.append(_rect(f, gap["start_s"] / 3600, gap["end_s"] / 3600, "gap", "url(#gap-hatch)"))
+    for span in not_worn:
+        a, b = span["start_s"] / 3600, span["end_s"] / 3600
+        body.append(_rect(f, a, b, "not-worn", NOT_WORN_FILL, extra=' fill-opacity="0.7"'))
+        if f.x(b) - f.x(a) > 50:  # labelled where the label fits
+            body.append(_text((f.x(a) + f.x(b)) / 2, f.top + 14, "not worn", cls="not-worn-label",
+                              anchor="middle", colour=INK, size=12))
     series: dict[int, list[float]] = {}
     for lm in lm_events:
         if lm.get("periodic") and lm.get("series") is not None:
@@ -287,7 +296,8 @@ def night_charts(summary: dict) -> dict[str, str]:
     return {
         "timeline": night_timeline_svg(
             summary["lm_events"], summary["in_bed"], summary["coverage"]["gaps"],
-            summary.get("markers", []), summary["duration_s"], recording_start(summary)),
+            summary.get("markers", []), summary["duration_s"], recording_start(summary),
+            (summary.get("wear") or {}).get("not_worn", [])),
         "hourly": hourly_svg(summary["hourly"]),
         "imi": imi_histogram_svg(summary["imi_histogram"]),
     }

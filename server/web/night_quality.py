@@ -1,4 +1,4 @@
-"""Night quality at read time: the stored columns plus four small fields of the stored summary
+"""Night quality at read time: the stored columns plus five small fields of the stored summary
 (one JSON parse per night), given to the pure rules of `server.quality`. Nothing is persisted,
 so a change of a rule applies to every night already stored."""
 
@@ -16,17 +16,17 @@ Key = tuple[str, str]  # (device_id, night)
 _SELECT = """
 SELECT n.device_id, n.night, n.time_in_bed_s, n.recorded_s,
        json_extract(n.summary_json, '$.duration_s', '$.in_bed', '$.clock_synced',
-                    '$.min_time_in_bed_s')
+                    '$.min_time_in_bed_s', '$.wear.not_worn')
 FROM nights n """
 
 
 def _assess(rows: Iterable[tuple[Any, ...]]) -> dict[Key, quality.Quality]:
     out = {}
     for device_id, night, time_in_bed_s, recorded_s, extra in rows:
-        duration_s, in_bed, synced, floor_s = json.loads(extra)
+        duration_s, in_bed, synced, floor_s, not_worn = json.loads(extra)
         out[(device_id, night)] = quality.assess(quality.facts(
             time_in_bed_s=time_in_bed_s, recorded_s=recorded_s, duration_s=duration_s,
-            in_bed=in_bed, clock_synced=synced, min_time_in_bed_s=floor_s))
+            in_bed=in_bed, clock_synced=synced, min_time_in_bed_s=floor_s, not_worn=not_worn))
     return out
 
 

@@ -195,3 +195,30 @@ def test_a_recording_started_a_hair_before_the_hour_passes():
     core = score_night([[LegMovement(100.0, 101.0, 0)]], [Interval(0.0, 7200.0)], [], 7200.0, recording_start=start)
     assert core["hourly"][0]["end_s"] == 0.0
     NightCore.model_validate_json(json.dumps(core))
+
+
+WORN_OFF = [{"start_s": 0.0, "end_s": 250.0}]  # the sensor on the table before bed (in bed from 300 s)
+WEAR = {
+    "a span past the end": ([{"start_s": 0.0, "end_s": 250.0}, {"start_s": 9e4, "end_s": 9.1e4}],
+                            True, "wear.not_worn[1] ends after duration_s"),
+    "spans out of order": ([{"start_s": 100.0, "end_s": 200.0}, {"start_s": 0.0, "end_s": 50.0}],
+                           True, "wear.not_worn[1] is out of order"),
+    "spans overlapping": ([{"start_s": 0.0, "end_s": 200.0}, {"start_s": 150.0, "end_s": 250.0}],
+                          True, "overlaps the span before"),
+    "not worn in bed": ([{"start_s": 1000.0, "end_s": 2000.0}], True, "in_bed overlaps wear.not_worn"),
+    "spans without a temperature": (WORN_OFF, False, "wear.assessed is false"),
+}
+
+
+@pytest.mark.parametrize("name", WEAR)
+def test_wear_spans_must_be_ordered_within_the_night_and_out_of_bed(db, name):
+    spans, assessed, why = WEAR[name]
+    outcome = ingest(db, TOPIC, encode(night(wear={"assessed": assessed, "not_worn": spans})), now=NOW)
+    assert (outcome.kind, why in outcome.reason) == ("rejected", True), outcome.reason
+
+
+def test_consistent_wear_spans_are_stored_whole(db):
+    summary = night(wear={"assessed": True, "not_worn": WORN_OFF})
+    assert ingest(db, TOPIC, encode(summary), now=NOW).kind == "stored"
+    stored = json.loads(db.execute("SELECT summary_json FROM nights").fetchone()[0])
+    assert stored["wear"] == {"assessed": True, "not_worn": WORN_OFF}

@@ -68,4 +68,6 @@ def test_real_daemon_night_is_collected(mqtt_broker, start_collector, tmp_path, 
     assert (night["device_id"], night["night"]) == ("dev-a", NIGHT)
     jsonschema_rs.validator_for(json.loads(SCHEMA_FILE.read_text())).validate(json.loads(night["summary_json"]))
     assert night["lm_count"] == summary.lm_count == db.execute("SELECT count(*) FROM lm_events").fetchone()[0]
+    # The device read its sensor's temperature all night (the simulated skin): worn throughout.
+    assert summary.wear is not None and summary.wear.assessed and summary.wear.not_worn == []
     assert db["devices"].get("dev-a")["status"] in ("online", "offline")

@@ -87,3 +87,35 @@ def test_of_summary_reads_the_summary_fields():
     assert q.label == PROVISIONAL
     assert q.reasons == ("only 3 h 00 min in bed, under 4 h",
                          "sensor faults: 14% of the time in bed missing")
+
+
+def test_not_worn_over_10_percent_of_the_night_in_bed_is_provisional_over_50_excluded():
+    in_bed = [{"start_s": 0.0, "end_s": 3 * H}, {"start_s": 4 * H, "end_s": 8 * H}]
+
+    def q(not_worn):
+        return assess(quality.facts(time_in_bed_s=7 * H, recorded_s=8.5 * H, duration_s=8.5 * H,
+                                    in_bed=in_bed, clock_synced=True, min_time_in_bed_s=None,
+                                    not_worn=not_worn))
+
+    # An hour off the leg in an 8-h night in bed: 12.5%.
+    assert q([{"start_s": 3 * H, "end_s": 4 * H}]) == quality.Quality(
+        PROVISIONAL, ("sensor not worn for 1 h 00 min (12% of the night in bed)",))
+    # Off before bed and after rising (on the table until bedtime) does not count.
+    assert q([{"start_s": 8 * H, "end_s": 8.5 * H}]).label == ELIGIBLE
+    # 48 min of 8 h is exactly 10%: eligible.
+    assert q([{"start_s": 3 * H, "end_s": 3 * H + 48 * 60.0}]).label == ELIGIBLE
+    # No wear spans at all (an older summary, or a worn night): nothing to say.
+    assert q(None).label == ELIGIBLE and q([]).label == ELIGIBLE
+
+
+def test_not_worn_most_of_the_night_is_excluded():
+    f = quality.facts(time_in_bed_s=4 * H, recorded_s=8 * H, duration_s=8 * H,
+                      in_bed=[{"start_s": 0.0, "end_s": 2 * H}, {"start_s": 6 * H, "end_s": 8 * H}],
+                      clock_synced=True, min_time_in_bed_s=None, not_worn=[{"start_s": 2 * H, "end_s": 6 * H}])
+    got = assess(f)
+    assert got.label == PROVISIONAL  # exactly 50% is not over half
+    f = quality.facts(time_in_bed_s=3 * H, recorded_s=8 * H, duration_s=8 * H,
+                      in_bed=[{"start_s": 0.0, "end_s": 1 * H}, {"start_s": 6 * H, "end_s": 8 * H}],
+                      clock_synced=True, min_time_in_bed_s=None, not_worn=[{"start_s": 1 * H, "end_s": 6 * H}])
+    assert assess(f) == quality.Quality(EXCLUDED, ("only 3 h 00 min in bed, under 4 h",
+                                                   "sensor not worn for 5 h 00 min (62% of the night in bed)"))
