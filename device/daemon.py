@@ -33,6 +33,7 @@ from device.notify import Notifier
 from device.panel import FAULT_EVERY_S
 from device.samples import SampleBlock
 from device.sensor.legs import LegReaders, open_hardware, remap_axes
+from device.sit import sit_runner
 from device.store import LegEvents, NightInfo, Progress, Store, StoredNight
 from device.summary import build_summary
 from device.window import Window, window_at
@@ -124,6 +125,7 @@ class Daemon:
         self._stale_checked = -math.inf
         self._watchdog_s = self.notifier.watchdog_interval_s()
         self._night_index = 0
+        self.sit = sit_runner(cfg, clock, self.store)  # the evening test (device/sit.py), or None
 
     # --- lifecycle ------------------------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:
@@ -210,8 +212,14 @@ class Daemon:
         except Exception as exc:  # no GPIO (a desk, a container): record anyway, without the panel
             log.warning("panel: GPIO unavailable (%s); the button and LED are disabled", exc)
             self.panel = None
+        if self.sit is not None:
+            self.sit.panel = self.panel
 
     def _on_button(self) -> str | None:
+        did = self.sit.press() if self.sit is not None else None
+        if did is not None:  # the press started or ended the evening test, not a marker
+            log.info("button: %s", did)
+            return did
         window = self.night
         if window is None:
             log.info("button: pressed outside the night window; ignored")
@@ -340,6 +348,8 @@ class Daemon:
             self.notifier.watchdog()
             if self.panel is not None:
                 self.panel.fault_tick(True)
+            if self.sit is not None:
+                self.sit.tick()
             self.clock.wait(self.stop_requested, max(0.0, min(self._tick_s(), until - self.clock.monotonic())))
 
     def _record(self, window: Window, sensor: LegReaders) -> None:
@@ -359,6 +369,8 @@ class Daemon:
                 self.notifier.status(f"{'sensor fault (retrying)' if fault else 'recording'} night {window.night}")
             if self.panel is not None:
                 self.panel.fault_tick(fault)
+            if self.sit is not None:
+                self.sit.tick()
             if block is not None and len(block):
                 self._take_block(rec, sensor, leg, block, LegDetector)
             if self.stop_requested.is_set() or self.clock.wall() >= end_wall:
@@ -430,6 +442,8 @@ class Daemon:
 
             return summary_topic(self.cfg.device_id), build_summary(stored, self.cfg.device_id, generated)
 
+        if self.sit is not None:
+            self.sit.night_closed(night)
         try:
             summary_id = self.store.close_night(night, build, generated.isoformat())
         except Exception:
