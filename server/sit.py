@@ -229,3 +229,16 @@ def sit_results(db: Database, device_ids: list[str], first: str | None = None,
         "ORDER BY evening, device_id", [*device_ids, first or "0000-00-00", last or "9999-99-99"]).fetchall()
     return [SitRow(r[0], r[1], bool(r[2]), bool(r[3]), r[4], r[5], r[6], r[7], r[8],
                    None if r[9] is None else bool(r[9]), json.loads(r[10])) for r in rows]
+
+
+SIT_COLUMNS = ["evening", "device_id", "taken", "ended_early", "duration_s", "scored_s", "not_horizontal_s",
+               "lm_count", "plm_count", "lm_index", "plm_index", "above_threshold", "rules", "summary_id"]
+
+
+def patient_sits(db: Database, patient_id: int) -> list[dict[str, Any]]:
+    """The evening tests of the patient's devices as export rows (`SIT_COLUMNS` and the 10-min
+    `blocks`), oldest first."""
+    devices = [r[0] for r in db.execute("SELECT device_id FROM devices WHERE patient_id = ? ORDER BY device_id",
+                                        [patient_id])]
+    return [{**{c: r.result.get(c) for c in SIT_COLUMNS}, "evening": r.evening, "device_id": r.device_id,
+             "blocks": r.result.get("blocks", [])} for r in sit_results(db, devices)]

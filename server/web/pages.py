@@ -23,6 +23,7 @@ from sqlite_utils import Database
 from server import quality
 from server.db import assign_device
 from server.model import DEVICE_ID_PATTERN
+from server.sit import SIT_COLUMNS, patient_sits
 from server.web import auth, charts, edf, night_quality, queries
 from server.web.access import allow, public
 from server.web.auth import ADMIN, CLINICIAN
@@ -305,6 +306,7 @@ def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
     found = _patient_or_404(request, db, patient_id, "patient.view")
     nights, notes, chart_args = load_trend(db, patient_id)
     svg = charts.trend_svg(*chart_args)
+    sits = patient_sits(db, patient_id)  # the evening tests (docs/sit.md), beside the nights
     # The last nights summarised are the eligible ones, as on the chart (issue 12).
     recent = [n for n in nights if n["quality"].label == quality.ELIGIBLE][-7:]
     return render(request, "trend.html", {
@@ -314,6 +316,8 @@ def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
         "recent_range": ((min(n["plm_index"] for n in recent), max(n["plm_index"] for n in recent))
                          if recent else None),
         "recent_count": len(recent), "today": state(request).today(),
+        "sits": list(reversed(sits)), "sit_chart": charts.sit_svg(
+            [(date.fromisoformat(t["evening"]), t["plm_index"], t["taken"]) for t in sits]),
     })
 
 
@@ -358,14 +362,16 @@ LM_COLUMNS = ["night", "device_id", "idx", "onset_s", "offset_s", "duration_s", 
 CSV_EXPORTS = {
     "nights": (queries.patient_nights, NIGHT_COLUMNS),
     "lms": (queries.patient_lm_events, LM_COLUMNS),
+    "sits": (patient_sits, SIT_COLUMNS),
 }
 
 
 @router.get("/patients/{patient_id}/{kind}.csv")
 @allow(CLINICIAN)
-def patient_csv(request: Request, kind: Literal["nights", "lms"],
+def patient_csv(request: Request, kind: Literal["nights", "lms", "sits"],
                 patient_id: int = Path(ge=1, le=2**62), db: Database = Depends(get_db)) -> Response:
-    """The patient's nights (one row per night) or LMs (one row per LM) as CSV."""
+    """The patient's nights (one row per night), LMs (one row per LM) or evening tests (one row
+    per SIT) as CSV."""
     found = _patient_or_404(request, db, patient_id, f"export.{kind}_csv")
     read, columns = CSV_EXPORTS[kind]
     return _csv(read(db, patient_id), columns, f"{found['pseudonym']}_{kind}.csv")
@@ -378,7 +384,7 @@ def nights_json(request: Request, patient_id: int = Path(ge=1, le=2**62),
     """The patient, their notes and the headline figures of every night, as JSON."""
     found = _patient_or_404(request, db, patient_id, "export.nights_json")
     body = {"patient": found, "notes": queries.notes(db, patient_id),
-            "nights": queries.patient_nights(db, patient_id)}
+            "nights": queries.patient_nights(db, patient_id), "sits": patient_sits(db, patient_id)}
     return Response(json.dumps(body, indent=1), media_type="application/json",
                     headers=attachment(found["pseudonym"], "nights.json"))
 

@@ -23,7 +23,8 @@ OFFER = dt.datetime(2026, 3, 1, 21, 0, tzinfo=dt.timezone.utc).timestamp()
 TOPIC = "rlsmon/v1/dev-a/sit"
 
 
-def make_sit(device_id: str = "dev-a", taken: bool = True, plms: int = 50, generated: dt.datetime = T0) -> dict:
+def make_sit(device_id: str = "dev-a", taken: bool = True, plms: int = 50, generated: dt.datetime = T0,
+             evening: str = "2026-03-01") -> dict:
     """A result as the device builds it (device/sit.py), from a hand-made stored night."""
     from device.store import NightInfo, Segment, StoredNight
 
@@ -32,12 +33,12 @@ def make_sit(device_id: str = "dev-a", taken: bool = True, plms: int = 50, gener
     runner = SitRunner(cfg, VirtualClock(), store=None)
     night_start = OFFER - 3600.0
     if not taken:
-        return runner.result(SitRow("2026-03-01", "not_taken", OFFER), None, night_start, generated)
+        return runner.result(SitRow(evening, "not_taken", OFFER), None, night_start, generated)
     start_s = 3700.0
     moves = [LegMovement(start_s + 60 + 12.0 * k, start_s + 62 + 12.0 * k) for k in range(plms)]
     stored = StoredNight(NightInfo("2026-03-01", "", "", "UTC", 43200.0, True, "WASM2016", {"legs": 1}),
                          [Segment(0.0, 43200.0, 100)], [], moves, [PostureSegment(0.0, 43200.0, "lying")], [])
-    row = SitRow("2026-03-01", "ended", OFFER, night_start + start_s, night_start + start_s + 3600.0)
+    row = SitRow(evening, "ended", OFFER, night_start + start_s, night_start + start_s + 3600.0)
     return runner.result(row, stored, night_start, generated)
 
 
