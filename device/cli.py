@@ -79,18 +79,22 @@ def simulate(scenario: str, seed: int, hours: float, odr_hz: float, out_csv: str
 @click.option("--plot", "plot_png", default=None, callback=_new_file, help="Draw the night to this PNG.")
 @click.option("--start", "start_iso", default=None,
               help="Wall-clock time of t = 0 with its UTC offset, e.g. 2026-03-02T22:40:00+01:00, for clock hours.")
+@click.option("--sit", is_flag=True,
+              help="The recording is an evening test (SIT): score it by the SIT rules (docs/sit.md).")
 def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, plot_png: str | None,
-            start_iso: str | None) -> None:
+            start_iso: str | None, sit: bool) -> None:
     """Detect leg movements in a recorded night and score PLMs.
 
     RECORDING is a recording CSV (t,ax,ay,az,gx,gy,gz); give RIGHT_LEG too for a second sensor,
-    and LMs on the two legs combine into bilateral LMs.
+    and LMs on the two legs combine into bilateral LMs. With --sit the recording is a Suggested
+    Immobilization Test (an hour sitting in bed, legs outstretched), scored by the SIT rules.
 
     \b
     Example:
       rlsmon-device analyze night.csv
       rlsmon-device analyze left.csv right.csv --rules AASM2012 --json > summary.json
       rlsmon-device analyze night.csv --plot night.png --start 2026-03-02T22:40:00+01:00
+      rlsmon-device analyze evening.csv --sit
     """
     import sys
 
@@ -98,6 +102,9 @@ def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, pl
     from device.errors import RecordingFormatError, RecordingMismatchError
 
     paths = [recording] + ([right_leg] if right_leg else [])
+    if sit:
+        _analyze_sit(paths, as_json, rules, plot_png, start_iso)
+        return
     start = _recording_start(start_iso)
     try:
         if sys.stderr.isatty():  # a bar on a terminal only, never into a pipe or a log
@@ -109,6 +116,22 @@ def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, pl
     except (RecordingFormatError, RecordingMismatchError, OSError) as e:
         raise click.ClickException(str(e)) from None
     _print_night(analysis, paths, as_json, plot_png)
+
+
+def _analyze_sit(paths: list[str], as_json: bool, rules: str, plot_png: str | None, start_iso: str | None) -> None:
+    """`analyze --sit`: the SIT rules, its report or its JSON (`rlsmon.sit/1` core)."""
+    import json
+
+    from device.analyze import analyze_sit, sit_report
+    from device.errors import RecordingFormatError, RecordingMismatchError
+
+    if rules != "WASM2016" or plot_png or start_iso:
+        raise click.UsageError("--sit scores by the SIT rule set and takes no --rules, --plot or --start")
+    try:
+        result = analyze_sit(paths)
+    except (RecordingFormatError, RecordingMismatchError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(json.dumps(result, indent=1) if as_json else sit_report(result, paths))
 
 
 def _recording_start(start_iso: str | None):

@@ -126,7 +126,9 @@ def _blocks(lms: Sequence, scored: Sequence[Interval], start_s: float, end_s: fl
     rows = []
     edge = start_s
     while edge < end_s - 1e-6:
-        top = min(end_s, edge + BLOCK_S)
+        top = edge + BLOCK_S
+        if top > end_s - 1.0:  # no block for the last sample's sliver of a second: the last one takes it
+            top = end_s
         inside = [lm for lm in lms if edge <= lm.onset_s < top]
         rows.append({
             "start_s": _r3(edge - start_s), "end_s": _r3(top - start_s),

@@ -10,7 +10,10 @@ The truth (`night.truth`, schema "rlsmon.truth/1"): `scenario`, `seed`, `hours`,
 score: `onset_s`, `offset_s`, `duration_s`, `leg`, `kind`, `tilt_deg`, `peak_dps`, `wake`, `clm`,
 and `series` for PLMs); `confounders` (`kind`, `start_s`, `end_s`, details); `positions` and
 `postures` (lying/upright); `wake`, `rem`, `gaps` and `in_bed` spans; `mount_deg`; and `reference`, the
-night summary core scored by `device.detect.scoring.score_night` from the true LMs.
+night summary core scored by `device.detect.scoring.score_night` from the true LMs. The `sit`
+scenario (an evening test: an hour awake, sitting in bed with the legs outstretched, PLM series at
+IMIs of 4.5-40 s around 12 s) adds `sit_reference`, scored by `device.detect.sit.score_sit` from
+lights off to lights on.
 
 The sensor sits on the front of the shin: x along the shin toward the knee, y lateral, z out of the
 shin's front. Accel is specific force in g (1 g "up" at rest), gyro is dps in the sensor frame (see
@@ -199,7 +202,13 @@ def _reference(truth: dict) -> dict:
              for m in truth["lms"] if m["leg"] == leg] for leg in range(truth["legs"])]
     gaps = [Interval(g["start_s"], g["end_s"]) for g in truth["gaps"]]
     reference = score_night(legs, in_bed, gaps, truth["duration_s"])
-    return {"in_bed": [{"start_s": i.start_s, "end_s": i.end_s} for i in in_bed], "reference": reference}
+    out = {"in_bed": [{"start_s": i.start_s, "end_s": i.end_s} for i in in_bed], "reference": reference}
+    if SCENARIOS[truth["scenario"]].sit_test:  # the evening test, from lights off to lights on
+        from device.detect.sit import score_sit
+
+        out["sit_reference"] = score_sit(legs, postures, gaps, truth["lights_off_s"], truth["lights_on_s"],
+                                         truth["lights_on_s"] - truth["lights_off_s"], False)
+    return out
 
 
 def write_night(night: Night, out_csv: str | os.PathLike, truth_json: str | os.PathLike,
