@@ -46,3 +46,11 @@ def test_exports_carry_the_evening_tests(staff, seeded):
 
 def test_no_evening_tests_says_so(staff, seeded):
     assert "No evening tests." in staff.get(f"/patients/{seeded.flagged_patient}").text
+
+
+def test_the_api_serves_a_devices_evening_tests(staff, seeded):
+    seed_sits(seeded.path)
+    sits = staff.get("/api/devices/dev-a/sits").json()
+    assert [(s["evening"], s["taken"], s["plm_index"]) for s in sits] == [("2026-11-20", True, 50.0),
+                                                                          ("2026-11-21", False, None)]
+    assert staff.get("/api/devices/nobody/sits").status_code == 404
