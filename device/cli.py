@@ -273,6 +273,11 @@ def _aware_datetime(ctx: click.Context, param: click.Parameter, value: str | Non
     return value
 
 
+def _aware_datetimes(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """Each `--press` value must be an ISO datetime with a UTC offset."""
+    return tuple(_aware_datetime(ctx, param, v) for v in values)
+
+
 def _fault_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """A `--faults` value must parse as a fault schedule."""
     from device.sensor.emulator import FaultSchedule, FaultSpecError
@@ -305,13 +310,17 @@ def _fault_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--faults", default="", callback=_fault_spec,
               help="With --emulate: bus faults, e.g. 'eio=0.01,disconnect=600+600,reset=900'.")
 @click.option("--chip", default="LSM6DSOX", show_default=True, help="With --emulate: the chip variant.")
-def run(config_path, recordings, speed, start_at, origin, nights, stay, faults, chip) -> None:
+@click.option("--press", "presses", multiple=True, callback=_aware_datetimes,
+              help="With --emulate: the emulated patient presses the button at this ISO datetime "
+                   "(repeat), e.g. to take the evening test (docs/sit.md).")
+def run(config_path, recordings, speed, start_at, origin, nights, stay, faults, chip, presses) -> None:
     """Run the bedside daemon: record every night and forward each summary.
 
     \b
     Example:
       rlsmon-device run --config /etc/rlsmon/device.toml
       rlsmon-device run --config dev.toml --emulate n1.csv --emulate n2.csv --speed 600 --nights 2
+      rlsmon-device run --config dev.toml --emulate sit.csv --press 2026-03-01T21:01:00+01:00 --nights 1
     """
     import errno
 
@@ -319,7 +328,7 @@ def run(config_path, recordings, speed, start_at, origin, nights, stay, faults, 
     from device.daemon import run_command
 
     try:
-        code = run_command(config_path, recordings, speed, start_at, origin, nights, faults, chip, stay)
+        code = run_command(config_path, recordings, speed, start_at, origin, nights, faults, chip, stay, presses)
     except OSError as e:
         if not e.filename:
             raise

@@ -473,7 +473,7 @@ def install_signal_handlers(daemon: Daemon) -> None:
 
 def run_command(config_path: str | None, recordings: tuple[str, ...] = (), speed: float = 1.0,
                 start_at: str | None = None, origin: float | None = None, nights: int | None = None,
-                faults: str = "", chip: str = "LSM6DSOX", stay: bool = False) -> int:
+                faults: str = "", chip: str = "LSM6DSOX", stay: bool = False, presses: tuple[str, ...] = ()) -> int:
     """`rlsmon-device run`: returns the exit status (78 for a bad config)."""
     import functools
     import time
@@ -495,6 +495,11 @@ def run_command(config_path: str | None, recordings: tuple[str, ...] = (), speed
         clock: Clock = FastForwardClock(speed, start_wall, real_origin=origin)
         daemon = Daemon(cfg, clock, EmulatedNights(cfg, clock, recordings, chip=chip, faults=faults),
                         nights=nights, stay=stay, retry_scale=1.0 / speed, clock_synced=lambda: True)
+        if presses:  # the emulated patient presses the button (e.g. to take the evening test)
+            from device.sensor.emulated import press_button_at
+
+            press_button_at(cfg, clock, [dt.datetime.fromisoformat(p).timestamp() for p in presses],
+                            daemon.stop_requested)
     else:
         clock = SystemClock()
         daemon = Daemon(cfg, clock, functools.partial(_open_hardware_for_night, cfg, clock), nights=nights,
