@@ -4,7 +4,8 @@ Data flows one way: sensor blocks → `LegDetector` per leg → night store (eac
 recording's progress; button presses at once) → at the end of the window the summary, built from
 what is stored, goes into the outbox in the same transaction that closes the night → the uplink
 sends it until the collector's receipt comes. A receipted night is pruned from the store once it
-is older than `[store] retention_days`. A restart mid-night resumes the same
+is older than `[store] retention_days`. On a `[sit]` evening the loop also ticks the evening test
+(device/sit.py), and a press goes to it while it is offered or running. A restart mid-night resumes the same
 night: the time the daemon was down is simply not covered by any recording segment, so it becomes
 a gap. A night whose window ended while the daemon was down is closed at the next start.
 
