@@ -66,6 +66,14 @@ def results(daemon) -> list[tuple[str, dict]]:
         "select topic, payload from outbox order by id")])
 
 
+def start_test(daemon, clock, button) -> None:
+    """21:00: the test is offered, and the patient presses to start it."""
+    clock.advance(60.0)
+    daemon.sit.tick()
+    press(button)
+    wait_for(lambda: daemon.sit.row.state == "running")
+
+
 def record(daemon, clock, postures, movements) -> None:
     """Store a recorded segment of the night over the test, as the daemon's loop would."""
     window = window_at(clock.wall(), daemon.cfg.night)
@@ -111,10 +119,7 @@ def test_offered_taken_and_over(rig):
 
 def test_a_press_during_the_test_ends_it_early(rig):
     daemon, clock, panel, button, led = rig
-    clock.advance(60.0)
-    daemon.sit.tick()
-    press(button)
-    wait_for(lambda: daemon.sit.row.state == "running")
+    start_test(daemon, clock, button)
     clock.advance(900.0)
     press(button)
     wait_for(lambda: daemon.sit.row.state == "ended")
@@ -146,10 +151,7 @@ def test_not_pressed_is_not_taken(rig):
 
 def test_time_stood_up_is_excluded(rig):
     daemon, clock, panel, button, led = rig
-    clock.advance(60.0)
-    daemon.sit.tick()
-    press(button)
-    wait_for(lambda: daemon.sit.row.state == "running")
+    start_test(daemon, clock, button)
     start_s = window_at(clock.wall(), daemon.cfg.night).t_s(clock.wall())
     # Lying through the test but for 10 min upright (he stood up) 20–30 min in; LMs every 15 s
     # for the first 10 min (40 of them: one series, 40 PLMs).
@@ -172,10 +174,7 @@ def test_time_stood_up_is_excluded(rig):
 
 def test_a_restart_resumes_the_running_test(rig, tmp_path):
     daemon, clock, panel, button, led = rig
-    clock.advance(60.0)
-    daemon.sit.tick()
-    press(button)
-    wait_for(lambda: daemon.sit.row.state == "running")
+    start_test(daemon, clock, button)
     from device.sit import SitRunner
 
     again = SitRunner(daemon.cfg, clock, daemon.store)  # a new process: only the store remembers

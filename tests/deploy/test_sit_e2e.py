@@ -13,7 +13,7 @@ import pytest
 
 from device.detect.events import LegMovement, PostureSegment
 from device.detect.sit import score_sit
-from tests.deploy.test_e2e import BIN, server, wait_for  # noqa: F401 (the fixture)
+from tests.deploy.test_e2e import BIN, add_device_seen_by_collector, api_getter, server, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -29,25 +29,9 @@ def test_an_evening_test_travels_from_the_button_to_the_dashboard_api(tmp_path, 
                     "--out", recording, "--truth", truth_path], check=True, capture_output=True)
     truth = json.loads(truth_path.read_text())
 
-    def api_ok(path: str):
-        import httpx
-
-        try:
-            response = api.get(path)
-        except httpx.TransportError:
-            return None
-        return response.json() if response.status_code == 200 else None
-
+    api_ok = api_getter(api)
     wait_for(lambda: api_ok("/api/devices") is not None, 60, "the dashboard", procs)
-    password = mqtt_broker.add_device(DEVICE_ID)
-    probe = mqtt_broker.client(DEVICE_ID, password)  # the collector's subscription exists once it stores this
-    probe.connect(mqtt_broker.host, mqtt_broker.port)
-    probe.loop_start()
-    probe.publish(f"rlsmon/v1/{DEVICE_ID}/status", "online", qos=1, retain=True).wait_for_publish(10)
-    probe.disconnect()
-    probe.loop_stop()
-    wait_for(lambda: any(d["device_id"] == DEVICE_ID for d in api_ok("/api/devices") or []), 60,
-             "the collector to record the device's status", procs)
+    password = add_device_seen_by_collector(mqtt_broker, api_ok, DEVICE_ID, procs)
 
     (tmp_path / "mqtt-password").write_text(password)
     device_toml = tmp_path / "device.toml"
