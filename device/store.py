@@ -20,6 +20,7 @@ closing a night (its summary enters the outbox) and dropping a receipted summary
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import queue
@@ -94,6 +95,7 @@ class StoredNight:
     movements: list[LegMovement]
     postures: list[PostureSegment]
     markers: list[tuple[float, str]]
+    sits: list[Interval] = field(default_factory=list)  # the evening test's span, when one was taken
 
 
 @dataclass(frozen=True)
@@ -352,6 +354,7 @@ class Store:
     def load_night(self, db: Any, night: str) -> StoredNight:
         """Everything stored for `night`. Runs on the writer thread (pass the `db` it hands you)."""
         row = db["nights"].get(night)
+        start = dt.datetime.fromisoformat(row["window_start"]).timestamp()
         info = NightInfo(night=row["night"], window_start=row["window_start"], window_end=row["window_end"],
                          timezone=row["timezone"], duration_s=row["duration_s"],
                          clock_synced=bool(row["clock_synced"]), rules=row["rules"],
@@ -372,6 +375,9 @@ class Store:
                                  "join segments s on s.id = o.segment_id where o.night = ?", [night])]
                              if r["end_s"] > r["start_s"]], key=lambda p: p.start_s),
             markers=[(r["t_s"], r["kind"]) for r in rows("markers", "t_s")],
+            sits=[Interval(r["started_at"] - start, r["ended_at"] - start) for r in db.query(
+                "select started_at, ended_at from sits where evening = ? and started_at is not null "
+                "and ended_at is not null", [night])],
         )
 
     def close_night(self, night: str, build: Callable[[StoredNight], tuple[str, dict]],

@@ -20,6 +20,8 @@ from device.window import window_at
 from tests.daemon.test_panel import led_on_count, settle, wait_for
 
 EVENING = "2026-03-01"
+SENSOR = {"chip": "LSM6DSOX", "who_am_i": 0x6C, "driver": "fifo", "legs": 1, "odr_hz": 52.0,
+          "accel_fs_g": 4.0, "gyro_fs_dps": 500.0}
 OFFER = dt.datetime(2026, 3, 1, 21, 0, tzinfo=dt.timezone.utc).timestamp()
 
 
@@ -78,7 +80,7 @@ def record(daemon, clock, postures, movements) -> None:
     """Store a recorded segment of the night over the test, as the daemon's loop would."""
     window = window_at(clock.wall(), daemon.cfg.night)
     daemon.store.open_night(NightInfo(window.night, window.start.isoformat(), window.end.isoformat(), "UTC",
-                                      window.duration_s, True, "WASM2016", {"legs": 1}), "now")
+                                      window.duration_s, True, "WASM2016", SENSOR), "now")
     seg = daemon.store.begin_segment(window.night, 0.0)
     daemon.store.save_progress(Progress(window.night, seg, window.duration_s, 1000,
                                         [LegEvents(0, movements, postures)], final=True))
@@ -212,3 +214,23 @@ def test_the_night_led_is_unchanged_on_a_pwm_pin(rig):
     settle(panel)
     assert [s.state for s in led.states][-2:] == [1.0, 0.0]
     assert daemon.store.call(lambda db: [r["kind"] for r in db.query("select kind from markers")]) == ["lights_off"]
+
+
+def test_the_test_hour_is_not_the_nights_time_in_bed(rig):
+    """A PSG's SIT precedes lights off: the night's indices leave the evening test's hour out."""
+    daemon, clock, panel, button, led = rig
+    start_test(daemon, clock, button)
+    window = window_at(clock.wall(), daemon.cfg.night)
+    start_s = window.t_s(clock.wall())
+    record(daemon, clock, [PostureSegment(0.0, window.duration_s, "lying")], [])
+    clock.advance(3600.0 + SETTLE_S)
+    daemon.sit.tick()
+    daemon._close_night(window.night)
+    [summary] = [payload for topic, payload in results(daemon) if topic.endswith("/summary")]
+    assert summary["in_bed"] == [{"start_s": 0.0, "end_s": round(start_s, 3)},
+                                 {"start_s": round(start_s + 3600.0, 3), "end_s": window.duration_s}]
+    assert summary["time_in_bed_s"] == window.duration_s - 3600.0
+    assert any("evening test" in c for c in summary["caveats"])
+    from server.model import NightSummary
+
+    NightSummary.model_validate_json(json.dumps(summary))  # and the collector accepts it
