@@ -1,5 +1,6 @@
 """Offline analysis of a recorded night: recording CSV(s) → detection → scoring → summary core; or
-LMs scored elsewhere (a PSG's annotations) → scoring → the same summary core and report.
+LMs scored elsewhere (a PSG's annotations) → scoring → the same summary core and report; or a
+recorded evening test (SIT) → detection → the SIT rules → the core of `rlsmon.sit/1` (docs/sit.md).
 
 The same detection and scoring code as the live daemon, fed from `read_recording` block by block,
 so memory stays flat whatever the length of the night.
@@ -63,13 +64,7 @@ def analyze_recordings(
     its last. Raises `RecordingFormatError` for a malformed file, `RecordingMismatchError` for two
     legs that share no time (they are not one night), and ValueError for an unknown rule set.
     """
-    legs = [_detect(path, leg, progress) for leg, path in enumerate(paths)]
-    if len(legs) > 1:
-        _check_overlap(legs)
-    duration_s = max((leg.end_s for leg in legs), default=0.0)
-    gaps = merge([g for leg in legs for g in leg.gaps] + [g for leg in legs for g in _unrecorded(leg, duration_s)])
-    # Both shins lie and stand together, so the first leg's posture speaks for the patient.
-    postures = legs[0].postures if legs else []
+    legs, duration_s, gaps, postures = _detect_legs(paths, progress)
     # A recording with a temp_c column says when the sensor was off the leg: not time in bed. Read
     # in long blocks, its temperature comes as a mean every few minutes, so a span's start may be
     # placed a few minutes later than the daemon, reading every 5 s, would place it.
@@ -78,6 +73,30 @@ def analyze_recordings(
     summary = score_night([leg.movements for leg in legs], in_bed, gaps, duration_s, rules, recording_start)
     summary.update(wear=wear.summary(duration_s), caveats=summary["caveats"] + wear.caveats())
     return NightAnalysis(summary=summary, postures=postures, markers=list(markers))
+
+
+def analyze_sit(paths: Sequence[str | os.PathLike], progress: Callable[[int], None] | None = None) -> dict:
+    """Detect one recording per leg of an evening test and score it by the SIT rules
+    (`device.detect.sit.score_sit`): the whole recording is the test, and the time the shin was not
+    near horizontal (walking in and out, standing up) is reported and excluded. Errors as
+    `analyze_recordings`."""
+    from device.detect.sit import score_sit
+
+    legs, duration_s, gaps, postures = _detect_legs(paths, progress)
+    return score_sit([leg.movements for leg in legs], postures, gaps, 0.0, duration_s, duration_s, False)
+
+
+def _detect_legs(paths: Sequence[str | os.PathLike], progress: Callable[[int], None] | None
+                 ) -> tuple[list[_Leg], float, list[Interval], list[PostureSegment]]:
+    """Each leg's detection, the shared duration, the gaps of either leg and the postures."""
+    legs = [_detect(path, leg, progress) for leg, path in enumerate(paths)]
+    if len(legs) > 1:
+        _check_overlap(legs)
+    duration_s = max((leg.end_s for leg in legs), default=0.0)
+    gaps = merge([g for leg in legs for g in leg.gaps] + [g for leg in legs for g in _unrecorded(leg, duration_s)])
+    # Both shins lie and stand together, so the first leg's posture speaks for the patient.
+    postures = legs[0].postures if legs else []
+    return legs, duration_s, gaps, postures
 
 
 def score_events(
@@ -183,6 +202,29 @@ def report(analysis: NightAnalysis, names: Sequence[str]) -> str:
         f"10–90 s: {h['from_10_to_90_s']}, > 90 s: {h['above_90_s']}",
         "  Caveats:",
         *(f"  - {c}" for c in s["caveats"]),
+    ]
+    return "\n".join(lines)
+
+
+def sit_report(result: dict, names: Sequence[str]) -> str:
+    """A short human report of an evening test: the SIT indices, the verdict against 40/h, the
+    excluded time and the PLMs of each 10-min block."""
+    if result["plm_index"] is None:
+        verdict = f"no index: {result['scored_s'] / 60:.0f} min scored, an index needs {result['min_scored_s'] / 60:.0f} min"
+    else:
+        above = "above" if result["above_threshold"] else "not above"
+        verdict = f"{result['plm_index']:.1f}/h, {above} {result['threshold_per_h']:g}/h (Montplaisir et al. 1998)"
+    blocks = " | ".join(f"{b['plm_count']} ({b['scored_s'] / 60:.0f} min)" for b in result["blocks"])
+    lines = [
+        f"rlsmon SIT analysis of {' + '.join(names)} ({result['rules']} rules, algorithm {result['algorithm_version']})",
+        f"  Test            {hours_minutes(result['duration_s'])}, scored {hours_minutes(result['scored_s'])}; "
+        f"not near horizontal {hours_minutes(result['not_horizontal_s'])}, gaps {hours_minutes(result['gap_s'])}",
+        f"  Leg movements   {result['lm_count']}"
+        + ("" if result["lm_index"] is None else f" (SIT LM index {result['lm_index']:.1f}/h)"),
+        f"  SIT PLM index   {verdict}",
+        f"  PLMs by 10 min  {blocks}",
+        "  Caveats:",
+        *(f"  - {c}" for c in result["caveats"]),
     ]
     return "\n".join(lines)
 

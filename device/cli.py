@@ -79,18 +79,22 @@ def simulate(scenario: str, seed: int, hours: float, odr_hz: float, out_csv: str
 @click.option("--plot", "plot_png", default=None, callback=_new_file, help="Draw the night to this PNG.")
 @click.option("--start", "start_iso", default=None,
               help="Wall-clock time of t = 0 with its UTC offset, e.g. 2026-03-02T22:40:00+01:00, for clock hours.")
+@click.option("--sit", is_flag=True,
+              help="The recording is an evening test (SIT): score it by the SIT rules (docs/sit.md).")
 def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, plot_png: str | None,
-            start_iso: str | None) -> None:
+            start_iso: str | None, sit: bool) -> None:
     """Detect leg movements in a recorded night and score PLMs.
 
     RECORDING is a recording CSV (t,ax,ay,az,gx,gy,gz); give RIGHT_LEG too for a second sensor,
-    and LMs on the two legs combine into bilateral LMs.
+    and LMs on the two legs combine into bilateral LMs. With --sit the recording is a Suggested
+    Immobilization Test (an hour sitting in bed, legs outstretched), scored by the SIT rules.
 
     \b
     Example:
       rlsmon-device analyze night.csv
       rlsmon-device analyze left.csv right.csv --rules AASM2012 --json > summary.json
       rlsmon-device analyze night.csv --plot night.png --start 2026-03-02T22:40:00+01:00
+      rlsmon-device analyze evening.csv --sit
     """
     import sys
 
@@ -98,6 +102,9 @@ def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, pl
     from device.errors import RecordingFormatError, RecordingMismatchError
 
     paths = [recording] + ([right_leg] if right_leg else [])
+    if sit:
+        _analyze_sit(paths, as_json, rules, plot_png, start_iso)
+        return
     start = _recording_start(start_iso)
     try:
         if sys.stderr.isatty():  # a bar on a terminal only, never into a pipe or a log
@@ -109,6 +116,22 @@ def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, pl
     except (RecordingFormatError, RecordingMismatchError, OSError) as e:
         raise click.ClickException(str(e)) from None
     _print_night(analysis, paths, as_json, plot_png)
+
+
+def _analyze_sit(paths: list[str], as_json: bool, rules: str, plot_png: str | None, start_iso: str | None) -> None:
+    """`analyze --sit`: the SIT rules, its report or its JSON (`rlsmon.sit/1` core)."""
+    import json
+
+    from device.analyze import analyze_sit, sit_report
+    from device.errors import RecordingFormatError, RecordingMismatchError
+
+    if rules != "WASM2016" or plot_png or start_iso:
+        raise click.UsageError("--sit scores by the SIT rule set and takes no --rules, --plot or --start")
+    try:
+        result = analyze_sit(paths)
+    except (RecordingFormatError, RecordingMismatchError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(json.dumps(result, indent=1) if as_json else sit_report(result, paths))
 
 
 def _recording_start(start_iso: str | None):
@@ -250,6 +273,11 @@ def _aware_datetime(ctx: click.Context, param: click.Parameter, value: str | Non
     return value
 
 
+def _aware_datetimes(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """Each `--press` value must be an ISO datetime with a UTC offset."""
+    return tuple(_aware_datetime(ctx, param, v) for v in values)
+
+
 def _fault_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """A `--faults` value must parse as a fault schedule."""
     from device.sensor.emulator import FaultSchedule, FaultSpecError
@@ -282,13 +310,17 @@ def _fault_spec(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--faults", default="", callback=_fault_spec,
               help="With --emulate: bus faults, e.g. 'eio=0.01,disconnect=600+600,reset=900'.")
 @click.option("--chip", default="LSM6DSOX", show_default=True, help="With --emulate: the chip variant.")
-def run(config_path, recordings, speed, start_at, origin, nights, stay, faults, chip) -> None:
+@click.option("--press", "presses", multiple=True, callback=_aware_datetimes,
+              help="With --emulate: the emulated patient presses the button at this ISO datetime "
+                   "(repeat), e.g. to take the evening test (docs/sit.md).")
+def run(config_path, recordings, speed, start_at, origin, nights, stay, faults, chip, presses) -> None:
     """Run the bedside daemon: record every night and forward each summary.
 
     \b
     Example:
       rlsmon-device run --config /etc/rlsmon/device.toml
       rlsmon-device run --config dev.toml --emulate n1.csv --emulate n2.csv --speed 600 --nights 2
+      rlsmon-device run --config dev.toml --emulate sit.csv --press 2026-03-01T21:01:00+01:00 --nights 1
     """
     import errno
 
@@ -296,7 +328,7 @@ def run(config_path, recordings, speed, start_at, origin, nights, stay, faults, 
     from device.daemon import run_command
 
     try:
-        code = run_command(config_path, recordings, speed, start_at, origin, nights, faults, chip, stay)
+        code = run_command(config_path, recordings, speed, start_at, origin, nights, faults, chip, stay, presses)
     except OSError as e:
         if not e.filename:
             raise

@@ -120,6 +120,44 @@ class StoreConfig:
         1 <= v <= 3650, "a whole number of days, 1–3650")})
 
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _is_date(v: str) -> bool:
+    try:
+        dt.date.fromisoformat(v)
+    except ValueError:
+        return False
+    return bool(_DATE.fullmatch(v))
+
+
+@dataclass(frozen=True)
+class SitConfig:
+    """The Suggested Immobilization Test the device offers on some evenings (docs/sit.md)."""
+
+    # "" offers none; otherwise the first evening (its local date) of `evenings` in a row.
+    first_evening: str = field(default="", metadata={"check": lambda v: _check(
+        v == "" or _is_date(v), '"" (no test) or a date as YYYY-MM-DD, e.g. "2026-03-01"')})
+    evenings: int = field(default=3, metadata={"check": lambda v: _check(
+        1 <= v <= 14, "a number of evenings, 1–14")})
+    start: str = field(default="21:00", metadata={"check": lambda v: _check(
+        bool(_HHMM.fullmatch(v)), "a local time as HH:MM, e.g. \"21:00\"")})
+    # Montplaisir et al. 1998 ran the SIT for 60 min; the m-SIT of shorter studies reports by
+    # 10-min block, so a shorter test is whole blocks.
+    length_min: int = field(default=60, metadata={"check": lambda v: _check(
+        10 <= v <= 60 and v % 10 == 0, "minutes, a multiple of 10 from 10 to 60")})
+    # The issue's limit: the LED invites for at most 30 min, then the test counts as not taken.
+    offer_min: int = field(default=30, metadata={"check": lambda v: _check(
+        1 <= v <= 30, "minutes, 1–30")})
+
+    def evening_dates(self) -> list[str]:
+        """The evenings (YYYY-MM-DD) the test is offered on; none when `first_evening` is ""."""
+        if not self.first_evening:
+            return []
+        first = dt.date.fromisoformat(self.first_evening)
+        return [(first + dt.timedelta(days=k)).isoformat() for k in range(self.evenings)]
+
+
 @dataclass(frozen=True)
 class DeviceConfig:
     """The whole device config file."""
@@ -133,6 +171,7 @@ class DeviceConfig:
     broker: BrokerConfig = field(default_factory=BrokerConfig)
     gpio: GpioConfig = field(default_factory=GpioConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    sit: SitConfig = field(default_factory=SitConfig)
     path: str = field(default="", metadata={"internal": True})  # where it was loaded from
 
 
@@ -224,7 +263,25 @@ def parse_config(text: str, path: str = "<string>") -> DeviceConfig:
                           f"expected at least one per leg (sensor.legs = {cfg.sensor.legs})")
     if cfg.night.start == cfg.night.end:
         raise ConfigError(path, "night.end", "equals night.start; expected a window of some length")
+    _check_sit_in_window(cfg, path)
     return dataclasses.replace(cfg, path=path)
+
+
+def _minutes(hhmm: str) -> int:
+    return int(hhmm[:2]) * 60 + int(hhmm[3:])
+
+
+def _check_sit_in_window(cfg: DeviceConfig, path: str) -> None:
+    """The SIT is scored from the night's recording, so its offer and its hour must lie inside the
+    night window."""
+    if not cfg.sit.first_evening:
+        return
+    night_min = (_minutes(cfg.night.end) - _minutes(cfg.night.start)) % 1440
+    into_min = (_minutes(cfg.sit.start) - _minutes(cfg.night.start)) % 1440
+    if into_min + cfg.sit.offer_min + cfg.sit.length_min > night_min:
+        raise ConfigError(path, "sit.start", f"is {cfg.sit.start!r}; expected a time at which the offer "
+                          f"({cfg.sit.offer_min} min) and the test ({cfg.sit.length_min} min) fit inside the "
+                          f"night window {cfg.night.start}–{cfg.night.end}, which records it")
 
 
 def load_config(path: str | Path | None = None) -> DeviceConfig:

@@ -4,7 +4,8 @@ Data flows one way: sensor blocks → `LegDetector` per leg → night store (eac
 recording's progress; button presses at once) → at the end of the window the summary, built from
 what is stored, goes into the outbox in the same transaction that closes the night → the uplink
 sends it until the collector's receipt comes. A receipted night is pruned from the store once it
-is older than `[store] retention_days`. A restart mid-night resumes the same
+is older than `[store] retention_days`. On a `[sit]` evening the loop also ticks the evening test
+(device/sit.py), and a press goes to it while it is offered or running. A restart mid-night resumes the same
 night: the time the daemon was down is simply not covered by any recording segment, so it becomes
 a gap. A night whose window ended while the daemon was down is closed at the next start.
 
@@ -33,6 +34,7 @@ from device.notify import Notifier
 from device.panel import FAULT_EVERY_S
 from device.samples import SampleBlock
 from device.sensor.legs import LegReaders, open_hardware, remap_axes
+from device.sit import sit_runner
 from device.store import LegEvents, NightInfo, Progress, Store, StoredNight
 from device.summary import build_summary
 from device.wear import WearEpoch, WearEpochs
@@ -127,6 +129,7 @@ class Daemon:
         self._stale_checked = -math.inf
         self._watchdog_s = self.notifier.watchdog_interval_s()
         self._night_index = 0
+        self.sit = sit_runner(cfg, clock, self.store)  # the evening test (device/sit.py), or None
 
     # --- lifecycle ------------------------------------------------------------------------------
     def request_stop(self, *_: Any) -> None:
@@ -213,8 +216,14 @@ class Daemon:
         except Exception as exc:  # no GPIO (a desk, a container): record anyway, without the panel
             log.warning("panel: GPIO unavailable (%s); the button and LED are disabled", exc)
             self.panel = None
+        if self.sit is not None:
+            self.sit.panel = self.panel
 
     def _on_button(self) -> str | None:
+        did = self.sit.press() if self.sit is not None else None
+        if did is not None:  # the press started or ended the evening test, not a marker
+            log.info("button: %s", did)
+            return did
         window = self.night
         if window is None:
             log.info("button: pressed outside the night window; ignored")
@@ -343,6 +352,8 @@ class Daemon:
             self.notifier.watchdog()
             if self.panel is not None:
                 self.panel.fault_tick(True)
+            if self.sit is not None:
+                self.sit.tick()
             self.clock.wait(self.stop_requested, max(0.0, min(self._tick_s(), until - self.clock.monotonic())))
 
     def _record(self, window: Window, sensor: LegReaders) -> None:
@@ -362,6 +373,8 @@ class Daemon:
                 self.notifier.status(f"{'sensor fault (retrying)' if fault else 'recording'} night {window.night}")
             if self.panel is not None:
                 self.panel.fault_tick(fault)
+            if self.sit is not None:
+                self.sit.tick()
             if block is not None and len(block):
                 self._take_block(rec, sensor, leg, block, LegDetector)
             if self.stop_requested.is_set() or self.clock.wall() >= end_wall:
@@ -437,6 +450,8 @@ class Daemon:
 
             return summary_topic(self.cfg.device_id), build_summary(stored, self.cfg.device_id, generated)
 
+        if self.sit is not None:
+            self.sit.night_closed(night)
         try:
             summary_id = self.store.close_night(night, build, generated.isoformat())
         except Exception:
@@ -466,7 +481,7 @@ def install_signal_handlers(daemon: Daemon) -> None:
 
 def run_command(config_path: str | None, recordings: tuple[str, ...] = (), speed: float = 1.0,
                 start_at: str | None = None, origin: float | None = None, nights: int | None = None,
-                faults: str = "", chip: str = "LSM6DSOX", stay: bool = False) -> int:
+                faults: str = "", chip: str = "LSM6DSOX", stay: bool = False, presses: tuple[str, ...] = ()) -> int:
     """`rlsmon-device run`: returns the exit status (78 for a bad config)."""
     import functools
     import time
@@ -488,6 +503,11 @@ def run_command(config_path: str | None, recordings: tuple[str, ...] = (), speed
         clock: Clock = FastForwardClock(speed, start_wall, real_origin=origin)
         daemon = Daemon(cfg, clock, EmulatedNights(cfg, clock, recordings, chip=chip, faults=faults),
                         nights=nights, stay=stay, retry_scale=1.0 / speed, clock_synced=lambda: True)
+        if presses:  # the emulated patient presses the button (e.g. to take the evening test)
+            from device.sensor.emulated import press_button_at
+
+            press_button_at(cfg, clock, [dt.datetime.fromisoformat(p).timestamp() for p in presses],
+                            daemon.stop_requested)
     else:
         clock = SystemClock()
         daemon = Daemon(cfg, clock, functools.partial(_open_hardware_for_night, cfg, clock), nights=nights,

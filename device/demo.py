@@ -4,7 +4,9 @@ It starts a private mosquitto (TLS from a CA made here, passwords, the productio
 collector and the dashboard, provisions two devices and assigns them to two pseudonymous patients,
 simulates nights for each (a PLMD patient, whose strap comes off on the second night, and a
 control), and runs the real daemon for each device on the register-level emulator, faster than
-real time. Everything lives under one directory
+real time. On the first evening the PLMD patient takes the evening test (SIT, docs/sit.md): the
+device offers it, the emulated patient presses the button, and its result reaches the dashboard
+beside the nights. Everything lives under one directory
 (`./demo-data` by default) and runs as subprocesses, each in its own process group, through the
 same command lines an installer uses: `device/` never imports `server/`. Ctrl-C stops it all.
 """
@@ -261,6 +263,10 @@ class Dashboard:
                                        "started": started, "csrf_token": token.group(1)}).encode()
         self._opener.open(f"{self.url}/patients/{patient['id']}/medications", data=form, timeout=10).close()
 
+    def sits(self, device_id: str) -> list[dict]:
+        """The device's evening tests (rlsmon.sit/1), oldest first."""
+        return json.loads(self._get(f"/api/devices/{device_id}/sits"))
+
     def nights(self) -> dict[str, list[dict]]:
         """Each patient pseudonym with the headline figures of their nights, oldest first."""
         return {p["pseudonym"]: json.loads(self._get(f"/api/patients/{p['id']}/nights"))
@@ -278,6 +284,7 @@ class Patient:
     scenario: str
     first_seed: int
     strap_off_night: int | None = None
+    takes_sit: bool = False  # takes the evening test on the first evening
 
     def scenario_of(self, night: int) -> str:
         """The scenario of night `night` (from 1)."""
@@ -285,7 +292,7 @@ class Patient:
 
 
 PATIENTS = (
-    Patient("P-0001 (PLMD)", "demo-plmd", "plmd", 101, strap_off_night=2),
+    Patient("P-0001 (PLMD)", "demo-plmd", "plmd", 101, strap_off_night=2, takes_sit=True),
     Patient("P-0002 (control)", "demo-control", "control", 201),
 )
 MARKER = ".rlsmon-demo"  # only a directory holding this file is ever wiped by the demo
@@ -342,11 +349,27 @@ def night_window(hours: float, start: str = "22:00") -> tuple[str, str]:
     return start, f"{end_min // 60:02d}:{end_min % 60:02d}"
 
 
-def device_toml(p: Patient, work: Path, port: int, hours: float) -> str:
-    """The device config: the example's settings, the demo broker and a window as long as a night."""
+# The evening test: offered 5 min into the first window (the patient is in bed by then), for 5 min,
+# the patient presses a minute in; as long as the window allows, in 10-min blocks, up to an hour.
+SIT_START, SIT_PRESS, SIT_OFFER_MIN = "22:05", "22:06", 5
+
+
+def sit_length_min(hours: float) -> int | None:
+    """The demo SIT's length for a window of `hours`: whole 10-min blocks that fit after the offer
+    (and 5 min to spare), at most 60; None when not even one fits."""
+    minutes = (round(hours * 60) - 5 - SIT_OFFER_MIN - 5) // 10 * 10
+    return min(60, minutes) if minutes >= 10 else None
+
+
+def device_toml(p: Patient, work: Path, port: int, hours: float, first_evening: str = "") -> str:
+    """The device config: the example's settings, the demo broker and a window as long as a night;
+    for the patient who takes the evening test, a `[sit]` on `first_evening`."""
     start, end = night_window(hours)
+    length = sit_length_min(hours)
+    sit = (f'[sit]\nfirst_evening = "{first_evening}"\nevenings = 1\nstart = "{SIT_START}"\n'
+           f'offer_min = {SIT_OFFER_MIN}\nlength_min = {length}\n\n') if p.takes_sit and length and first_evening else ""
     return (f'device_id = "{p.device_id}"\nrules = "WASM2016"\ndata_dir = "{work}/data"\n\n'
-            f'[night]\nstart = "{start}"\nend = "{end}"\ntimezone = "UTC"\n\n'
+            f'[night]\nstart = "{start}"\nend = "{end}"\ntimezone = "UTC"\n\n{sit}'
             f'[broker]\nhost = "127.0.0.1"\nport = {port}\nca_file = "{work.parent.parent}/tls/ca.crt"\n'
             f'username = ""\npassword_file = "{work}/mqtt-password"\n')
 
@@ -458,7 +481,8 @@ def run_demo(args: argparse.Namespace, work: Path, supervisor: Supervisor) -> No
         device_dir = work / "devices" / p.device_id
         (device_dir / "data").mkdir(parents=True)
         write_secret(device_dir / "mqtt-password", snippet.strip().splitlines()[-1])
-        (device_dir / "device.toml").write_text(device_toml(p, device_dir, mqtt_port, args.hours))
+        (device_dir / "device.toml").write_text(device_toml(p, device_dir, mqtt_port, args.hours,
+                                                            window_start_at(args.nights, SIT_START)[:10]))
         run([server_cli, "assign", "--config", str(config), p.device_id, p.pseudonym], f"assign {p.device_id}")
     login_password = secrets.token_urlsafe(9)
     write_secret(work / "server" / "demo-login", login_password)
@@ -494,6 +518,8 @@ def run_demo(args: argparse.Namespace, work: Path, supervisor: Supervisor) -> No
     for p in PATIENTS:
         device_dir = work / "devices" / p.device_id
         emulate = [arg for rec in recordings[p.device_id] for arg in ("--emulate", str(rec))]
+        if p.takes_sit and sit_length_min(args.hours):
+            emulate += ["--press", window_start_at(args.nights, SIT_PRESS)]  # the patient takes the test
         supervisor.start(f"device-{p.device_id}", [
             device_cli, "run", "--config", str(device_dir / "device.toml"), *emulate,
             "--speed", f"{args.speed:g}", "--nights", str(args.nights), "--stay",
@@ -525,6 +551,15 @@ def run_demo(args: argparse.Namespace, work: Path, supervisor: Supervisor) -> No
                     say(f"  {pseudonym}: night {night['night']}: PLMI {night['plm_index']:.1f}/h "
                         f"({night['severity']}), {night['lm_count']} LMs, {night['plm_count']} PLMs")
         time.sleep(1.0)
+    for p in PATIENTS:
+        if p.takes_sit and sit_length_min(args.hours):
+            wait_until(lambda: bool(dashboard.sits(p.device_id)), ARRIVAL_TIMEOUT_S,
+                       f"{p.pseudonym}'s evening test on the dashboard", supervisor)
+            for t in dashboard.sits(p.device_id):
+                index = "no index" if t["plm_index"] is None else f"SIT PLM index {t['plm_index']:.1f}/h"
+                above = {None: "", True: " (above 40/h)", False: " (not above 40/h)"}[t["above_threshold"]]
+                say(f"  {p.pseudonym}: evening test {t['evening']}: {index}{above}, {t['lm_count']} LMs "
+                    f"in {t['duration_s'] / 60:.0f} min")
     say(f"\nall {args.nights} nights of both patients are on the dashboard, "
         f"{time.monotonic() - began:.0f} s after the start: {dashboard.url}/")
     if args.exit_when_done:

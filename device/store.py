@@ -8,8 +8,9 @@ one transaction each, and small pages (1 KiB) keep the bytes each one writes to 
 Tables: `nights` (one row per night, closed when its summary is built), `segments` (spans the
 daemon was recording: their complement in the window is coverage gaps), `gaps` (gaps the detector
 saw inside a segment), `movements`, `postures`, `markers` (the button), `wear_epochs` (each leg's
-minutes of temperature and stillness, device/wear.py), and `outbox` (summaries the
-collector has not yet receipted, drained in id order). A broker's PUBACK is not a receipt: a row goes
+minutes of temperature and stillness, device/wear.py), `outbox` (summaries the collector has not
+yet receipted, drained in id order), and `sits` (each evening's Suggested Immobilization Test,
+device/sit.py, whose result shares the outbox). A broker's PUBACK is not a receipt: a row goes
 only when the collector's receipt for its `summary_id` arrives (docs/receipts.md).
 
 Durability: WAL with `synchronous=NORMAL` may lose the last commits (never corrupt the file) on a
@@ -20,6 +21,7 @@ closing a night (its summary enters the outbox) and dropping a receipted summary
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import queue
@@ -97,6 +99,19 @@ class StoredNight:
     postures: list[PostureSegment]
     markers: list[tuple[float, str]]
     wear_epochs: dict[int, list[WearEpoch]] = field(default_factory=dict)  # by leg, by start
+    sits: list[Interval] = field(default_factory=list)  # the evening test's span, when one was taken
+
+
+@dataclass(frozen=True)
+class SitRow:
+    """One evening's SIT as stored: its state and its moments (Unix times)."""
+
+    evening: str  # YYYY-MM-DD
+    state: str  # device.sit: offered, running, ended, not_taken, closed
+    offered_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    ended_early: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,6 +180,14 @@ def _migrate(db: Any) -> None:
         # largest per-axis SD of the acceleration; the summary's not-worn spans come from these.
         db["wear_epochs"].create({"id": int, "night": str, "leg": int, "start_s": float, "temp_c": float,
                                   "accel_sd_g": float}, pk="id", foreign_keys=[("night", "nights")])
+
+    @migrations()
+    def m005_sits(db: Any) -> None:
+        # The Suggested Immobilization Test of an evening (device/sit.py): its state survives a
+        # kill -9, and its result goes through the same outbox and receipt as a night.
+        db["sits"].create({"evening": str, "state": str, "offered_at": float, "started_at": float,
+                           "ended_at": float, "ended_early": int, "closed_at": str, "summary_id": str},
+                          pk="evening")
 
     migrations.apply(db)
 
@@ -344,6 +367,7 @@ class Store:
     def load_night(self, db: Any, night: str) -> StoredNight:
         """Everything stored for `night`. Runs on the writer thread (pass the `db` it hands you)."""
         row = db["nights"].get(night)
+        start = dt.datetime.fromisoformat(row["window_start"]).timestamp()
         info = NightInfo(night=row["night"], window_start=row["window_start"], window_end=row["window_end"],
                          timezone=row["timezone"], duration_s=row["duration_s"],
                          clock_synced=bool(row["clock_synced"]), rules=row["rules"],
@@ -365,6 +389,9 @@ class Store:
                              if r["end_s"] > r["start_s"]], key=lambda p: p.start_s),
             markers=[(r["t_s"], r["kind"]) for r in rows("markers", "t_s")],
             wear_epochs=_by_leg(rows("wear_epochs", "leg, start_s")),
+            sits=[Interval(r["started_at"] - start, r["ended_at"] - start) for r in db.query(
+                "select started_at, ended_at from sits where evening = ? and started_at is not null "
+                "and ended_at is not null", [night])],
         )
 
     def close_night(self, night: str, build: Callable[[StoredNight], tuple[str, dict]],
@@ -381,6 +408,47 @@ class Store:
                                  "created_at": now_iso, "summary_id": summary["summary_id"]})
             db["nights"].update(night, {"closed_at": now_iso, "summary_id": summary["summary_id"]})
             return summary["summary_id"]
+
+        return self.call(fn, durable=True)
+
+    # --- the evening test (SIT) ------------------------------------------------------------------
+    def sit(self, evening: str) -> SitRow | None:
+        """The SIT of `evening`, or None when none was offered."""
+
+        def fn(db: Any) -> SitRow | None:
+            for r in db.query("select * from sits where evening = ?", [evening]):
+                return SitRow(r["evening"], r["state"], r["offered_at"], r["started_at"], r["ended_at"],
+                              bool(r["ended_early"]))
+            return None
+
+        return self.call(fn)
+
+    def put_sit(self, row: SitRow) -> None:
+        """Write the SIT's state (a transition of device.sit's state machine) and wait for the commit."""
+        self.call(lambda db: db["sits"].upsert(
+            {"evening": row.evening, "state": row.state, "offered_at": row.offered_at,
+             "started_at": row.started_at, "ended_at": row.ended_at, "ended_early": int(row.ended_early)},
+            pk="evening"))
+
+    def close_sit(self, row: SitRow, night: str | None,
+                  build: Callable[[StoredNight | None], tuple[str, dict]], now_iso: str) -> str | None:
+        """Build the SIT's result from the stored `night` (None: no night recorded it) and put it in
+        the outbox, closing the SIT, in one durable transaction. Returns the summary_id, or None
+        when it was already closed."""
+
+        def fn(db: Any) -> str | None:
+            rows = list(db.query("select state from sits where evening = ?", [row.evening]))
+            if rows and rows[0]["state"] == "closed":
+                return None
+            stored = self.load_night(db, night) if night and db["nights"].count_where("night = ?", [night]) else None
+            topic, result = build(stored)
+            db["outbox"].insert({"night": row.evening, "topic": topic, "payload": json.dumps(result),
+                                 "created_at": now_iso, "summary_id": result["summary_id"]})
+            db["sits"].upsert({"evening": row.evening, "state": "closed", "offered_at": row.offered_at,
+                               "started_at": row.started_at, "ended_at": row.ended_at,
+                               "ended_early": int(row.ended_early), "closed_at": now_iso,
+                               "summary_id": result["summary_id"]}, pk="evening")
+            return result["summary_id"]
 
         return self.call(fn, durable=True)
 
@@ -433,6 +501,8 @@ class Store:
                 for table in ("open_postures", "movements", "postures", "gaps", "markers", "wear_epochs", "segments"):
                     db[table].delete_where("night = ?", [night])
                 db["nights"].delete_where("night = ?", [night])
+            db["sits"].delete_where("evening < ? and state = 'closed' and summary_id not in "
+                                    "(select summary_id from outbox)", [before_night])
             return nights
 
         return self.call(fn)

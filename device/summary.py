@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from device import __version__
-from device.detect.bed import in_bed_intervals
+from device.detect.bed import in_bed_intervals, merge, subtract
 from device.detect.events import Interval
 from device.detect.scoring import score_night
 from device.store import Segment, StoredNight
@@ -43,14 +43,21 @@ def build_summary(stored: StoredNight, device_id: str, generated_at: dt.datetime
     legs_n = int(info.sensor.get("legs", 1))
     gaps = coverage_gaps(stored.segments, stored.gaps, info.duration_s)
     legs = [[m for m in stored.movements if m.leg == k] for k in range(legs_n)]
-    wear = assess(stored.wear_epochs.values())  # not-worn time is not in bed (device/wear.py)
-    in_bed = worn_in_bed(in_bed_intervals(stored.postures, stored.markers, info.duration_s), wear.not_worn)
+    # The evening test (docs/sit.md) is a wake test before bedtime, as a PSG's SIT precedes lights
+    # off: its hour is not the night's time in bed, so its provoked LMs do not count in the night.
+    # Nor is time the sensor was not worn (device/wear.py).
+    wear = assess(stored.wear_epochs.values())
+    in_bed = worn_in_bed(subtract(in_bed_intervals(stored.postures, stored.markers, info.duration_s),
+                                  merge(stored.sits)), wear.not_worn)
     core = score_night(legs, in_bed, gaps, info.duration_s, rules=info.rules,
                        recording_start=dt.datetime.fromisoformat(info.window_start))
     recorded_s = sum(s.end_s - s.start_s for s in stored.segments)
     samples = sum(s.samples for s in stored.segments)
     sensor = dict(info.sensor)
     sensor["odr_measured_hz"] = round(samples / legs_n / recorded_s, 3) if recorded_s > 0 else None
+    if stored.sits:
+        core["caveats"].append("The evening test (SIT) is not part of the night's time in bed; its result is "
+                               "reported apart (rlsmon.sit/1).")
     return {
         **core,
         "wear": wear.summary(info.duration_s),

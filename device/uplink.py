@@ -63,6 +63,12 @@ def summary_topic(device_id: str) -> str:
     return f"rlsmon/v1/{device_id}/summary"
 
 
+def sit_topic(device_id: str) -> str:
+    """The topic evening-test results (`rlsmon.sit/1`, docs/sit.md) are published on: QoS 1, not
+    retained, through the same outbox and receipt as summaries."""
+    return f"rlsmon/v1/{device_id}/sit"
+
+
 def probe_tls(host: str, port: int, ca_file: str, timeout_s: float = 5.0) -> str | None:
     """Open a TLS connection as the MQTT client would; None when it works, else what went wrong."""
     try:

@@ -15,6 +15,8 @@
   the device's status only when its `at` is later than the stored one (an `offline` wins a tie:
   the will and the graceful goodbye carry the `at` of the connection they end), so statuses
   delivered out of order, or to two collectors, cannot flip it back.
+- An evening test (SIT) on `rlsmon/v1/<id>/sit` is `rlsmon.sit/1` (server/sit.py, docs/sit.md),
+  validated, stored, receipted and refused by the same rules as a night, keyed by (device_id, evening).
 - Anything invalid goes to `rejected` with its topic, reason, size, SHA-256 and the first bytes of
   its payload, within the bounds of server/rejected.py. Bad input never raises.
 
@@ -56,6 +58,7 @@ from server.consistency import CLOCK_SKEW, check_not_future
 from server.db import open_db, utc_now
 from server.model import NightSummary
 from server.rejected import RefusalLog, RejectLimits, count_refused, expire_rejected, keep_rejected, topic_device
+from server.sit import check_sit, store_sit
 
 if TYPE_CHECKING:
     import paho.mqtt.client as mqtt
@@ -65,6 +68,7 @@ log = logging.getLogger(__name__)
 SUMMARY_FILTER = "rlsmon/v1/+/summary"
 RECEIPT_SCHEMA = "rlsmon.receipt/1"
 STATUS_FILTER = "rlsmon/v1/+/status"
+SIT_FILTER = "rlsmon/v1/+/sit"  # evening tests, rlsmon.sit/1 (server/sit.py, docs/sit.md)
 
 
 def subscription_filters(share_group: str = "") -> tuple[str, str]:
@@ -73,7 +77,12 @@ def subscription_filters(share_group: str = "") -> tuple[str, str]:
     return prefix + SUMMARY_FILTER, prefix + STATUS_FILTER
 
 
-_TOPIC = re.compile(r"rlsmon/v1/([a-z0-9][a-z0-9-]{0,62})/(summary|status)")
+def sit_filter(share_group: str = "") -> str:
+    """The evening tests' topic filter, plain or shared as `subscription_filters()` makes them."""
+    return subscription_filters(share_group)[0].removesuffix(SUMMARY_FILTER) + SIT_FILTER
+
+
+_TOPIC = re.compile(r"rlsmon/v1/([a-z0-9][a-z0-9-]{0,62})/(summary|status|sit)")
 # Same as mosquitto's message_size_limit in firmware_config/mosquitto.conf: 19% above the largest
 # legitimate night (3.36 MiB: 20,000 LMs and 10,000 gaps at their widest), so anything bigger is garbage.
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
@@ -159,6 +168,7 @@ class Checked:
     status: str | None = None  # a valid status
     status_at: str | None = None  # its `at` in UTC, or None from older firmware that sends none
     retained: bool = False
+    sit: dict[str, Any] | None = None  # a valid evening test: its `sits` row but for the JSON and received_at
 
 
 def _check_summary(device_id: str, payload: bytes, now: datetime) -> dict[str, Any]:
@@ -227,6 +237,13 @@ def check(topic: str, payload: bytes, retained: bool = False, now: datetime | No
     try:
         if kind == "summary":
             return Checked(device_id, night=_check_summary(device_id, payload, now))
+        if kind == "sit":
+            if len(payload) > MAX_PAYLOAD_BYTES:
+                raise _Refused(f"too large: payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+            try:
+                return Checked(device_id, sit=check_sit(device_id, payload, now))
+            except ValueError as e:
+                raise _Refused(str(e)) from None
         status, status_at = _check_status(payload, now)
         return Checked(device_id, status=status, status_at=status_at, retained=retained)
     except _Refused as e:
@@ -244,11 +261,12 @@ def _same_content(stored_json: str, payload: bytes) -> bool:
 
 
 def receipt(night: dict[str, Any], outcome: Outcome) -> tuple[str, bytes] | None:
-    """The receipt (topic, payload) for a committed summary, or None when `outcome` committed
-    nothing. `night` is the summary's checked row (`Checked.night`). Contract: docs/receipts.md."""
+    """The receipt (topic, payload) for a committed summary or evening test, or None when `outcome`
+    committed nothing. `night` is the checked row (`Checked.night`, or `Checked.sit`, whose
+    evening the receipt names as its night). Contract: docs/receipts.md."""
     if outcome.kind not in ("stored", "replaced", "duplicate"):
         return None
-    body = {"schema": RECEIPT_SCHEMA, "summary_id": night["summary_id"], "night": night["night"],
+    body = {"schema": RECEIPT_SCHEMA, "summary_id": night["summary_id"], "night": night.get("night", night.get("evening")),
             "status": "duplicate" if outcome.kind == "duplicate" else "stored"}
     return f"rlsmon/v1/{night['device_id']}/receipt", json.dumps(body).encode()
 
@@ -315,6 +333,10 @@ def store(
             outcome = Outcome("rejected", checked.device_id, checked.refused)
         elif checked.night is not None:
             outcome = _store_night(db, checked.night, payload, received_at)
+        elif checked.sit is not None:
+            _touch_device(db, checked.device_id, received_at, seen=True)
+            kind, reason = store_sit(db, checked.sit, payload, received_at)
+            outcome = Outcome(kind, checked.device_id, reason)  # type: ignore[arg-type]
         else:
             assert checked.device_id is not None and checked.status is not None
             outcome = _store_status(db, checked, received_at)
@@ -452,7 +474,7 @@ class Collector:
         self.config = mqtt_config
         self.on_outcome = on_outcome
         self.connected = threading.Event()
-        self.subscribed = threading.Event()  # both subscriptions granted on the current connection
+        self.subscribed = threading.Event()  # all subscriptions granted on the current connection
         self.failed = threading.Event()  # the writer hit a database error and stopped
         self._password = password
         self._tls_context = tls_context
@@ -544,6 +566,7 @@ class Collector:
         summary_filter, status_filter = subscription_filters(self.config.share_group)
         client.subscribe([
             (summary_filter, SubscribeOptions(qos=1)),
+            (sit_filter(self.config.share_group), SubscribeOptions(qos=1)),
             (status_filter, SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)),
         ])
         log.info("connected to %s:%s (session present: %s)", self.config.host, self.config.port, flags.session_present)
@@ -554,7 +577,8 @@ class Collector:
         if refused:
             log.error("the broker refused the subscriptions (%s): check the collector's ACL", ", ".join(refused))
         else:
-            log.info("subscribed to %s and %s", *subscription_filters(self.config.share_group))
+            log.info("subscribed to %s, %s and %s", *subscription_filters(self.config.share_group),
+                     sit_filter(self.config.share_group))
             self.subscribed.set()
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
@@ -642,7 +666,8 @@ class Collector:
         for message, verdict, outcome in zip(batch, checked, outcomes):
             # The receipt first: should we die before it, the broker redelivers the summary (not yet
             # acknowledged) and it is receipted then; paho queues it while we are disconnected.
-            answer = receipt(verdict.night, outcome) if verdict.night is not None else None
+            committed = verdict.night or verdict.sit
+            answer = receipt(committed, outcome) if committed is not None else None
             if client is not None and answer is not None:
                 client.publish(*answer, qos=1)
             if client is not None and message.qos > 0 and message.connection == self._connection:

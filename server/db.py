@@ -408,6 +408,33 @@ def _medications(db: Database) -> None:
     )
 
 
+@MIGRATIONS(name="0008_sit")
+def _sit(db: Database) -> None:
+    # Issue 13: each evening's Suggested Immobilization Test (server/sit.py, docs/sit.md), one row
+    # per device and evening, its headline figures as columns and the result as sent.
+    _ddl(
+        db,
+        """CREATE TABLE sits (
+            device_id TEXT NOT NULL REFERENCES devices(device_id),
+            evening TEXT NOT NULL,
+            summary_id TEXT NOT NULL,
+            generated_at TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            taken INTEGER NOT NULL,
+            ended_early INTEGER NOT NULL,
+            scored_s REAL NOT NULL,
+            lm_count INTEGER NOT NULL,
+            plm_count INTEGER NOT NULL,
+            lm_index REAL,
+            plm_index REAL,
+            above_threshold INTEGER,
+            result_json TEXT NOT NULL,
+            PRIMARY KEY (device_id, evening)
+        )""",
+        "CREATE UNIQUE INDEX idx_sits_summary ON sits(device_id, summary_id)",
+    )
+
+
 @MIGRATIONS(name="0009_nights_summary_id")
 def _nights_summary_id(db: Database) -> None:
     # Issue 14, item 3: the collector's idempotency rule (a summary_id stored on another night of

@@ -67,7 +67,8 @@ class Forgotten:
 
 
 def forget(db: Database, pseudonym: str, at: datetime, actor: audit.Actor) -> Forgotten:
-    """Erase the patient ``pseudonym``: their nights (with the LMs in them), treatment notes,
+    """Erase the patient ``pseudonym``: their nights (with the LMs in them) and evening tests (counted
+    with the nights), treatment notes,
     refused payloads from their devices, their device assignments and the patient row. Their
     devices stay, unassigned, for the next patient. One transaction, with its audit entry.
 
@@ -87,6 +88,7 @@ def forget(db: Database, pseudonym: str, at: datetime, actor: audit.Actor) -> Fo
         nights = rejected = 0
         for device_id in devices:
             nights += db.execute("DELETE FROM nights WHERE device_id = ?", [device_id]).rowcount
+            nights += db.execute("DELETE FROM sits WHERE device_id = ?", [device_id]).rowcount  # evening tests
             prefix = device_topics(device_id)
             rejected += db.execute("DELETE FROM rejected WHERE substr(topic, 1, ?) = ?",
                                    [len(prefix), prefix]).rowcount

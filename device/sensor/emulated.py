@@ -98,3 +98,26 @@ class EmulatedNights:
             motions = [_ShiftedMotion(m, window) for m in self._prepared.pop(index)]
         bus, int1 = emulated_legs(self.cfg, self.clock, motions, chip=self.chip, faults=self.faults)
         return read_legs(self.cfg, self.clock, bus, int1, "fifo (emulated)", self.chip)
+
+
+def press_button_at(cfg: DeviceConfig, clock: Clock, times_s: list[float], stop: Any) -> Any:
+    """The emulated patient: press the panel's button (its gpiozero mock pin) at each Unix time in
+    `times_s` on `clock`, e.g. to take the evening test (`run --emulate --press`). Returns the
+    started daemon thread; it ends after the last press or when `stop` (an Event) is set."""
+    import threading
+
+    def run() -> None:
+        from gpiozero import Device
+
+        for t in sorted(times_s):
+            while not stop.is_set() and clock.wall() < t:
+                clock.wait(stop, min(t - clock.wall(), 30.0))  # short waits: the clock may skip ahead
+            if stop.is_set():
+                return
+            pin = Device.pin_factory.pin(cfg.gpio.button_pin)
+            pin.drive_low()
+            pin.drive_high()
+
+    thread = threading.Thread(target=run, name="emulated-patient", daemon=True)
+    thread.start()
+    return thread

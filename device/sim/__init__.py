@@ -11,7 +11,9 @@ score: `onset_s`, `offset_s`, `duration_s`, `leg`, `kind`, `tilt_deg`, `peak_dps
 and `series` for PLMs); `confounders` (`kind`, `start_s`, `end_s`, details); `positions` and
 `postures` (lying/upright); `wake`, `rem`, `gaps`, `not_worn` and `in_bed` spans (in bed and worn);
 `mount_deg`; and `reference`, the night summary core scored by `device.detect.scoring.score_night`
-from the true LMs.
+from the true LMs. The `sit` scenario (an evening test: an hour awake, sitting in bed with the legs
+outstretched, PLM series at IMIs of 4.5-40 s around 12 s) adds `sit_reference`, scored by
+`device.detect.sit.score_sit` from lights off to lights on.
 
 The sensor sits on the front of the shin: x along the shin toward the knee, y lateral, z out of the
 shin's front. Accel is specific force in g (1 g "up" at rest), gyro is dps in the sensor frame (see
@@ -214,7 +216,13 @@ def _reference(truth: dict) -> dict:
     gaps = [Interval(g["start_s"], g["end_s"]) for g in truth["gaps"]]
     in_bed = worn_in_bed(in_bed, [Interval(s["start_s"], s["end_s"]) for s in truth["not_worn"]])
     reference = score_night(legs, in_bed, gaps, truth["duration_s"])
-    return {"in_bed": [{"start_s": i.start_s, "end_s": i.end_s} for i in in_bed], "reference": reference}
+    out = {"in_bed": [{"start_s": i.start_s, "end_s": i.end_s} for i in in_bed], "reference": reference}
+    if SCENARIOS[truth["scenario"]].sit_test:  # the evening test, from lights off to lights on
+        from device.detect.sit import score_sit
+
+        out["sit_reference"] = score_sit(legs, postures, gaps, truth["lights_off_s"], truth["lights_on_s"],
+                                         truth["lights_on_s"] - truth["lights_off_s"], False)
+    return out
 
 
 def write_night(night: Night, out_csv: str | os.PathLike, truth_json: str | os.PathLike,

@@ -217,6 +217,10 @@ class _Planner:
         the night goes on (Carskadon & Dement, Principles and Practice of Sleep Medicine). PLMS are
         rare in REM (Pollmächer & Schulz, Sleep 1993), and phasic twitches cluster there."""
         rng, sc = self.rng, self.sc
+        if sc.sit_test:  # the evening test: awake throughout
+            self.latency = self.window
+            self.wake.append((self.lights_off, self.lights_on))
+            return
         self.latency = min(rng.uniform(*sc.sleep_latency_min) * 60.0, 0.1 * self.window)
         self.wake.append((self.lights_off, self.lights_off + self.latency))
         for _ in range(rng.poisson(sc.awakenings_per_hour * self.window / 3600.0)):
@@ -279,7 +283,7 @@ class _Planner:
             return
         mean_len = (sc.series_len[0] + sc.series_len[1]) / 2
         mean_pause_s = max(60.0, 3600.0 / sc.series_per_hour - mean_len * sc.imi_median_s)
-        no_plms = sorted(self.wake + self.rem)
+        no_plms = sorted(self.rem if sc.sit_test else self.wake + self.rem)  # the SIT's PLMs are awake
         cursor, series = self.lights_off, 0
         while True:
             density = 1 + sc.early_decline * (1 - 2 * (cursor - self.lights_off) / self.window)
@@ -298,12 +302,12 @@ class _Planner:
                 if ev.end_s > self.lights_on or _in_any(onset, no_plms):
                     break
                 if self.busy.free(onset - 1, ev.end_s + 1):  # else a turn or a gap took this beat
-                    self.add_flexion(ev, "plm", series, wake=False)
+                    self.add_flexion(ev, "plm", series, wake=sc.sit_test)
                 cursor = ev.end_s
                 if rng.random() < sc.short_imi_p:
                     imi = rng.uniform(4.0, 9.5)
                 else:
-                    imi = float(np.clip(rng.lognormal(np.log(imi_median), sc.imi_sigma / 2), 10.5, 85.0))
+                    imi = float(np.clip(rng.lognormal(np.log(imi_median), sc.imi_sigma / 2), *sc.imi_clip_s))
                 onset += max(imi, ev.end_s - ev.start_s + 2.0)
             series += 1
 

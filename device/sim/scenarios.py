@@ -54,6 +54,12 @@ class Scenario:
     # The strap taken off for this many minutes in the middle of the night, then put back
     # (device/sim/wear.py; truth `not_worn`).
     strap_off_min: tuple[float, float] = (0.0, 0.0)
+    # Within a series the IMIs are clipped to this range (s): in sleep most lie at 15-40 s.
+    imi_clip_s: tuple[float, float] = (10.5, 85.0)
+    # An evening test (SIT) rather than a night: awake from lights off to lights on, sitting in bed
+    # with the legs outstretched (the shin horizontal), and PLM series run while awake. The truth
+    # then also scores it by the SIT rules (`sit_reference`, device/detect/sit.py).
+    sit_test: bool = False
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -123,4 +129,16 @@ SCENARIOS["strap_off"] = replace(
     SCENARIOS["plmd"],
     description="PLMD; the strap is taken off for 40-90 min in the night and put back on",
     strap_off_min=(40.0, 90.0),
+)
+# The Suggested Immobilization Test: an hour sitting up in bed, legs outstretched, awake, with
+# periodic LMs at the short intervals of wake. Michaud et al. (Sleep Med 2001;2:317-321): during
+# the SIT most LMs are periodic, with a modal IMI of 11-12 s, and many last 5-10 s; an RLS patient
+# reads well above 40/h (Montplaisir et al., Mov Disord 1998). Run it with hours=1.0 or so.
+SCENARIOS["sit"] = replace(
+    SCENARIOS["plmd"],
+    description="SIT: an hour sitting in bed, legs outstretched, awake, periodic LMs every ~12 s",
+    series_per_hour=4.0, series_len=(10, 40), imi_median_s=12.0, imi_sigma=0.3, short_imi_p=0.02,
+    imi_clip_s=(4.5, 40.0), early_decline=0.0, isolated_per_hour=0.0, restless_per_wake_hour=4.0,
+    turns_per_hour=0.0, partner_per_hour=0.0, cable_per_hour=0.5, bathroom_per_8h=0.0,
+    twitches_per_hour=5.0, sit_test=True,
 )

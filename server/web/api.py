@@ -6,6 +6,7 @@ Every route reads patient data, so every route is for the clinician role and eve
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from typing import Any
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel
 from sqlite_utils import Database
 
 from server.model import DEVICE_ID_PATTERN, NightSummary
+from server.sit import SitResult, sit_results
 from server.web import queries
 from server.web.access import allow
 from server.web.auth import ADMIN, CLINICIAN
@@ -133,6 +135,19 @@ def device_night(request: Request, night: date, device_id: str = DeviceId,
           patient=found["pseudonym"])
     # From the JSON text: the contract's models are strict, so dates parse only from JSON.
     return NightSummary.model_validate_json(found["summary_json"])
+
+
+@router.get("/api/devices/{device_id}/sits", response_model=list[SitResult],
+            responses={**_401, **_403, **_404}, tags=["devices"])
+@allow(CLINICIAN)
+def device_sits(request: Request, device_id: str = DeviceId, db: Database = Depends(get_db)) -> Any:
+    """The device's evening tests (schema rlsmon.sit/1, docs/sit.md), oldest first."""
+    if db.execute("SELECT 1 FROM devices WHERE device_id = ?", [device_id]).fetchone() is None:
+        raise HTTPException(404, f"No device {device_id}.")
+    audit(request, db, "api.device_sits", target_kind="device", target=device_id,
+          patient=queries.device_pseudonym(db, device_id))
+    # From JSON text: the contract's models are strict, so dates parse only from JSON.
+    return [SitResult.model_validate_json(json.dumps(r.result)) for r in sit_results(db, [device_id])]
 
 
 @router.get("/api/patients", response_model=list[PatientOut], responses={**_401, **_403},

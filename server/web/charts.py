@@ -500,4 +500,38 @@ def bedtimes_svg(nights: Sequence[BedNight], means: tuple[float, float] | None =
         body.append(mark.format(x=_n(x + 4)))
         body.append(_text(x + 24, 18, name, cls="legend"))
         x += len(name) * FONT_PX * 0.62 + 44
+
+
+# Montplaisir et al., Mov Disord 1998: a SIT PLM index above 40/h separated RLS from controls.
+SIT_THRESHOLD_PER_H = 40.0
+
+
+def sit_svg(evenings: Sequence[tuple[date, float | None, bool]]) -> str:
+    """Each evening's SIT PLM index against the 40/h line: (evening, PLM index or None, taken).
+    A test not taken, or with too little scored time for an index, is marked on the axis."""
+    width, height = 900, 220
+    title = "SIT PLM index per evening against 40/h"
+    if not evenings:
+        return _svg(width, height, title, [_text(width / 2, height / 2, "no evening tests yet", cls="empty",
+                                                 anchor="middle", colour=MUTED)])
+    xs = [d for d, _, _ in evenings]
+    first, last = xs[0] - timedelta(days=1), xs[-1] + timedelta(days=1)
+    ticks = count_ticks(max([v for _, v, _ in evenings if v is not None] + [SIT_THRESHOLD_PER_H]) * 1.15, most=5)
+    f = _Frame(left=64, top=24, right=840, bottom=175, x0=first.toordinal(), x1=last.toordinal(),
+               y0=-ticks[-1] * 0.05, y1=ticks[-1])
+    y40 = f.y(SIT_THRESHOLD_PER_H)
+    body = [f'<line class="threshold" x1="{_n(f.left)}" x2="{_n(f.right)}" y1="{_n(y40)}" y2="{_n(y40)}"'
+            f' stroke="{PLM_COLOUR}" stroke-dasharray="2 3" stroke-width="1.3"/>',
+            _text(f.right + 5, y40 + 4, "40/h", cls="threshold-label", colour=PLM_COLOUR, size=12)]
+    for evening, value, taken in evenings:
+        x = f.x(evening.toordinal())
+        if value is None:
+            body.append(_text(x, f.bottom - 6, "not taken" if not taken else "too short", cls="sit-missing",
+                              anchor="middle", colour=MUTED, size=11))
+            continue
+        colour = PLM_COLOUR if value > SIT_THRESHOLD_PER_H else INK
+        body.append(f'<circle class="sit" data-evening="{evening}" data-plmi="{value:.1f}" cx="{_n(x)}"'
+                    f' cy="{_n(f.y(value))}" r="4" fill="{colour}"/>')
+    body += _axes(f, [(d.toordinal(), label) for d, label in date_ticks(xs[0], xs[-1])],
+                  [(v, str(v)) for v in ticks], "", "SIT PLMs per hour")
     return _svg(width, height, title, body)

@@ -23,6 +23,7 @@ from sqlite_utils import Database
 from server import quality
 from server.db import assign_device
 from server.model import DEVICE_ID_PATTERN
+from server.sit import SIT_COLUMNS, patient_sits
 from server.web import (auth, charts, edf, fhir, medications, night_quality, queries,
                         regularity, report, response)
 from server.web.access import allow, public
@@ -328,6 +329,7 @@ def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
     svg = charts.trend_svg(*chart_args)
     meds = medications.of_patient(db, patient_id)
     regular = regularity.load(db, patient_id, state(request).today())
+    sits = patient_sits(db, patient_id)  # the evening tests (docs/sit.md), beside the nights
     # The last nights summarised are the eligible ones, as on the chart (issue 12).
     recent = [n for n in nights if n["quality"].label == quality.ELIGIBLE][-7:]
     return render(request, "trend.html", {
@@ -340,6 +342,8 @@ def trend_page(request: Request, patient_id: int = Path(ge=1, le=2**62),
         "recent_range": ((min(n["plm_index"] for n in recent), max(n["plm_index"] for n in recent))
                          if recent else None),
         "recent_count": len(recent), "today": state(request).today(),
+        "sits": list(reversed(sits)), "sit_chart": charts.sit_svg(
+            [(date.fromisoformat(t["evening"]), t["plm_index"], t["taken"]) for t in sits]),
     })
 
 
@@ -435,14 +439,16 @@ LM_COLUMNS = ["night", "device_id", "idx", "onset_s", "offset_s", "duration_s", 
 CSV_EXPORTS = {
     "nights": (queries.patient_nights, NIGHT_COLUMNS),
     "lms": (queries.patient_lm_events, LM_COLUMNS),
+    "sits": (patient_sits, SIT_COLUMNS),
 }
 
 
 @router.get("/patients/{patient_id}/{kind}.csv")
 @allow(CLINICIAN)
-def patient_csv(request: Request, kind: Literal["nights", "lms"],
+def patient_csv(request: Request, kind: Literal["nights", "lms", "sits"],
                 patient_id: int = Path(ge=1, le=2**62), db: Database = Depends(get_db)) -> Response:
-    """The patient's nights (one row per night) or LMs (one row per LM) as CSV."""
+    """The patient's nights (one row per night), LMs (one row per LM) or evening tests (one row
+    per SIT) as CSV."""
     found = _patient_or_404(request, db, patient_id, f"export.{kind}_csv")
     read, columns = CSV_EXPORTS[kind]
     return _csv(read(db, patient_id), columns, f"{found['pseudonym']}_{kind}.csv")
@@ -489,7 +495,7 @@ def nights_json(request: Request, patient_id: int = Path(ge=1, le=2**62),
     found = _patient_or_404(request, db, patient_id, "export.nights_json")
     body = {"patient": found, "notes": queries.notes(db, patient_id),
             "medications": [m.as_dict() for m in medications.of_patient(db, patient_id)],
-            "nights": queries.patient_nights(db, patient_id)}
+            "nights": queries.patient_nights(db, patient_id), "sits": patient_sits(db, patient_id)}
     return Response(json.dumps(body, indent=1), media_type="application/json",
                     headers=attachment(found["pseudonym"], "nights.json"))
 

@@ -59,6 +59,11 @@ BAD = [
     ('device_id = "a"\n[store]\nretention_days = 7.5', "store.retention_days", "an integer"),
     ('device_id = "a"\n[gpio]\nbutton = 17', "gpio.button", "button_pin"),
     ('device_id = "a"\n[night\n', "-", "not valid TOML"),
+    ('device_id = "a"\n[sit]\nfirst_evening = "3 March"', "sit.first_evening", "YYYY-MM-DD"),
+    ('device_id = "a"\n[sit]\nlength_min = 45', "sit.length_min", "multiple of 10"),
+    ('device_id = "a"\n[sit]\noffer_min = 45', "sit.offer_min", "1–30"),
+    ('device_id = "a"\n[night]\nstart = "22:00"\n[sit]\nfirst_evening = "2026-03-01"\nstart = "21:00"',
+     "sit.start", "inside the night window"),
 ]
 
 
@@ -91,3 +96,9 @@ def test_the_chip_can_be_named_where_who_am_i_is_ambiguous(tmp_path):
     path.write_text('device_id = "bed-1"\n[sensor]\nchip = "LSM6DSO64"\n')
     with pytest.raises(ConfigError, match=r"sensor\.chip.*LSM6DSO32"):
         load_config(path)
+
+
+def test_sit_evenings_follow_the_first():
+    cfg = parse_config('device_id = "a"\n[sit]\nfirst_evening = "2026-02-27"\nevenings = 3\nstart = "21:30"')
+    assert cfg.sit.evening_dates() == ["2026-02-27", "2026-02-28", "2026-03-01"]
+    assert parse_config('device_id = "a"').sit.evening_dates() == []

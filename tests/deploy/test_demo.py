@@ -81,6 +81,8 @@ def test_demo_shows_every_night_and_ctrl_c_leaves_no_process_behind(tmp_path):
             demo.kill()
 
     assert sum("night " in line and "PLMI" in line for line in seen) == 2, "".join(seen)
+    # The PLMD patient took the evening test on the first evening, and it is on the dashboard.
+    assert sum("P-0001 (PLMD): evening test" in line and "min" in line for line in seen) == 1, "".join(seen)
     assert any("Login:" in line for line in seen)
     assert [pid for pid in children if alive(pid)] == []
     assert (tmp_path / "demo" / "server" / "server.db").exists()
@@ -115,3 +117,9 @@ def test_the_demo_night_window_is_as_long_as_a_simulated_night():
     assert night_window(0.5) == ("22:00", "22:30")
     assert night_window(8.0, "21:30") == ("21:30", "05:30")
     assert window_start_at(3, "22:00").endswith("T22:00:00+00:00")
+
+
+def test_the_demo_sit_fits_the_window():
+    from device.demo import sit_length_min
+
+    assert (sit_length_min(2.0), sit_length_min(0.5), sit_length_min(0.3)) == (60, 10, None)

@@ -65,6 +65,35 @@ def wait_for(predicate, timeout_s: float, what: str, procs=()):
         time.sleep(0.2)
 
 
+def api_getter(api: httpx.Client):
+    """`get(path)`: the dashboard API's JSON at `path`, or None while it is not there (yet)."""
+
+    def get(path: str):
+        try:
+            response = api.get(path)
+        except httpx.TransportError:
+            return None
+        return response.json() if response.status_code == 200 else None
+
+    return get
+
+
+def add_device_seen_by_collector(mqtt_broker, api_ok, device_id: str, procs) -> str:
+    """Provision `device_id` and wait until the collector has stored a status from it: its
+    subscription then exists before the device publishes (a first session has nothing to queue
+    into). Returns the device's password."""
+    password = mqtt_broker.add_device(device_id)
+    probe = mqtt_broker.client(device_id, password)
+    probe.connect(mqtt_broker.host, mqtt_broker.port)
+    probe.loop_start()
+    probe.publish(f"rlsmon/v1/{device_id}/status", "online", qos=1, retain=True).wait_for_publish(10)
+    probe.disconnect()
+    probe.loop_stop()
+    wait_for(lambda: any(d["device_id"] == device_id for d in api_ok("/api/devices") or []), 60,
+             "the collector to record the device's status", procs)
+    return password
+
+
 def overlaps_gap(lm: dict, gaps: list[dict], after_s: float = 0.0) -> bool:
     return any(lm["onset_s"] < g["end_s"] + after_s and g["start_s"] < lm["offset_s"] for g in gaps)
 
@@ -121,25 +150,9 @@ def test_a_night_travels_from_the_emulated_ankle_to_the_dashboard_api(tmp_path, 
                                         check=True, capture_output=True, text=True).stdout)
     assert offline["lm_count"] >= 30  # a night worth checking
 
-    def api_ok(path: str):
-        try:
-            response = api.get(path)
-        except httpx.TransportError:
-            return None
-        return response.json() if response.status_code == 200 else None
-
+    api_ok = api_getter(api)
     wait_for(lambda: api_ok("/api/devices") is not None, 60, "the dashboard", procs)
-    # The collector's subscription must exist before the device publishes (a first session has
-    # nothing to queue into). A status it stores proves it: it only sees what it subscribed to.
-    password = mqtt_broker.add_device(DEVICE_ID)
-    probe = mqtt_broker.client(DEVICE_ID, password)
-    probe.connect(mqtt_broker.host, mqtt_broker.port)
-    probe.loop_start()
-    probe.publish(f"rlsmon/v1/{DEVICE_ID}/status", "online", qos=1, retain=True).wait_for_publish(10)
-    probe.disconnect()
-    probe.loop_stop()
-    wait_for(lambda: any(d["device_id"] == DEVICE_ID for d in api_ok("/api/devices") or []), 60,
-             "the collector to record the device's status", procs)
+    password = add_device_seen_by_collector(mqtt_broker, api_ok, DEVICE_ID, procs)
 
     (tmp_path / "mqtt-password").write_text(password)
     (tmp_path / "data").mkdir()

@@ -44,6 +44,7 @@ ROUTES: dict[tuple[str, str], str | frozenset[str]] = {
     ("GET", "/api/devices"): CLINICIAN,
     ("GET", "/api/devices/{device_id}/nights"): CLINICIAN,
     ("GET", "/api/devices/{device_id}/nights/{night}"): CLINICIAN,
+    ("GET", "/api/devices/{device_id}/sits"): CLINICIAN,
     ("GET", "/api/patients"): CLINICIAN,
     ("GET", "/api/patients/{patient_id}"): CLINICIAN,
     ("GET", "/api/patients/{patient_id}/nights"): CLINICIAN,
