@@ -20,6 +20,7 @@ from typing import Iterable, Sequence
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.consistency import CLINICAL_PLMI_ADULT
+from server.sit import SIT_THRESHOLD_PER_H  # Montplaisir et al., Mov Disord 1998
 
 # A calm palette: muted slate for ordinary LMs, a warm amber for periodic ones.
 INK = "#33415c"
@@ -500,10 +501,7 @@ def bedtimes_svg(nights: Sequence[BedNight], means: tuple[float, float] | None =
         body.append(mark.format(x=_n(x + 4)))
         body.append(_text(x + 24, 18, name, cls="legend"))
         x += len(name) * FONT_PX * 0.62 + 44
-
-
-# Montplaisir et al., Mov Disord 1998: a SIT PLM index above 40/h separated RLS from controls.
-SIT_THRESHOLD_PER_H = 40.0
+    return _svg(width, height, title, body)
 
 
 def sit_svg(evenings: Sequence[tuple[date, float | None, bool]]) -> str:
