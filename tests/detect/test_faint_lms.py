@@ -1,0 +1,79 @@
+"""The smallest LMs (issue 16): an ankle dorsiflexion that tilts the shin only 0.3-2 deg at 2-20 dps,
+with the hold and return of the contraction, found against the small motions of a lying body; and
+the held knee flexion whose drift and tremor during the hold must not split it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from device.detect.lm import Burst, LMParams, is_hold_drift
+from tests.detect.test_detector import flex, readings, run, times
+
+ODR_HZ = 52.0
+
+
+def heartbeat_and_breathing(t: np.ndarray, bcg_dps: float = 0.2, breath_dps: float = 0.1) -> np.ndarray:
+    """Pitch (deg) of a lying shin moved by breathing (0.25 Hz) and each heartbeat's recoil (1 Hz, a
+    biphasic 40-ms pulse of `bcg_dps` peak rate): the upper end of what docs/noise-budget.md allows."""
+    x = (np.mod(t, 1.0) - 0.25) / 0.04
+    rate = bcg_dps * -x * np.exp(0.5 - 0.5 * x * x) + breath_dps * np.cos(2 * np.pi * 0.25 * t)
+    return np.cumsum(rate) / ODR_HZ
+
+
+@pytest.mark.parametrize("deg, flex_s, hold_s, release_s", [
+    (0.3, 0.25, 2.0, 0.3),   # the smallest: 0.3 deg at about 2.2 dps
+    (0.5, 0.4, 0.0, 0.5),    # no hold: out and straight back
+    (1.0, 0.3, 4.0, 0.6),
+    (2.0, 0.2, 1.5, 0.3),    # 19 dps: the fastest
+])
+def test_an_ankle_dorsiflexion_the_shin_barely_feels_is_one_lm(deg, flex_s, hold_s, release_s):
+    t = times(120)
+    pitch = heartbeat_and_breathing(t) + flex(t, 60.0, deg, flex_s, hold_s, release_s)
+    (lm,) = run(t, *readings(pitch)).movements
+    end_s = 60.0 + flex_s + hold_s + release_s
+    assert lm.onset_s == pytest.approx(60.0, abs=0.5)
+    assert lm.offset_s == pytest.approx(end_s, abs=0.5)
+    assert lm.tilt_deg == pytest.approx(deg, rel=0.5)
+
+
+def test_breathing_and_heartbeats_alone_are_no_lm():
+    t = times(600)
+    assert run(t, *readings(heartbeat_and_breathing(t))).movements == []
+
+
+def test_a_slow_drift_of_a_tenth_of_a_degree_is_no_lm():
+    """Settling into the mattress: 0.15 deg over 3 s (0.1 dps), far under the onset."""
+    t = times(120)
+    pitch = heartbeat_and_breathing(t) + 0.15 * np.clip((t - 60.0) / 3.0, 0.0, 1.0)
+    assert run(t, *readings(pitch)).movements == []
+
+
+def test_a_held_knee_flexion_that_drifts_and_shivers_is_one_lm():
+    """Flex 15 deg, hold 4 s while the leg sags 2 deg back at ~2 dps and shivers at 10 Hz (1.5 dps),
+    then release: one LM, not the flexion, a drift and a release."""
+    t = times(120)
+    sag = -2.0 * np.clip((t - 61.5) / 1.5, 0.0, 1.0) * ((t >= 61.5) & (t < 65.0))
+    tremor = np.where((t > 61.0) & (t < 65.0), 1.5 / (2 * np.pi * 10) * np.sin(2 * np.pi * 10 * t), 0.0)
+    pitch = flex(t, 60.0, 15.0, 0.8, 4.2, 0.8) + sag + tremor
+    pitch[t >= 65.0] += -2.0 * (1 - np.clip((t[t >= 65.0] - 65.0) / 0.8, 0.0, 1.0))
+    (lm,) = run(t, *readings(pitch)).movements
+    assert lm.onset_s == pytest.approx(60.0, abs=0.5)
+    assert lm.offset_s == pytest.approx(65.8, abs=0.5)
+
+
+def burst(onset_s: float, offset_s: float, out_deg: float, dev_deg: float, peak_dps: float) -> Burst:
+    """A burst that moves the flexion angle (y) from 0 by `out_deg`, reaching `dev_deg` on the way."""
+    return Burst(onset_s=onset_s, offset_s=offset_s, flex_on_deg=(0.0, 0.0), flex_off_deg=(out_deg, 0.0),
+                 flex_dev_deg=dev_deg, peak_dps=peak_dps)
+
+
+def test_a_small_slow_burst_during_a_hold_is_its_drift():
+    p = LMParams()
+    held = burst(10.0, 10.8, 12.0, 12.0, 40.0)
+    assert is_hold_drift(held, burst(12.0, 12.6, 1.0, 1.5, 3.0), p)
+    # Too large, too fast, too late, or after a flexion that did not stay: an LM of its own.
+    assert not is_hold_drift(held, burst(12.0, 12.6, 5.0, 5.0, 3.0), p)
+    assert not is_hold_drift(held, burst(12.0, 12.6, 1.0, 1.5, 20.0), p)
+    assert not is_hold_drift(held, burst(10.8 + p.max_hold_s + 0.1, 22.0, 1.0, 1.5, 3.0), p)
+    assert not is_hold_drift(burst(10.0, 10.8, 0.5, 12.0, 40.0), burst(12.0, 12.6, 1.0, 1.5, 3.0), p)
