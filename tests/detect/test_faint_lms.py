@@ -7,7 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from device.detect import LegDetector
 from device.detect.lm import Burst, LMParams, is_hold_drift
+from device.sim import simulate_night
 from tests.detect.test_detector import flex, readings, run, times
 
 ODR_HZ = 52.0
@@ -77,3 +79,43 @@ def test_a_small_slow_burst_during_a_hold_is_its_drift():
     assert not is_hold_drift(held, burst(12.0, 12.6, 1.0, 1.5, 20.0), p)
     assert not is_hold_drift(held, burst(10.8 + p.max_hold_s + 0.1, 22.0, 1.0, 1.5, 3.0), p)
     assert not is_hold_drift(burst(10.0, 10.8, 0.5, 12.0, 40.0), burst(12.0, 12.6, 1.0, 1.5, 3.0), p)
+
+
+def detect_night(night) -> list:
+    """Every LM the detector finds in a simulated night's first leg, fed in one-minute blocks."""
+    det = LegDetector(odr_hz=night.odr_hz)
+    found = []
+    for block in night.blocks(60.0):
+        found += det.feed(block).movements
+    return sorted(found + det.finish().movements, key=lambda m: m.onset_s)
+
+
+def matched(truth: list[dict], found: list) -> set[int]:
+    """Indices of the true LMs that a detection overlaps with its onset within 1 s, one to one."""
+    used, hits = set(), set()
+    for i, lm in enumerate(truth):
+        for j, m in enumerate(found):
+            if j not in used and abs(m.onset_s - lm["onset_s"]) <= 1.0 and m.onset_s < lm["offset_s"] \
+                    and m.offset_s > lm["onset_s"]:
+                used.add(j)
+                hits.add(i)
+                break
+    return hits
+
+
+def test_simulated_nights_of_ankle_dorsiflexions_are_scored_against_their_truth():
+    """Held-out seeds (tuned on 1-4): two 1-h nights whose LMs are mostly 0.3-2 deg of shin tilt,
+    with twitches, a partner, cable tugs, turns, breathing and heartbeats. The issue's bar:
+    sensitivity >= 0.90 at precision >= 0.95; the 0.3-1 deg ones are found too."""
+    true_n = found_n = hit_n = small_n = small_hit = 0
+    for seed in (21, 22):
+        night = simulate_night("tibialis", seed, 1.0)
+        truth = [m for m in night.truth["lms"] if m["leg"] == 0]
+        found = detect_night(night)
+        hits = matched(truth, found)
+        true_n, found_n, hit_n = true_n + len(truth), found_n + len(found), hit_n + len(hits)
+        small = [i for i, m in enumerate(truth) if m["tilt_deg"] < 1.0]
+        small_n, small_hit = small_n + len(small), small_hit + len(hits.intersection(small))
+    assert small_n >= 20 and true_n >= 40
+    assert hit_n / true_n >= 0.90 and hit_n / found_n >= 0.95
+    assert small_hit / small_n >= 0.85
