@@ -565,3 +565,21 @@ def test_sitting_up_on_the_bed_is_out_of_bed_with_fidgets_and_a_turned_strap(see
     in_bed = in_bed_intervals(postures, [], truth["duration_s"])
     assert in_bed[0].start_s == pytest.approx(lying["start_s"], abs=10.0)
     assert not [m for m in movements if m.onset_s < lying["start_s"]]
+
+
+def test_an_instep_sensor_feels_the_ankle_turn_the_shin_only_reacts_to():
+    """The same night on the shin and on the top of the foot: an ankle-only LM turns the foot
+    FOOT_PER_SHIN times further; a knee flexion and everything else are the same."""
+    nights = {p: simulate_night("tibialis", 5, 0.5, placement=p) for p in ("shin", "instep")}
+    assert nights["shin"].truth["lms"] == nights["instep"].truth["lms"]
+    assert nights["instep"].truth["placement"] == "instep"
+    (t, _, shin), (_, _, instep) = samples(nights["shin"]), samples(nights["instep"])
+    ankle = [m for m in nights["shin"].truth["lms"] if m.get("tibialis")]
+    knee = [m for m in nights["shin"].truth["lms"] if m["kind"] == "plm" and not m.get("tibialis")]
+    assert ankle and knee
+    for lm in ankle + knee:
+        inside = (t >= lm["onset_s"]) & (t <= lm["offset_s"])
+        ratio = np.abs(instep[inside, 1]).max() / np.abs(shin[inside, 1]).max()
+        assert ratio > 5.0 if lm.get("tibialis") else ratio == pytest.approx(1.0, abs=0.05), lm
+    with pytest.raises(ValueError, match="placement"):
+        simulate_night("plmd", 1, 0.5, placement="thigh")

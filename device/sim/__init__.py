@@ -6,7 +6,7 @@
     write_night(night, "rec.csv", "truth.json")
 
 The truth (`night.truth`, schema "rlsmon.truth/1"): `scenario`, `seed`, `hours`, `odr_hz`, `legs`,
-`duration_s`; `lights_off_s`, `lights_on_s` and `markers`; `lms` (what a sleep technologist would
+`placement`, `duration_s`; `lights_off_s`, `lights_on_s` and `markers`; `lms` (what a sleep technologist would
 score: `onset_s`, `offset_s`, `duration_s`, `leg`, `kind`, `tilt_deg`, `peak_dps`, `wake`, `clm`,
 and `series` for PLMs); `confounders` (`kind`, `start_s`, `end_s`, details); `positions` and
 `postures` (lying/upright); `wake`, `rem`, `gaps` and `in_bed` spans; `mount_deg`; and `reference`, the
@@ -90,7 +90,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from device.samples import SampleBlock
-from device.sim.plan import SITTING_UP, UPRIGHT_ABOVE_DEG, Plan, plan_night
+from device.sim.plan import PLACEMENTS, SITTING_UP, UPRIGHT_ABOVE_DEG, Plan, plan_night
 from device.sim.render import NightMotion, render
 from device.sim.scenarios import SCENARIOS, Scenario
 from device.sim.shapes import knot_track
@@ -141,11 +141,13 @@ class Night:
         return NightMotion(self.plans[leg])
 
 
-def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0, legs: int = 1) -> Night:
+def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0, legs: int = 1,
+                   placement: str = "shin") -> Night:
     """Plan one night of `scenario` (a key of `SCENARIOS`), deterministic for `seed`, with a sensor
     on one leg or on both (`legs=2`; the first leg is the same night either way, apart from the LMs
-    and confounders that move to the other leg). Samples are generated only when `Night.blocks()`
-    is iterated; the truth is ready at once."""
+    and confounders that move to the other leg), on the shin or on the instep (`placement`; the
+    same night either way, only what the sensor feels of ankle movements differs). Samples are
+    generated only when `Night.blocks()` is iterated; the truth is ready at once."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
     if seed < 0:
@@ -156,10 +158,12 @@ def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0,
         raise ValueError(f"odr_hz must be positive, not {odr_hz}")
     if legs not in (1, 2):
         raise ValueError(f"legs must be 1 or 2, not {legs}")
-    plans, truth = plan_night(scenario, seed, hours, odr_hz, legs)
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}, not {placement!r}")
+    plans, truth = plan_night(scenario, seed, hours, odr_hz, legs, placement)
     truth = {
         "schema": TRUTH_SCHEMA, "scenario": scenario, "seed": seed, "hours": hours, "odr_hz": odr_hz,
-        "legs": legs, "duration_s": plans[0].duration_s, **truth,
+        "legs": legs, "placement": placement, "duration_s": plans[0].duration_s, **truth,
     }
     truth["lms"].sort(key=lambda m: (m["onset_s"], m["leg"]))
     truth["postures"] = _postures(plans[0], truth["positions"])

@@ -88,6 +88,9 @@ class Plan:
     rhythms: Rhythms | None = None
     strap_gyro_dps: float = 0.0
     mount_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # Where the sensor sits: "shin" (the front of the shin above the ankle) or "instep" (the top of
+    # the foot, which also feels the ankle's own rotation; its orientation is modelled as the shin's).
+    placement: str = "shin"
 
 
 class _Occupancy:
@@ -148,6 +151,11 @@ def make_flexion(rng: np.random.Generator, onset_s: float, flex_deg: tuple[float
 # An ankle dorsiflexion alone (tibialis anterior) moves the foot; the shin on the sensor only reacts.
 # Its rates (issue 16): 2-20 dps, far below a knee flexion's 10-150.
 TIBIALIS_DPS = (2.0, 20.0)
+# The foot turns this many times further than the shin reacts: a dorsiflexion of some 3-20 deg for a
+# shin tilt of 0.3-2 deg. Our assumption (no published figure found for PLMs), used only to place a
+# sensor on the instep (benchmarks/placement.py).
+FOOT_PER_SHIN = 10.0
+PLACEMENTS = ("shin", "instep")
 
 
 def make_tibialis(rng: np.random.Generator, onset_s: float, tilt_deg: tuple[float, float]) -> Flexion:
@@ -171,7 +179,7 @@ def make_tibialis(rng: np.random.Generator, onset_s: float, tilt_deg: tuple[floa
         drift=rng.uniform(-0.15, 0.1) if held else 0.0, twist=rng.uniform(-0.15, 0.15),
         lever_m=-rng.uniform(0.25, 0.4),
         tremor_rad=np.radians(rng.uniform(0.03, 0.2) / (2 * np.pi * 10.0)) if held else 0.0,
-        tremor_hz=rng.uniform(8.0, 12.0),
+        tremor_hz=rng.uniform(8.0, 12.0), foot_gain=FOOT_PER_SHIN,
     )
 
 
@@ -614,7 +622,8 @@ class _Planner:
         self.owned.append((ev, lm))
 
 
-def plan_night(name: str, seed: int, hours: float, odr_hz: float, legs: int = 1) -> tuple[list[Plan], dict]:
+def plan_night(name: str, seed: int, hours: float, odr_hz: float, legs: int = 1,
+               placement: str = "shin") -> tuple[list[Plan], dict]:
     """Lay out one night of scenario `name`: the posture timeline, every event, the gaps and the
     chip's quirks (one `Plan` per leg), and the truth (without the reference figures)."""
     pl = _Planner(name, SCENARIOS[name], seed, hours, odr_hz)
@@ -635,6 +644,7 @@ def plan_night(name: str, seed: int, hours: float, odr_hz: float, legs: int = 1)
     for plan in plans:
         _sensor_quirks(plan, pl.rng, pl.sc)
         plan.rhythms = rhythms
+        plan.placement = placement
         plan.events.sort(key=lambda e: e.start_s)
     truth = {
         "lights_off_s": pl.lights_off, "lights_on_s": pl.lights_on,

@@ -49,7 +49,7 @@ class Renderer:
         a_leg = np.zeros((n, 3))
         if n:
             for j in np.nonzero((self.starts < t[-1] + h) & (self.ends > t[0] - h))[0]:
-                self._add_event(plan.events[j], t, ang, a_world, a_leg)
+                self._add_event(plan.events[j], t, ang, a_world, a_leg, plan.placement == "instep")
         mid = {name: v[n:2 * n] for name, v in ang.items()}
         rate = {name: (v[2 * n:] - v[:n]) / (2 * h) for name, v in ang.items()}
         accel, gyro = physics.sensor_readings(
@@ -81,7 +81,8 @@ class Renderer:
         return accel, gyro
 
     @staticmethod
-    def _add_event(ev: Event, t: np.ndarray, ang: dict, a_world: np.ndarray, a_leg: np.ndarray) -> None:
+    def _add_event(ev: Event, t: np.ndarray, ang: dict, a_world: np.ndarray, a_leg: np.ndarray,
+                   instep: bool) -> None:
         """Add one event's angles (at t - h, t, t + h), its linear and its lever-arm acceleration."""
         h, n = DIFF_H_S, len(t)
         lo, hi = np.searchsorted(t, [ev.start_s - h, ev.end_s + h])
@@ -89,6 +90,8 @@ class Renderer:
             return
         sub, m = t[lo:hi], hi - lo
         ch = ev.channels(np.concatenate([sub - h, sub, sub + h]))
+        if foot_gain := getattr(ev, "foot_gain", 0.0) if instep else 0.0:
+            ch["alpha"] = ch["alpha"] * (1.0 + foot_gain)  # the foot turns with the ankle too
         rows = np.arange(lo, hi)
         idx = np.concatenate([rows, rows + n, rows + 2 * n])
         for name in CHANNELS:
