@@ -105,7 +105,8 @@ def night_figures(night, legs: list[list[LegMovement]], postures: list, gaps: li
     result = {
         "scenario": night.scenario, "seed": night.seed, "true": 0, "found": 0, "matched": 0, "onset_err": [],
         "missed": Counter(), "false": Counter(), "detect_cpu_s": 0.0, "motionless": len(still),
-        "tilt_true": np.zeros(len(TILT_BINS_DEG), dtype=int), "tilt_matched": np.zeros(len(TILT_BINS_DEG), dtype=int),
+        "tilt_true": np.zeros(len(TILT_BINS_DEG), dtype=int),
+        "tilt_matched": np.zeros(len(TILT_BINS_DEG), dtype=int),
     }
     for leg, movements in enumerate(legs):
         true = [m for m in truth["lms"] if m["leg"] == leg and m["peak_dps"] > 0.0]

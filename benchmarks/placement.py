@@ -102,8 +102,8 @@ def main() -> None:
         for kind in ("LM: ankle alone", "LM: knee flexion"):
             if merged.get(kind):
                 margin = np.percentile(np.array(merged[kind])[:, 0], 10) / floor
-                print(f"margin of {kind}: its 10th-percentile peak is {margin:.0f}x the quiet 99th percentile "
-                      f"({floor:.2f} dps)")
+                print(f"margin of {kind}: its 10th-percentile peak is {margin:.0f}x "
+                      f"the quiet 99th percentile ({floor:.2f} dps)")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,11 @@ What each event looks like to the sensor (for tuning the detector):
   acceleration (sensor 5-12 cm from a heel pivot or 25-40 cm from the knee) adds up to a few
   hundred mg (dynamic acceleration 20-1000 mg in all, less on a side). Truth onset = start of the
   flex, offset = end of the release.
+- Ankle-only LM (truth `tibialis: true`; 80% of PLMs and isolated LMs in the `tibialis` scenario, a
+  quarter in `plmd`, `severe`, `gaps` and `sitting`): the tibialis anterior dorsiflexes the ankle
+  and the shin only reacts, tilting 0.3-2 deg (truth `tilt_deg`) at 2-20 dps, with the same
+  flex-hold-release shape and durations; its tremor reaches the shin a tenth as strong. On the
+  instep (`placement="instep"`) the foot turns 10 times as far (an assumption).
 - Sleep (truth `wake`, `rem`): a sleep latency after lights off, awakenings, and REM at the end of
   each ~90-min cycle (5 min at first, up to 35). No PLM series run in wake or REM; twitches are three
   times as frequent in REM.
@@ -76,8 +81,10 @@ What each event looks like to the sensor (for tuning the detector):
   rocking of the sensor about y (and a little x), 1-10 dps at first, gone in ~0.3 s.
 - Always: the chip's white noise (LSM6DSOX), a gyro bias of up to +-2 dps that random-walks
   ~1 dps/sqrt(h), accel offsets of up to 20 mg and 1% scale errors, sub-mg pulse/breathing
-  micro-motion in bed (mg-level sway upright), and in the `faint` scenario a loose strap's rattle
-  (3 mg, 0.4 dps rms).
+  micro-motion in bed (mg-level sway upright), and lying, the patient's breathing (12-20 /min, up to
+  0.1 dps), each heartbeat's recoil (50-70 /min, up to 0.2 dps and 1 mg) and a partner's breathing
+  through the mattress (up to 0.1 dps; `Plan.rhythms`), and in the `faint` scenario a loose strap's
+  rattle (3 mg, 0.4 dps rms).
 """
 
 from __future__ import annotations

@@ -183,7 +183,8 @@ def make_tibialis(rng: np.random.Generator, onset_s: float, tilt_deg: tuple[floa
     )
 
 
-def draw_lm(rng: np.random.Generator, onset_s: float, flex_deg: tuple[float, float], sc: Scenario) -> tuple[Flexion, bool]:
+def draw_lm(rng: np.random.Generator, onset_s: float, flex_deg: tuple[float, float],
+            sc: Scenario) -> tuple[Flexion, bool]:
     """A PLM or isolated LM of the scenario: an ankle dorsiflexion alone (`tibialis_share` of them;
     True) or a knee flexion. No draw is spent when the scenario has no ankle-only LMs, so such
     nights stay what they were."""
@@ -608,7 +609,8 @@ class _Planner:
                                      "peak_dps": round(peak, 1), "burst": len(durs)})
             self.owned.append((ev, self.confounders[-1]))
 
-    def add_flexion(self, ev: Flexion, kind: str, series: int | None, wake: bool, tibialis: bool = False) -> None:
+    def add_flexion(self, ev: Flexion, kind: str, series: int | None, wake: bool,
+                    tibialis: bool = False) -> None:
         self.plan.events.append(ev)
         self.rings[id(ev)] = strap_rings(self.rng, ev, self.sc.strap_ring_hz)
         self.plan.events += self.rings[id(ev)]
