@@ -10,7 +10,7 @@ import pytest
 from device.detect import LegDetector
 from device.detect.lm import Burst, LMParams, is_hold_drift
 from device.sim import simulate_night
-from tests.detect.test_detector import flex, readings, run, times
+from tests.detect.test_detector import flex, partner_rocking, readings, run, times
 
 ODR_HZ = 52.0
 
@@ -119,3 +119,13 @@ def test_simulated_nights_of_ankle_dorsiflexions_are_scored_against_their_truth(
     assert small_n >= 20 and true_n >= 40
     assert hit_n / true_n >= 0.90 and hit_n / found_n >= 0.95
     assert small_hit / small_n >= 0.85
+
+
+@pytest.mark.parametrize("f_hz, rate_dps", [(0.3, 2.0), (0.5, 3.0), (1.0, 4.0), (2.0, 2.5)])
+def test_a_partner_rocking_the_mattress_at_an_ankle_movement_s_rates_is_not_an_lm(f_hz, rate_dps):
+    """The onset is now within a partner's reach (1-10 dps): the rocking's shape, back and forth
+    about where the leg lay, keeps it out."""
+    t = times(90)
+    pitch = heartbeat_and_breathing(t) + partner_rocking(t, 30.0, 15.0, f_hz, rate_dps)
+    roll = partner_rocking(t, 30.0, 15.0, 2.5 * f_hz, rate_dps)
+    assert run(t, *readings(pitch, roll)).movements == []
