@@ -27,6 +27,7 @@ from device.detect.lm import (
     is_rocking,
     is_rolling,
     may_end_an_unseen_flexion,
+    turn_after_rocking,
 )
 from device.detect.posture import PostureParams, PostureTracker
 from device.samples import SampleBlock
@@ -222,6 +223,7 @@ class LegDetector:
             # The fast bursts inside this one stand in for it if it was (partly) rocking.
             inside = [f for f in self._fast if f.onset_s <= b.offset_s]
             self._fast = self._fast[len(inside) :]
+            b = turn_after_rocking(b, inside, self._lm_params)
             for m in inside if fast_part_stands_in(b, inside, self._lm_params) else [b]:
                 # Counted in whole samples: 26 samples at 52 Hz are 0.5 s whether the time stamps
                 # were rounded to 0.1 ms in a CSV or come from the chip's time base.

@@ -445,6 +445,19 @@ def fast_part_stands_in(burst: Burst, fast: list[Burst], params: LMParams) -> bo
     return first.onset_s - burst.onset_s > params.rock_lead_s and net_deg < 0.5 * first.flex_dev_deg
 
 
+def turn_after_rocking(burst: Burst, fast: list[Burst], params: LMParams) -> Burst:
+    """A turn that began while a partner rocked the mattress: the rocking (slow, back and forth) ran
+    into it above the offset level, so the burst starts with the rocking. The turn starts where the
+    leg first moved faster than a mattress can (`fast`), when what came before was that slow."""
+    if not fast or not is_turn(burst, params):
+        return burst
+    lead_s = fast[0].onset_s - burst.onset_s
+    lead_deg = burst.path_deg - sum(f.path_deg for f in fast)
+    if lead_s > params.rock_lead_s and lead_deg < params.rock_mean_dps * lead_s:
+        return replace(burst, onset_s=fast[0].onset_s)
+    return burst
+
+
 def is_turning(first: Burst, second: Burst, params: LMParams) -> bool:
     """Whether `second` continues the same turning over as `first`."""
     if second.onset_s - first.offset_s > params.turn_join_s:

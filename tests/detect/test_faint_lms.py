@@ -4,11 +4,13 @@ the held knee flexion whose drift and tremor during the hold must not split it."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from device.detect import LegDetector
-from device.detect.lm import Burst, LMParams, is_hold_drift
+from device.detect.lm import Burst, LMParams, is_hold_drift, turn_after_rocking
 from device.sim import simulate_night
 from tests.detect.test_detector import flex, partner_rocking, readings, run, times
 
@@ -129,3 +131,16 @@ def test_a_partner_rocking_the_mattress_at_an_ankle_movement_s_rates_is_not_an_l
     pitch = heartbeat_and_breathing(t) + partner_rocking(t, 30.0, 15.0, f_hz, rate_dps)
     roll = partner_rocking(t, 30.0, 15.0, 2.5 * f_hz, rate_dps)
     assert run(t, *readings(pitch, roll)).movements == []
+
+
+def test_a_turn_that_begins_while_the_partner_rocks_starts_where_the_leg_turns_fast():
+    p = LMParams()
+    rocked_then_turned = replace(burst(100.0, 118.0, 20.0, 25.0, 90.0), roll_span_deg=120.0, path_deg=160.0)
+    turn = replace(burst(104.0, 118.0, 20.0, 25.0, 90.0), roll_span_deg=120.0, path_deg=145.0)
+    assert turn_after_rocking(rocked_then_turned, [turn], p).onset_s == 104.0
+    # A lead-in as fast as a movement is part of the turn; so is one too short to be rocking.
+    kicked = replace(rocked_then_turned, path_deg=145.0 + 4.0 * 10.0)
+    assert turn_after_rocking(kicked, [turn], p).onset_s == 100.0
+    assert turn_after_rocking(rocked_then_turned, [replace(turn, onset_s=100.5)], p).onset_s == 100.0
+    # Only a turn: a flexion during rocking is `fast_part_stands_in`'s to judge.
+    assert turn_after_rocking(burst(100.0, 104.0, 5.0, 5.0, 20.0), [turn], p).onset_s == 100.0
