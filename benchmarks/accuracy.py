@@ -9,7 +9,9 @@ and their onsets are within 1 s; matching is one-to-one, closest onsets first. S
 share of true LMs matched, PPV the share of detections matched. The PLM index is scored by the same
 rules (`score_night`) from the detected LMs, with in-bed time from the detected postures and the
 patient's lights-off/on markers, and compared with the truth's reference index. The bar: sensitivity
-and PPV >= 0.95 on every scenario, PLMI error <= 2/h on every night.
+and PPV >= 0.95 on every scenario, PLMI error <= 2/h on every night; on the `tibialis` scenario (most
+LMs ankle dorsiflexions that tilt the shin 0.3-2 deg, issue 16) sensitivity >= 0.90 and PPV >= 0.95.
+A second table gives the sensitivity by the true LM's shin tilt (truth `tilt_deg`), per scenario.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ from device.sim import SCENARIOS, simulate_night
 
 ONSET_TOLERANCE_S = 1.0
 PLMI_BAR_PER_H = 2.0
+# Sensitivity bars by scenario where they differ from 0.95 (issue 16: ankle-only LMs).
+SENS_BAR = {"tibialis": 0.90}
+# Shin tilt bins (deg): the lower edges; an ankle dorsiflexion tilts the shin 0.3-2 deg (issue 16).
+TILT_BINS_DEG = (0.0, 1.0, 2.0, 5.0)
+TILT_LABELS = ("0.3-1°", "1-2°", "2-5°", ">5°")
+
+
+def tilt_bin(tilt_deg: float) -> int:
+    """The index of the shin-tilt bin of a true LM."""
+    return int(np.searchsorted(TILT_BINS_DEG, tilt_deg, side="right")) - 1
 
 
 def match(truth: list[dict], found: list[LegMovement]) -> list[tuple[int, int]]:
@@ -93,6 +105,8 @@ def night_figures(night, legs: list[list[LegMovement]], postures: list, gaps: li
     result = {
         "scenario": night.scenario, "seed": night.seed, "true": 0, "found": 0, "matched": 0, "onset_err": [],
         "missed": Counter(), "false": Counter(), "detect_cpu_s": 0.0, "motionless": len(still),
+        "tilt_true": np.zeros(len(TILT_BINS_DEG), dtype=int),
+        "tilt_matched": np.zeros(len(TILT_BINS_DEG), dtype=int),
     }
     for leg, movements in enumerate(legs):
         true = [m for m in truth["lms"] if m["leg"] == leg and m["peak_dps"] > 0.0]
@@ -104,6 +118,9 @@ def night_figures(night, legs: list[list[LegMovement]], postures: list, gaps: li
         result["matched"] += len(pairs)
         result["onset_err"] += [movements[j].onset_s - true[i]["onset_s"] for i, j in pairs]
         result["missed"] += Counter(m["kind"] for i, m in enumerate(true) if i not in matched_t)
+        for i, m in enumerate(true):
+            result["tilt_true"][tilt_bin(m["tilt_deg"])] += 1
+            result["tilt_matched"][tilt_bin(m["tilt_deg"])] += i in matched_t
         result["false"] += Counter(
             label(m.onset_s, m.offset_s, truth) for j, m in enumerate(movements) if j not in matched_d
         )
@@ -181,13 +198,21 @@ def main() -> None:
             f"{np.mean([r['plmi_ref'] for r in rs]):>10.1f}{np.mean(plmi_err):>+12.2f}"
             f"{np.max(np.abs(plmi_err)):>10.2f}{over:>12}"
         )
-        ok &= sens >= 0.95 and ppv >= 0.95 and over == 0
+        ok &= sens >= SENS_BAR.get(s, 0.95) and ppv >= 0.95 and over == 0
         if a.verbose:
             missed = sum((r["missed"] for r in rs), Counter())
             false = sum((r["false"] for r in rs), Counter())
             print(f"    missed by kind: {dict(missed)}   false by overlap: {dict(false)}")
             for r in rs:
                 print(f"    seed {r['seed']}: PLMI ref {r['plmi_ref']:.2f} detected {r['plmi']:.2f}")
+    print(f"\nsensitivity by true shin tilt (matched/true)")
+    print(f"{'scenario':<14}" + "".join(f"{label:>16}" for label in TILT_LABELS))
+    for s in scenarios + ["all"]:
+        rs = [r for r in results if s in ("all", r["scenario"])]
+        true = sum(r["tilt_true"] for r in rs)
+        matched = sum(r["tilt_matched"] for r in rs)
+        cells = [f"{m / t:.3f} ({m}/{t})" if t else "-" for m, t in zip(matched, true)]
+        print(f"{s:<14}" + "".join(f"{c:>16}" for c in cells))
     motionless = sum(r["motionless"] for r in results)
     if motionless:
         print(f"{motionless} truth LMs with no motion at all (peak 0 dps) were left out: a simulator defect")

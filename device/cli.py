@@ -34,7 +34,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--scenario", required=True, help="control, plmd, severe, restless_wake, gaps, faint, sitting or strap_off.")
+@click.option("--scenario", required=True, help="control, plmd, severe, restless_wake, gaps, faint, sitting, strap_off, sit or tibialis.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Same seed, same night.")
 @click.option("--hours", type=click.FloatRange(min=0.01), default=8.0, show_default=True,
               help="Length of the recording.")

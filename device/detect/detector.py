@@ -9,6 +9,7 @@ below 1% of a core. The state is a frame buffer and a few floats: memory does no
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +27,7 @@ from device.detect.lm import (
     is_rocking,
     is_rolling,
     may_end_an_unseen_flexion,
+    turn_after_rocking,
 )
 from device.detect.posture import PostureParams, PostureTracker
 from device.samples import SampleBlock
@@ -69,6 +71,9 @@ class LegDetector:
         self.odr_hz = float(odr_hz)
         self.leg = leg
         self.dt_s = 1.0 / self.odr_hz
+        # The fewest samples an LM spans (WASM 2016: 0.5 s); an ODR estimated a hair off nominal
+        # (52.00001 Hz from a recording's time stamps) still needs 26 at 52 Hz.
+        self._min_lm_n = math.ceil(MIN_LM_S * self.odr_hz - 0.01)
         self._lm_params = lm or LMParams()
         self._cond = Conditioner(self.odr_hz, conditioning)
         window_n = self._cond.window_n
@@ -218,8 +223,13 @@ class LegDetector:
             # The fast bursts inside this one stand in for it if it was (partly) rocking.
             inside = [f for f in self._fast if f.onset_s <= b.offset_s]
             self._fast = self._fast[len(inside) :]
+            b = turn_after_rocking(b, inside, self._lm_params)
             for m in inside if fast_part_stands_in(b, inside, self._lm_params) else [b]:
-                if m.offset_s - m.onset_s < MIN_LM_S or is_rolling(m, self._lm_params):
+                # Counted in whole samples: 26 samples at 52 Hz are 0.5 s whether the time stamps
+                # were rounded to 0.1 ms in a CSV or come from the chip's time base.
+                if round((m.offset_s - m.onset_s) * self.odr_hz) < self._min_lm_n:
+                    continue
+                if is_rolling(m, self._lm_params):
                     continue
                 # Moving when the data began, or letting down a flexion made before: its onset is
                 # not known, so it is not scored (no LM starts at a gap's edge).

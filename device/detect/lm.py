@@ -42,30 +42,46 @@ class LMParams:
 
     # Onset threshold as a multiple of the noise floor (a low percentile of window-mean activity).
     # For Gaussian noise of σ per axis the y-z magnitude averages 1.25σ, and 6 times that (7.5σ)
-    # is exceeded with a probability of e^-28 per sample: never by noise alone. Higher multiples
-    # only cost sensitivity on a noisy strap.
-    onset_x_floor: float = 6.0
+    # is exceeded with a probability of e^-28 per sample. But the floor of a loose strap is not
+    # Gaussian: it rattles and rings after every jerk (accuracy.py, faint), and a twitch stretched
+    # by its ringing past 0.5 s would count. Twelve times the floor keeps a rattling strap's onset
+    # where its rattle cannot start an LM, while on a snug strap (floor 0.03-0.1 dps: the chip's
+    # noise, breathing and heartbeat, docs/noise-budget.md) the lower bound below decides.
+    onset_x_floor: float = 12.0
     # Offset / onset threshold: WASM 2016 EMG, 2 µV / 8 µV above resting. A limb coming to rest
     # slows smoothly to zero (a minimum-jerk profile spends its last 10 % under 3 % of its peak
-    # rate; Flash & Hogan, J Neurosci 1985), so a gentle release ends 0.1-0.3 s before it stops;
-    # a lower ratio would stretch twitches on a ringing strap past 0.5 s (accuracy.py, faint).
+    # rate; Flash & Hogan, J Neurosci 1985), so a gentle release ends 0.1-0.3 s before it stops.
+    # With an onset at 1.5 dps a quarter of it (0.4 dps) is within reach of a heartbeat's recoil,
+    # and the offset would hold twitches open past 0.5 s: half of it (0.75 dps) is far above the
+    # snug strap's floor and still catches the slow tail of a 2-dps ankle movement.
     # A release too gentle to reach the onset level still ends its LM (`Burst.weak`).
-    offset_ratio: float = 0.25
+    offset_ratio: float = 0.5
     # ...but never within the noise: on a rattling strap, noise peaks would hold an LM open.
     offset_x_floor: float = 4.0
-    # Lower bounds. A movement worth catching peaks at 10-150 dps on the shin (docs/architecture.md), while
-    # a partner rocking the mattress mostly rolls the leg (about x, not counted) and tilts it at a
-    # few dps: the onset needs 6 dps whatever the floor.
-    min_onset_dps: float = 6.0
+    # Lower bounds. A knee flexion peaks at 10-150 dps on the shin (docs/architecture.md), but an
+    # ankle dorsiflexion alone (tibialis anterior; the knee and hip join in only some PLMs:
+    # Coleman et al., Ann Neurol 1980) tilts the shin only 0.3-2 deg at 2-20 dps (issue 16,
+    # docs/noise-budget.md). The chip's noise is 0.02-0.04 dps rms at 52 Hz and a lying shin's
+    # breathing and heartbeat a few hundredths to 0.2 dps, so 1.5 dps is 30-70 times the floor
+    # and within the slowest dorsiflexion's reach. A partner rocking the mattress tilts the leg at
+    # 1-10 dps too: it is told apart by its shape (`is_rocking`), not by its rate.
+    min_onset_dps: float = 1.5
     min_onset_g: float = 0.03
     floor_percentile: float = 10.0
     floor_history_s: float = 300.0
     # Held contraction: bursts at most this far apart (a CLM lasts at most 10 s), the first leaving
-    # the leg flexed by at least hold_min_deg and the second turning it back, are one LM.
+    # the leg flexed by at least hold_min_deg and the second turning it back, are one LM. An ankle
+    # dorsiflexion tilts the shin by as little as 0.3 deg (issue 16); each burst's change of angle is
+    # measured over the burst alone (0.15-2 s), where a residual gyro bias of a few hundredths of a
+    # dps adds a few hundredths of a degree (docs/noise-budget.md).
     max_hold_s: float = 10.0
-    hold_min_deg: float = 1.0
+    hold_min_deg: float = 0.2
     hold_reverse_deg: float = 45.0
     hold_size_ratio: float = 3.0
+    # A held knee flexion drifts and shivers (the simulator's 8-12 Hz tremor, docs/architecture.md):
+    # a burst during the hold that moves the leg less than this share of the held flexion, and turns
+    # it slower than this share of its peak rate, is part of the hold, not an LM of its own.
+    hold_drift_ratio: float = 0.25
     # Turning over: bursts at most turn_join_s apart are one movement once the leg has rolled by
     # turn_roll_deg (a tugged strap twists 5-30°; a turn rolls the leg 45-180°).
     turn_join_s: float = 1.5
@@ -374,6 +390,20 @@ def is_hold_release(first: Burst, second: Burst, params: LMParams) -> bool:
     return float(np.dot(out, back)) <= -np.cos(np.radians(params.hold_reverse_deg)) * held * released
 
 
+def is_hold_drift(first: Burst, second: Burst, params: LMParams) -> bool:
+    """Whether `second` is the drift or tremor of a flexion that `first` made and still holds: small
+    and slow beside it, within a hold's reach. The release may still follow and join them."""
+    if first.held or first.turn or is_turn(first, params) or is_turn(second, params):
+        return False
+    if second.onset_s - first.offset_s > params.max_hold_s:
+        return False
+    out = _norm(first.flex_off_deg, first.flex_on_deg)
+    if out < params.hold_min_deg or out < 0.5 * first.flex_dev_deg:  # a flexion that stays
+        return False
+    return (second.flex_dev_deg <= params.hold_drift_ratio * out
+            and second.peak_dps <= params.hold_drift_ratio * first.peak_dps)
+
+
 def _norm(a: tuple[float, float], b: tuple[float, float]) -> float:
     """|a - b| for two flexion angles (y, z)."""
     return float(np.hypot(a[0] - b[0], a[1] - b[1]))
@@ -415,6 +445,19 @@ def fast_part_stands_in(burst: Burst, fast: list[Burst], params: LMParams) -> bo
     return first.onset_s - burst.onset_s > params.rock_lead_s and net_deg < 0.5 * first.flex_dev_deg
 
 
+def turn_after_rocking(burst: Burst, fast: list[Burst], params: LMParams) -> Burst:
+    """A turn that began while a partner rocked the mattress: the rocking (slow, back and forth) ran
+    into it above the offset level, so the burst starts with the rocking. The turn starts where the
+    leg first moved faster than a mattress can (`fast`), when what came before was that slow."""
+    if not fast or not is_turn(burst, params):
+        return burst
+    lead_s = fast[0].onset_s - burst.onset_s
+    lead_deg = burst.path_deg - sum(f.path_deg for f in fast)
+    if lead_s > params.rock_lead_s and lead_deg < params.rock_mean_dps * lead_s:
+        return replace(burst, onset_s=fast[0].onset_s)
+    return burst
+
+
 def is_turning(first: Burst, second: Burst, params: LMParams) -> bool:
     """Whether `second` continues the same turning over as `first`."""
     if second.onset_s - first.offset_s > params.turn_join_s:
@@ -444,6 +487,9 @@ class HoldMerger:
                 self._pending = first.joined(burst, held=True, turn=False)
             return []
         if first is not None and not first.cut_by_gap:
+            if is_hold_drift(first, burst, self.params):
+                self._pending = first.joined(burst, held=False, turn=first.turn)
+                return []
             if is_hold_release(first, burst, self.params):
                 self._pending = first.joined(burst, held=True, turn=False)
                 return []

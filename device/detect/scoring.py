@@ -30,6 +30,10 @@ IMI_BINS = 45  # 2-s bins from 0 to 90 s (docs/summary.md)
 # Onsets are kept to 0.1 ms in the recording; rounding IMIs and spacings to 1 µs makes 100.3 - 90.3
 # exactly 10.0, so the 0.5 s, 5 s, 10 s and 90 s bounds hold despite binary floating point.
 _IMI_DECIMALS = 6
+# An LM's duration is judged to the millisecond: the same movement measures 0.49993 s from a CSV's
+# time stamps (kept to 0.1 ms, the ODR estimated from them) and 0.50000 s live, and must count the
+# same either way (tests/deploy/test_e2e.py).
+_DURATION_DECIMALS = 3
 
 # Severity bands of the PLM index (per hour): ICSD-R (American Sleep Disorders Association, 1997),
 # PLMD severity: mild 5–24, moderate 25–49, severe ≥ 50; below 5 is normal.
@@ -94,7 +98,7 @@ def score_night(
     in_bed = merge(s for s in in_bed if s.end_s > s.start_s)
     scored = subtract(in_bed, gaps)  # the spans that count: in bed and recorded
     joined = [join_one_leg(moves, rs) for moves in legs]
-    kept = [[m for m in moves if round(m[1] - m[0], _IMI_DECIMALS) >= rs.lm_min_s] for moves in joined]
+    kept = [[m for m in moves if round(m[1] - m[0], _DURATION_DECIMALS) >= rs.lm_min_s] for moves in joined]
     too_short = sum(map(len, joined)) - sum(map(len, kept))
     lms = combine_legs(kept, rs)
     total = len(lms)
@@ -216,10 +220,10 @@ def combine_legs(legs: Sequence[Sequence[tuple[float, float]]], rs: RuleSet) -> 
 
 def is_clm(lm: _LM, rs: RuleSet) -> bool:
     """Whether `lm` is a candidate LM: 0.5–10 s on one leg; bilateral within the rule set's limits."""
-    duration_s = round(lm.duration_s, _IMI_DECIMALS)
+    duration_s = round(lm.duration_s, _DURATION_DECIMALS)
     if len(lm.legs) == 1:
         return rs.clm_min_s <= duration_s <= rs.clm_max_s
-    if round(lm.longest_part_s, _IMI_DECIMALS) > rs.clm_max_s or duration_s < rs.clm_min_s:
+    if round(lm.longest_part_s, _DURATION_DECIMALS) > rs.clm_max_s or duration_s < rs.clm_min_s:
         return False
     if rs.bilateral_max_s is not None and duration_s > rs.bilateral_max_s:
         return False

@@ -6,7 +6,7 @@
     write_night(night, "rec.csv", "truth.json")
 
 The truth (`night.truth`, schema "rlsmon.truth/1"): `scenario`, `seed`, `hours`, `odr_hz`, `legs`,
-`duration_s`; `lights_off_s`, `lights_on_s` and `markers`; `lms` (what a sleep technologist would
+`placement`, `duration_s`; `lights_off_s`, `lights_on_s` and `markers`; `lms` (what a sleep technologist would
 score: `onset_s`, `offset_s`, `duration_s`, `leg`, `kind`, `tilt_deg`, `peak_dps`, `wake`, `clm`,
 and `series` for PLMs); `confounders` (`kind`, `start_s`, `end_s`, details); `positions` and
 `postures` (lying/upright); `wake`, `rem`, `gaps`, `not_worn` and `in_bed` spans (in bed and worn);
@@ -39,6 +39,11 @@ What each event looks like to the sensor (for tuning the detector):
   acceleration (sensor 5-12 cm from a heel pivot or 25-40 cm from the knee) adds up to a few
   hundred mg (dynamic acceleration 20-1000 mg in all, less on a side). Truth onset = start of the
   flex, offset = end of the release.
+- Ankle-only LM (truth `tibialis: true`; 80% of PLMs and isolated LMs in the `tibialis` scenario, a
+  quarter in `plmd`, `severe`, `gaps` and `sitting`): the tibialis anterior dorsiflexes the ankle
+  and the shin only reacts, tilting 0.3-2 deg (truth `tilt_deg`) at 2-20 dps, with the same
+  flex-hold-release shape and durations; its tremor reaches the shin a tenth as strong. On the
+  instep (`placement="instep"`) the foot turns 10 times as far (an assumption).
 - Sleep (truth `wake`, `rem`): a sleep latency after lights off, awakenings, and REM at the end of
   each ~90-min cycle (5 min at first, up to 35). No PLM series run in wake or REM; twitches are three
   times as frequent in REM.
@@ -84,8 +89,10 @@ What each event looks like to the sensor (for tuning the detector):
   rocking of the sensor about y (and a little x), 1-10 dps at first, gone in ~0.3 s.
 - Always: the chip's white noise (LSM6DSOX), a gyro bias of up to +-2 dps that random-walks
   ~1 dps/sqrt(h), accel offsets of up to 20 mg and 1% scale errors, sub-mg pulse/breathing
-  micro-motion in bed (mg-level sway upright), and in the `faint` scenario a loose strap's rattle
-  (3 mg, 0.4 dps rms).
+  micro-motion in bed (mg-level sway upright), and lying, the patient's breathing (12-20 /min, up to
+  0.1 dps), each heartbeat's recoil (50-70 /min, up to 0.2 dps and 1 mg) and a partner's breathing
+  through the mattress (up to 0.1 dps; `Plan.rhythms`), and in the `faint` scenario a loose strap's
+  rattle (3 mg, 0.4 dps rms).
 """
 
 from __future__ import annotations
@@ -98,7 +105,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from device.samples import SampleBlock
-from device.sim.plan import SITTING_UP, UPRIGHT_ABOVE_DEG, Plan, plan_night
+from device.sim.plan import PLACEMENTS, SITTING_UP, UPRIGHT_ABOVE_DEG, Plan, plan_night
 from device.sim.render import NightMotion, render
 from device.sim.scenarios import SCENARIOS, Scenario
 from device.sim.shapes import knot_track
@@ -155,11 +162,13 @@ class Night:
         return NightMotion(self.plans[leg])
 
 
-def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0, legs: int = 1) -> Night:
+def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0, legs: int = 1,
+                   placement: str = "shin") -> Night:
     """Plan one night of `scenario` (a key of `SCENARIOS`), deterministic for `seed`, with a sensor
     on one leg or on both (`legs=2`; the first leg is the same night either way, apart from the LMs
-    and confounders that move to the other leg). Samples are generated only when `Night.blocks()`
-    is iterated; the truth is ready at once."""
+    and confounders that move to the other leg), on the shin or on the instep (`placement`; the
+    same night either way, only what the sensor feels of ankle movements differs). Samples are
+    generated only when `Night.blocks()` is iterated; the truth is ready at once."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
     if seed < 0:
@@ -170,11 +179,13 @@ def simulate_night(scenario: str, seed: int, hours: float, odr_hz: float = 52.0,
         raise ValueError(f"odr_hz must be positive, not {odr_hz}")
     if legs not in (1, 2):
         raise ValueError(f"legs must be 1 or 2, not {legs}")
-    plans, truth = plan_night(scenario, seed, hours, odr_hz, legs)
+    if placement not in PLACEMENTS:
+        raise ValueError(f"placement must be one of {', '.join(PLACEMENTS)}, not {placement!r}")
+    plans, truth = plan_night(scenario, seed, hours, odr_hz, legs, placement)
     take_off(plans, truth, SCENARIOS[scenario], seed)
     truth = {
         "schema": TRUTH_SCHEMA, "scenario": scenario, "seed": seed, "hours": hours, "odr_hz": odr_hz,
-        "legs": legs, "duration_s": plans[0].duration_s, **truth,
+        "legs": legs, "placement": placement, "duration_s": plans[0].duration_s, **truth,
     }
     truth["lms"].sort(key=lambda m: (m["onset_s"], m["leg"]))
     truth["postures"] = _postures(plans[0], truth["positions"])

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from device.sim import physics, wear
-from device.sim.plan import UPRIGHT_ABOVE_DEG, Plan
+from device.sim.plan import UPRIGHT_ABOVE_DEG, Plan, Rhythms
 from device.sim.shapes import CHANNELS, Event, Tug, knot_track
 
 CHUNK_SAMPLES = 8192
@@ -49,7 +49,7 @@ class Renderer:
         a_leg = np.zeros((n, 3))
         if n:
             for j in np.nonzero((self.starts < t[-1] + h) & (self.ends > t[0] - h))[0]:
-                self._add_event(plan.events[j], t, ang, a_world, a_leg)
+                self._add_event(plan.events[j], t, ang, a_world, a_leg, plan.placement == "instep")
         mid = {name: v[n:2 * n] for name, v in ang.items()}
         rate = {name: (v[2 * n:] - v[:n]) / (2 * h) for name, v in ang.items()}
         accel, gyro = physics.sensor_readings(
@@ -70,6 +70,9 @@ class Renderer:
             plan.accel_offset_g + accel * plan.accel_scale + noise["ba"] * micro_a + noise["sa"]
             + rng.standard_normal((n, 3)) * plan.accel_noise_g
         )
+        if plan.rhythms is not None:
+            rhythm_g, rhythm_dps = body_rhythms(plan.rhythms, t, ~upright[:, 0])
+            accel, gyro = accel + rhythm_g, gyro + rhythm_dps
         bias = np.stack([np.interp(t, plan.bias_t, plan.bias_dps[:, c]) for c in range(3)], axis=1)
         gyro = (
             gyro + bias + noise["bg"] * micro_g + noise["sg"]
@@ -78,7 +81,8 @@ class Renderer:
         return wear.off_leg(plan, t, accel, gyro, rng)
 
     @staticmethod
-    def _add_event(ev: Event, t: np.ndarray, ang: dict, a_world: np.ndarray, a_leg: np.ndarray) -> None:
+    def _add_event(ev: Event, t: np.ndarray, ang: dict, a_world: np.ndarray, a_leg: np.ndarray,
+                   instep: bool) -> None:
         """Add one event's angles (at t - h, t, t + h), its linear and its lever-arm acceleration."""
         h, n = DIFF_H_S, len(t)
         lo, hi = np.searchsorted(t, [ev.start_s - h, ev.end_s + h])
@@ -86,6 +90,8 @@ class Renderer:
             return
         sub, m = t[lo:hi], hi - lo
         ch = ev.channels(np.concatenate([sub - h, sub, sub + h]))
+        if foot_gain := getattr(ev, "foot_gain", 0.0) if instep else 0.0:
+            ch["alpha"] = ch["alpha"] * (1.0 + foot_gain)  # the foot turns with the ankle too
         rows = np.arange(lo, hi)
         idx = np.concatenate([rows, rows + n, rows + 2 * n])
         for name in CHANNELS:
@@ -98,6 +104,23 @@ class Renderer:
             d1 = (flex[2 * m:] - flex[:m]) / (2 * h)
             d2 = (flex[2 * m:] - 2 * flex[m:2 * m] + flex[:m]) / (h * h)
             a_leg[lo:hi] += physics.lever_accel_g(ev.lever_m, d1, d2)
+
+
+def body_rhythms(r: Rhythms, t: np.ndarray, lying: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Accel (g) and gyro (dps) of breathing, heartbeat and a partner's breathing at times `t`,
+    felt only while `lying`. Breathing is a sine; each heartbeat's recoil a biphasic pulse
+    (the derivative of a Gaussian of 4% of the beat) once a beat."""
+    n = len(t)
+    w_b, w_p = 2 * np.pi * r.breath_hz * t + r.phases[0], 2 * np.pi * r.partner_hz * t + r.phases[2]
+    x = (np.mod(r.heart_hz * t + r.phases[1] / (2 * np.pi), 1.0) - 0.25) / 0.04
+    beat = -x * np.exp(0.5 - 0.5 * x * x)  # peaks at +-1
+    on = lying.astype(float)
+    accel, gyro = np.zeros((n, 3)), np.zeros((n, 3))
+    gyro[:, 1] = on * (r.breath_dps * np.cos(w_b) + r.bcg_dps * beat + r.partner_dps * np.cos(w_p))
+    gyro[:, 0] = on * r.partner_dps * np.sin(w_p)
+    accel[:, 0] = on * r.bcg_g * beat
+    accel[:, 2] = on * (r.breath_g * np.sin(w_b) + r.partner_g * np.sin(w_p))
+    return accel, gyro
 
 
 def render(plan: Plan) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -60,6 +60,12 @@ class Scenario:
     # with the legs outstretched (the shin horizontal), and PLM series run while awake. The truth
     # then also scores it by the SIT rules (`sit_reference`, device/detect/sit.py).
     sit_test: bool = False
+    # Share of PLMs and isolated LMs that are ankle dorsiflexions alone (tibialis anterior, often
+    # with the big toe; the knee and hip join in only some PLMs: Coleman et al., Ann Neurol 1980;
+    # WASM 2016 scores the tibialis EMG whatever else moves): the shin only reacts, tilting by
+    # `tibialis_deg` at 2-20 dps (issue 16; see device.sim.plan.make_tibialis).
+    tibialis_share: float = 0.0
+    tibialis_deg: tuple[float, float] = (0.3, 2.0)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -79,7 +85,7 @@ SCENARIOS: dict[str, Scenario] = {
         sleep_latency_min=(10.0, 25.0), awakenings_per_hour=0.8, restless_per_wake_hour=15.0,
         twitches_per_hour=20.0, turns_per_hour=2.0, partner_per_hour=1.5, cable_per_hour=0.5,
         bathroom_per_8h=1.0, gaps_per_hour=0.0, gap_s=(1.0, 5.0),
-        strap_accel_mg=0.5, strap_gyro_dps=0.05,
+        strap_accel_mg=0.5, strap_gyro_dps=0.05, tibialis_share=0.25,
     ),
     "severe": Scenario(
         description="severe PLMD: long series most of the night (PLMI well over 50/h)",
@@ -88,7 +94,7 @@ SCENARIOS: dict[str, Scenario] = {
         sleep_latency_min=(15.0, 30.0), awakenings_per_hour=0.6, restless_per_wake_hour=20.0,
         twitches_per_hour=15.0, turns_per_hour=1.5, partner_per_hour=1.0, cable_per_hour=0.5,
         bathroom_per_8h=1.5, gaps_per_hour=0.0, gap_s=(1.0, 5.0),
-        strap_accel_mg=0.5, strap_gyro_dps=0.05,
+        strap_accel_mg=0.5, strap_gyro_dps=0.05, tibialis_share=0.25,
     ),
     "restless_wake": Scenario(
         description="RLS: long restless wake at sleep onset and after awakenings, then PLMS",
@@ -106,7 +112,7 @@ SCENARIOS: dict[str, Scenario] = {
         sleep_latency_min=(10.0, 25.0), awakenings_per_hour=0.8, restless_per_wake_hour=15.0,
         twitches_per_hour=20.0, turns_per_hour=2.0, partner_per_hour=1.5, cable_per_hour=0.5,
         bathroom_per_8h=1.0, gaps_per_hour=3.0, gap_s=(1.0, 600.0),
-        strap_accel_mg=0.5, strap_gyro_dps=0.05,
+        strap_accel_mg=0.5, strap_gyro_dps=0.05, tibialis_share=0.25,
     ),
     "faint": Scenario(
         description="small flexions (2-5 deg of shin tilt) under a loose, noisy strap that gets tugged",
@@ -141,4 +147,10 @@ SCENARIOS["sit"] = replace(
     imi_clip_s=(4.5, 40.0), early_decline=0.0, isolated_per_hour=0.0, restless_per_wake_hour=4.0,
     turns_per_hour=0.0, partner_per_hour=0.0, cable_per_hour=0.5, bathroom_per_8h=0.0,
     twitches_per_hour=5.0, sit_test=True,
+)
+# PLMD whose movements are mostly ankle dorsiflexions that the shin barely feels (issue 16).
+SCENARIOS["tibialis"] = replace(
+    SCENARIOS["plmd"],
+    description="PLMD of ankle dorsiflexions: 80% of LMs tilt the shin only 0.3-2 deg at 2-20 dps",
+    tibialis_share=0.8,
 )

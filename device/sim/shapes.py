@@ -47,6 +47,9 @@ class Flexion:
     lever_m: float = 0.0
     tremor_rad: float = 0.0
     tremor_hz: float = 10.0
+    # How much further the foot turns than the shin (an ankle dorsiflexion: the shin only reacts);
+    # 0 when the foot moves with the shin. Only a sensor on the instep feels it.
+    foot_gain: float = 0.0
 
     @property
     def end_s(self) -> float:

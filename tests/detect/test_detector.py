@@ -276,7 +276,7 @@ def partner_rocking(t: np.ndarray, start_s: float, dur_s: float, f_hz: float, ra
 
 @pytest.mark.parametrize("f_hz, rate_dps", [(0.3, 10.0), (0.5, 9.0), (1.0, 8.0)])
 def test_a_partner_rocking_the_mattress_fast_enough_to_cross_the_onset_is_not_an_lm(f_hz, rate_dps):
-    """Above the 6 dps onset, for 15 s: a burst going back and forth, slowly, is the leg rocked."""
+    """At 8-10 dps, far above the onset, for 15 s: a burst going back and forth, slowly, is the leg rocked."""
     t = times(90)
     pitch = partner_rocking(t, 30.0, 15.0, f_hz, rate_dps)
     roll = partner_rocking(t, 30.0, 15.0, 2.5 * f_hz, rate_dps)
