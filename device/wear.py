@@ -141,7 +141,10 @@ def not_worn_spans(epochs: Sequence[WearEpoch], epoch_s: float = EPOCH_S) -> lis
                 spans.append(Interval(start_s, e.start_s))
                 start_s = None
         elif still and e.temp_c is not None:
-            cold = e.temp_c < OFF_BELOW_C and (rate is None or rate < COOLING_C_PER_MIN)
+            # A reading from before the last movement says nothing of the rate now: a strap just put
+            # back on reads cool, and a long block's mean temperature (analyze) mixes both sides.
+            moved_since = last is not None and last.start_s < still_from
+            cold = e.temp_c < OFF_BELOW_C and not moved_since and (rate is None or rate < COOLING_C_PER_MIN)
             cooled = cooling_from is not None and e.start_s + epoch_s - cooling_from >= COOLING_EPOCHS * epoch_s
             if cold or cooled:
                 start_s = e.start_s if cooling_from is None else cooling_from
