@@ -18,8 +18,10 @@ T0 = datetime(2026, 1, 6, 7, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def db(tmp_path):
-    return open_db(tmp_path / "server.db")
+def db(db_target):
+    db = open_db(db_target)
+    yield db
+    db.close()
 
 
 def rejected(db):

@@ -18,8 +18,10 @@ JUNK = b"\x00junk" * 200_000  # 1 MB
 
 
 @pytest.fixture
-def db(tmp_path):
-    return open_db(tmp_path / "server.db")
+def db(db_target):
+    db = open_db(db_target)
+    yield db
+    db.close()
 
 
 def daily(db):
