@@ -9,7 +9,9 @@ What differs between the dialects in the SQL that server/ sends is handled here,
   BLOB BYTEA; `WITHOUT ROWID` goes, and a VIRTUAL generated column is STORED (the only kind
   PostgreSQL 15 has). So a migration written in the portable subset (TEXT/INTEGER/REAL, ON
   CONFLICT … DO) runs on both unchanged;
-- `BEGIN IMMEDIATE` (SQLite's "take the write lock now") is a plain BEGIN: PostgreSQL locks rows;
+- `BEGIN IMMEDIATE` (SQLite's "take the write lock now, before reading") is BEGIN and a
+  transaction-level advisory lock that every BEGIN IMMEDIATE takes: such transactions (the
+  collector's batches, the login throttle's read-then-write) run one at a time, as on SQLite;
 - SQLite's `CROSS JOIN t ON …` (an inner join whose loop order is fixed) is a JOIN;
 - values: bools go in as 0/1, as SQLite's INTEGER columns keep them; numeric results (sum of
   integers) come back as int, or float when they have a fraction;
@@ -40,6 +42,8 @@ MIGRATIONS_TABLE = "rlsmon_migrations"
 # pg_advisory_xact_lock key that serialises migrations between processes starting together
 # (the collector and the dashboard), as SQLite's BEGIN IMMEDIATE does.
 _MIGRATION_LOCK = 0x726C736D6F6E  # "rlsmon"
+_WRITE_LOCK = _MIGRATION_LOCK + 1  # what BEGIN IMMEDIATE takes
+_BEGIN_IMMEDIATE = re.compile(r"\s*BEGIN\s+IMMEDIATE\s*;?\s*", re.I)
 
 _TOKENS = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|\$\$.*?\$\$|--[^\n]*|::|\?|:[A-Za-z_]\w*""", re.S)
 _DDL = re.compile(r"\s*(CREATE\s+TABLE|ALTER\s+TABLE)\b", re.I)
@@ -57,9 +61,6 @@ _CROSS_JOIN_ON = re.compile(r"\bCROSS\s+JOIN(\s+\w+(?:\s+(?:AS\s+)?\w+)?\s+ON)\b
 @functools.lru_cache(maxsize=2048)
 def translate(sql: str) -> str:
     """The PostgreSQL (psycopg) form of one SQLite statement as server/ writes it."""
-    if re.fullmatch(r"\s*BEGIN\s+IMMEDIATE\s*;?\s*", sql, re.I):
-        return "BEGIN"
-
     def token(m: re.Match[str]) -> str:
         t = m.group()
         if t == "?":
@@ -146,6 +147,9 @@ class PgDatabase:
 
     def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> psycopg.Cursor[Any]:
         """Run one statement (SQLite `?`/`:name` placeholders) and return its cursor."""
+        if _BEGIN_IMMEDIATE.fullmatch(sql):
+            self.conn.execute("BEGIN")
+            return self.conn.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK])
         return self.conn.execute(translate(sql), parameters if parameters is not None else ())
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:

@@ -43,10 +43,22 @@ def postgres():
         server.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_target(request, tmp_path):
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_databases"):
+        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def backend(request) -> str:
+    """The server database a test runs on: "sqlite", or each of "sqlite" and "postgresql" in a
+    test or module marked with `tests.pgserver.BOTH_DATABASES`."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def db_target(request, backend, tmp_path):
     """Where the test's server database is, for `server.db.open_db`: a new SQLite file, or a new,
-    migrated PostgreSQL database. A test that uses it runs once on each."""
-    if request.param == "sqlite":
+    migrated PostgreSQL database."""
+    if backend == "sqlite":
         return tmp_path / "server.db"
     return request.getfixturevalue("postgres").create_database(template=MIGRATED)

@@ -23,7 +23,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from tests.broker import free_port
+
+# Runs a test (or, as `pytestmark`, a module's tests) that uses a server database once on SQLite
+# and once on PostgreSQL: tests/conftest.py parametrizes its `backend` fixture, on which
+# `db_target` and the dashboard's `seeded` depend. Tests without a database run once.
+BOTH_DATABASES = pytest.mark.both_databases
 
 # Debian's layout (postgresql-15 and later); `pg_config --bindir` elsewhere.
 _BINDIRS = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
@@ -102,3 +109,18 @@ class PgServer:
             subprocess.run(_as_owner([str(self.bindir / "pg_ctl"), "-D", str(self.workdir / "data"),
                                       "-m", "immediate", "stop"]), capture_output=True)
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def query_plan(db, sql: str, params: list) -> str:
+    """The plan of one query, as text: SQLite's EXPLAIN QUERY PLAN details, or PostgreSQL's EXPLAIN
+    with sequential and bitmap scans priced out, so that a test database of a few rows shows the
+    plain index path a full one takes: a plan that still scans or sorts has no index to serve
+    the query in order."""
+    from server.db import is_postgres
+
+    if not is_postgres(db):
+        return "\n".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + sql, params))
+    with db.atomic():
+        db.execute("SET LOCAL enable_seqscan = off")
+        db.execute("SET LOCAL enable_bitmapscan = off")
+        return "\n".join(r[0] for r in db.execute("EXPLAIN " + sql, params))

@@ -15,7 +15,10 @@ from server import audit
 from server.collector import ingest
 from server.db import MIGRATIONS, assign_device, json_number, open_db
 from server.lifecycle import forget
+from tests.pgserver import BOTH_DATABASES
 from tests.web.seed import make_night, set_status, store
+
+pytestmark = BOTH_DATABASES
 
 NOW = datetime(2026, 3, 10, 7, 0, tzinfo=timezone.utc)
 LAST = NOW.date() - timedelta(days=1)

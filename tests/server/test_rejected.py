@@ -11,7 +11,10 @@ import pytest
 from server.collector import ingest
 from server.db import open_db
 from server.rejected import LOG_WINDOW_S, RefusalLog, RejectLimits, expire_rejected, topic_device
+from tests.pgserver import BOTH_DATABASES
 from tests.server.payloads import kept
+
+pytestmark = BOTH_DATABASES
 
 DAY = "2026-01-06"
 JUNK = b"\x00junk" * 200_000  # 1 MB
