@@ -1,11 +1,11 @@
 # The README's two commands are `make demo` and `make test`. Both start from nothing: they create
 # .venv, install the package with its dev extra, and install the system packages the tests drive
-# for real (mosquitto, chromium) from apt when they are missing.
+# for real (mosquitto, chromium, PostgreSQL) from apt when they are missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := mosquitto mosquitto-clients chromium openssl systemd
+APT_PACKAGES := mosquitto mosquitto-clients chromium openssl systemd postgresql
 
 .PHONY: test demo venv system-deps clean
 
@@ -30,6 +30,7 @@ system-deps:
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v systemd-analyze >/dev/null 2>&1 || missing="$$missing systemd"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing from apt:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
