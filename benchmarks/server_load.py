@@ -8,7 +8,10 @@ the collector, and with whatever else runs on the machine: the rate printed is w
 us. So it also prints the CPU time per night of each part, and from it the rate this machine's
 cores could carry with nothing else running, and the rate of `ingest()` alone (no MQTT).
 
-    .venv/bin/python benchmarks/server_load.py [--nights-per-device 250] [--lms 500]
+    .venv/bin/python benchmarks/server_load.py [--nights-per-device 250] [--lms 500] [--database URL]
+
+`--database postgresql://…` stores into that (empty) PostgreSQL database instead of a new SQLite
+file; `ingest()` alone is still measured on SQLite.
 """
 
 from __future__ import annotations
@@ -117,11 +120,17 @@ def main() -> None:
     parser.add_argument("--lms", type=int, default=500, help="LMs per night")
     parser.add_argument("--validators", type=int, default=CollectorConfig().validators,
                         help="collector validator processes ([collector] validators; default as shipped)")
+    parser.add_argument("--database", metavar="URL",
+                        help="an empty PostgreSQL database (postgresql://…) instead of a new SQLite file")
     args = parser.parse_args()
     total = DEVICES * args.nights_per_device
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
+        target = args.database or workdir / "server.db"
+        with open_db(target) as db:
+            if db["nights"].count:
+                raise SystemExit(f"{args.database} already holds nights: give an empty database")
         broker = Broker(workdir / "mosquitto", trustme.CA())
         broker.start()
         try:
@@ -136,7 +145,7 @@ def main() -> None:
 
             config = MqttConfig(host=broker.host, port=broker.port, ca_file=str(broker.ca_file),
                                 username=broker.collector_user)
-            collector = Collector(workdir / "server.db", config, broker.collector_password,
+            collector = Collector(target, config, broker.collector_password,
                                   validators=args.validators, on_outcome=on_outcome)
             collector.start()
             if not collector.subscribed.wait(30):
@@ -173,8 +182,8 @@ def main() -> None:
                 p.join(60)
             publishers_cpu_s = sum(cpu_s.value for _, _, _, cpu_s in procs)
             collector.stop()
-            db = open_db(workdir / "server.db")
-            stored = db["nights"].count
+            with open_db(target) as db:
+                stored = db["nights"].count
             if stored != total or kinds["stored"] != total:
                 raise SystemExit(f"expected {total} stored nights, got {stored} ({dict(kinds)})")
             print(f"ingest through mosquitto: {total} nights of {args.lms} LMs from {DEVICES} devices "

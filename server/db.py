@@ -455,16 +455,41 @@ _PG_COUNTED = {
 _PG_COVERAGE = "{n}.recorded_s / nullif(({n}.summary_json::json->>'duration_s')::float8, 0)"
 
 
-def _pg_trigger(name: str, when: str, body: str) -> tuple[str, str]:
+def _pg_trigger(name: str, when: str, body: str, condition: str = "TRUE") -> tuple[str, str]:
     """A PL/pgSQL function `name`() running `body` and the row trigger `name` calling it."""
     return (f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} "
             "RETURN NULL; END $$",
-            f"CREATE TRIGGER {name} {when} FOR EACH ROW EXECUTE FUNCTION {name}()")
+            f"CREATE TRIGGER {name} {when} FOR EACH ROW WHEN ({condition}) EXECUTE FUNCTION {name}()")
 
 
 def _pg_count_change(row: str, sign: str) -> str:
     return "UPDATE fleet_counts SET " + ", ".join(
         f"{c} = {c} {sign} {t.format(r=row)}" for c, t in _PG_COUNTED.items()) + ";"
+
+
+_PG_FILL_LATEST = f"""INSERT INTO device_latest (device_id, patient_id, pseudonym, status, created_at,
+        {", ".join(_LATEST_FIGURES)})
+    SELECT d.device_id, d.patient_id, p.pseudonym, d.status, d.created_at,
+           {", ".join(f"n.{c}" for c in _LATEST_FIGURES[:-1])}, {_PG_COVERAGE.format(n="n")}
+    FROM devices d LEFT JOIN patients p ON p.id = d.patient_id
+    LEFT JOIN nights n ON n.device_id = d.device_id
+        AND n.night = (SELECT max(night) FROM nights WHERE device_id = d.device_id)"""
+_PG_FILL_COUNTS = f"""INSERT INTO fleet_counts SELECT 1, {", ".join(
+    f"coalesce(sum({t.format(r='r')}), 0)" for t in _PG_COUNTED.values())} FROM device_latest r"""
+
+
+def refill_latest_pg(db: Database) -> None:
+    """Recompute device_latest and fleet_counts from the devices and their nights (PostgreSQL).
+
+    For a bulk load that bypassed the triggers (`SET session_replication_role = replica`, as
+    benchmarks/page_latency.py does): in PostgreSQL each row the triggers update gets a new
+    version, so a load of many nights in one transaction would walk ever longer version chains
+    of the same device_latest rows."""
+    with db.atomic():
+        db.execute("DELETE FROM device_latest")
+        db.execute(_PG_FILL_LATEST)
+        db.execute("DELETE FROM fleet_counts")
+        db.execute(_PG_FILL_COUNTS)
 
 
 def _latest_nights_pg(db: Database) -> None:
@@ -495,12 +520,7 @@ def _latest_nights_pg(db: Database) -> None:
         "CREATE INDEX idx_device_latest_unassigned ON device_latest(device_id) "
         "WHERE patient_id IS NULL",
         "CREATE INDEX idx_device_latest_quiet ON device_latest(quiet_since, device_id)",
-        f"""INSERT INTO device_latest (device_id, patient_id, pseudonym, status, created_at, {figures})
-            SELECT d.device_id, d.patient_id, p.pseudonym, d.status, d.created_at,
-                   {", ".join(f"n.{c}" for c in _LATEST_FIGURES[:-1])}, {_PG_COVERAGE.format(n="n")}
-            FROM devices d LEFT JOIN patients p ON p.id = d.patient_id
-            LEFT JOIN nights n ON n.device_id = d.device_id
-                AND n.night = (SELECT max(night) FROM nights WHERE device_id = d.device_id)""",
+        _PG_FILL_LATEST,
         """CREATE TABLE fleet_counts (
             id INTEGER PRIMARY KEY CHECK (id = 1),
             devices INTEGER NOT NULL,
@@ -509,16 +529,18 @@ def _latest_nights_pg(db: Database) -> None:
             flagged INTEGER NOT NULL,
             flagged_assigned INTEGER NOT NULL
         )""",
-        f"""INSERT INTO fleet_counts SELECT 1, {", ".join(
-            f"coalesce(sum({t.format(r='r')}), 0)" for t in _PG_COUNTED.values())}
-            FROM device_latest r""",
+        _PG_FILL_COUNTS,
         *_pg_trigger("device_latest_counted_in", "AFTER INSERT ON device_latest",
                      _pg_count_change("new", "+")),
         *_pg_trigger("device_latest_counted_out", "AFTER DELETE ON device_latest",
                      _pg_count_change("old", "-")),
+        # Only when a counted column changes value: a PostgreSQL update writes a new version of
+        # fleet_counts' one row, and most nights leave the counts as they were.
         *_pg_trigger("device_latest_counted_change",
                      "AFTER UPDATE OF patient_id, status, clinically_significant ON device_latest",
-                     _pg_count_change("old", "-") + _pg_count_change("new", "+")),
+                     _pg_count_change("old", "-") + _pg_count_change("new", "+"),
+                     "old.patient_id IS DISTINCT FROM new.patient_id OR old.status IS DISTINCT FROM "
+                     "new.status OR old.clinically_significant IS DISTINCT FROM new.clinically_significant"),
         *_pg_trigger("devices_latest_in", "AFTER INSERT ON devices", f"""
             INSERT INTO device_latest (device_id, patient_id, pseudonym, status, created_at)
             VALUES (new.device_id, new.patient_id,
