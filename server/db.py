@@ -325,6 +325,42 @@ _COUNTED = {
 }
 
 
+# Migration 0005's tables, the same on both databases (server/pg.py translates the types).
+_DEVICE_LATEST_DDL = (
+    """CREATE TABLE device_latest (
+            device_id TEXT PRIMARY KEY REFERENCES devices(device_id) ON DELETE CASCADE,
+            patient_id INTEGER,
+            pseudonym TEXT,
+            status TEXT,
+            created_at TEXT NOT NULL,
+            night TEXT,
+            plm_index REAL,
+            severity TEXT,
+            clinically_significant INTEGER,
+            coverage REAL,
+            quiet_since TEXT GENERATED ALWAYS AS (coalesce(night, substr(created_at, 1, 10))) VIRTUAL
+        )""",
+    # The list: assigned devices by pseudonym, all or only the flagged ones; a page is read
+    # along the index from its key (keyset paging, server/web/queries.py).
+    "CREATE INDEX idx_device_latest_list ON device_latest(pseudonym, device_id) "
+    "WHERE patient_id IS NOT NULL",
+    "CREATE INDEX idx_device_latest_flagged ON device_latest(pseudonym, device_id) "
+    "WHERE patient_id IS NOT NULL AND clinically_significant = 1",
+    "CREATE INDEX idx_device_latest_unassigned ON device_latest(device_id) "
+    "WHERE patient_id IS NULL",
+    "CREATE INDEX idx_device_latest_quiet ON device_latest(quiet_since, device_id)",
+)
+# A single row: the counts over device_latest, moved by its own triggers.
+_FLEET_COUNTS_DDL = """CREATE TABLE fleet_counts (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            devices INTEGER NOT NULL,
+            assigned INTEGER NOT NULL,
+            online INTEGER NOT NULL,
+            flagged INTEGER NOT NULL,
+            flagged_assigned INTEGER NOT NULL
+        )"""
+
+
 @MIGRATIONS(name="0005_latest_nights")
 def _latest_nights(db: Database) -> None:
     # Issue 14, item 1: the patients list, its counts and "not reporting" cost O(page), not
@@ -344,28 +380,7 @@ def _latest_nights(db: Database) -> None:
                      for c in _LATEST_FIGURES)
     _ddl(
         db,
-        """CREATE TABLE device_latest (
-            device_id TEXT PRIMARY KEY REFERENCES devices(device_id) ON DELETE CASCADE,
-            patient_id INTEGER,
-            pseudonym TEXT,
-            status TEXT,
-            created_at TEXT NOT NULL,
-            night TEXT,
-            plm_index REAL,
-            severity TEXT,
-            clinically_significant INTEGER,
-            coverage REAL,
-            quiet_since TEXT GENERATED ALWAYS AS (coalesce(night, substr(created_at, 1, 10))) VIRTUAL
-        )""",
-        # The list: assigned devices by pseudonym, all or only the flagged ones; a page is read
-        # along the index from its key (keyset paging, server/web/queries.py).
-        "CREATE INDEX idx_device_latest_list ON device_latest(pseudonym, device_id) "
-        "WHERE patient_id IS NOT NULL",
-        "CREATE INDEX idx_device_latest_flagged ON device_latest(pseudonym, device_id) "
-        "WHERE patient_id IS NOT NULL AND clinically_significant = 1",
-        "CREATE INDEX idx_device_latest_unassigned ON device_latest(device_id) "
-        "WHERE patient_id IS NULL",
-        "CREATE INDEX idx_device_latest_quiet ON device_latest(quiet_since, device_id)",
+        *_DEVICE_LATEST_DDL,
         f"""INSERT INTO device_latest (device_id, patient_id, pseudonym, status, created_at, {figures})
             SELECT d.device_id, d.patient_id, p.pseudonym, d.status, d.created_at,
                    {", ".join(f"n.{c}" for c in _LATEST_FIGURES[:-1])},
@@ -373,15 +388,7 @@ def _latest_nights(db: Database) -> None:
             FROM devices d LEFT JOIN patients p ON p.id = d.patient_id
             LEFT JOIN nights n ON n.device_id = d.device_id
                 AND n.night = (SELECT max(night) FROM nights WHERE device_id = d.device_id)""",
-        # A single row: the counts over device_latest, moved by its own triggers.
-        """CREATE TABLE fleet_counts (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            devices INTEGER NOT NULL,
-            assigned INTEGER NOT NULL,
-            online INTEGER NOT NULL,
-            flagged INTEGER NOT NULL,
-            flagged_assigned INTEGER NOT NULL
-        )""",
+        _FLEET_COUNTS_DDL,
         f"""INSERT INTO fleet_counts SELECT 1, {", ".join(
             f"coalesce(sum({t.format(r='r')}), 0)" for t in _COUNTED.values())}
             FROM device_latest r""",
@@ -500,35 +507,9 @@ def _latest_nights_pg(db: Database) -> None:
     news = ", ".join(f"new.{c}" for c in _LATEST_FIGURES[:-1]) + ", " + _PG_COVERAGE.format(n="new")
     _ddl(
         db,
-        """CREATE TABLE device_latest (
-            device_id TEXT PRIMARY KEY REFERENCES devices(device_id) ON DELETE CASCADE,
-            patient_id INTEGER,
-            pseudonym TEXT,
-            status TEXT,
-            created_at TEXT NOT NULL,
-            night TEXT,
-            plm_index REAL,
-            severity TEXT,
-            clinically_significant INTEGER,
-            coverage REAL,
-            quiet_since TEXT GENERATED ALWAYS AS (coalesce(night, substr(created_at, 1, 10))) VIRTUAL
-        )""",
-        "CREATE INDEX idx_device_latest_list ON device_latest(pseudonym, device_id) "
-        "WHERE patient_id IS NOT NULL",
-        "CREATE INDEX idx_device_latest_flagged ON device_latest(pseudonym, device_id) "
-        "WHERE patient_id IS NOT NULL AND clinically_significant = 1",
-        "CREATE INDEX idx_device_latest_unassigned ON device_latest(device_id) "
-        "WHERE patient_id IS NULL",
-        "CREATE INDEX idx_device_latest_quiet ON device_latest(quiet_since, device_id)",
+        *_DEVICE_LATEST_DDL,
         _PG_FILL_LATEST,
-        """CREATE TABLE fleet_counts (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            devices INTEGER NOT NULL,
-            assigned INTEGER NOT NULL,
-            online INTEGER NOT NULL,
-            flagged INTEGER NOT NULL,
-            flagged_assigned INTEGER NOT NULL
-        )""",
+        _FLEET_COUNTS_DDL,
         _PG_FILL_COUNTS,
         *_pg_trigger("device_latest_counted_in", "AFTER INSERT ON device_latest",
                      _pg_count_change("new", "+")),

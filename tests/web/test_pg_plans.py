@@ -9,18 +9,15 @@ O(log n) at any fleet size; docs/architecture.md, "PostgreSQL", says why."""
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from server.web import night_quality, queries, trend
-from tests.web.test_list_scale import LIST_CALLS, NIGHTS, OVERVIEW, PAGE, SEARCH_CALLS, TODAY
+from tests.web.test_list_scale import LIST_CALLS, OVERVIEW, PAGE, SEARCH_CALLS, TODAY, fleet_rows
 
 DEVICES = 20_000
-CREATED = "2025-06-01T00:00:00+00:00"
 
 
 class Recording:
@@ -44,24 +41,13 @@ def fleet(postgres):
 
     postgres.admin("CREATE DATABASE rlsmon_fleet TEMPLATE rlsmon_migrated")
     db = open_db(postgres.url("rlsmon_fleet"))
-    summary = json.dumps({"duration_s": 28800.0, "in_bed": []})
+    columns = {"patients": "id, pseudonym, created_at", "devices": "device_id, patient_id, status, created_at"}
     with db.atomic(), db.conn.cursor() as cursor:
-        with cursor.copy("COPY patients (id, pseudonym, created_at) FROM STDIN") as copy:
-            for i in range(1, DEVICES + 1):
-                copy.write_row((i, f"P-{i:05d}", CREATED))
-        with cursor.copy("COPY devices (device_id, patient_id, status, created_at) FROM STDIN") as copy:
-            for i in range(1, DEVICES + 1):
-                copy.write_row((f"dev-{i:05d}", i if i % 100 else None, "online" if i % 7 else "offline",
-                                CREATED))
-        with cursor.copy("COPY nights FROM STDIN") as copy:
-            for i in range(1, DEVICES + 1):
-                last = TODAY - timedelta(days=8 if i % 50 == 0 else 1)
-                for k in range(NIGHTS):
-                    plmi = 30.0 if i % 3 == 0 else 4.0
-                    copy.write_row((f"dev-{i:05d}", (last - timedelta(days=k)).isoformat(), f"{i}-{k}",
-                                    CREATED, CREATED, "WASM2016", plmi, plmi, 1, 1, 1, 1, 25000.0,
-                                    27000.0, 0.5, "moderate" if plmi > 15 else "normal",
-                                    int(plmi > 15), summary))
+        for table, rows in fleet_rows(DEVICES).items():
+            with cursor.copy(f"COPY {table} ({columns[table]}) FROM STDIN" if table in columns
+                             else f"COPY {table} FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
     db.execute("ANALYZE")
     yield db
     db.close()
