@@ -3,8 +3,9 @@
 PostgreSQL refuses to run as root, so when the tests run as root the cluster belongs to the
 `postgres` system user (the Debian package creates it) and its programs run through `runuser`.
 It listens on a unix socket in its own directory and on a free loopback TCP port, with trust
-authentication for local connections only (a throwaway cluster: fsync off, as nothing in it has to
-survive a crash of the machine).
+authentication for local connections only. A throwaway cluster for tests runs with fsync off, as
+nothing in it has to survive a crash of the machine; `durable=True` keeps PostgreSQL's defaults,
+for benchmarks that compare it with SQLite's synchronous=FULL.
 
 Each test gets a fresh database made from a template (`CREATE DATABASE … TEMPLATE`, a file copy),
 so a test never sees another's rows.
@@ -56,6 +57,7 @@ class PgServer:
 
     port: int = field(default_factory=free_port)
     bindir: Path | None = field(default_factory=postgres_bindir)
+    durable: bool = False
     workdir: Path = field(init=False)
     _names: itertools.count = field(default_factory=itertools.count, init=False)
 
@@ -71,8 +73,9 @@ class PgServer:
         subprocess.run(_as_owner([str(self.bindir / "initdb"), "-D", str(data), "-U", "rlsmon",
                                   "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]),
                        check=True, capture_output=True)
-        options = (f"-k {self.workdir} -p {self.port} -h 127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        options = f"-k {self.workdir} -p {self.port} -h 127.0.0.1 -c max_connections=200"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         subprocess.run(_as_owner([str(self.bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "60",
                                   "-l", str(self.workdir / "log"), "-o", options, "start"]),
                        check=True, capture_output=True)
