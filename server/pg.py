@@ -25,10 +25,12 @@ a NULL or a 0/1 parameter then takes its type from where it stands (`? IS NULL`,
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import itertools
 import re
+import threading
 from typing import Any, Iterator, Mapping, Sequence
 
 import psycopg
@@ -141,8 +143,8 @@ class PgDatabase:
 
     dialect = "postgresql"
 
-    def __init__(self, conn: psycopg.Connection[Any]):
-        self.conn = conn
+    def __init__(self, conn: psycopg.Connection[Any], url: str):
+        self.conn, self.url = conn, url
         self._savepoints = itertools.count()
 
     def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> psycopg.Cursor[Any]:
@@ -193,17 +195,52 @@ class PgDatabase:
         return PgTable(self, table)
 
     def close(self) -> None:
-        """Close the connection."""
-        self.conn.close()
+        """Give the connection back for the next `connect()` to the same URL in this process, or
+        close it when it is not idle (a transaction left open) or enough are kept already.
+        (`conn.close()` closes it for good.)"""
+        if self.conn.closed or self.conn.info.transaction_status != TransactionStatus.IDLE:
+            self.conn.close()
+            return
+        with _IDLE_LOCK:
+            _IDLE.append((self.url, self.conn))
+            oldest = _IDLE.popleft() if len(_IDLE) > MAX_IDLE else None
+        if oldest is not None:
+            oldest[1].close()
+
+
+# Idle connections, oldest first: opening one costs a PostgreSQL backend process (about 6 ms here),
+# and the dashboard opens a database per request. Bounded in all, whatever the URLs.
+MAX_IDLE = 8
+_IDLE: collections.deque[tuple[str, psycopg.Connection[Any]]] = collections.deque()
+_IDLE_LOCK = threading.Lock()
+
+
+def _idle_connection(url: str) -> psycopg.Connection[Any] | None:
+    with _IDLE_LOCK:
+        for i, (kept_url, conn) in enumerate(_IDLE):
+            if kept_url == url:
+                del _IDLE[i]
+                break
+        else:
+            return None
+    try:
+        conn.execute("")  # still there (the server may have restarted since)?
+        return conn
+    except psycopg.Error:
+        conn.close()
+        return None
 
 
 def connect(url: str) -> PgDatabase:
-    """A new connection to the database at `url` (libpq syntax: `postgresql://user@host/db`,
-    `?passfile=…` to keep the password out of server.toml)."""
-    conn = psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor)
-    conn.adapters.register_dumper(bool, _BoolDumper)
-    conn.adapters.register_loader("numeric", _NumericLoader)
-    return PgDatabase(conn)
+    """A connection to the database at `url` (libpq syntax: `postgresql://user@host/db`,
+    `?passfile=…` to keep the password out of server.toml): an idle one given back by
+    `PgDatabase.close()`, or a new one."""
+    conn = _idle_connection(url)
+    if conn is None:
+        conn = psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor)
+        conn.adapters.register_dumper(bool, _BoolDumper)
+        conn.adapters.register_loader("numeric", _NumericLoader)
+    return PgDatabase(conn, url)
 
 
 # SQLite's group_concat(x): the values joined with commas (PostgreSQL's string_agg(x, ',')).
@@ -223,10 +260,17 @@ def applied(db: PgDatabase, migrations: Migrations) -> list[str]:
                                      "ORDER BY seq", [migrations.name])]
 
 
+# The databases this process has seen at the latest schema: migrations only go forward.
+_CURRENT: set[tuple[str, str]] = set()
+
+
 def migrate(db: PgDatabase, migrations: Migrations, now_iso: str) -> None:
     """Apply the pending migrations of `migrations` (the same list as on SQLite), each recorded in
     `rlsmon_migrations`, all in one transaction under an advisory lock."""
+    if (db.url, migrations.name) in _CURRENT:
+        return
     if {m.name for m in migrations._migrations} <= set(applied(db, migrations)):
+        _CURRENT.add((db.url, migrations.name))
         return
     with db.atomic():
         db.execute("SELECT pg_advisory_xact_lock(?)", [_MIGRATION_LOCK])
@@ -244,3 +288,4 @@ def migrate(db: PgDatabase, migrations: Migrations, now_iso: str) -> None:
                 migration.fn(db)
                 db.execute(f"INSERT INTO {MIGRATIONS_TABLE} (migration_set, name, applied_at) "
                            "VALUES (?, ?, ?)", [migrations.name, migration.name, now_iso])
+    _CURRENT.add((db.url, migrations.name))

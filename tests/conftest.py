@@ -37,7 +37,7 @@ def postgres():
     server = PgServer().start()
     try:
         server.admin(f"CREATE DATABASE {MIGRATED}")
-        open_db(server.url(MIGRATED)).close()
+        open_db(server.url(MIGRATED)).conn.close()  # closed, not kept: a template has no connections
         yield server
     finally:
         server.stop()
