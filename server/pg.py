@@ -1,5 +1,5 @@
 """The clinic database on PostgreSQL: the part of sqlite-utils' `Database` that rlsmon uses
-(`execute`, `query`, `atomic`, `db[table].insert`/`.count`, `conn.commit/rollback/close`), over
+(`execute`, `query`, `atomic`, `db[table].insert/get/count/rows`, `conn.commit/rollback/close`), over
 psycopg 3, so that the same queries and the same migrations run on either database.
 
 What differs between the dialects in the SQL that server/ sends is handled here, once:
