@@ -94,6 +94,23 @@ class _NumericLoader(Loader):
         return float(text) if any(c in text for c in ".eEN") else int(text)
 
 
+class _Cursor(psycopg.ClientCursor[Any]):
+    """psycopg's client-side binding cursor, with sqlite3's `lastrowid`."""
+
+    __slots__ = ()
+
+    @property
+    def lastrowid(self) -> int | None:
+        """The id the last INSERT on this connection drew from an identity column (SQLite's rowid
+        of an `INTEGER PRIMARY KEY` table; see `translate`), or None before any."""
+        try:
+            # In a savepoint when a transaction is open: lastval()'s error must not abort it.
+            with self.connection.transaction():
+                return self.connection.execute("SELECT lastval()").fetchone()[0]
+        except psycopg.errors.ObjectNotInPrerequisiteState:
+            return None
+
+
 class PgTable:
     """`db[name]`: sqlite-utils' table helpers that our code and its tests use."""
 
@@ -237,7 +254,7 @@ def connect(url: str) -> PgDatabase:
     `PgDatabase.close()`, or a new one."""
     conn = _idle_connection(url)
     if conn is None:
-        conn = psycopg.connect(url, autocommit=True, cursor_factory=psycopg.ClientCursor)
+        conn = psycopg.connect(url, autocommit=True, cursor_factory=_Cursor)
         conn.adapters.register_dumper(bool, _BoolDumper)
         conn.adapters.register_loader("numeric", _NumericLoader)
     return PgDatabase(conn, url)

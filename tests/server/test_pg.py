@@ -62,6 +62,15 @@ def test_a_portable_migration_runs_unchanged(db):
         {"id": 1, "name": "ropinirole", "dose_mg": 0.5}]
 
 
+def test_lastrowid_is_the_id_an_insert_drew_as_on_sqlite(db):
+    assert db.execute("SELECT 1").lastrowid is None  # none drawn yet on this connection
+    with db.atomic():
+        ids = [db.execute("INSERT INTO patients (pseudonym, created_at) VALUES (?, ?)",
+                          [name, "x"]).lastrowid for name in ("P-1", "P-2")]
+        db.execute("SELECT 1")  # still in the transaction, unharmed
+    assert ids == [1, 2] and db.execute("SELECT count(*) FROM patients").fetchone() == (2,)
+
+
 def test_values_come_back_as_sqlite_gives_them(db):
     db.execute("INSERT INTO rejected_daily (device_id, day, count, bytes) VALUES (?, ?, ?, ?)",
                ["dev-a", "2026-01-01", True, 3])
