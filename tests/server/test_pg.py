@@ -29,17 +29,17 @@ def test_ddl_types_become_postgresqls():
 PORTABLE = Migrations("rlsmon.test-portable")
 
 
-@PORTABLE(name="0001_medications")
-def _medications(db) -> None:
+@PORTABLE(name="0001_doses")
+def _doses(db) -> None:
     _ddl(db,
-         """CREATE TABLE medications (
+         """CREATE TABLE doses (
              id INTEGER PRIMARY KEY,
              patient_id INTEGER NOT NULL REFERENCES patients(id) ON DELETE CASCADE,
              name TEXT NOT NULL,
              dose_mg REAL,
              UNIQUE (patient_id, name)
          )""",
-         "CREATE INDEX idx_medications_patient ON medications(patient_id)")
+         "CREATE INDEX idx_doses_patient ON doses(patient_id)")
 
 
 @pytest.fixture
@@ -52,13 +52,13 @@ def db(postgres):
 def test_a_portable_migration_runs_unchanged(db):
     pg.migrate(db, PORTABLE, utc_now())
     pg.migrate(db, PORTABLE, utc_now())  # applied once
-    assert pg.applied(db, PORTABLE) == ["0001_medications"]
+    assert pg.applied(db, PORTABLE) == ["0001_doses"]
     db.execute("INSERT INTO patients (pseudonym, created_at) VALUES (?, ?)", ["P-1", "x"])
     for dose in (0.25, 0.5):
-        db.execute("INSERT INTO medications (patient_id, name, dose_mg) VALUES (?, ?, ?) "
+        db.execute("INSERT INTO doses (patient_id, name, dose_mg) VALUES (?, ?, ?) "
                    "ON CONFLICT (patient_id, name) DO UPDATE SET dose_mg = excluded.dose_mg",
                    [1, "ropinirole", dose])
-    assert list(db.query("SELECT id, name, dose_mg FROM medications")) == [
+    assert list(db.query("SELECT id, name, dose_mg FROM doses")) == [
         {"id": 1, "name": "ropinirole", "dose_mg": 0.5}]
 
 
