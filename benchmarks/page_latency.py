@@ -9,6 +9,10 @@ the server process's user + system time (/proc) over the requests, per request: 
 machine does not inflate it as it does wall time.
 
     .venv/bin/python benchmarks/page_latency.py [--patients 2000] [--nights 365] [--keep DB] [--json]
+        [--database postgresql://…]
+
+`--database` builds into that PostgreSQL database (when it holds no nights yet; it is kept) and
+serves the dashboard from it, instead of a SQLite file.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from server.db import open_db  # noqa: E402
+from server.db import is_postgres, is_url, open_db, refill_latest_pg  # noqa: E402
 from server.web import auth  # noqa: E402
 from tests.web.seed import make_night, store  # noqa: E402
 
@@ -46,17 +50,32 @@ def _severity(plmi: float) -> str:
     return "normal" if plmi < 5 else "mild" if plmi < 25 else "moderate" if plmi < 50 else "severe"
 
 
-def build(path: Path, patients: int, nights: int, measured: set[tuple[str, str]],
+def _bulk(db, sql: str, rows: list[tuple]) -> None:
+    """`INSERT INTO t (columns) VALUES (?, …)` for many rows: executemany on SQLite, COPY on PostgreSQL."""
+    if not is_postgres(db):
+        db.conn.executemany(sql, rows)
+        return
+    table_columns = sql.split(" VALUES ")[0].removeprefix("INSERT INTO ")
+    with db.conn.cursor().copy(f"COPY {table_columns} FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def build(path: Path | str, patients: int, nights: int, measured: set[tuple[str, str]],
           today: date) -> None:
     """Bulk-insert the clinic: one device per patient, ``nights`` nights each up to last night."""
     db = open_db(path)
     now = datetime.now(timezone.utc).isoformat()
     rng = random.Random(7)
-    db.execute("PRAGMA synchronous = OFF")  # a scratch database: durability is not the point
+    if not is_url(path):
+        db.execute("PRAGMA synchronous = OFF")  # a scratch database: durability is not the point
+    else:  # the triggers off for the bulk load (a superuser's setting), then device_latest refilled
+        db.execute("SET session_replication_role = replica")
     with db.atomic():
-        db.conn.executemany("INSERT INTO patients (id, pseudonym, created_at) VALUES (?, ?, ?)",
-                            [(i, f"P-{i:05d}", now) for i in range(1, patients + 1)])
-        db.conn.executemany(
+        _bulk(db, "INSERT INTO patients (id, pseudonym, created_at) VALUES (?, ?, ?)",
+              [(i, f"P-{i:05d}", now) for i in range(1, patients + 1)])
+        _bulk(
+            db,
             "INSERT INTO devices (device_id, patient_id, status, status_at, last_seen, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             [(f"dev-{i:05d}", i, "online" if i % 7 else "offline", now, now, "2025-01-01T00:00:00+00:00")
@@ -82,13 +101,18 @@ def build(path: Path, patients: int, nights: int, measured: set[tuple[str, str]]
                              plmi * 1.3, int(plmi * 9), int(plmi * 8.5), int(plmi * 7.5),
                              int(plmi / 4), 27000.0, 28400.0, 0.7, _severity(plmi),
                              int(plmi > 15), small_json))
-            db.conn.executemany(
+            _bulk(
+                db,
                 "INSERT INTO nights (device_id, night, summary_id, generated_at, received_at,"
                 " rules, plm_index, lm_index, lm_count, clm_count, plm_count, plm_series_count,"
                 " time_in_bed_s, recorded_s, periodicity_index, severity,"
                 " clinically_significant, summary_json)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    db.execute("PRAGMA synchronous = FULL")
+    if not is_url(path):
+        db.execute("PRAGMA synchronous = FULL")
+    else:
+        db.execute("SET session_replication_role = DEFAULT")
+        refill_latest_pg(db)
     for device, night in sorted(measured):
         # ~55 PLMs/h plus sporadic LMs: about 500 LMs in the night, through the real ingest,
         # received the morning after (so only last night's are new when the dashboard starts).
@@ -108,11 +132,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(db_path: Path) -> tuple[subprocess.Popen, str]:
+def serve(db_path: Path | str, config: Path) -> tuple[subprocess.Popen, str]:
     """`rlsmon-server web` in its own process, as deployed (so the client's work is not counted)."""
     port = _free_port()
-    config = db_path.with_suffix(".toml")
-    config.write_text(f'[database]\npath = "{db_path}"\n')
+    config.write_text(f'[database]\n{"url" if is_url(db_path) else "path"} = "{db_path}"\n')
     proc = subprocess.Popen([str(Path(sys.executable).with_name("rlsmon-server")), "web",
                              "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -169,6 +192,8 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=40, help="distinct nights and trends timed")
     parser.add_argument("--keep", type=Path, help="build (or reuse) the database at this path")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--database", metavar="URL",
+                        help="a PostgreSQL database (postgresql://…) instead of a SQLite file")
     args = parser.parse_args()
     say = (lambda *_: None) if args.json else print
 
@@ -180,16 +205,22 @@ def main() -> int:
     older = [(f"dev-{d:05d}", (today - timedelta(days=5)).isoformat()) for d in devices]
     measured = set(latest + older)
     path = args.keep or Path(tempfile.mkdtemp(prefix="rlsmon-bench-")) / "server.db"
-    build_s = None  # None: an existing --keep database was reused
-    if not path.exists():
+    target = args.database or path
+    if args.database:
+        with open_db(args.database) as db:
+            empty = not db["nights"].count
+    else:
+        empty = not path.exists()
+    build_s = None  # None: an existing database (--keep, or a filled --database) was reused
+    if empty:
         t0 = time.perf_counter()
-        build(path, args.patients, args.nights, measured, today)
+        build(target, args.patients, args.nights, measured, today)
         build_s = time.perf_counter() - t0
-        say(f"built {args.patients} patients × {args.nights} nights in "
-            f"{build_s:.0f} s ({path.stat().st_size / 1e6:.0f} MB): {path}")
-    db_mb = round(path.stat().st_size / 1e6)
+        size = "" if args.database else f" ({path.stat().st_size / 1e6:.0f} MB)"
+        say(f"built {args.patients} patients × {args.nights} nights in {build_s:.0f} s{size}: {target}")
+    db_mb = None if args.database else round(path.stat().st_size / 1e6)
 
-    proc, base = serve(path)
+    proc, base = serve(target, path.with_suffix(".toml"))
     load = os.getloadavg()[0]
     say(f"load average before timing: {load:.1f} on {os.cpu_count()} CPUs "
         "(other work on the machine inflates the wall times, not the server CPU)")

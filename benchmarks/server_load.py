@@ -16,7 +16,11 @@ cores with mosquitto and the consumers, and with whatever else runs on the machi
 printed is what was left for us. So it also prints the CPU time per night of each part, and the
 rate of `ingest()` alone (no MQTT).
 
-    .venv/bin/python benchmarks/server_load.py [--collectors 1] [--rounds 3] [--nights-per-device 250] [--json]
+    .venv/bin/python benchmarks/server_load.py [--collectors 1] [--rounds 3] [--nights-per-device 250]
+        [--database URL] [--json]
+
+`--database postgresql://…` stores into that (empty) PostgreSQL database instead of a new SQLite
+file; `ingest()` alone is still measured on SQLite.
 """
 
 from __future__ import annotations
@@ -154,7 +158,7 @@ def consumer(kind: str, host: str, port: int, ca_file: str, user: str, password:
 
 
 def phase(kind: str, broker: Broker, users: dict[str, str], passwords: dict[str, str], args: argparse.Namespace,
-          db_path: Path, first: int) -> dict[str, Any]:
+          db_path: Path | str, first: int) -> dict[str, Any]:
     """Run the 4 publishers (nights from number `first`) against K consumers of `kind`; nights/s and
     CPU ms per night of each part."""
     total = DEVICES * args.nights_per_device
@@ -226,6 +230,8 @@ def main() -> None:
     parser.add_argument("--lms", type=int, default=500, help="LMs per night")
     parser.add_argument("--validators", type=int, default=CollectorConfig().validators,
                         help="validator processes per collector ([collector] validators; default as shipped)")
+    parser.add_argument("--database", metavar="URL",
+                        help="an empty PostgreSQL database (postgresql://…) instead of a new SQLite file")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args()
     total = DEVICES * args.nights_per_device
@@ -240,24 +246,28 @@ def main() -> None:
             users = {broker.collector_user: broker.collector_password}
             users.update({f"collector-{k}": broker.add_collector(f"collector-{k}") for k in range(2, args.collectors + 1)})
             load_before = os.getloadavg()[0]
-            open_db(workdir / "server.db").close()  # migrated once, before the collectors race to it
+            target = args.database or str(workdir / "server.db")
+            with open_db(target) as db:  # migrated once, before the collectors race to it
+                if db["nights"].count:
+                    raise SystemExit(f"{args.database} already holds nights: give an empty database")
             for r in range(args.rounds):
                 # Interleaved, so that other load on the machine weighs on both alike.
                 broker_only = phase("broker_only", broker, users, passwords, args, workdir / "unused.db", 0)
-                collector = phase("collector", broker, users, passwords, args, workdir / "server.db",
+                collector = phase("collector", broker, users, passwords, args, target,
                                   r * args.nights_per_device)
                 rounds.append({"broker_only": broker_only, "collector": collector,
                                "ratio": round(collector["nights_per_s"] / broker_only["nights_per_s"], 3)})
         finally:
             broker.kill()
-        db = open_db(workdir / "server.db")
-        stored = db["nights"].count
-        if stored != args.rounds * total or db["rejected"].count:
+        with open_db(target) as db:
+            stored, rejected = db["nights"].count, db["rejected"].count
+        if stored != args.rounds * total or rejected:
             raise SystemExit(f"expected {args.rounds * total} stored nights and none rejected, got {stored}")
         ingest_only = ingest_only_rate(workdir, args.lms)
     medians = {key: statistics.median(r[key]["nights_per_s"] for r in rounds) for key in ("broker_only", "collector")}
     ratio = statistics.median(r["ratio"] for r in rounds)
-    figures = {"collectors": args.collectors, "validators": args.validators, "nights_per_round": total,
+    figures = {"database": "postgresql" if args.database else "sqlite",
+               "collectors": args.collectors, "validators": args.validators, "nights_per_round": total,
                "lms": args.lms, "devices": DEVICES, "cores": os.cpu_count(),
                "load_average_before": round(load_before, 2), "rounds": rounds,
                "median_nights_per_s": medians, "median_ratio": ratio,

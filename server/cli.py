@@ -41,14 +41,27 @@ def _open_db(config, config_path: str):
     """The configured database, or an error naming it and the key that sets it."""
     import sqlite3
 
-    from server.db import open_db
+    from server.db import is_url, open_db, redacted
 
+    database = config.database
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+    if is_url(database.target):
+        try:
+            import psycopg
+        except ImportError:
+            raise click.ClickException(
+                f"{database.key} in {config_path} is a PostgreSQL database, and psycopg is not installed: "
+                "pip install 'rlsmon[server,postgres]'") from None
+        errors += (psycopg.Error,)
+        hint = "the server must be reachable and the role must own the database (README, \"PostgreSQL\")"
+    else:
+        hint = "its directory must exist and be writable by you"
     try:
-        return open_db(config.database.path)
-    except (sqlite3.Error, OSError) as e:
+        return open_db(database.target)
+    except errors as e:
         raise click.ClickException(
-            f"cannot open the database {config.database.path} ({e}): its directory must exist and be "
-            f"writable by you; it is [database] path in {config_path}") from None
+            f"cannot open the database {redacted(database.target)} ({str(e).strip()}): {hint}; "
+            f"it is {database.key} in {config_path}") from None
 
 
 @cli.command()
@@ -105,7 +118,8 @@ def add_device(config_path: str, device_id: str, rotate: bool) -> None:
             f"cannot write {e.filename} ({e.strerror}): check [provision] password_file and acl_file in "
             f"{config_path}, and run as root (sudo)") from None
     with _open_db(config, config_path) as db, db.atomic():
-        db.execute("INSERT OR IGNORE INTO devices (device_id, created_at) VALUES (?, ?)", [device_id, utc_now()])
+        db.execute("INSERT INTO devices (device_id, created_at) VALUES (?, ?) ON CONFLICT (device_id) DO NOTHING",
+                   [device_id, utc_now()])
     p = config.provision
     click.echo(f"# /etc/rlsmon/device.toml on {device_id} (with the rest of device.example.toml):")
     click.echo(provision.device_config_snippet(device_id, p.device_broker_host, p.device_broker_port, p.device_ca_file))
@@ -113,6 +127,25 @@ def add_device(config_path: str, device_id: str, rotate: bool) -> None:
                "as install-device.sh sets it), this line only:")
     click.echo(password)
     click.echo("# Then reload the broker: systemctl reload mosquitto", err=True)
+
+
+@cli.command()
+@_CONFIG_OPTION
+def migrate(config_path: str) -> None:
+    """Create the database's schema, or bring it to this version's (the collector and the dashboard
+    also do this when they start); prints the migrations applied. For PostgreSQL, run it once as
+    the role that owns the database before starting the services.
+
+    \b
+    Example:
+        rlsmon-server migrate --config /etc/rlsmon/server.toml
+    """
+    from server.db import redacted, schema_version
+
+    config = _load_config(config_path)
+    with _open_db(config, config_path) as db:
+        applied = schema_version(db)
+    click.echo(f"{redacted(config.database.target)}: schema at {applied[-1]} ({len(applied)} migrations)")
 
 
 @cli.command()
@@ -166,7 +199,7 @@ def web(config_path: str, host: str | None, port: int | None, secure_cookies: st
     w = config.web
     policy = auth.LoginPolicy(session_ttl=timedelta(hours=w.session_hours),
                               token_ttl=timedelta(days=w.token_days))
-    app = create_app(config.database.path, policy=policy,
+    app = create_app(config.database.target, policy=policy,
                      secure_cookies={"auto": None, "always": True, "never": False}[secure_cookies])
     # proxy_headers: behind the clinic's TLS proxy, the scheme (and so the Secure flag) is https.
     # The app keeps its own access log (server.web.access), without query strings: uvicorn's would
@@ -238,6 +271,10 @@ def backup(config_path: str, file: str) -> None:
     from server.lifecycle import backup as backup_db
 
     config = _load_config(config_path)
+    if config.database.url:
+        raise click.ClickException(
+            f"the database is PostgreSQL ([database] url in {config_path}): back it up with pg_dump, "
+            "e.g. pg_dump --format=custom --file FILE URL, and restore with pg_restore (README, \"PostgreSQL\")")
     directory = os.path.dirname(os.path.abspath(file))
     if not os.path.isdir(directory):
         raise click.ClickException(f"there is no directory {directory} for the backup; create it first")

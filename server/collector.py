@@ -138,7 +138,7 @@ def _utc(moment: datetime) -> str:
 def _touch_device(db: Database, device_id: str, now: str, *, seen: bool) -> None:
     db.execute(
         "INSERT INTO devices (device_id, created_at, last_seen) VALUES (?, ?, ?) "
-        "ON CONFLICT (device_id) DO UPDATE SET last_seen = coalesce(excluded.last_seen, last_seen)",
+        "ON CONFLICT (device_id) DO UPDATE SET last_seen = coalesce(excluded.last_seen, devices.last_seen)",
         [device_id, now, now if seen else None],
     )
 
@@ -314,7 +314,7 @@ def _store_status(db: Database, checked: Checked, received_at: str) -> Outcome:
     # A retained status replayed on subscribe is old news: it sets the status, but status_at moves
     # only when the status changes. A live one is the device speaking now.
     db.execute(
-        "UPDATE devices SET status = ?, status_at = ? WHERE device_id = ? AND (? OR status IS NOT ?)",
+        "UPDATE devices SET status = ?, status_at = ? WHERE device_id = ? AND (? = 1 OR status IS DISTINCT FROM ?)",
         [status, received_at, device_id, not checked.retained, status],
     )
     return Outcome("status", device_id)
@@ -688,7 +688,7 @@ def run_collector(config_path: str | Path) -> int:
     config = load_config(config_path)
     password = config.mqtt.password(config_path)
     collector = Collector(
-        config.database.path, config.mqtt, password, validators=config.collector.validators,
+        config.database.target, config.mqtt, password, validators=config.collector.validators,
         inbox_bytes=config.collector.inbox_mib * 1024 * 1024, limits=config.collector.reject_limits(),
     )
     done = threading.Event()

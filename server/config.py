@@ -33,9 +33,25 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    """Where the clinic database lives."""
+    """Where the clinic database lives: a SQLite file (`path`), or a PostgreSQL database (`url`),
+    for a health system whose fleet outgrows one file (README, "PostgreSQL")."""
 
     path: str = "/var/lib/rlsmon/server.db"
+    # postgresql://user@host:5432/dbname (libpq URL; ?passfile=/etc/rlsmon/pgpass keeps the
+    # password out of this file). Set: `path` is not used.
+    url: str = field(default="", metadata={
+        "check": lambda v: v == "" or v.startswith(("postgresql://", "postgres://")),
+        "expected": "a postgresql://user@host/dbname URL"})
+
+    @property
+    def target(self) -> str:
+        """What `server.db.open_db` opens: the URL when set, else the SQLite path."""
+        return self.url or self.path
+
+    @property
+    def key(self) -> str:
+        """The config key that names the database, for messages."""
+        return "[database] url" if self.url else "[database] path"
 
 
 @dataclass(frozen=True)

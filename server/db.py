@@ -1,11 +1,17 @@
-"""The clinic database: SQLite through sqlite-utils, in WAL mode, with versioned migrations.
+"""The clinic database: SQLite through sqlite-utils, in WAL mode, with versioned migrations; or
+PostgreSQL, for a health system (server/pg.py), with the same queries and the same migrations.
 
 `open_db(path)` opens (or creates) the database and applies any pending migration. The collector
 writes it; the dashboard reads it (and writes only its own tables: users, sessions, notes, …). WAL
-lets the dashboard read while the collector writes.
+lets the dashboard read while the collector writes. A `postgresql://` URL instead of a path opens
+that PostgreSQL database (`[database] url` in server.toml).
 
 Migrations are append-only: never edit one that has shipped; add the next one instead. Each runs in
-one transaction with its record in `_sqlite_migrations` (sqlite-utils' `Migrations`).
+one transaction with its record in `_sqlite_migrations` (sqlite-utils' `Migrations`), or in
+`rlsmon_migrations` on PostgreSQL. Write new ones in the portable subset (TEXT/INTEGER/REAL
+columns, ON CONFLICT … DO, no json_*/strftime/PRAGMA): server/pg.py translates the types and the
+placeholders, so they run on both; where SQL must differ, branch on `is_postgres(db)` as 0002,
+0004 and 0005 do.
 
 Times are ISO 8601 strings in UTC (`utc_now()`), so they sort as text.
 """
@@ -13,6 +19,7 @@ Times are ISO 8601 strings in UTC (`utc_now()`), so they sort as text.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from datetime import datetime, timezone
@@ -30,6 +37,38 @@ BUSY_TIMEOUT_S = 10.0
 def utc_now() -> str:
     """The current time as an ISO 8601 UTC string, e.g. `2026-01-31T06:02:03.123456+00:00`."""
     return datetime.now(timezone.utc).isoformat()
+
+
+def is_url(target: object) -> bool:
+    """Whether `target` (a config value) names a PostgreSQL database rather than a SQLite file."""
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def redacted(target: str | os.PathLike[str]) -> str:
+    """A database path, or a URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", os.fspath(target))
+
+
+def is_postgres(db: Database) -> bool:
+    """Whether `db` is a PostgreSQL database (server.pg.PgDatabase) rather than SQLite."""
+    return getattr(db, "dialect", "sqlite") == "postgresql"
+
+
+def json_number(db: Database, column: str, key: str) -> str:
+    """SQL reading the number at top-level `key` of the JSON text in `column` (NULL if absent)."""
+    if is_postgres(db):
+        return f"({column}::json->>'{key}')::float8"
+    return f"json_extract({column}, '$.{key}')"
+
+
+def json_array_of(db: Database, column: str, *keys: str) -> str:
+    """SQL making a JSON array (as text) of the values at `keys` (top-level, or dotted paths such
+    as `wear.not_worn`) of the JSON text in `column`, parsed once: `[1, null, true]`."""
+    if is_postgres(db):
+        values = ", ".join(f"j#>'{{{k.replace('.', ',')}}}'" for k in keys)
+        return f"(SELECT json_build_array({values})::text FROM (SELECT {column}::json AS j) AS doc)"
+    paths = ", ".join(f"'$.{k}'" for k in keys)
+    return f"json_extract({column}, {paths})"
 
 
 def _enable_wal(db: Database) -> None:
@@ -161,6 +200,9 @@ def _lm_events_view(db: Database) -> None:
     # the same columns. Measured (benchmarks/server_load.py): a row per LM capped ingest at ~110
     # nights/s of 500 LMs on the 2-core test machine, far below the 500/s bar, and a replaced
     # night's events now go with its row, in the same single-row upsert.
+    if is_postgres(db):
+        _ddl(db, "DROP TABLE lm_events", _PG_LM_EVENTS_VIEW)
+        return
     columns = ",\n".join(f"json_extract(e.value, '$.{c}') AS {c}" for c in _LM_COLUMNS)
     _ddl(
         db,
@@ -172,6 +214,19 @@ def _lm_events_view(db: Database) -> None:
             {columns}
         FROM nights AS n, json_each(n.summary_json, '$.lm_events') AS e""",
     )
+
+
+# The same view on PostgreSQL: json_array_elements counts from 1, json_each's key from 0; the
+# booleans come out as 0/1 as SQLite's json_extract gives them.
+_PG_LM_TYPES = {"onset_s": "float8", "offset_s": "float8", "duration_s": "float8", "periodic": "boolean::int",
+                "clm": "boolean::int", "bilateral": "boolean::int", "series": "bigint", "imi_s": "float8"}
+_PG_LM_EVENTS_VIEW = f"""CREATE VIEW lm_events AS SELECT
+    n.device_id AS device_id,
+    n.night AS night,
+    e.ord - 1 AS idx,
+    {", ".join(f"(e.value->>'{c}')::{_PG_LM_TYPES[c]} AS {c}" for c in _LM_COLUMNS)}
+FROM nights AS n
+CROSS JOIN LATERAL json_array_elements(n.summary_json::json->'lm_events') WITH ORDINALITY AS e(value, ord)"""
 
 
 @MIGRATIONS(name="0003_rejected_bounds")
@@ -198,6 +253,7 @@ def _rejected_bounds(db: Database) -> None:
 # A token made before roles existed could read every patient and never expired: it is kept (so
 # the admins see what to replace) but expired, and given the clinician role it was used for.
 _EXPIRED_AT_MIGRATION = "strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')"
+_PG_EXPIRED_AT_MIGRATION = "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"')"
 
 
 @MIGRATIONS(name="0004_staff_roles_audit")
@@ -224,7 +280,8 @@ def _staff_roles_audit(db: Database) -> None:
         "ALTER TABLE api_tokens ADD COLUMN role TEXT NOT NULL DEFAULT 'clinician' "
         "CHECK (role IN ('admin', 'clinician'))",
         "ALTER TABLE api_tokens ADD COLUMN expires_at TEXT",
-        f"UPDATE api_tokens SET expires_at = {_EXPIRED_AT_MIGRATION}",
+        f"UPDATE api_tokens SET expires_at = "
+        f"{_PG_EXPIRED_AT_MIGRATION if is_postgres(db) else _EXPIRED_AT_MIGRATION}",
         "CREATE INDEX idx_api_tokens_owner ON api_tokens(owner)",
         # Who did what to which record, never with health data (no figures, no note text). Paged
         # newest first by id (the rowid: O(page)); the patient index answers "who saw P-0042".
@@ -268,23 +325,9 @@ _COUNTED = {
 }
 
 
-@MIGRATIONS(name="0005_latest_nights")
-def _latest_nights(db: Database) -> None:
-    # Issue 14, item 1: the patients list, its counts and "not reporting" cost O(page), not
-    # O(fleet). device_latest holds one row per device: its assignment (the pseudonym copied in
-    # as the list's sort key), status, and its latest night's headline figures; fleet_counts
-    # holds the list's headline counts. Triggers keep both in the same transaction as the write
-    # that changes them (the collector's night upsert and status, an assignment, `forget`, bulk
-    # SQL alike): a night older than the latest, or a stale one the collector refuses, never
-    # moves them back. quiet_since (the latest night, or the day the device was first seen)
-    # orders "not reporting", longest silence first.
-    figures = ", ".join(_LATEST_FIGURES)
-    news = ", ".join(f"new.{c}" if c != "coverage" else
-                     "new.recorded_s / nullif(json_extract(new.summary_json, '$.duration_s'), 0)"
-                     for c in _LATEST_FIGURES)
-    _ddl(
-        db,
-        """CREATE TABLE device_latest (
+# Migration 0005's tables, the same on both databases (server/pg.py translates the types).
+_DEVICE_LATEST_DDL = (
+    """CREATE TABLE device_latest (
             device_id TEXT PRIMARY KEY REFERENCES devices(device_id) ON DELETE CASCADE,
             patient_id INTEGER,
             pseudonym TEXT,
@@ -297,15 +340,47 @@ def _latest_nights(db: Database) -> None:
             coverage REAL,
             quiet_since TEXT GENERATED ALWAYS AS (coalesce(night, substr(created_at, 1, 10))) VIRTUAL
         )""",
-        # The list: assigned devices by pseudonym, all or only the flagged ones; a page is read
-        # along the index from its key (keyset paging, server/web/queries.py).
-        "CREATE INDEX idx_device_latest_list ON device_latest(pseudonym, device_id) "
-        "WHERE patient_id IS NOT NULL",
-        "CREATE INDEX idx_device_latest_flagged ON device_latest(pseudonym, device_id) "
-        "WHERE patient_id IS NOT NULL AND clinically_significant = 1",
-        "CREATE INDEX idx_device_latest_unassigned ON device_latest(device_id) "
-        "WHERE patient_id IS NULL",
-        "CREATE INDEX idx_device_latest_quiet ON device_latest(quiet_since, device_id)",
+    # The list: assigned devices by pseudonym, all or only the flagged ones; a page is read
+    # along the index from its key (keyset paging, server/web/queries.py).
+    "CREATE INDEX idx_device_latest_list ON device_latest(pseudonym, device_id) "
+    "WHERE patient_id IS NOT NULL",
+    "CREATE INDEX idx_device_latest_flagged ON device_latest(pseudonym, device_id) "
+    "WHERE patient_id IS NOT NULL AND clinically_significant = 1",
+    "CREATE INDEX idx_device_latest_unassigned ON device_latest(device_id) "
+    "WHERE patient_id IS NULL",
+    "CREATE INDEX idx_device_latest_quiet ON device_latest(quiet_since, device_id)",
+)
+# A single row: the counts over device_latest, moved by its own triggers.
+_FLEET_COUNTS_DDL = """CREATE TABLE fleet_counts (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            devices INTEGER NOT NULL,
+            assigned INTEGER NOT NULL,
+            online INTEGER NOT NULL,
+            flagged INTEGER NOT NULL,
+            flagged_assigned INTEGER NOT NULL
+        )"""
+
+
+@MIGRATIONS(name="0005_latest_nights")
+def _latest_nights(db: Database) -> None:
+    # Issue 14, item 1: the patients list, its counts and "not reporting" cost O(page), not
+    # O(fleet). device_latest holds one row per device: its assignment (the pseudonym copied in
+    # as the list's sort key), status, and its latest night's headline figures; fleet_counts
+    # holds the list's headline counts. Triggers keep both in the same transaction as the write
+    # that changes them (the collector's night upsert and status, an assignment, `forget`, bulk
+    # SQL alike): a night older than the latest, or a stale one the collector refuses, never
+    # moves them back. quiet_since (the latest night, or the day the device was first seen)
+    # orders "not reporting", longest silence first.
+    if is_postgres(db):
+        _latest_nights_pg(db)
+        return
+    figures = ", ".join(_LATEST_FIGURES)
+    news = ", ".join(f"new.{c}" if c != "coverage" else
+                     "new.recorded_s / nullif(json_extract(new.summary_json, '$.duration_s'), 0)"
+                     for c in _LATEST_FIGURES)
+    _ddl(
+        db,
+        *_DEVICE_LATEST_DDL,
         f"""INSERT INTO device_latest (device_id, patient_id, pseudonym, status, created_at, {figures})
             SELECT d.device_id, d.patient_id, p.pseudonym, d.status, d.created_at,
                    {", ".join(f"n.{c}" for c in _LATEST_FIGURES[:-1])},
@@ -313,15 +388,7 @@ def _latest_nights(db: Database) -> None:
             FROM devices d LEFT JOIN patients p ON p.id = d.patient_id
             LEFT JOIN nights n ON n.device_id = d.device_id
                 AND n.night = (SELECT max(night) FROM nights WHERE device_id = d.device_id)""",
-        # A single row: the counts over device_latest, moved by its own triggers.
-        """CREATE TABLE fleet_counts (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            devices INTEGER NOT NULL,
-            assigned INTEGER NOT NULL,
-            online INTEGER NOT NULL,
-            flagged INTEGER NOT NULL,
-            flagged_assigned INTEGER NOT NULL
-        )""",
+        _FLEET_COUNTS_DDL,
         f"""INSERT INTO fleet_counts SELECT 1, {", ".join(
             f"coalesce(sum({t.format(r='r')}), 0)" for t in _COUNTED.values())}
             FROM device_latest r""",
@@ -449,8 +516,113 @@ def _count_change(row: str, sign: str) -> str:
         f"{c} = {c} {sign} {t.format(r=row)}" for c, t in _COUNTED.items()) + ";"
 
 
+# The PostgreSQL form of 0005: the same tables, indexes and rules, with the triggers as PL/pgSQL
+# functions (a trigger body is a function there) and booleans counted with CASE (PostgreSQL does
+# not add booleans to integers). The view is filled and counted the same way.
+_PG_COUNTED = {
+    "devices": "1",
+    "assigned": "(CASE WHEN {r}.patient_id IS NOT NULL THEN 1 ELSE 0 END)",
+    "online": "(CASE WHEN {r}.status = 'online' THEN 1 ELSE 0 END)",
+    "flagged": "coalesce({r}.clinically_significant, 0)",
+    "flagged_assigned": "(CASE WHEN {r}.patient_id IS NOT NULL THEN coalesce({r}.clinically_significant, 0) ELSE 0 END)",
+}
+_PG_COVERAGE = "{n}.recorded_s / nullif(({n}.summary_json::json->>'duration_s')::float8, 0)"
+
+
+def _pg_trigger(name: str, when: str, body: str, condition: str = "TRUE") -> tuple[str, str]:
+    """A PL/pgSQL function `name`() running `body` and the row trigger `name` calling it."""
+    return (f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} "
+            "RETURN NULL; END $$",
+            f"CREATE TRIGGER {name} {when} FOR EACH ROW WHEN ({condition}) EXECUTE FUNCTION {name}()")
+
+
+def _pg_count_change(row: str, sign: str) -> str:
+    return "UPDATE fleet_counts SET " + ", ".join(
+        f"{c} = {c} {sign} {t.format(r=row)}" for c, t in _PG_COUNTED.items()) + ";"
+
+
+_PG_FILL_LATEST = f"""INSERT INTO device_latest (device_id, patient_id, pseudonym, status, created_at,
+        {", ".join(_LATEST_FIGURES)})
+    SELECT d.device_id, d.patient_id, p.pseudonym, d.status, d.created_at,
+           {", ".join(f"n.{c}" for c in _LATEST_FIGURES[:-1])}, {_PG_COVERAGE.format(n="n")}
+    FROM devices d LEFT JOIN patients p ON p.id = d.patient_id
+    LEFT JOIN nights n ON n.device_id = d.device_id
+        AND n.night = (SELECT max(night) FROM nights WHERE device_id = d.device_id)"""
+_PG_FILL_COUNTS = f"""INSERT INTO fleet_counts SELECT 1, {", ".join(
+    f"coalesce(sum({t.format(r='r')}), 0)" for t in _PG_COUNTED.values())} FROM device_latest r"""
+
+
+def refill_latest_pg(db: Database) -> None:
+    """Recompute device_latest and fleet_counts from the devices and their nights (PostgreSQL).
+
+    For a bulk load that bypassed the triggers (`SET session_replication_role = replica`, as
+    benchmarks/page_latency.py does): in PostgreSQL each row the triggers update gets a new
+    version, so a load of many nights in one transaction would walk ever longer version chains
+    of the same device_latest rows."""
+    with db.atomic():
+        db.execute("DELETE FROM device_latest")
+        db.execute(_PG_FILL_LATEST)
+        db.execute("DELETE FROM fleet_counts")
+        db.execute(_PG_FILL_COUNTS)
+
+
+def _latest_nights_pg(db: Database) -> None:
+    figures = ", ".join(_LATEST_FIGURES)
+    latest_of = ("(SELECT night, plm_index, severity, clinically_significant, "
+                 f"{_PG_COVERAGE.format(n='nights')} FROM nights WHERE device_id = {{}} "
+                 "ORDER BY night DESC LIMIT 1)")
+    news = ", ".join(f"new.{c}" for c in _LATEST_FIGURES[:-1]) + ", " + _PG_COVERAGE.format(n="new")
+    _ddl(
+        db,
+        *_DEVICE_LATEST_DDL,
+        _PG_FILL_LATEST,
+        _FLEET_COUNTS_DDL,
+        _PG_FILL_COUNTS,
+        *_pg_trigger("device_latest_counted_in", "AFTER INSERT ON device_latest",
+                     _pg_count_change("new", "+")),
+        *_pg_trigger("device_latest_counted_out", "AFTER DELETE ON device_latest",
+                     _pg_count_change("old", "-")),
+        # Only when a counted column changes value: a PostgreSQL update writes a new version of
+        # fleet_counts' one row, and most nights leave the counts as they were.
+        *_pg_trigger("device_latest_counted_change",
+                     "AFTER UPDATE OF patient_id, status, clinically_significant ON device_latest",
+                     _pg_count_change("old", "-") + _pg_count_change("new", "+"),
+                     "old.patient_id IS DISTINCT FROM new.patient_id OR old.status IS DISTINCT FROM "
+                     "new.status OR old.clinically_significant IS DISTINCT FROM new.clinically_significant"),
+        *_pg_trigger("devices_latest_in", "AFTER INSERT ON devices", f"""
+            INSERT INTO device_latest (device_id, patient_id, pseudonym, status, created_at)
+            VALUES (new.device_id, new.patient_id,
+                    (SELECT pseudonym FROM patients WHERE id = new.patient_id),
+                    new.status, new.created_at);
+            UPDATE device_latest SET ({figures}) = {latest_of.format("new.device_id")}
+            WHERE device_id = new.device_id
+                AND EXISTS (SELECT 1 FROM nights WHERE device_id = new.device_id);"""),
+        *_pg_trigger("devices_latest_change", "AFTER UPDATE OF patient_id, status ON devices", """
+            IF old.patient_id IS DISTINCT FROM new.patient_id OR old.status IS DISTINCT FROM new.status THEN
+                UPDATE device_latest SET patient_id = new.patient_id, status = new.status,
+                    pseudonym = (SELECT pseudonym FROM patients WHERE id = new.patient_id)
+                WHERE device_id = new.device_id;
+            END IF;"""),
+        *_pg_trigger("patients_latest_rename", "AFTER UPDATE OF pseudonym ON patients", """
+            UPDATE device_latest SET pseudonym = new.pseudonym WHERE patient_id = new.id;"""),
+        *_pg_trigger("nights_latest", "AFTER INSERT OR UPDATE ON nights", f"""
+            UPDATE device_latest SET ({figures}) = ({news})
+            WHERE device_id = new.device_id AND (night IS NULL OR night <= new.night);"""),
+        *_pg_trigger("nights_latest_delete", "AFTER DELETE ON nights", f"""
+            UPDATE device_latest SET ({figures}) = {latest_of.format("old.device_id")}
+            WHERE device_id = old.device_id AND night = old.night
+                AND EXISTS (SELECT 1 FROM nights WHERE device_id = old.device_id);
+            UPDATE device_latest SET {", ".join(f"{c} = NULL" for c in _LATEST_FIGURES)}
+            WHERE device_id = old.device_id AND night = old.night;"""),
+    )
+
+
 def schema_version(db: Database) -> list[str]:
     """The names of the migrations applied to `db`, oldest first."""
+    if is_postgres(db):
+        from server import pg
+
+        return pg.applied(db, MIGRATIONS)
     return [m.name for m in MIGRATIONS.applied(db)]
 
 
@@ -463,10 +635,23 @@ def open_db(path: str | os.PathLike[str], *, check_same_thread: bool = True) -> 
     `check_same_thread=False` only when one thread at a time uses the connection (e.g. a writer
     thread that is not the one that opened it).
 
+    `path` may instead be a `postgresql://` URL (server/pg.py): the same schema is made there, and
+    `check_same_thread` does not apply.
+
     Example:
         db = open_db("/var/lib/rlsmon/server.db")
         db["nights"].count
     """
+    if is_url(path):
+        from server import pg
+
+        pgdb = pg.connect(str(path))
+        try:
+            pg.migrate(pgdb, MIGRATIONS, utc_now())
+        except BaseException:
+            pgdb.close()
+            raise
+        return pgdb  # type: ignore[return-value]  # the subset of Database that server/ uses
     conn = sqlite3.connect(
         os.fspath(path), timeout=BUSY_TIMEOUT_S, check_same_thread=check_same_thread
     )
@@ -497,8 +682,8 @@ def assign_device(db: Database, device_id: str, pseudonym: str, now_iso: str) ->
     with db.atomic():
         if db.execute("SELECT 1 FROM devices WHERE device_id = ?", [device_id]).fetchone() is None:
             raise LookupError(f"no device {device_id!r}")
-        db.execute("INSERT OR IGNORE INTO patients (pseudonym, created_at) VALUES (?, ?)",
-                   [pseudonym, now_iso])
+        db.execute("INSERT INTO patients (pseudonym, created_at) VALUES (?, ?) "
+                   "ON CONFLICT (pseudonym) DO NOTHING", [pseudonym, now_iso])
         patient_id = db.execute("SELECT id FROM patients WHERE pseudonym = ?",
                                 [pseudonym]).fetchone()[0]
         db.execute("UPDATE devices SET patient_id = ? WHERE device_id = ?", [patient_id, device_id])

@@ -12,7 +12,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from server import audit
-from server.db import BUSY_TIMEOUT_S
+from server.db import BUSY_TIMEOUT_S, is_postgres
 from server.rejected import device_topics
 
 
@@ -75,9 +75,14 @@ def forget(db: Database, pseudonym: str, at: datetime, actor: audit.Actor) -> Fo
     Their nights are the nights of the devices assigned to them (as the dashboard shows them).
     Deleted pages are overwritten (`secure_delete`) and the WAL is emptied afterwards, so the
     data does not linger in the database files; backups keep it until they are rotated away.
+    On PostgreSQL the rows are deleted the same way, in one transaction, but PostgreSQL has no
+    secure_delete: their bytes stay in the table files until VACUUM lets new rows reuse the space,
+    and in its WAL archives and dumps (README, "PostgreSQL").
     Raises LookupError when there is no such patient.
     """
-    db.execute("PRAGMA secure_delete = ON")
+    sqlite = not is_postgres(db)
+    if sqlite:
+        db.execute("PRAGMA secure_delete = ON")
     with db.atomic():
         row = db.execute("SELECT id FROM patients WHERE pseudonym = ?", [pseudonym]).fetchone()
         if row is None:
@@ -100,5 +105,6 @@ def forget(db: Database, pseudonym: str, at: datetime, actor: audit.Actor) -> Fo
         audit.record(db, at, actor, "patient.forget", target_kind="patient", target=pseudonym,
                      patient=pseudonym, detail=f"devices={','.join(devices) or '-'} nights={nights} "
                      f"notes={notes} rejected={rejected}")
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if sqlite:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return forgotten

@@ -55,8 +55,8 @@ def count_refused(db: Database, device_id: str, day: str, count: int, size_bytes
     """Add `count` refused messages of `size_bytes` in all to the device's day; return the day's count."""
     return db.execute(
         "INSERT INTO rejected_daily (device_id, day, count, bytes) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (device_id, day) DO UPDATE SET count = count + excluded.count, "
-        "bytes = bytes + excluded.bytes RETURNING count",
+        "ON CONFLICT (device_id, day) DO UPDATE SET count = rejected_daily.count + excluded.count, "
+        "bytes = rejected_daily.bytes + excluded.bytes RETURNING count",
         [device_id, day, count, size_bytes],
     ).fetchone()[0]
 

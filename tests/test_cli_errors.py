@@ -22,6 +22,9 @@ def work(tmp_path_factory) -> Path:
     write_night(simulate_night("plmd", 1, 0.05, 52.0), d / "rec.csv", d / "truth.json")
     (d / "server.toml").write_text(f'[database]\npath = "{d}/server.db"\n')
     (d / "server-bad-db.toml").write_text(f'[database]\npath = "{MISSING}/server.db"\n')
+    # Nothing listens on port 1; the password must not reach the message.
+    (d / "server-bad-pg.toml").write_text(
+        '[database]\nurl = "postgresql://rlsmon:s3cret@127.0.0.1:1/rlsmon?connect_timeout=5"\n')
     (d / "server-bad-provision.toml").write_text(
         f'[database]\npath = "{d}/server.db"\n[provision]\npassword_file = "{MISSING}/passwd"\n'
         f'acl_file = "{MISSING}/acl"\n')
@@ -78,6 +81,9 @@ MISTAKES = [
     ("rlsmon-server", "forget P-0042 --yes --config {d}/server-bad-db.toml", 1, ["cannot open the database"]),
     ("rlsmon-server", "rejected --days 0 --config {d}/server.toml", 2, ["--days", "0"]),
     ("rlsmon-server", "rejected --config {d}/server-bad-db.toml", 1, ["cannot open the database"]),
+    ("rlsmon-server", "migrate --config {d}/server-bad-pg.toml", 1,
+     ["cannot open the database postgresql://rlsmon:***@127.0.0.1:1/rlsmon", "[database] url"]),
+    ("rlsmon-server", "collect --config {d}/server-bad-pg.toml", 1, ["cannot open the database", "[database] url"]),
 ]
 
 

@@ -54,13 +54,14 @@ def state(request: Request) -> WebState:
 
 
 def get_db(request: Request) -> Iterator[Database]:
-    """One connection per request, closed after it. A request runs its dependencies and handler on
-    worker threads one after another, never at once, so the connection may cross threads."""
+    """One connection per request, closed after it (on PostgreSQL, given back to the process's
+    idle connections). A request runs its dependencies and handler on worker threads one after
+    another, never at once, so the connection may cross threads."""
     db = open_db(state(request).db_path, check_same_thread=False)
     try:
         yield db
     finally:
-        db.conn.close()
+        db.close()
 
 
 def client_address(request: Request) -> str:

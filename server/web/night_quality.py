@@ -10,13 +10,15 @@ from typing import Any, Iterable
 from sqlite_utils import Database
 
 from server import quality
+from server.db import json_array_of
 
 Key = tuple[str, str]  # (device_id, night)
 
-_SELECT = """
+def _select(db: Database) -> str:
+    return f"""
 SELECT n.device_id, n.night, n.time_in_bed_s, n.recorded_s,
-       json_extract(n.summary_json, '$.duration_s', '$.in_bed', '$.clock_synced',
-                    '$.min_time_in_bed_s', '$.wear.not_worn')
+       {json_array_of(db, "n.summary_json", "duration_s", "in_bed", "clock_synced", "min_time_in_bed_s",
+                       "wear.not_worn")}
 FROM nights n """
 
 
@@ -33,7 +35,7 @@ def _assess(rows: Iterable[tuple[Any, ...]]) -> dict[Key, quality.Quality]:
 def of_patient(db: Database, patient_id: int) -> dict[Key, quality.Quality]:
     """The quality of every night of the patient's devices."""
     return _assess(db.execute(
-        _SELECT + "JOIN devices d ON d.device_id = n.device_id WHERE d.patient_id = ?",
+        _select(db) + "JOIN devices d ON d.device_id = n.device_id WHERE d.patient_id = ?",
         [patient_id]).fetchall())
 
 
@@ -42,6 +44,6 @@ def of_nights(db: Database, keys: Iterable[Key]) -> dict[Key, quality.Quality]:
     each is found by the nights' primary key."""
     out: dict[Key, quality.Quality] = {}
     for key in keys:
-        out.update(_assess(db.execute(_SELECT + "WHERE n.device_id = ? AND n.night = ?",
+        out.update(_assess(db.execute(_select(db) + "WHERE n.device_id = ? AND n.night = ?",
                                       list(key)).fetchall()))
     return out

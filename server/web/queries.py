@@ -66,6 +66,10 @@ FROM device_latest l CROSS JOIN devices d ON d.device_id = l.device_id
 
 
 def _rows(db: Database, where: str, params: list[Any], today: date, tail: str) -> list[DeviceRow]:
+    # `tail` ends in "LIMIT ?", the last parameter; a negative limit means all rows, as SQLite
+    # reads it (PostgreSQL refuses a negative LIMIT, so the clause goes).
+    if params[-1] < 0:
+        tail, params = tail.removesuffix(" LIMIT ?"), params[:-1]
     out = []
     for r in db.execute(_DEVICE_SELECT + where + tail, params).fetchall():
         row = DeviceRow(*r[:6], night=r[6], plm_index=r[7], severity=r[8],

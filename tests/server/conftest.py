@@ -80,13 +80,13 @@ class Device:
 
 
 @pytest.fixture
-def start_collector(mqtt_broker, tmp_path):
+def start_collector(mqtt_broker, db_target):
     running: list[RunningCollector] = []
 
     def start(validators: int = 0, **options) -> RunningCollector:
         """Start a collector; `options` go to `RunningCollector` (username, share_group) and on to
         `Collector` (inbox_bytes, limits)."""
-        c = RunningCollector(mqtt_broker, tmp_path / "server.db", validators, **options).start()
+        c = RunningCollector(mqtt_broker, db_target, validators, **options).start()
         running.append(c)
         return c
 

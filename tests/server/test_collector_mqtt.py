@@ -9,12 +9,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from server.db import open_db
+from tests.pgserver import BOTH_DATABASES
 from tests.server.payloads import encode, kept, make_summary
 
 T0 = datetime(2026, 1, 6, 7, 0, tzinfo=timezone.utc)
 
 
-def test_valid_nights_are_stored_and_a_duplicate_delivery_is_a_no_op(start_collector, device, tmp_path):
+@BOTH_DATABASES
+def test_valid_nights_are_stored_and_a_duplicate_delivery_is_a_no_op(start_collector, device, db_target):
     collector = start_collector()
     dev = device("dev-a")
     payloads = [encode(make_summary("dev-a", f"2026-01-0{d}", n_lms=50, generated_at=T0)) for d in (1, 2, 3)]
@@ -22,7 +24,7 @@ def test_valid_nights_are_stored_and_a_duplicate_delivery_is_a_no_op(start_colle
         assert not dev.summary(payload).is_failure
     kinds = [collector.next()[1].kind for _ in range(4)]
     assert kinds == ["stored", "stored", "stored", "duplicate"]
-    db = open_db(tmp_path / "server.db")
+    db = open_db(db_target)
     assert [r["night"] for r in db.query("SELECT night FROM nights ORDER BY night")] == [
         "2026-01-01", "2026-01-02", "2026-01-03"]
     assert db.execute("SELECT count(*) FROM lm_events").fetchone()[0] == 150
@@ -65,7 +67,8 @@ def test_a_device_cannot_publish_as_another_device(start_collector, device, mqtt
         collector.outcomes.get_nowait()
 
 
-def test_garbage_through_the_broker_is_kept_and_the_collector_keeps_going(start_collector, device, tmp_path):
+@BOTH_DATABASES
+def test_garbage_through_the_broker_is_kept_and_the_collector_keeps_going(start_collector, device, db_target):
     collector = start_collector()
     dev = device("dev-a")
     garbage = [
@@ -81,21 +84,22 @@ def test_garbage_through_the_broker_is_kept_and_the_collector_keeps_going(start_
     good = make_summary("dev-a", "2026-01-09", generated_at=T0 + timedelta(days=3))
     dev.summary(encode(good))
     assert collector.next()[1].kind == "stored"
-    db = open_db(tmp_path / "server.db")
+    db = open_db(db_target)
     assert list(db.query("SELECT payload, size_bytes, sha256 FROM rejected ORDER BY id")) == [kept(g) for g in garbage]
     assert db["nights"].count == 1
 
 
-def test_retained_status_sets_status_but_not_last_seen(start_collector, device, tmp_path):
+@BOTH_DATABASES
+def test_retained_status_sets_status_but_not_last_seen(start_collector, device, db_target):
     dev = device("dev-a")
     assert not dev.publish("rlsmon/v1/dev-a/status", b"online", retain=True).is_failure
     collector = start_collector()  # a new subscription: the broker replays the retained status
     assert collector.next()[1].kind == "status"
-    row = open_db(tmp_path / "server.db")["devices"].get("dev-a")
+    row = open_db(db_target)["devices"].get("dev-a")
     assert (row["status"], row["last_seen"]) == ("online", None)
     assert not dev.publish("rlsmon/v1/dev-a/status", b"offline", retain=True).is_failure
     assert collector.next()[1].kind == "status"
-    row = open_db(tmp_path / "server.db")["devices"].get("dev-a")
+    row = open_db(db_target)["devices"].get("dev-a")
     assert row["status"] == "offline" and row["last_seen"] is not None
 
 
@@ -137,7 +141,8 @@ def test_validator_processes_keep_arrival_order_and_the_same_rules(start_collect
     assert db["nights"].get(("dev-a", "2026-06-01"))["summary_id"] == newer["summary_id"]
 
 
-def test_a_conflict_through_the_broker_is_kept_and_logged_without_health_data(start_collector, device, tmp_path, caplog):
+@BOTH_DATABASES
+def test_a_conflict_through_the_broker_is_kept_and_logged_without_health_data(start_collector, device, db_target, caplog):
     caplog.set_level(logging.WARNING, logger="server.collector")
     collector = start_collector()
     dev = device("dev-a")
@@ -149,7 +154,7 @@ def test_a_conflict_through_the_broker_is_kept_and_logged_without_health_data(st
     outcomes = [collector.next()[1] for _ in range(3)]
     assert [o.kind for o in outcomes] == ["stored", "rejected", "rejected"]
     assert "plm_index" in outcomes[1].reason and outcomes[2].reason.startswith("conflict:")
-    db = open_db(tmp_path / "server.db")
+    db = open_db(db_target)
     assert [r["reason"] for r in db.query("SELECT reason FROM rejected ORDER BY id")] == [o.reason for o in outcomes[1:]]
     logged = [r.getMessage() for r in caplog.records if r.name == "server.collector"]
     assert "device dev-a: payload refused (conflict); see the rejected table" in logged

@@ -30,6 +30,7 @@ def test_example_is_valid_and_names_every_key():
         ("[mqtt]\nsession_expiry_s = 3600\n", "[mqtt] session_expiry_s: expected at least 604800"),
         ("[mqtt]\nhots = \"x\"\n", "[mqtt] hots: unknown key"),
         ("[databse]\npath = \"x\"\n", "databse: unknown key"),
+        ("[database]\nurl = \"mysql://db/rlsmon\"\n", "[database] url: expected a postgresql://user@host/dbname URL"),
         ("mqtt = 3\n", "[mqtt]: expected a table"),
         ("[web]\nport = true\n", "[web] port: expected an integer"),
         ("[web]\ntoken_days = 0\n", "[web] token_days: expected 1–365 days"),

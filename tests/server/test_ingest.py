@@ -11,15 +11,20 @@ import pytest
 
 from server.collector import ingest
 from server.db import open_db
+from tests.pgserver import BOTH_DATABASES
 from tests.server.payloads import encode, kept, make_summary
+
+pytestmark = BOTH_DATABASES
 
 TOPIC = "rlsmon/v1/dev-a/summary"
 T0 = datetime(2026, 1, 6, 7, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def db(tmp_path):
-    return open_db(tmp_path / "server.db")
+def db(db_target):
+    db = open_db(db_target)
+    yield db
+    db.close()
 
 
 def rejected(db):

@@ -13,9 +13,12 @@ from sqlite_utils import Database
 
 from server import audit
 from server.collector import ingest
-from server.db import MIGRATIONS, assign_device, open_db
+from server.db import MIGRATIONS, assign_device, json_number, open_db
 from server.lifecycle import forget
+from tests.pgserver import BOTH_DATABASES
 from tests.web.seed import make_night, set_status, store
+
+pytestmark = BOTH_DATABASES
 
 NOW = datetime(2026, 3, 10, 7, 0, tzinfo=timezone.utc)
 LAST = NOW.date() - timedelta(days=1)
@@ -25,7 +28,7 @@ LAST = NOW.date() - timedelta(days=1)
 _TRUTH = """
 SELECT d.device_id, d.patient_id, p.pseudonym, d.status, d.created_at, n.night, n.plm_index,
        n.severity, n.clinically_significant,
-       n.recorded_s / nullif(json_extract(n.summary_json, '$.duration_s'), 0)
+       n.recorded_s / nullif({duration_s}, 0)
 FROM devices d LEFT JOIN patients p ON p.id = d.patient_id
 LEFT JOIN nights n ON n.device_id = d.device_id
     AND n.night = (SELECT max(night) FROM nights WHERE device_id = d.device_id)
@@ -35,9 +38,11 @@ SELECT device_id, patient_id, pseudonym, status, created_at, night, plm_index, s
        clinically_significant, coverage
 FROM device_latest ORDER BY device_id"""
 _TRUE_COUNTS = """
-SELECT count(*), count(d.patient_id), coalesce(sum(d.status IS 'online'), 0),
+SELECT count(*), count(d.patient_id),
+       coalesce(sum(CASE WHEN d.status = 'online' THEN 1 ELSE 0 END), 0),
        coalesce(sum(coalesce(n.clinically_significant, 0)), 0),
-       coalesce(sum(d.patient_id IS NOT NULL AND coalesce(n.clinically_significant, 0)), 0)
+       coalesce(sum(CASE WHEN d.patient_id IS NOT NULL THEN coalesce(n.clinically_significant, 0)
+                         ELSE 0 END), 0)
 FROM devices d LEFT JOIN nights n ON n.device_id = d.device_id
     AND n.night = (SELECT max(night) FROM nights WHERE device_id = d.device_id)"""
 
@@ -45,7 +50,7 @@ FROM devices d LEFT JOIN nights n ON n.device_id = d.device_id
 def assert_consistent(db: Database) -> list[tuple]:
     """device_latest and fleet_counts agree with the nights; returns device_latest's rows."""
     kept = db.execute(_KEPT).fetchall()
-    assert kept == db.execute(_TRUTH).fetchall()
+    assert kept == db.execute(_TRUTH.format(duration_s=json_number(db, "n.summary_json", "duration_s"))).fetchall()
     counts = db.execute("SELECT devices, assigned, online, flagged, flagged_assigned "
                         "FROM fleet_counts").fetchall()
     assert counts == db.execute(_TRUE_COUNTS).fetchall()
@@ -58,8 +63,10 @@ def latest(db: Database, device_id: str) -> tuple[str | None, float | None]:
 
 
 @pytest.fixture
-def db(tmp_path):
-    return open_db(tmp_path / "server.db")
+def db(db_target):
+    db = open_db(db_target)
+    yield db
+    db.close()
 
 
 def test_the_latest_night_wins_and_an_older_one_does_not_move_it_back(db):

@@ -15,14 +15,16 @@ from click.testing import CliRunner
 
 from server.cli import cli
 from server.collector import ingest
-from server.db import open_db
+from server.db import is_url, open_db
+from tests.pgserver import BOTH_DATABASES
 from tests.web import seed
 from tests.web.conftest import seed_db
 
 
 def _config(tmp_path, db_path) -> str:
     path = tmp_path / "server.toml"
-    path.write_text(f'[database]\npath = "{db_path}"\n')
+    key = "url" if is_url(db_path) else "path"
+    path.write_text(f'[database]\n{key} = "{db_path}"\n')
     return str(path)
 
 
@@ -111,8 +113,8 @@ def test_a_backup_never_overwrites_a_file(tmp_path):
 
 
 @pytest.fixture
-def clinic(tmp_path):
-    seeded = seed_db(tmp_path / "server.db")
+def clinic(db_target):
+    seeded = seed_db(db_target)
     db = open_db(seeded.path)
     for device in ("dev-a", "dev-b"):
         db["rejected"].insert({"received_at": "2026-11-20T00:00:00+00:00",
@@ -122,6 +124,7 @@ def clinic(tmp_path):
     return seeded
 
 
+@BOTH_DATABASES
 def test_forget_erases_a_patients_data_and_leaves_an_audit_entry(tmp_path, clinic):
     before = _nights(clinic.path)
     gone_ids = [v.split('"summary_id": "')[1].split('"')[0] for (d, _), v in before.items()
@@ -146,11 +149,14 @@ def test_forget_erases_a_patients_data_and_leaves_an_audit_entry(tmp_path, clini
     assert entry["action"] == "patient.forget" and entry["patient"] == "P-0001"
     assert entry["actor"].startswith("cli:")
     assert entry["detail"] == "devices=dev-a nights=30 notes=1 rejected=1"
+    if is_url(clinic.path):
+        return  # PostgreSQL has no secure_delete: the README says what lingers, and where
     # Nothing of the erased nights lingers in the database's files.
     raw = b"".join(p.read_bytes() for p in clinic.path.parent.glob("server.db*"))
     assert not any(summary_id.encode() in raw for summary_id in gone_ids)
 
 
+@BOTH_DATABASES
 def test_forget_asks_first_and_names_an_unknown_patient(tmp_path, clinic):
     config = _config(tmp_path, clinic.path)
     declined = CliRunner().invoke(cli, ["forget", "P-0002", "--config", config], input="n\n")
@@ -169,3 +175,20 @@ def test_a_corrupt_database_fails_the_backup_cleanly(tmp_path):
         backup(bad, tmp_path / "copy.db")
     assert not (tmp_path / "copy.db").exists()
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_a_postgresql_database_is_backed_up_with_pg_dump(tmp_path):
+    config = _config(tmp_path, "postgresql://rlsmon@db.example/rlsmon")
+    result = CliRunner().invoke(cli, ["backup", str(tmp_path / "copy.db"), "--config", config])
+    assert result.exit_code == 1 and "pg_dump" in result.output and "[database] url" in result.output
+    assert not (tmp_path / "copy.db").exists()
+
+
+@BOTH_DATABASES
+def test_migrate_makes_the_schema_and_says_its_version(tmp_path, db_target):
+    from server.db import MIGRATIONS
+
+    result = CliRunner().invoke(cli, ["migrate", "--config", _config(tmp_path, db_target)])
+    assert result.exit_code == 0, result.output
+    last = MIGRATIONS._migrations[-1].name
+    assert f"schema at {last} ({len(MIGRATIONS._migrations)} migrations)" in result.output

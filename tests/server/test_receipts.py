@@ -8,7 +8,10 @@ import logging
 import signal
 
 from tests.daemon.conftest import wait_for
+from tests.pgserver import BOTH_DATABASES
 from tests.server.payloads import encode, make_summary
+
+pytestmark = BOTH_DATABASES
 
 
 def test_stored_and_duplicate_summaries_are_receipted_and_refused_ones_are_not(

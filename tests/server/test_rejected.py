@@ -11,15 +11,20 @@ import pytest
 from server.collector import ingest
 from server.db import open_db
 from server.rejected import LOG_WINDOW_S, RefusalLog, RejectLimits, expire_rejected, topic_device
+from tests.pgserver import BOTH_DATABASES
 from tests.server.payloads import kept
+
+pytestmark = BOTH_DATABASES
 
 DAY = "2026-01-06"
 JUNK = b"\x00junk" * 200_000  # 1 MB
 
 
 @pytest.fixture
-def db(tmp_path):
-    return open_db(tmp_path / "server.db")
+def db(db_target):
+    db = open_db(db_target)
+    yield db
+    db.close()
 
 
 def daily(db):

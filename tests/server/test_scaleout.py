@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from server.db import open_db
+from tests.pgserver import BOTH_DATABASES
 from tests.server.payloads import encode, make_summary
 
 GROUP = "rlsmon"
@@ -38,8 +39,9 @@ def _outcomes(collectors, n: int, timeout_s: float = 30) -> list[tuple[int, str,
     return got
 
 
+@BOTH_DATABASES
 def test_two_collectors_in_a_share_group_store_and_receipt_each_summary_once(
-    two_collectors, device, mqtt_broker, tmp_path
+    two_collectors, device, mqtt_broker, db_target
 ):
     receipts = mqtt_broker.subscribe("rlsmon/v1/+/receipt")  # before anything can be receipted
     dev = device("dev-a")
@@ -55,26 +57,27 @@ def test_two_collectors_in_a_share_group_store_and_receipt_each_summary_once(
     assert {which for which, _ in outcomes} == {0, 1}  # the broker split the load
     assert sorted(r["summary_id"] for r in receipted) == sorted(n["summary_id"] for n in nights)
     assert {r["status"] for r in receipted} == {"stored"}
-    db = open_db(tmp_path / "server.db")
+    db = open_db(db_target)
     assert db["nights"].count == len(nights) and db["rejected"].count == 0
     assert db["device_latest"].get("dev-a")["night"] == nights[0]["night"]
 
 
-def test_statuses_delivered_out_of_order_leave_the_newer_one(two_collectors, device, tmp_path):
+@BOTH_DATABASES
+def test_statuses_delivered_out_of_order_leave_the_newer_one(two_collectors, device, db_target):
     dev = device("dev-a")
     newer, older = T1 + timedelta(minutes=5), T1
     for status, at in (("offline", newer), ("online", older)):
         payload = json.dumps({"status": status, "at": at.isoformat()}).encode()
         assert not dev.publish("rlsmon/v1/dev-a/status", payload, retain=True).is_failure
     assert [o.kind for _, _, o in _outcomes(two_collectors, 2)] == ["status", "status"]
-    db = open_db(tmp_path / "server.db")
+    db = open_db(db_target)
     device_row = db["devices"].get("dev-a")
     assert (device_row["status"], device_row["status_at"]) == ("offline", newer.isoformat(timespec="microseconds"))
     assert db["device_latest"].get("dev-a")["status"] == "offline"
 
 
 def test_a_collector_of_the_group_that_stops_and_returns_loses_and_doubles_nothing(
-    two_collectors, start_collector, device, tmp_path
+    two_collectors, start_collector, device, db_target
 ):
     # mosquitto 2.0 keeps dealing a stopped member's share of the nights into its persistent
     # session: they wait there (and on the devices, until receipted) for its return.
@@ -86,4 +89,4 @@ def test_a_collector_of_the_group_that_stops_and_returns_loses_and_doubles_nothi
     returned = start_collector(share_group=GROUP)
     outcomes = _outcomes([returned, two_collectors[1]], len(nights))
     assert sorted(o.kind for _, _, o in outcomes) == ["stored"] * len(nights)
-    assert open_db(tmp_path / "server.db")["nights"].count == len(nights)
+    assert open_db(db_target)["nights"].count == len(nights)

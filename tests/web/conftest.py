@@ -47,7 +47,7 @@ class Clock:
 class Seeded:
     """What `seed_db` stored, for assertions."""
 
-    path: Path
+    path: Path | str  # a SQLite file, or a PostgreSQL database's URL
     flagged_patient: int  # P-0001 on dev-a: 30 nights, PLMI rising to above 15
     calm_patient: int     # P-0002 on dev-b: normal nights
     silent_device: str    # dev-c: assigned, last night 5 days ago
@@ -61,7 +61,7 @@ _P1_PLMI = [31, 24, 36, 28, 33, 22, 38, 30, 27, 34, 29, 25, 35, 31, 26, 33, 30,
             12, 9, 7, 10, 8, 11, 9, 13, 12, 15, 14, 17, 19]
 
 
-def seed_db(path: Path, now: datetime = NOW) -> Seeded:
+def seed_db(path: Path | str, now: datetime = NOW) -> Seeded:
     """A clinic database: three assigned devices, one unassigned, nights through `ingest`, as it
     stands on the morning of ``now``."""
     db = open_db(path)
@@ -110,9 +110,24 @@ def seeded_template(tmp_path_factory) -> Seeded:
     return seed_db(tmp_path_factory.mktemp("seed") / "server.db")
 
 
+SEEDED = "rlsmon_seeded"
+
+
+@pytest.fixture(scope="session")
+def seeded_pg_template(postgres) -> Seeded:
+    """The same clinic, seeded once per session into a PostgreSQL database."""
+    postgres.admin(f"CREATE DATABASE {SEEDED}")
+    return seed_db(postgres.url(SEEDED))
+
+
 @pytest.fixture
-def seeded(tmp_path, seeded_template) -> Seeded:
-    """A private copy of the seeded database (closed cleanly, so the WAL is checkpointed)."""
+def seeded(request, tmp_path, backend, seeded_template) -> Seeded:
+    """A private copy of the seeded database: a copy of the SQLite file (closed cleanly, so the WAL
+    is checkpointed), or a PostgreSQL database made from the seeded one (`BOTH_DATABASES`)."""
+    if backend == "postgresql":
+        template = request.getfixturevalue("seeded_pg_template")
+        url = request.getfixturevalue("postgres").create_database(template=SEEDED)
+        return dataclasses.replace(template, path=url)
     path = tmp_path / "server.db"
     shutil.copyfile(seeded_template.path, path)
     return dataclasses.replace(seeded_template, path=path)

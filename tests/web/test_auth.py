@@ -8,7 +8,10 @@ from datetime import timedelta
 import pytest
 
 from server.db import open_db
+from tests.pgserver import BOTH_DATABASES
 from tests.web.conftest import PASSWORD, USER, app_routes, csrf_of, log_in
+
+pytestmark = BOTH_DATABASES
 
 
 def _routes(app, methods: set[str]) -> list[tuple[str, str]]:

@@ -23,30 +23,41 @@ PAGE = 50  # a page that both fleets fill, before and after their middle
 SIDE = 2  # as many devices as the small fleet has unassigned and not reporting
 
 
-def build(path: Path, patients: int) -> Database:
-    """One device per patient (and one unassigned device in 100), ``NIGHTS`` nights each; every
+def fleet_rows(patients: int) -> dict[str, list[tuple]]:
+    """The rows of `patients`, `devices` (patient_id, status, created_at) and `nights` of the
+    fleet: one device per patient (and one unassigned device in 100), ``NIGHTS`` nights each; every
     50th device stopped reporting a week ago, every 3rd device's last night is flagged."""
+    created = "2025-06-01T00:00:00+00:00"
+    summary = json.dumps({"duration_s": 28800.0, "in_bed": []})
+    nights = []
+    for i in range(1, patients + 1):
+        last = TODAY - timedelta(days=8 if i % 50 == 0 else 1)
+        for k in range(NIGHTS):
+            plmi = 30.0 if i % 3 == 0 else 4.0
+            nights.append((f"dev-{i:05d}", (last - timedelta(days=k)).isoformat(), f"{i}-{k}",
+                           created, created, "WASM2016", plmi, plmi, 1, 1, 1, 1, 25000.0,
+                           27000.0, 0.5, "moderate" if plmi > 15 else "normal",
+                           int(plmi > 15), summary))
+    return {
+        "patients": [(i, f"P-{i:05d}", created) for i in range(1, patients + 1)],
+        "devices": [(f"dev-{i:05d}", i if i % 100 else None, "online" if i % 7 else "offline", created)
+                    for i in range(1, patients + 1)],
+        "nights": nights,
+    }
+
+
+def build(path: Path, patients: int) -> Database:
+    """The fleet of `fleet_rows` in a new SQLite database."""
     db = open_db(path)
     db.execute("PRAGMA synchronous = OFF")  # a scratch database
-    created = "2025-06-01T00:00:00+00:00"
-    summary = json.dumps({"duration_s": 28800.0})
+    rows = fleet_rows(patients)
     with db.atomic():
         db.conn.executemany("INSERT INTO patients (id, pseudonym, created_at) VALUES (?, ?, ?)",
-                            [(i, f"P-{i:05d}", created) for i in range(1, patients + 1)])
+                            rows["patients"])
         db.conn.executemany(
             "INSERT INTO devices (device_id, patient_id, status, created_at) VALUES (?, ?, ?, ?)",
-            [(f"dev-{i:05d}", i if i % 100 else None, "online" if i % 7 else "offline", created)
-             for i in range(1, patients + 1)])
-        rows = []
-        for i in range(1, patients + 1):
-            last = TODAY - timedelta(days=8 if i % 50 == 0 else 1)
-            for k in range(NIGHTS):
-                plmi = 30.0 if i % 3 == 0 else 4.0
-                rows.append((f"dev-{i:05d}", (last - timedelta(days=k)).isoformat(), f"{i}-{k}",
-                             created, created, "WASM2016", plmi, plmi, 1, 1, 1, 1, 25000.0,
-                             27000.0, 0.5, "moderate" if plmi > 15 else "normal",
-                             int(plmi > 15), summary))
-        db.conn.executemany(f"INSERT INTO nights VALUES ({', '.join('?' * 18)})", rows)
+            rows["devices"])
+        db.conn.executemany(f"INSERT INTO nights VALUES ({', '.join('?' * 18)})", rows["nights"])
     db.execute("ANALYZE")
     return db
 

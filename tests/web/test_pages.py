@@ -8,8 +8,11 @@ import re
 from datetime import timedelta
 
 from server.db import open_db
+from tests.pgserver import BOTH_DATABASES
 from tests.web import seed
 from tests.web.conftest import NOW, USER, csrf_of, log_in
+
+pytestmark = BOTH_DATABASES
 
 
 def _row(html: str, text: str) -> str:

@@ -13,8 +13,11 @@ import pytest
 
 from server.db import open_db
 from server.web import auth
+from tests.pgserver import BOTH_DATABASES
 from tests.web.conftest import (ADMIN_PASSWORD, ADMIN_USER, NOW, USER, TestClient, app_routes,
                                 csrf_of, log_in)
+
+pytestmark = BOTH_DATABASES
 
 PUBLIC, ADMIN, CLINICIAN = "public", frozenset({"admin"}), frozenset({"clinician"})
 BOTH = ADMIN | CLINICIAN

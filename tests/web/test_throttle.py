@@ -10,7 +10,10 @@ from argon2 import extract_parameters
 
 from server.db import open_db
 from server.web import auth
+from tests.pgserver import BOTH_DATABASES
 from tests.web.conftest import NOW, PASSWORD, USER, TestClient, log_in
+
+pytestmark = BOTH_DATABASES
 
 WRONG = "not the password"
 
