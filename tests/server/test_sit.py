@@ -17,6 +17,9 @@ from device.store import SitRow
 from server.collector import ingest
 from server.db import open_db
 from server.sit import SCHEMA_FILE, render_json_schema, sit_results
+from tests.pgserver import BOTH_DATABASES
+
+pytestmark = BOTH_DATABASES  # the tests that use the database run on SQLite and PostgreSQL
 
 T0 = dt.datetime(2026, 3, 1, 23, 0, tzinfo=dt.timezone.utc)
 OFFER = dt.datetime(2026, 3, 1, 21, 0, tzinfo=dt.timezone.utc).timestamp()
@@ -47,8 +50,8 @@ def encode(result: dict) -> bytes:
 
 
 @pytest.fixture
-def db(tmp_path):
-    return open_db(tmp_path / "server.db")
+def db(db_target):
+    return open_db(db_target)
 
 
 def test_checked_in_schema_is_current():

@@ -13,6 +13,9 @@ from server import audit
 from server.db import open_db
 from server.web import fhir
 from tests.web import seed
+from tests.pgserver import BOTH_DATABASES
+
+pytestmark = BOTH_DATABASES  # the tests that use the database run on SQLite and PostgreSQL
 
 NOW = datetime(2026, 11, 24, 7, tzinfo=timezone.utc)
 

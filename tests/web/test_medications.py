@@ -13,6 +13,9 @@ from server.quality import ELIGIBLE, EXCLUDED, PROVISIONAL, Quality
 from server.web import medications, response
 from server.web.medications import Medication
 from tests.web.conftest import csrf_of
+from tests.pgserver import BOTH_DATABASES
+
+pytestmark = BOTH_DATABASES  # the tests that use the database run on SQLite and PostgreSQL
 
 D0 = date(2026, 10, 1)  # the day the drug starts in the hand-worked nights
 

@@ -9,6 +9,9 @@ import json
 from server.collector import ingest
 from server.db import open_db
 from tests.server.test_sit import encode, make_sit
+from tests.pgserver import BOTH_DATABASES
+
+pytestmark = BOTH_DATABASES  # the tests that use the database run on SQLite and PostgreSQL
 
 
 def seed_sits(path) -> None:
