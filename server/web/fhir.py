@@ -3,14 +3,15 @@ record systems.
 
 Each night gives five Observations: the PLM index, the LM index, the periodicity index, the time
 in bed and the night's quality. Each evening test (SIT, docs/sit.md) gives one Observation: the
-SIT PLM index as its value, against 40/h, and the LM index, the times and the flags as components. No LOINC or SNOMED CT code exists for the PLM index or the
-periodicity index (LOINC has none for PLMs at all), and inventing one is not ours to do: every
-code is from rlsmon's own code system, ``CODE_SYSTEM``, which the Bundle carries as a CodeSystem
-resource and docs/dashboard.md ("FHIR export") documents. Units are UCUM (/h, 1, min).
+SIT PLM index as its value, against 40/h, and the LM index, the times and the flags as
+components. No LOINC or SNOMED CT code exists for the PLM index or the periodicity index (LOINC
+has none for PLMs at all), and inventing one is not ours to do: every code is from rlsmon's own
+code system, ``CODE_SYSTEM``, which the Bundle carries as a CodeSystem resource and
+docs/dashboard.md ("FHIR export") documents. Units are UCUM (/h, 1, min).
 
 Identifiers are stable: each resource's ``fullUrl`` is a UUID derived from the night's
-``summary_id`` (a SIT result's, or the patient's pseudonym), so exporting again gives the same ids and a
-receiving system can update rather than duplicate.
+``summary_id`` (a SIT result's, or the patient's pseudonym), so exporting again gives the same
+ids and a receiving system can update rather than duplicate.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Any, Iterable
 from sqlite_utils import Database
 
 from server import quality
-from server.sit import SIT_THRESHOLD_PER_H
 
 # rlsmon's code systems. The host is under .invalid (RFC 2606), which no one can register: the
 # URI names rlsmon's codes and can never collide with a real system's.
@@ -197,7 +197,7 @@ def sit_observation(result: dict[str, Any], patient_ref: str) -> dict[str, Any]:
         obs["effectivePeriod"] = {"start": result["started_at"], "end": result["ended_at"]}
     else:
         obs["effectiveDateTime"] = result["offered_at"]
-    threshold = result.get("threshold_per_h", SIT_THRESHOLD_PER_H)
+    threshold = result["threshold_per_h"]
     if result["plm_index"] is None:
         obs["dataAbsentReason"] = {
             "coding": [{"system": DATA_ABSENT, "code": absent}],

@@ -22,7 +22,7 @@ from sqlite_utils import Database
 
 from server import quality
 from server.consistency import CLINICAL_PLMI_ADULT
-from server.sit import SitRow, sit_results
+from server.sit import SIT_THRESHOLD_PER_H, SitRow, sit_results
 from server.web import medications, regularity, response
 from server.web.trend import Verdict, load_trend, verdict
 
@@ -276,8 +276,8 @@ def _sit_line(r: Report) -> str:
     # from controls with about 81 % sensitivity and specificity.
     several = len({t.device_id for t in r.sits}) > 1
     return (f"{len(taken)} of {len(r.sits)} offered taken, {above} of {len(scored)} with an index "
-            f"above 40/h (which separated RLS from controls with about 81 % sensitivity and "
-            f"specificity, Montplaisir et al., Mov Disord 1998). "
+            f"above {SIT_THRESHOLD_PER_H:g}/h (which separated RLS from controls with about 81 % "
+            f"sensitivity and specificity, Montplaisir et al., Mov Disord 1998). "
             + "; ".join(_sit_item(t, several) for t in r.sits) + ".")
 
 
@@ -289,8 +289,9 @@ def _sit_item(t: SitRow, device: bool) -> str:
     minutes = t.scored_s / 60
     if t.plm_index is None:
         return f"{when}: no index ({minutes:.0f} min scored)"
-    text = f"{when}: {t.plm_index:.1f}/h{', above 40/h' if t.above_threshold else ''}"
-    planned_min = t.result.get("planned_s", 0.0) / 60
+    above = f", above {SIT_THRESHOLD_PER_H:g}/h" if t.above_threshold else ""
+    text = f"{when}: {t.plm_index:.1f}/h{above}"
+    planned_min = t.result["planned_s"] / 60
     notes = (["ended early"] if t.ended_early else []) + (
         [f"{minutes:.0f} of {planned_min:.0f} min scored"] if minutes < planned_min - 1 else [])
     return text + (f" ({', '.join(notes)})" if notes else "")
@@ -338,7 +339,8 @@ def render_pdf(r: Report) -> bytes:
         page.y -= 0.02
 
         if r.sits:
-            page.heading("Evening tests (SIT): PLM index per hour sitting in bed, against 40/h")
+            page.heading("Evening tests (SIT): PLM index per hour sitting in bed, against "
+                         f"{SIT_THRESHOLD_PER_H:g}/h")
             page.text(_sit_line(r), most_lines=3)
 
         page.heading("Sleep regularity: lights off (circle) and rising (square)")
