@@ -13,8 +13,8 @@ from server import audit
 from server.db import open_db
 from server.web import fhir
 from tests.server.test_sit import make_sit
-from tests.web import seed
 from tests.web.test_sit_page import seed_sits
+from tests.web import seed
 
 NOW = datetime(2026, 11, 24, 7, tzinfo=timezone.utc)
 
