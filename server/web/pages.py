@@ -23,7 +23,7 @@ from sqlite_utils import Database
 from server import quality
 from server.db import assign_device
 from server.model import DEVICE_ID_PATTERN
-from server.sit import SIT_COLUMNS, patient_sits
+from server.sit import SIT_COLUMNS, patient_sits, sit_results
 from server.web import (auth, charts, edf, fhir, medications, night_quality, queries,
                         regularity, report, response)
 from server.web.access import allow, public
@@ -479,9 +479,11 @@ def report_pdf(request: Request, patient_id: int = Path(ge=1, le=2**62),
 @allow(CLINICIAN)
 def patient_fhir(request: Request, patient_id: int = Path(ge=1, le=2**62),
                  db: Database = Depends(get_db)) -> Response:
-    """The patient's nights as a FHIR R4 Bundle of Observations (docs/dashboard.md)."""
+    """The patient's nights and evening tests as a FHIR R4 Bundle of Observations
+    (docs/dashboard.md)."""
     found = _patient_or_404(request, db, patient_id, "export.fhir")
-    body = fhir.bundle(found, fhir.patient_summaries(db, patient_id), state(request).now())
+    body = fhir.bundle(found, fhir.patient_summaries(db, patient_id), state(request).now(),
+                       [s.result for s in sit_results(db, found["devices"])])
     return Response(json.dumps(body, ensure_ascii=False), media_type="application/fhir+json",
                     headers=attachment(found["pseudonym"], "fhir.json"))
 

@@ -1,6 +1,7 @@
 """The one-page clinic report: a patient's span of nights (by default the last 14) on one A4
 page that prints well in black and white: the verdict, the trend with the medications, the
-quality of the nights, the treatment response, the regularity and the caveats.
+quality of the nights, the evening tests (SIT), the treatment response, the regularity and the
+caveats.
 
 Drawn with matplotlib's own PDF backend (docs/dashboard.md, "The clinic report", says why): the
 charts need real axes, and matplotlib was already the project's plotting library (the ``plot``
@@ -21,6 +22,7 @@ from sqlite_utils import Database
 
 from server import quality
 from server.consistency import CLINICAL_PLMI_ADULT
+from server.sit import SIT_THRESHOLD_PER_H, SitRow, sit_results
 from server.web import medications, regularity, response
 from server.web.trend import Verdict, load_trend, verdict
 
@@ -51,6 +53,7 @@ class Report:
     regularity: regularity.Regularity
     generated: datetime
     caveats: Sequence[str]
+    sits: Sequence[SitRow] = ()
 
 
 def span_of(db: Database, patient_id: int, today: date, nights: int = DEFAULT_NIGHTS
@@ -80,7 +83,8 @@ def gather(db: Database, patient: dict[str, Any], first: date, last: date, now: 
         notes=[(date.fromisoformat(n["date"]), n["text"]) for n in notes
                if first.isoformat() <= n["date"] <= last.isoformat()],
         changes=changes, prompts=response.augmentation_prompts(meds, upto),
-        regularity=regularity.load(db, patient["id"], last), generated=now, caveats=caveats)
+        regularity=regularity.load(db, patient["id"], last), generated=now, caveats=caveats,
+        sits=sit_results(db, patient["devices"], first.isoformat(), last.isoformat()))
 
 
 def _day(d: date) -> str:
@@ -263,6 +267,36 @@ def _regularity_lines(r: Report) -> list[str]:
     return lines
 
 
+def _sit_line(r: Report) -> str:
+    """What the evening tests of the span say, then each test, in one run of text."""
+    taken = [t for t in r.sits if t.taken]
+    scored = [t for t in taken if t.plm_index is not None]
+    above = sum(bool(t.above_threshold) for t in scored)
+    # Montplaisir et al., Mov Disord 1998: a SIT PLM index above 40/h separated RLS patients
+    # from controls with about 81 % sensitivity and specificity.
+    several = len({t.device_id for t in r.sits}) > 1
+    return (f"{len(taken)} of {len(r.sits)} offered taken, {above} of {len(scored)} with an index "
+            f"above {SIT_THRESHOLD_PER_H:g}/h (which separated RLS from controls with about 81 % "
+            f"sensitivity and specificity, Montplaisir et al., Mov Disord 1998). "
+            + "; ".join(_sit_item(t, several) for t in r.sits) + ".")
+
+
+def _sit_item(t: SitRow, device: bool) -> str:
+    evening = date.fromisoformat(t.evening)
+    when = f"{evening.day} {evening:%b}" + (f" ({t.device_id})" if device else "")
+    if not t.taken:
+        return f"{when}: not taken"
+    minutes = t.scored_s / 60
+    if t.plm_index is None:
+        return f"{when}: no index ({minutes:.0f} min scored)"
+    above = f", above {SIT_THRESHOLD_PER_H:g}/h" if t.above_threshold else ""
+    text = f"{when}: {t.plm_index:.1f}/h{above}"
+    planned_min = t.result["planned_s"] / 60
+    notes = (["ended early"] if t.ended_early else []) + (
+        [f"{minutes:.0f} of {planned_min:.0f} min scored"] if minutes < planned_min - 1 else [])
+    return text + (f" ({', '.join(notes)})" if notes else "")
+
+
 def _clock(minutes: float | None) -> str:
     total = int(round(minutes or 0)) % 1440
     return f"{total // 60:02d}:{total % 60:02d}"
@@ -298,14 +332,21 @@ def render_pdf(r: Report) -> bytes:
                   f"nights, it is not a diagnosis (PLMD also needs a sleep complaint not better "
                   f"explained otherwise, ICSD-3).")
 
+        # The evening tests take their room from the two charts.
+        trend_h, bedtimes_h = (0.14, 0.07) if r.sits else (0.17, 0.10)
         page.heading("PLM index per night, with the medications")
-        _trend(page.axes(0.17), r)
+        _trend(page.axes(trend_h), r)
         page.y -= 0.02
+
+        if r.sits:
+            page.heading("Evening tests (SIT): PLM index per hour sitting in bed, against "
+                         f"{SIT_THRESHOLD_PER_H:g}/h")
+            page.text(_sit_line(r), most_lines=3)
 
         page.heading("Sleep regularity: lights off (circle) and rising (square)")
         for line in _regularity_lines(r):
             page.text(line)
-        _bedtimes(page.axes(0.10), r)
+        _bedtimes(page.axes(bedtimes_h), r)
 
         # The lists take the room that is left above the caveats; what does not fit is
         # counted and left to the dashboard.

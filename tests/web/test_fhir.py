@@ -12,6 +12,8 @@ from fhirclient.models.bundle import Bundle as R4Bundle
 from server import audit
 from server.db import open_db
 from server.web import fhir
+from tests.server.test_sit import make_sit
+from tests.web.test_sit_page import seed_sits
 from tests.web import seed
 from tests.pgserver import BOTH_DATABASES
 
@@ -26,13 +28,18 @@ def _validate(body: dict) -> None:
 
 
 def _observations(body: dict) -> dict[tuple[str, str], dict]:
-    """(night start, code) -> Observation."""
+    """(night or evening test start, code) -> Observation."""
     out = {}
     for entry in body["entry"]:
         r = entry["resource"]
         if r["resourceType"] == "Observation":
-            out[(r["effectivePeriod"]["start"][:10], r["code"]["coding"][0]["code"])] = r
+            start = r["effectivePeriod"]["start"] if "effectivePeriod" in r else r["effectiveDateTime"]
+            out[(start[:10], r["code"]["coding"][0]["code"])] = r
     return out
+
+
+def _components(obs: dict) -> dict[str, dict]:
+    return {c["code"]["coding"][0]["code"]: c for c in obs["component"]}
 
 
 def test_a_hand_worked_night_as_five_observations():
@@ -57,7 +64,8 @@ def test_a_hand_worked_night_as_five_observations():
     (cs,) = [e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == "CodeSystem"]
     defined = {c["code"] for c in cs["concept"]}
     assert {o["code"]["coding"][0]["system"] for o in obs.values()} == {cs["url"]}
-    assert {o["code"]["coding"][0]["code"] for o in obs.values()} == defined
+    assert {o["code"]["coding"][0]["code"] for o in obs.values()} == set(fhir.MEASURES)
+    assert set(fhir.MEASURES) | set(fhir.SIT_MEASURES) == defined
     assert "loinc.org" not in str(body).lower()
     # The patient is their pseudonym, nothing else.
     (patient,) = [e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == "Patient"]
@@ -118,3 +126,80 @@ def test_the_validators_refuse_what_r4_does_not_allow():
         R4Bundle(body, strict=True)
     with pytest.raises(ValidationError):
         PydanticBundle.model_validate(body)
+
+
+def test_an_evening_test_is_one_observation_against_40_per_hour():
+    # 50 periodic LMs 12 s apart in 60 min scored (tests/server/test_sit.py): 50/h, above 40/h.
+    above = make_sit(plms=50, evening="2026-11-20")
+    below = make_sit(plms=8, evening="2026-11-21")
+    below["ended_early"] = True
+    body = fhir.bundle({"pseudonym": "P-0001"}, [], NOW, [above, below])
+    _validate(body)
+    (cs,) = [e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == "CodeSystem"]
+    defined = {c["code"] for c in cs["concept"]}
+    sits = [e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == "Observation"]
+    assert len(sits) == 2
+    obs = sits[0]
+    assert obs["status"] == "final"
+    assert obs["code"]["coding"] == [{"system": fhir.CODE_SYSTEM, "code": "sit-plm-index",
+                                      "display": "SIT PLM index"}]
+    assert obs["valueQuantity"] == {"value": 50.0, "unit": "/h", "system": "http://unitsofmeasure.org",
+                                    "code": "/h"}
+    assert obs["effectivePeriod"] == {"start": above["started_at"], "end": above["ended_at"]}
+    assert obs["interpretation"][0]["coding"][0]["code"] == "H"
+    assert obs["referenceRange"][0]["high"]["value"] == 40.0
+    assert "Montplaisir et al., Mov Disord 1998" in obs["referenceRange"][0]["text"]
+    assert obs["method"] == {"text": "SIT"}
+    parts = _components(obs)
+    assert set(parts) | {"sit-plm-index"} == {c for c in defined if c.startswith("sit-")}
+    assert parts["sit-lm-index"]["valueQuantity"]["value"] == 50.0
+    assert parts["sit-scored-time"]["valueQuantity"] == {
+        "value": 60.0, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"}
+    assert parts["sit-not-horizontal-time"]["valueQuantity"]["value"] == 0.0
+    assert parts["sit-ended-early"]["valueBoolean"] is False
+    assert parts["sit-taken"]["valueBoolean"] is True
+    # 8/h: not above; ended early says so, in a component and a note.
+    low = sits[1]
+    assert low["valueQuantity"]["value"] == 8.0
+    assert low["interpretation"][0]["coding"][0]["code"] == "N"
+    assert low["interpretation"][0]["text"] == "not above 40/h"
+    assert _components(low)["sit-ended-early"]["valueBoolean"] is True
+    assert {"text": "ended early with the button"} in low["note"]
+
+
+def test_an_evening_test_not_taken_or_too_short_has_no_value_but_a_reason():
+    skipped = make_sit(taken=False, evening="2026-11-21")
+    short = make_sit(plms=3, evening="2026-11-22")
+    # 5 min scored, under the 6 min an index needs (docs/sit.md): no index, no verdict.
+    short.update(scored_s=300.0, not_horizontal_s=3300.0, lm_index=None, plm_index=None,
+                 above_threshold=None)
+    body = fhir.bundle({"pseudonym": "P-0001"}, [], NOW, [skipped, short])
+    _validate(body)
+    nope, brief = [e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == "Observation"]
+    assert nope["status"] == "cancelled" and "valueQuantity" not in nope
+    assert nope["effectiveDateTime"] == skipped["offered_at"]
+    assert nope["dataAbsentReason"]["coding"][0]["code"] == "not-performed"
+    assert "interpretation" not in nope and "referenceRange" not in nope
+    parts = _components(nope)
+    assert parts["sit-taken"]["valueBoolean"] is False
+    assert parts["sit-lm-index"]["dataAbsentReason"]["coding"][0]["code"] == "not-performed"
+    assert parts["sit-scored-time"]["dataAbsentReason"]["coding"][0]["code"] == "not-performed"
+    assert brief["status"] == "final" and "valueQuantity" not in brief
+    assert brief["dataAbsentReason"]["text"] == "under the least scored time an index needs (6 min): no index"
+    assert _components(brief)["sit-scored-time"]["valueQuantity"]["value"] == 5.0
+    assert _components(brief)["sit-not-horizontal-time"]["valueQuantity"]["value"] == 55.0
+
+
+def test_the_evening_tests_ids_are_stable_and_the_export_carries_them(staff, seeded):
+    result = make_sit(plms=50, evening="2026-11-20")
+    first = fhir.bundle({"pseudonym": "P-0001"}, [], NOW, [result])
+    again = fhir.bundle({"pseudonym": "P-0001"}, [], datetime(2026, 12, 1, tzinfo=timezone.utc), [result])
+    assert [e["fullUrl"] for e in first["entry"]] == [e["fullUrl"] for e in again["entry"]]
+    seed_sits(seeded.path)
+    body = staff.get(f"/patients/{seeded.flagged_patient}/fhir.json").json()
+    _validate(body)
+    sits = [e["resource"] for e in body["entry"] if e["resource"]["resourceType"] == "Observation"
+            and e["resource"]["code"]["coding"][0]["code"] == "sit-plm-index"]
+    # dev-a's two (50/h and not taken); dev-b's 8/h is the other patient's.
+    assert [(o["status"], o.get("valueQuantity", {}).get("value")) for o in sits] == [
+        ("final", 50.0), ("cancelled", None)]

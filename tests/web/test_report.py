@@ -3,6 +3,7 @@ read back (pdftotext), one A4 page, black and white."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -14,6 +15,8 @@ from PIL import Image
 
 from server import audit
 from server.db import open_db
+from tests.server.test_sit import make_sit
+from tests.web.test_sit_page import seed_sits
 
 assert shutil.which("pdftoppm") and shutil.which("pdftotext"), \
     "poppler-utils is not installed: `make test` installs it from apt"
@@ -90,6 +93,26 @@ def test_a_span_and_its_nights_and_a_patient_with_none(staff, seeded, tmp_path):
     assert staff.get("/patients/999/report.pdf").status_code == 404
 
 
+def test_the_report_lists_the_evening_tests_of_its_span_against_40_per_hour(staff, seeded, tmp_path):
+    assert "Evening tests" not in _text(_pdf(staff, seeded.flagged_patient, tmp_path))
+    seed_sits(seeded.path)  # dev-a: 50/h on 20 Nov, not taken on 21 Nov
+    pdf = _pdf(staff, seeded.flagged_patient, tmp_path)
+    # The page as docs/screenshots/report.png shows it (RLSMON_SCREENSHOTS=docs/screenshots).
+    shots = Path(os.environ.get("RLSMON_SCREENSHOTS", tmp_path))
+    subprocess.run(["pdftoppm", "-r", "80", "-png", "-singlefile", str(pdf), str(shots / "report")],
+                   check=True)
+    pixels = np.asarray(Image.open(shots / "report.png").convert("RGB")).astype(int)
+    assert (pixels.max(axis=2) - pixels.min(axis=2)).max() <= 8  # still black and white
+    text = _text(pdf)
+    assert "Evening tests (SIT): PLM index per hour sitting in bed, against 40/h" in text
+    assert "1 of 2 offered taken, 1 of 1 with an index above 40/h" in text
+    assert "Montplaisir et al., Mov Disord 1998" in text
+    assert "Mov Disord 1998). 20 Nov: 50.0/h, above 40/h; 21 Nov: not taken." in text
+    # A span that ends before the tests has none of them.
+    assert "Evening tests" not in _text(_pdf(staff, seeded.flagged_patient, tmp_path,
+                                              "?nights=7&last=2026-11-19"))
+
+
 def test_the_report_is_audited(staff, seeded, tmp_path):
     _pdf(staff, seeded.flagged_patient, tmp_path)
     db = open_db(seeded.path)
@@ -100,12 +123,13 @@ def test_the_report_is_audited(staff, seeded, tmp_path):
 
 
 def test_the_fullest_report_still_fits_on_one_page(tmp_path):
-    """Ten long-named medications, every night provisional with every reason, prompts: the
-    lists take the room there is and count the rest, and the page never runs over (render_pdf
-    asserts it)."""
+    """Ten long-named medications, every night provisional with every reason, prompts, an
+    evening test on every evening of the span from two devices: the lists take the room there
+    is and count the rest, and the page never runs over (render_pdf asserts it)."""
     from datetime import date, datetime, timedelta, timezone
 
     from server.quality import PROVISIONAL, Quality
+    from server.sit import SitRow
     from server.web import regularity, report, response
     from server.web.medications import Medication
     from server.web.pages import REPORT_CAVEATS, STANDING_CAVEATS
@@ -121,13 +145,22 @@ def test_the_fullest_report_still_fits_on_one_page(tmp_path):
     meds = [Medication(i, "a-very-long-drug-name-" * 4, "1000 mg three times a day",
                        "dopamine_agonist", first + timedelta(days=i), None) for i in range(10)]
     changes = response.changes(meds, nights)
+    sits = []
+    for i in range(14):
+        for device in ("dev-a", "dev-b"):
+            result = make_sit(device, taken=i % 5 != 4, plms=30 + 3 * i)
+            result["ended_early"] = i % 3 == 0
+            sits.append(SitRow(device, (first + timedelta(days=i)).isoformat(), result["taken"],
+                               result["ended_early"], result["scored_s"] - 600.0 * (i % 2),
+                               result["lm_count"], result["plm_count"], result["lm_index"],
+                               result["plm_index"], result["above_threshold"], result))
     prompt = response.Prompt(meds[0], 40.0, (first, 10.0), (first + timedelta(days=9), 41.0))
     r = report.Report("P-0001", ["dev-a", "dev-b"], first, first + timedelta(days=13), nights,
                       verdict(nights), meds, [(first, "x" * 200)], changes, [prompt] * 3,
                       regularity.Regularity([], [regularity.Spread(7, 0), regularity.Spread(28, 0)],
                                             regularity.Sri(None, 0, 0), None),
                       datetime(2026, 11, 24, 7, tzinfo=timezone.utc),
-                      STANDING_CAVEATS + REPORT_CAVEATS)
+                      STANDING_CAVEATS + REPORT_CAVEATS, sits)
     pdf = tmp_path / "full.pdf"
     pdf.write_bytes(report.render_pdf(r))
     text = _text(pdf)
@@ -136,3 +169,7 @@ def test_the_fullest_report_still_fits_on_one_page(tmp_path):
     assert re.search(r"\(and (\d+) more nights that are not eligible, on the dashboard\)", text)
     assert "rlsmon is not a diagnostic device" in text
     assert "Detection has been checked against simulated nights" in text  # caveats kept whole
+    assert "24 of 28 offered taken, 16 of 24 with an index above 40/h" in text
+    assert "1 Nov (dev-a): 30.0/h (ended early);" in text
+    assert "2 Nov (dev-b): 33.0/h (50 of 60 min scored);" in text
+    assert re.search(r"scored\); [^;]*… Sleep regularity", text)  # cut with an ellipsis at 3 lines
