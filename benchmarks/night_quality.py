@@ -12,15 +12,14 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import date, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from server.db import assign_device, open_db  # noqa: E402
+from server.db import open_db  # noqa: E402
 from server.web import night_quality  # noqa: E402
-from tests.web.seed import make_night, store  # noqa: E402
+from tests.web.seed import patient_with_nights  # noqa: E402
 
 
 def main() -> int:
@@ -29,10 +28,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = open_db(Path(tmp) / "server.db")
-        last = date(2026, 11, 30)
-        for k in range(args.nights):
-            store(db, make_night("dev-q", last - timedelta(days=k), 55.0, sporadic_per_h=12.0))
-        pid = assign_device(db, "dev-q", "P-Q", "2026-12-01T00:00:00+00:00")
+        pid = patient_with_nights(db, "dev-q", "P-Q", 55.0, args.nights)
         size = db.execute("SELECT avg(length(summary_json)) FROM nights").fetchone()[0]
         runs = []
         for _ in range(5):

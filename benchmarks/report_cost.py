@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from server.db import assign_device, open_db  # noqa: E402
+from server.db import open_db  # noqa: E402
 from server.web import medications, queries, regularity, report  # noqa: E402
-from tests.web.seed import make_night, store  # noqa: E402
+from tests.web.seed import patient_with_nights  # noqa: E402
 
 
 def _cpu(task) -> float:
@@ -37,9 +37,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         db = open_db(Path(tmp) / "server.db")
         last = date(2026, 11, 30)
-        for k in range(args.nights):
-            store(db, make_night("dev-r", last - timedelta(days=k), 25.0, sporadic_per_h=12.0))
-        pid = assign_device(db, "dev-r", "P-R", "2026-12-01T00:00:00+00:00")
+        pid = patient_with_nights(db, "dev-r", "P-R", 25.0, args.nights, last)
         medications.add(db, pid, drug="ropinirole", dose="0.25 mg", drug_class="dopamine_agonist",
                         started=last - timedelta(days=20), stopped=None, username="bench",
                         now_iso="2026-12-01T00:00:00+00:00")

@@ -15,7 +15,7 @@ Sources:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 
@@ -131,29 +131,16 @@ AASM2012 = RuleSet(
 # PLMW by its PLMS rules (IMI 10–90 s, CLM breaks), which lower PLM rates most during wake (Fulda et
 # al., the 2006 versus 2016 comparison); the 40/h cut-off was validated with the older criteria and
 # has not been re-validated under WASM 2016, so the SIT index keeps the criteria it was derived with.
-SIT = RuleSet(
+SIT = replace(
+    AASM2012,
     name="SIT",
-    # WASM 2016 (as above): an LM lasts at least 0.5 s; movements on one leg less than 0.5 s apart are one.
-    lm_min_s=0.5,
-    same_leg_within_s=0.5,
-    # Michaud et al. 2001: SIT LMs last longer than those in sleep (many 5–10 s); score 0.5–10 s.
-    clm_min_s=0.5,
-    clm_max_s=10.0,
-    # The PLMS rules of the time (ASDA 1993 atlas, kept by WASM 2006 and AASM 2012): LMs on the two
-    # legs with onsets less than 5 s apart count as one; no length or part limit.
-    bilateral="onset",
-    bilateral_within_s=5.0,
-    bilateral_max_s=None,
-    bilateral_max_parts=None,
-    # Michaud et al. 2001: movements 4–90 s apart in series of at least four.
+    # As AASM 2012 above, which kept the rules of the time (ASDA 1993 atlas, WASM 2006): LMs of
+    # 0.5-10 s (Michaud et al. 2001: SIT LMs last longer than in sleep, many 5-10 s), two legs' LMs
+    # with onsets under 5 s apart are one, an LM less than the minimum period after the previous one
+    # neither counts nor interrupts the series (Ferri et al., Sleep Med 2015;16:1229-35, the
+    # "standard" method), and an LM over 10 s breaks nothing. Only the period differs: Michaud et al.
+    # 2001 score movements 4-90 s apart in series of at least four.
     imi_min_s=4.0,
-    imi_max_s=90.0,
-    # Pre-2016 rules: an LM less than 4 s after the previous one is not a PLM and does not interrupt
-    # the series (Ferri et al., Sleep Med 2015;16:1229–35, the "standard" method); an LM over 10 s
-    # is not an LM under them, so it breaks nothing.
-    short_imi="skip",
-    min_series_clms=4,
-    long_lm_breaks_series=False,
     citation="Michaud M et al. Scoring criteria for leg movements recorded during the SIT. Sleep Med 2001;2:317-321",
 )
 

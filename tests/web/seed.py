@@ -143,6 +143,17 @@ def store(db: Database, summary: dict, received_at: datetime | None = None) -> N
     assert outcome.kind in ("stored", "replaced"), outcome
 
 
+def patient_with_nights(db: Database, device_id: str, pseudonym: str, plm_index: float, nights: int,
+                        last: date = date(2026, 11, 30)) -> int:
+    """Store `nights` nights of ``device_id`` up to ``last`` (sporadic LMs besides the PLMs, as a real
+    night has), assign the device to a new patient ``pseudonym``, and return the patient's id."""
+    from server.db import assign_device
+
+    for k in range(nights):
+        store(db, make_night(device_id, last - timedelta(days=k), plm_index, sporadic_per_h=12.0))
+    return assign_device(db, device_id, pseudonym, "2026-12-01T00:00:00+00:00")
+
+
 def set_status(db: Database, device_id: str, status: str, at: datetime) -> None:
     """Deliver a status message (online/offline) for ``device_id``."""
     outcome = ingest(db, f"rlsmon/v1/{device_id}/status", status.encode(),
