@@ -85,8 +85,9 @@ def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, pl
             start_iso: str | None, sit: bool) -> None:
     """Detect leg movements in a recorded night and score PLMs.
 
-    RECORDING is a recording CSV (t,ax,ay,az,gx,gy,gz); give RIGHT_LEG too for a second sensor,
-    and LMs on the two legs combine into bilateral LMs. With --sit the recording is a Suggested
+    RECORDING is a recording CSV (t,ax,ay,az,gx,gy,gz); give RIGHT_LEG too for a second sensor
+    (RECORDING is then the left leg), and LMs on the two legs combine into bilateral LMs; each LM
+    then says its leg (left, right or both). One recording alone names no leg. With --sit the recording is a Suggested
     Immobilization Test (an hour sitting in bed, legs outstretched), scored by the SIT rules.
 
     \b
