@@ -114,12 +114,12 @@ def write_annotations_edf(
 
 # The labels Luna reads as its own classes: its NSRR harmonisation maps the PSG labels "Limb movement
 # - left|Limb Movement (Left)" (Compumedics, via NSRR) and "PLM (Left)" to "LM:left" and "PLM:left",
-# and unsided ones to "LM" and "PLM" (remnrem/luna-base, annot/nsrr-remap.cpp). Every leg movement
-# is an "LM…" and each periodic one also a "PLM…", so counting a class gives the night's lm_count
-# and plm_count. The leg follows the class after a colon when the summary says it (docs/summary.md
-# `leg`); a bilateral LM (WASM 2016), which has no NSRR class, is "LM:bilateral" in the same form.
-# rlsmon-device score (device/lm_import.py) reads all of them back. Never a number in a label (Luna
-# counts a label as a class): each series is one "PLM series" span.
+# and unsided ones to "LM" and "PLM" (remnrem/luna-base, annot/nsrr-remap.cpp; older releases wrote
+# "LM/left"). Every leg movement is an "LM…" and each periodic one also a "PLM…", so counting a class
+# gives the night's lm_count and plm_count. The leg follows the class after a colon when the summary
+# says it (docs/summary.md `leg`); a bilateral LM (WASM 2016), which has no NSRR class, is
+# "LM:bilateral" in the same form. rlsmon-device score (device/lm_import.py) reads all of them back.
+# Never a number in a label (Luna counts a label as a class): each series is one "PLM series" span.
 LM_LABEL, PLM_LABEL, SERIES_LABEL = "LM", "PLM", "PLM series"
 LEG_SUFFIX = {"left": ":left", "right": ":right", "both": ":bilateral"}
 
