@@ -17,7 +17,7 @@ from device.detect import LegDetector
 from device.detect.bed import Marker, in_bed_intervals, merge
 from device.detect.detector import GAP_PERIODS
 from device.detect.events import Interval, LegMovement, PostureSegment
-from device.detect.scoring import INSUFFICIENT, score_night
+from device.detect.scoring import INSUFFICIENT, LEFT_RIGHT, score_night
 from device.errors import RecordingMismatchError
 from device.lm_import import ImportedEvents
 from device.recording import read_recording
@@ -70,7 +70,10 @@ def analyze_recordings(
     # placed a few minutes later than the daemon, reading every 5 s, would place it.
     wear = assess(leg.wear_epochs for leg in legs)
     in_bed = worn_in_bed(in_bed_intervals(postures, markers, duration_s), wear.not_worn)
-    summary = score_night([leg.movements for leg in legs], in_bed, gaps, duration_s, rules, recording_start)
+    # One recording per leg, left first: two name their legs; one alone could be either.
+    sides = LEFT_RIGHT if len(legs) == 2 else ()
+    summary = score_night([leg.movements for leg in legs], in_bed, gaps, duration_s, rules, recording_start,
+                          sides)
     summary.update(wear=wear.summary(duration_s), caveats=summary["caveats"] + wear.caveats())
     return NightAnalysis(summary=summary, postures=postures, markers=list(markers))
 
@@ -120,7 +123,7 @@ def score_events(
         duration_s = max([events.duration_s, *(t for t, _ in markers), *(g.end_s for g in gaps)])
     lying = [PostureSegment(0.0, duration_s, "lying")]
     in_bed = in_bed_intervals(lying, markers, duration_s)
-    summary = score_night(events.legs, in_bed, merge(gaps), duration_s, rules, recording_start)
+    summary = score_night(events.legs, in_bed, merge(gaps), duration_s, rules, recording_start, events.sides)
     return NightAnalysis(summary=summary, markers=markers)
 
 

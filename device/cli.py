@@ -85,8 +85,9 @@ def analyze(recording: str, right_leg: str | None, rules: str, as_json: bool, pl
             start_iso: str | None, sit: bool) -> None:
     """Detect leg movements in a recorded night and score PLMs.
 
-    RECORDING is a recording CSV (t,ax,ay,az,gx,gy,gz); give RIGHT_LEG too for a second sensor,
-    and LMs on the two legs combine into bilateral LMs. With --sit the recording is a Suggested
+    RECORDING is a recording CSV (t,ax,ay,az,gx,gy,gz); give RIGHT_LEG too for a second sensor
+    (RECORDING is then the left leg), and LMs on the two legs combine into bilateral LMs; each LM
+    then says its leg (left, right or both). One recording alone names no leg. With --sit the recording is a Suggested
     Immobilization Test (an hour sitting in bed, legs outstretched), scored by the SIT rules.
 
     \b
@@ -210,8 +211,8 @@ def _labels(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
 @click.option("--duration", "duration_s", type=click.FloatRange(min=0), default=None,
               help="Length of the recording in seconds (default: the file's records, or its last LM).")
 @click.option("--label", "labels", multiple=True, callback=_labels, metavar="TEXT=KIND",
-              help="Count an EDF+ label the table does not know, KIND left, right, unsided, lights_off, "
-                   "lights_on or gap; repeat for more.")
+              help="Count an EDF+ label the table does not know, KIND left, right, bilateral, unsided, "
+                   "lights_off, lights_on or gap; repeat for more.")
 @click.option("--json", "as_json", is_flag=True, help="Print the night summary core as JSON.")
 @click.option("--plot", "plot_png", default=None, callback=_new_file, help="Draw the night to this PNG.")
 @click.option("--start", "start_iso", default=None,
@@ -222,9 +223,9 @@ def score(events: str, rules: str, lights_off_s: float | None, lights_on_s: floa
     """Score leg movements scored elsewhere, by WASM 2016 or AASM 2012.
 
     EVENTS is an EDF+ file, whose annotations are read through a table of the labels PSG software
-    uses ("LM", "Limb movement - left", "LM/right", "Lights off", ...; labels it does not know are
-    listed on stderr, never guessed), or a CSV with the header onset_s,offset_s,leg (leg left or
-    right). The scorer applies the rules itself: movements on one leg less than 0.5 s apart are
+    uses ("LM", "Limb movement - left", "LM/right", "PLM:left", "Lights off", ...; labels it does not
+    know are listed on stderr, never guessed), or a CSV with the header onset_s,offset_s,leg (leg
+    left, right or bilateral). Sided LMs say their leg in the summary. The scorer applies the rules itself: movements on one leg less than 0.5 s apart are
     one LM, shorter LMs are dropped, and the legs combine into bilateral LMs. In bed runs from
     lights off to lights on. The report, --json and --plot are those of `analyze`.
 

@@ -72,6 +72,10 @@ class SensorConfig:
         "check": lambda v: _check(len(v) >= 1 and all(0x03 <= a <= 0x77 for a in v),
                                   "a list of 7-bit I2C addresses (0x03–0x77), one per leg")})
     legs: int = field(default=1, metadata={"check": lambda v: _check(v in (1, 2), "1 or 2")})
+    # The leg one sensor is strapped to, so each LM can say it (docs/summary.md `leg`); "" is unknown.
+    # Two sensors need none: the first of `addresses` is the left leg, the second the right.
+    side: str = field(default="", metadata={"check": lambda v: _check(
+        v in ("", "left", "right"), '"" (not said), "left" or "right"')})
     odr_hz: float = field(default=52.0, metadata={"check": lambda v: _check(
         v in _ODRS_HZ, "one of " + ", ".join(f"{o:g}" for o in _ODRS_HZ))})
     axes: list[str] = field(default_factory=lambda: ["+x", "+y", "+z"], metadata={
@@ -86,6 +90,11 @@ class SensorConfig:
     # alone can misread an LSM6DSO32 by a factor of 2: the installer names the chip.
     chip: str = field(default="", metadata={"check": lambda v: _check(
         v == "" or v in VARIANTS, '"" (identify by WHO_AM_I) or one of ' + ", ".join(VARIANTS))})
+
+    @property
+    def sides(self) -> list[str | None]:
+        """Each leg's side, by position: left then right for two sensors; `side` (None if "") for one."""
+        return ["left", "right"] if self.legs == 2 else [self.side or None]
 
 
 @dataclass(frozen=True)
@@ -261,6 +270,9 @@ def parse_config(text: str, path: str = "<string>") -> DeviceConfig:
     if len(cfg.sensor.addresses) < cfg.sensor.legs:
         raise ConfigError(path, "sensor.addresses", f"lists {len(cfg.sensor.addresses)} address(es); "
                           f"expected at least one per leg (sensor.legs = {cfg.sensor.legs})")
+    if cfg.sensor.legs == 2 and cfg.sensor.side:
+        raise ConfigError(path, "sensor.side", f"is {cfg.sensor.side!r}; expected \"\" with two sensors "
+                          "(sensor.legs = 2): the first of sensor.addresses is the left leg, the second the right")
     if cfg.night.start == cfg.night.end:
         raise ConfigError(path, "night.end", "equals night.start; expected a window of some length")
     _check_sit_in_window(cfg, path)

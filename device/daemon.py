@@ -300,7 +300,8 @@ class Daemon:
                          window_end=window.end.isoformat(), timezone=window.timezone,
                          duration_s=window.duration_s, clock_synced=bool(self.clock_synced()),
                          rules=self.cfg.rules,
-                         sensor={**self.sensor_info, "legs": self.cfg.sensor.legs})
+                         sensor={**self.sensor_info, "legs": self.cfg.sensor.legs,
+                                 "sides": self.cfg.sensor.sides})
 
     def _record_night(self, window: Window) -> None:
         if self.store.is_closed(window.night):

@@ -6,10 +6,15 @@ on. A label is looked up after `normalise_label` (case, and the separators "-", 
 and "," are ignored). A label not in the table is never guessed at: it is counted and listed, and
 `--label TEXT=KIND` adds it to the table.
 
-The CSV has a header `onset_s,offset_s,leg`, then one LM per row, `leg` left or right (or l, r).
+The CSV has a header `onset_s,offset_s,leg`, then one LM per row, `leg` left or right (or l, r), or
+bilateral.
 
-Legs are 0 (left) and 1 (right). A file whose LMs carry no side ("LM" alone) is one leg; mixing
-sided and unsided LMs is an error, since an unsided LM could be either leg's part of a bilateral LM.
+Legs are 0 (left) and 1 (right). A bilateral LM ("LM:bilateral", as rlsmon's own EDF+ export writes
+it) is read as one movement of each leg over its span, which the scorer joins again into one
+bilateral LM. A PLM label ("PLM:left", NSRR's "PLM (Left)") is an LM: the scorer finds the periodic
+ones itself, and a PLM that repeats an LM's span joins it on its leg. A file whose LMs carry no side
+("LM" alone) is one leg; mixing sided and unsided LMs is an error, since an unsided LM could be
+either leg's part of a bilateral LM.
 """
 
 from __future__ import annotations
@@ -25,19 +30,23 @@ from typing import Literal
 
 from device.detect.bed import Marker
 from device.detect.events import Interval, LegMovement
+from device.detect.scoring import LEFT_RIGHT, Side
 from device.edfplus import read_edf_annotations
 from device.errors import EventsFormatError
 from device.recording import MAX_T_S
 
-Kind = Literal["left", "right", "unsided", "lights_off", "lights_on", "gap"]
-KINDS: tuple[Kind, ...] = ("left", "right", "unsided", "lights_off", "lights_on", "gap")
+Kind = Literal["left", "right", "bilateral", "unsided", "lights_off", "lights_on", "gap"]
+KINDS: tuple[Kind, ...] = ("left", "right", "bilateral", "unsided", "lights_off", "lights_on", "gap")
 CSV_HEADER = "onset_s,offset_s,leg"
 
-_LM_NAMES = ("lm", "limb movement", "leg movement", "limb movement event", "leg movement event")
+_LM_NAMES = ("lm", "limb movement", "leg movement", "limb movement event", "leg movement event",
+             "plm", "periodic leg movement", "periodic limb movement")
 _SIDES: dict[str, Kind] = {
     "left": "left", "l": "left", "lt": "left", "lat": "left",  # LAT: left anterior tibialis
     "right": "right", "r": "right", "rt": "right", "rat": "right",
+    "bilateral": "bilateral",
 }
+_LEGS_OF: dict[Kind, tuple[int, ...]] = {"left": (0,), "right": (1,), "bilateral": (0, 1), "unsided": (0,)}
 
 
 def _lm_labels() -> dict[str, Kind]:
@@ -49,8 +58,9 @@ def _lm_labels() -> dict[str, Kind]:
 
 
 # Normalised label -> what it marks. Leg movements in the forms PSG software writes them (Compumedics
-# "Limb Movement (Left)", NSRR's "Limb movement - left", "LM/right", "Left leg movement", "LM LAT"),
-# lights off and on, and rlsmon's own export of a recording gap (server/web/edf.py).
+# "Limb Movement (Left)", NSRR's "Limb movement - left" and "PLM (Left)", Luna's harmonised "LM:left"
+# and "PLM:right", "LM/right", "Left leg movement", "LM LAT"), lights off and on, and rlsmon's own
+# export of a bilateral LM and a recording gap (server/web/edf.py).
 LABELS: dict[str, Kind] = {
     **_lm_labels(),
     "lights off": "lights_off", "lights out": "lights_off", "lightsoff": "lights_off",
@@ -74,6 +84,11 @@ class ImportedEvents:
     duration_s: float = 0.0
     unknown_labels: Counter = field(default_factory=Counter)
 
+    @property
+    def sides(self) -> tuple[Side, ...]:
+        """The side of each leg list: left and right for sided LMs; none known for unsided ones."""
+        return LEFT_RIGHT if len(self.legs) == 2 else ()
+
 
 def read_events(path: str | os.PathLike, extra_labels: dict[str, Kind] | None = None) -> ImportedEvents:
     """Read LMs (and, from EDF+, lights off/on and gaps) from an EDF+ file or an LM CSV.
@@ -95,7 +110,7 @@ def _from_edf(name: str, table: dict[str, Kind]) -> ImportedEvents:
     edf = read_edf_annotations(name)
     if edf.duration_s > MAX_T_S:
         raise EventsFormatError(name, f"its records span {edf.duration_s:g} s, more than a week: not one night")
-    sided: dict[Kind, list[LegMovement]] = {"left": [], "right": [], "unsided": []}
+    sided: dict[Kind, list[tuple[float, float]]] = {"left": [], "right": [], "bilateral": [], "unsided": []}
     out = ImportedEvents(legs=[], duration_s=edf.duration_s, gaps=[Interval(*g) for g in edf.gaps])
     for a in edf.annotations:
         kind = table.get(normalise_label(a.text))
@@ -112,12 +127,19 @@ def _from_edf(name: str, table: dict[str, Kind]) -> ImportedEvents:
         elif kind == "gap":
             out.gaps.append(Interval(a.onset_s, a.onset_s + a.duration_s))
         else:
-            sided[kind].append(LegMovement(a.onset_s, a.onset_s + a.duration_s, 0 if kind != "right" else 1))
-    if sided["unsided"] and (sided["left"] or sided["right"]):
+            sided[kind].append((a.onset_s, a.onset_s + a.duration_s))
+    n_sided = len(sided["left"]) + len(sided["right"]) + len(sided["bilateral"])
+    if sided["unsided"] and n_sided:
         raise EventsFormatError(name, f"{len(sided['unsided'])} leg movements without a side among "
-                                      f"{len(sided['left']) + len(sided['right'])} with one: an unsided LM "
-                                      "could be either leg's, so they cannot be scored together")
-    out.legs = [sided["unsided"]] if sided["unsided"] else [sided["left"], sided["right"]]
+                                      f"{n_sided} with one: an unsided LM could be either leg's, so they "
+                                      "cannot be scored together")
+    out.legs = [[] for _ in range(1 if sided["unsided"] else 2)]
+    for kind, spans in sided.items():
+        for onset_s, offset_s in spans:
+            for leg in _LEGS_OF[kind]:
+                out.legs[leg].append(LegMovement(onset_s, offset_s, leg))
+    for moves in out.legs:
+        moves.sort(key=lambda m: m.onset_s)
     return out
 
 
@@ -140,9 +162,10 @@ def _from_csv(name: str) -> ImportedEvents:
                 raise EventsFormatError(name, f"offset_s {offset_s:g} is before onset_s {onset_s:g}", line=line)
             side = _SIDES.get(row[2].strip().lower())
             if side is None:
-                raise EventsFormatError(name, f"leg is {row[2].strip()[:20]!r}; it must be left or right (l, r)", line=line)
-            leg = 0 if side == "left" else 1
-            legs[leg].append(LegMovement(onset_s, offset_s, leg))
+                raise EventsFormatError(name, f"leg is {row[2].strip()[:20]!r}; it must be left or right (l, r), "
+                                              "or bilateral", line=line)
+            for leg in _LEGS_OF[side]:
+                legs[leg].append(LegMovement(onset_s, offset_s, leg))
     duration_s = max((m.offset_s for moves in legs for m in moves), default=0.0)
     return ImportedEvents(legs=legs, duration_s=duration_s)
 

@@ -49,11 +49,14 @@ def build_summary(stored: StoredNight, device_id: str, generated_at: dt.datetime
     wear = assess(stored.wear_epochs.values())
     in_bed = worn_in_bed(subtract(in_bed_intervals(stored.postures, stored.markers, info.duration_s),
                                   merge(stored.sits)), wear.not_worn)
+    # The stored sensor info keeps each leg's side (config `sensor.side`); the summary says it per
+    # LM (`leg`), not in its sensor metadata. A night stored without it has unknown sides.
+    sensor = dict(info.sensor)
+    sides = sensor.pop("sides", ())
     core = score_night(legs, in_bed, gaps, info.duration_s, rules=info.rules,
-                       recording_start=dt.datetime.fromisoformat(info.window_start))
+                       recording_start=dt.datetime.fromisoformat(info.window_start), sides=sides)
     recorded_s = sum(s.end_s - s.start_s for s in stored.segments)
     samples = sum(s.samples for s in stored.segments)
-    sensor = dict(info.sensor)
     sensor["odr_measured_hz"] = round(samples / legs_n / recorded_s, 3) if recorded_s > 0 else None
     if stored.sits:
         core["caveats"].append("The evening test (SIT) is not part of the night's time in bed; its result is "

@@ -123,6 +123,15 @@ def _check_spans(core: NightCore) -> None:
         raise ValueError(f"lm_events[{i}]: offset_s is after duration_s")
 
 
+def _check_legs(core: NightCore) -> None:
+    """An LM's `leg`, when given, is "both" exactly when it is bilateral (it joins both legs)."""
+    for i, lm in enumerate(core.lm_events):
+        leg = lm.get("leg")
+        if leg is not None and (leg == "both") != lm["bilateral"]:
+            raise ValueError(f"lm_events[{i}]: leg is {leg!r} but bilateral is {lm['bilateral']}; "
+                             "leg must be \"both\" exactly when bilateral")
+
+
 def _check_wear(core: NightCore) -> None:
     """The not-worn spans lie within the recording, in order, without overlapping one another or
     the time in bed (not-worn time is not in bed, docs/summary.md)."""
@@ -191,6 +200,7 @@ def check_figures(core: NightCore, series_sizes: dict[int, int], imis: int) -> N
     if core.time_in_bed_s > core.duration_s + TIME_ROUNDING_S:
         raise ValueError("time_in_bed_s exceeds duration_s")
     _check_spans(core)
+    _check_legs(core)
     _check_wear(core)
     # A night with insufficient data has no index, band or flag (the model checks they are 0 and
     # false, and that its time in bed is under its stated minimum): there is nothing to recompute.

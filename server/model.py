@@ -26,7 +26,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
-from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
+from typing_extensions import NotRequired, TypedDict  # pydantic needs this one on Python < 3.12
 
 from server.consistency import check_figures
 
@@ -76,7 +76,8 @@ class LM(TypedDict):
     """One scored leg movement.
 
     Rules: `offset_s >= onset_s`; `duration_s == offset_s - onset_s` (±0.05 s);
-    `periodic` exactly when `series` is not null; a periodic LM is a CLM.
+    `periodic` exactly when `series` is not null; a periodic LM is a CLM; `leg`, when given, is
+    "both" exactly when `bilateral`.
     """
 
     # A TypedDict, not a model: a night has hundreds of LMs and the collector validates hundreds of
@@ -91,6 +92,8 @@ class LM(TypedDict):
     bilateral: bool
     series: Annotated[int, Field(ge=0, le=MAX_LM_EVENTS)] | None
     imi_s: TimeS | None
+    # Added within rlsmon.night/1 (optional): the leg, when known; "both" exactly when bilateral.
+    leg: NotRequired[Literal["left", "right", "both"]]
 
 
 class ImiHistogram(_Record):

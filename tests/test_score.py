@@ -224,6 +224,27 @@ def test_a_csv_scores_as_the_same_psg_does(edf, tmp_path):
     assert json.loads(from_csv.stdout) == json.loads(score(edf, "--json").stdout)
 
 
+# Luna's harmonised NSRR classes and NSRR's own PLM labels, with rlsmon's bilateral one. Hand-worked:
+# left 100 (an LM and its PLM over the same span: one LM), right 130, bilateral 160 (one movement of
+# each leg, joined again), left 190 and right 220: five CLMs 30 s apart, one series of 5 PLMs.
+SIDED = [(100.0, 2.0, "LM:left"), (100.0, 2.0, "PLM:left"), (130.0, 2.0, "PLM (Right)"),
+         (160.0, 3.0, "LM:bilateral"), (190.0, 2.0, "Periodic leg movement - left"), (220.0, 2.0, "PLM:right")]
+
+
+def test_luna_and_nsrr_plm_labels_and_bilateral_lms_are_read_with_their_legs(tmp_path):
+    path = write_edf(tmp_path / "luna.edf", SIDED, seconds=3600)
+    result = score(path, "--json")
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    summary = json.loads(result.stdout)
+    assert [(e["onset_s"], e["leg"], e["bilateral"]) for e in summary["lm_events"]] == [
+        (100.0, "left", False), (130.0, "right", False), (160.0, "both", True), (190.0, "left", False),
+        (220.0, "right", False)]
+    assert summary["plm_count"] == 5 and summary["plm_series_count"] == 1
+    csv = tmp_path / "lms.csv"
+    csv.write_text("onset_s,offset_s,leg\n100,102,left\n130,132,r\n160,163,bilateral\n190,192,l\n220,222,right\n")
+    assert json.loads(score(csv, "--json", "--duration", "3600").stdout) == summary
+
+
 @pytest.mark.parametrize(
     ("text", "line", "words"),
     [
@@ -231,7 +252,7 @@ def test_a_csv_scores_as_the_same_psg_does(edf, tmp_path):
         ("", 1, "the header must be"),
         ("onset_s,offset_s,leg\n1,2,left\n3,x,left\n", 3, "offset_s is not a number: 'x'"),
         ("onset_s,offset_s,leg\n1,2,left\n5,4,left\n", 3, "offset_s 4 is before onset_s 5"),
-        ("onset_s,offset_s,leg\n1,2,middle\n", 2, "leg is 'middle'; it must be left or right"),
+        ("onset_s,offset_s,leg\n1,2,middle\n", 2, "leg is 'middle'; it must be left or right (l, r), or bilateral"),
         ("onset_s,offset_s,leg\n1,2\n", 2, "2 columns where 3 are expected"),
         ("onset_s,offset_s,leg\n1,2,left\n\n1e308,1e308,left\n", 4, "onset_s = 1e308 is not a time from 0 to a week"),
         ("onset_s,offset_s,leg\nnan,2,left\n", 2, "onset_s = nan is not a time"),

@@ -18,6 +18,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Literal
 
 from device import __version__
 from device.detect.bed import merge, subtract
@@ -25,6 +26,9 @@ from device.detect.events import Interval, LegMovement
 from device.detect.rules import WASM2016, RuleSet, rule_set
 
 SCHEMA = "rlsmon.night/1"
+Side = Literal["left", "right"]
+# Two recordings or sensors are the left leg, then the right (`analyze`, device/config.py).
+LEFT_RIGHT: tuple[Side, Side] = ("left", "right")
 IMI_BIN_WIDTH_S = 2
 IMI_BINS = 45  # 2-s bins from 0 to 90 s (docs/summary.md)
 # Onsets are kept to 0.1 ms in the recording; rounding IMIs and spacings to 1 µs makes 100.3 - 90.3
@@ -82,15 +86,23 @@ def score_night(
     duration_s: float,
     rules: str = "WASM2016",
     recording_start: datetime | None = None,
+    sides: Sequence[Side | None] = (),
 ) -> dict:
     """Score the LMs of one or two legs into the summary core (docs/summary.md).
 
     `legs` holds one list of LMs per leg (the list's position is the leg). `in_bed` and `gaps` are
     spans in seconds on the same timeline; `duration_s` is the end of the last sample. A gap or a
     spell out of bed ends any series. `recording_start`, when known, must carry its UTC offset; it
-    names the clock hours. Raises ValueError for an unknown rule set or a naive `recording_start`.
+    names the clock hours. `sides`, when known, names each leg's side ("left" or "right", None for
+    unknown), and each LM then says its `leg`; a bilateral LM's is "both" in any case. Raises
+    ValueError for an unknown rule set, a naive `recording_start`, or `sides` that do not name
+    each leg once.
     """
     rs = rule_set(rules)
+    named = [s for s in sides if s is not None]
+    if sides and (len(sides) != len(legs) or len(set(named)) < len(named) or not set(named) <= set(LEFT_RIGHT)):
+        raise ValueError(f"sides {list(sides)} must give each of the {len(legs)} leg(s) left, right or None, "
+                         "each side once")
     duration_s = float(duration_s)
     if recording_start is not None and recording_start.utcoffset() is None:
         raise ValueError("recording_start must carry its UTC offset (an aware datetime)")
@@ -145,6 +157,7 @@ def score_night(
                 "bilateral": len(lm.legs) > 1,
                 "series": lm.series,
                 "imi_s": None if lm.imi_s is None else _r3(lm.imi_s),
+                **_leg(lm, sides),
             }
             for lm in lms
         ],
@@ -375,6 +388,15 @@ def _in_spans(lms: list[_LM], spans: Sequence[Interval]) -> list[_LM]:
             lm.segment = i
             kept.append(lm)
     return kept
+
+
+def _leg(lm: _LM, sides: Sequence[Side | None]) -> dict:
+    """`{"leg": …}` for an LM whose leg is known, else nothing (docs/summary.md: omitted when unknown)."""
+    if len(lm.legs) > 1:
+        return {"leg": "both"}
+    (k,) = lm.legs
+    side = sides[k] if k < len(sides) else None
+    return {"leg": side} if side else {}
 
 
 def _span(s: Interval, duration_s: float) -> dict:

@@ -216,7 +216,7 @@ def _reference(truth: dict) -> dict:
     """In-bed spans and the night summary core, scored by our own rules from the true LMs."""
     from device.detect.bed import in_bed_intervals
     from device.detect.events import Interval, LegMovement, PostureSegment
-    from device.detect.scoring import score_night
+    from device.detect.scoring import LEFT_RIGHT, score_night
     from device.wear import worn_in_bed
 
     postures = [PostureSegment(p["start_s"], p["end_s"], p["posture"]) for p in truth["postures"]]
@@ -226,7 +226,8 @@ def _reference(truth: dict) -> dict:
              for m in truth["lms"] if m["leg"] == leg] for leg in range(truth["legs"])]
     gaps = [Interval(g["start_s"], g["end_s"]) for g in truth["gaps"]]
     in_bed = worn_in_bed(in_bed, [Interval(s["start_s"], s["end_s"]) for s in truth["not_worn"]])
-    reference = score_night(legs, in_bed, gaps, truth["duration_s"])
+    # The first leg is the left, the second (--right-out) the right, as analyze reads them.
+    reference = score_night(legs, in_bed, gaps, truth["duration_s"], sides=LEFT_RIGHT if len(legs) == 2 else ())
     out = {"in_bed": [{"start_s": i.start_s, "end_s": i.end_s} for i in in_bed], "reference": reference}
     if SCENARIOS[truth["scenario"]].sit_test:  # the evening test, from lights off to lights on
         from device.detect.sit import score_sit

@@ -112,13 +112,21 @@ def write_annotations_edf(
     return header + b"".join(r.ljust(2 * samples, b"\x00") for r in records)
 
 
-# The labels PSG software and Luna read (NSRR's harmonised "LM" and "PLM" classes): every leg
-# movement is an "LM", and each periodic one is also a "PLM", so counting a class gives the
-# night's lm_count and plm_count. The leg: "bilateral" when the LM joins both legs (WASM 2016);
-# otherwise the summary does not say which leg (docs/summary.md), so the label names none, as a
-# PSG's single combined leg channel does. One class per kind, never a number in the label
-# (Luna counts a label as a class): each series is one "PLM series" span.
-LM_LABEL, PLM_LABEL, SERIES_LABEL, BILATERAL = "LM", "PLM", "PLM series", " bilateral"
+# The labels Luna reads as its own classes: its NSRR harmonisation maps the PSG labels "Limb movement
+# - left|Limb Movement (Left)" (Compumedics, via NSRR) and "PLM (Left)" to "LM:left" and "PLM:left",
+# and unsided ones to "LM" and "PLM" (remnrem/luna-base, annot/nsrr-remap.cpp; older releases wrote
+# "LM/left"). Every leg movement is an "LM…" and each periodic one also a "PLM…", so counting a class
+# gives the night's lm_count and plm_count. The leg follows the class after a colon when the summary
+# says it (docs/summary.md `leg`); a bilateral LM (WASM 2016), which has no NSRR class, is
+# "LM:bilateral" in the same form. rlsmon-device score (device/lm_import.py) reads all of them back.
+# Never a number in a label (Luna counts a label as a class): each series is one "PLM series" span.
+LM_LABEL, PLM_LABEL, SERIES_LABEL = "LM", "PLM", "PLM series"
+LEG_SUFFIX = {"left": ":left", "right": ":right", "both": ":bilateral"}
+
+
+def _leg_suffix(lm: dict) -> str:
+    """The label's leg: bilateral when the LM joins both legs (said before `leg` existed), else its `leg`."""
+    return LEG_SUFFIX.get("both" if lm.get("bilateral") else lm.get("leg", ""), "")
 
 
 def night_annotations(summary: dict) -> list[Annotation]:
@@ -126,7 +134,7 @@ def night_annotations(summary: dict) -> list[Annotation]:
     out = []
     series: dict[int, list[float]] = {}
     for lm in summary.get("lm_events", []):
-        leg = BILATERAL if lm.get("bilateral") else ""
+        leg = _leg_suffix(lm)
         out.append(Annotation(lm["onset_s"], lm["duration_s"], LM_LABEL + leg))
         if lm.get("periodic"):
             out.append(Annotation(lm["onset_s"], lm["duration_s"], PLM_LABEL + leg))

@@ -47,6 +47,9 @@ BAD = [
     ('device_id = "a"\n[sensor]\nlegs = 3', "sensor.legs", "1 or 2"),
     ('device_id = "a"\n[sensor]\nlegs = 2\naddresses = [0x6a]', "sensor.addresses", "one per leg"),
     ('device_id = "a"\n[sensor]\naddresses = [0x6a, 300]', "sensor.addresses", "7-bit"),
+    ('device_id = "a"\n[sensor]\nside = "west"', "sensor.side", '"left" or "right"'),
+    ('device_id = "a"\n[sensor]\nlegs = 2\nside = "left"', "sensor.side",
+     "the first of sensor.addresses is the left leg"),
     ('device_id = "a"\n[sensor]\nodr_hz = 50', "sensor.odr_hz", "52"),
     ('device_id = "a"\n[sensor]\nodr_hz = "fast"', "sensor.odr_hz", "a number"),
     ('device_id = "a"\n[sensor]\naxes = ["+x", "+x", "+z"]', "sensor.axes", "distinct"),
@@ -76,6 +79,16 @@ def test_bad_config_names_file_key_and_expectation(tmp_path, text, key, expected
     assert err.value.key == key
     message = str(err.value)
     assert str(path) in message and f"[{key}]" in message and expected in message
+
+
+def test_each_leg_has_its_side_when_the_config_says_it():
+    """One sensor: `side`, unknown when unset; two: the first address is the left leg."""
+    def sides(sensor: str) -> list:
+        return parse_config(f'device_id = "a"\n[sensor]\n{sensor}').sensor.sides
+
+    assert sides("") == [None]
+    assert sides('side = "right"') == ["right"]
+    assert sides("legs = 2") == ["left", "right"]
 
 
 def test_rotated_mountings_are_accepted():

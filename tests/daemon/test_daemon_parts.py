@@ -158,6 +158,36 @@ def test_a_night_with_no_data_still_gets_a_valid_summary():
     assert summary["lm_count"] == 0 and summary["sensor"]["odr_measured_hz"] is None
 
 
+@pytest.mark.parametrize("legs, sides, expected", [
+    (2, ["left", "right"], ["left", "right", "both"]),
+    (1, ["right"], ["right", "right"]),
+    (1, [None], [None, None]),
+    (1, None, [None, None]),  # a night stored before the side was kept: unknown
+])
+def test_each_lm_says_the_leg_the_config_named(legs, sides, expected):
+    """The side (`[sensor] side`, or left then right for two sensors) is kept with the stored
+    night, and each LM of its summary says its leg; the sensor metadata stays as it was."""
+    import json
+
+    from device.detect.events import LegMovement, PostureSegment
+    from device.store import NightInfo, Segment, StoredNight
+    from device.summary import build_summary
+    from server.model import NightSummary
+
+    sensor = {"chip": "LSM6DSOX", "who_am_i": 0x6C, "driver": "fifo", "legs": legs, "odr_hz": 52.0,
+              "accel_fs_g": 4.0, "gyro_fs_dps": 500.0, **({"sides": sides} if sides else {})}
+    info = NightInfo("2026-03-01", "2026-03-01T22:00:00+01:00", "2026-03-01T22:20:00+01:00", "Europe/Berlin",
+                     1200.0, True, "WASM2016", sensor)
+    moves = ([LegMovement(100, 102, 0), LegMovement(300, 302, 1), LegMovement(500, 502, 0),
+              LegMovement(500.2, 502.5, 1)] if legs == 2 else [LegMovement(100, 102, 0), LegMovement(300, 302, 0)])
+    stored = StoredNight(info, [Segment(0.0, 1200.0, 1200 * 52 * legs)], [], moves,
+                         [PostureSegment(0.0, 1200.0, "lying")], [])
+    summary = build_summary(stored, "dev-a", dt.datetime.now(dt.timezone.utc))
+    NightSummary.model_validate_json(json.dumps(summary))
+    assert [lm.get("leg") for lm in summary["lm_events"]] == expected
+    assert "sides" not in summary["sensor"]
+
+
 class _CountingClock(VirtualClock):
     """A virtual clock that counts the daemon loop's sleeps and stops it after `hours` of them."""
 

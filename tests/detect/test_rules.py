@@ -163,6 +163,27 @@ def test_lms_0_4_s_apart_are_one_bilateral_lm(rules):
     assert [(e["onset_s"], e["offset_s"], e["bilateral"]) for e in s["lm_events"]] == [(100.0, 104.0, True)]
 
 
+def _legs(sides, right=True) -> list:
+    legs = [[lm(100.0), lm(300.0), lm(500.0)]] + ([[lm(200.0, leg=1), lm(500.3, leg=1)]] if right else [])
+    return [e.get("leg") for e in score_night(legs, [Interval(0.0, NIGHT_S)], [], NIGHT_S, sides=sides)["lm_events"]]
+
+
+def test_each_lm_says_its_leg_when_the_sides_are_known():
+    # Left 100, right 200, left 300, and 500 on both legs (0.3 s apart): one bilateral LM.
+    assert _legs(("left", "right")) == ["left", "right", "left", "both"]
+    assert _legs(("right", "left")) == ["right", "left", "right", "both"]
+    # Unknown sides name no leg, but a bilateral LM is on both legs whatever their sides.
+    assert _legs(()) == [None, None, None, "both"]
+    assert _legs(["right"], right=False) == ["right"] * 3
+    assert _legs([None], right=False) == [None] * 3
+
+
+@pytest.mark.parametrize("sides", [("left",), ("left", "left"), ("left", "up"), ("left", "right", None)])
+def test_sides_must_name_each_leg_once(sides):
+    with pytest.raises(ValueError, match="each side once"):
+        _legs(sides)
+
+
 def test_lms_0_6_s_apart_stay_two_under_wasm_and_join_under_aasm():
     left, right = [lm(100.0, 2.0)], [lm(102.6, 1.4, leg=1)]
     wasm = score(left, right)

@@ -40,6 +40,11 @@ def _shorten_last_series(s):
     s["plm_count"] -= 2
 
 
+def _legs(s: dict, one_leg: str) -> None:
+    for e in s["lm_events"]:
+        e["leg"] = "both" if e["bilateral"] else one_leg
+
+
 INCONSISTENT = {
     # The payload: events giving a low PLMI, stated as 99, severe and significant.
     "plm_index inflated": (lambda s: s.update(plm_index=99.0, severity="severe", clinically_significant=True),
@@ -70,6 +75,10 @@ INCONSISTENT = {
     "periodicity without IMIs": (lambda s: s.update(periodicity_index=0.5, imi_histogram={
         **s["imi_histogram"], "counts": [0] * 45, "from_10_to_90_s": 0}) or [
         e.update(imi_s=None) for e in s["lm_events"]], "imi_histogram|periodicity_index"),
+    "a one-leg LM said to be both": (lambda s: _legs(s, "both"), "leg must be \"both\" exactly when bilateral"),
+    "a bilateral LM said to be left": (lambda s: _legs(s, "left") or next(
+        e for e in s["lm_events"] if e["bilateral"]).update(leg="left"), "exactly when bilateral"),
+    "a leg that is no side": (lambda s: _legs(s, "middle"), "lm_events.0.leg"),
 }
 
 
@@ -172,6 +181,10 @@ def test_real_two_leg_analyze_output_passes(tmp_path, rules, start):
                          check=True, capture_output=True, text=True, timeout=300)
     core = NightCore.model_validate_json(out.stdout)
     assert core.plm_count > 0 and core.hourly and core.severity != "normal"
+    # Two recordings are the left leg, then the right: every LM says its leg.
+    legs = [lm["leg"] for lm in core.lm_events]
+    assert {"left", "right", "both"} >= set(legs) >= {"left", "right"}
+    assert [leg == "both" for leg in legs] == [lm["bilateral"] for lm in core.lm_events]
 
 
 def test_a_sliver_in_bed_rounded_to_nothing_still_holds_its_lm(db):
@@ -222,3 +235,14 @@ def test_consistent_wear_spans_are_stored_whole(db):
     assert ingest(db, TOPIC, encode(summary), now=NOW).kind == "stored"
     stored = json.loads(db.execute("SELECT summary_json FROM nights").fetchone()[0])
     assert stored["wear"] == {"assessed": True, "not_worn": WORN_OFF}
+
+
+@pytest.mark.parametrize("one_leg", ["left", "right", None])
+def test_lms_with_their_legs_or_without_are_stored_whole(db, one_leg):
+    summary = night()
+    if one_leg:
+        _legs(summary, one_leg)
+    assert any(e["bilateral"] for e in summary["lm_events"])  # "both" is checked too
+    assert ingest(db, TOPIC, encode(summary), now=NOW).kind == "stored"
+    stored = json.loads(db.execute("SELECT summary_json FROM nights").fetchone()[0])
+    assert [e.get("leg") for e in stored["lm_events"]] == [e.get("leg") for e in summary["lm_events"]]

@@ -45,10 +45,10 @@ def test_core_alone_passes_core_and_fails_published():
 def test_extra_keys_are_kept_for_additive_evolution():
     summary = make_summary()
     summary["future_field"] = {"x": 1}
-    summary["lm_events"][0]["leg"] = 1
+    summary["lm_events"][0]["peak_dps"] = 1
     night = NightSummary.model_validate_json(encode(summary))
     dumped = night.model_dump(mode="json", by_alias=True)
-    assert dumped["future_field"] == {"x": 1} and dumped["lm_events"][0]["leg"] == 1
+    assert dumped["future_field"] == {"x": 1} and dumped["lm_events"][0]["peak_dps"] == 1
 
 
 def insufficient() -> dict:

@@ -69,7 +69,7 @@ def parse_edf_plus(data: bytes) -> dict:
 def test_an_edf_plus_annotation_file_follows_the_spec():
     start = datetime(2026, 11, 20, 22, 30, 5, 250_000)
     notes = [Annotation(12.5, 2.25, "LM"), Annotation(40.0, 1.5, "PLM"),
-             Annotation(3600.0, None, "Lights on"), Annotation(65.0, 3.0, "PLM bilateral")]
+             Annotation(3600.0, None, "Lights on"), Annotation(65.0, 3.0, "PLM:bilateral")]
     parsed = parse_edf_plus(write_annotations_edf(notes, start, 3700.0, "P 0001", "rlsmon dev-a"))
     h = parsed["header"]
     assert h["version"] == "0       "
@@ -94,7 +94,7 @@ def test_an_edf_plus_annotation_file_follows_the_spec():
         for onset, duration, texts in tals[1:]:
             assert k * h["record_s"] <= onset < (k + 1) * h["record_s"] + frac
             found.append((onset - frac, duration, texts[0]))
-    assert found == [(12.5, 2.25, "LM"), (40.0, 1.5, "PLM"), (65.0, 3.0, "PLM bilateral"),
+    assert found == [(12.5, 2.25, "LM"), (40.0, 1.5, "PLM"), (65.0, 3.0, "PLM:bilateral"),
                      (3600.0, None, "Lights on")]
 
 
@@ -107,11 +107,12 @@ def test_a_nights_export_holds_every_lm_and_plm(staff, seeded):
     summary = make_night("dev-a", night, 19)  # the seed is deterministic: the same night
     texts = [t for tals in parsed["records"] for _, _, ts in tals[1:] for t in ts]
     lms = summary["lm_events"]
-    # Every LM is an "LM" and every PLM also a "PLM", with "bilateral" when it joins both legs:
-    # a class's count is the night's count, as Luna and PSG software count annotations.
-    assert sum(t in ("LM", "LM bilateral") for t in texts) == summary["lm_count"] == len(lms)
-    assert sum(t in ("PLM", "PLM bilateral") for t in texts) == summary["plm_count"]
-    assert texts.count("LM bilateral") == sum(lm["bilateral"] for lm in lms) > 0
+    # Every LM is an "LM" and every PLM also a "PLM", with ":bilateral" when it joins both legs:
+    # a class's count is the night's count, as Luna and PSG software count annotations. This
+    # seeded night does not say the leg of its one-leg LMs, so their labels name none.
+    assert sum(t in ("LM", "LM:bilateral") for t in texts) == summary["lm_count"] == len(lms)
+    assert sum(t in ("PLM", "PLM:bilateral") for t in texts) == summary["plm_count"]
+    assert texts.count("LM:bilateral") == sum(lm["bilateral"] for lm in lms) > 0
     assert texts.count("PLM series") == summary["plm_series_count"]
     assert texts.count("Lights off") == 1 and texts.count("Lights on") == 1
     assert texts.count("In bed") == 1 and texts.count("Recording gap") == 1
@@ -154,7 +155,7 @@ def test_record_size_grows_with_the_busiest_minute():
 @given(st.lists(st.tuples(
     st.floats(0, 7200, allow_nan=False).map(lambda x: round(x, 3)),
     st.one_of(st.none(), st.floats(0, 600, allow_nan=False).map(lambda x: round(x, 3))),
-    st.sampled_from(["LM", "PLM", "PLM bilateral", "Lights off", "PLM series 3", "Bein ü"])),
+    st.sampled_from(["LM", "PLM:left", "PLM:bilateral", "Lights off", "PLM series 3", "Bein ü"])),
     max_size=80))
 def test_any_annotations_read_back_as_written(items):
     notes = [Annotation(*item) for item in items]
@@ -164,17 +165,16 @@ def test_any_annotations_read_back_as_written(items):
     assert sorted(back, key=str) == sorted(items, key=str)
 
 
-def test_rlsmon_scores_its_own_export_again(tmp_path, staff, seeded):
-    """The export read back by `rlsmon-device score`'s reader (device/lm_import.py): every
-    one-leg LM is read as an LM; the other labels are listed as unknown, never guessed."""
+def test_rlsmon_will_not_score_an_export_that_mixes_sided_and_unsided_lms(tmp_path, staff, seeded):
+    """The seeded night has bilateral LMs but does not say the leg of the others: read back by
+    `rlsmon-device score`'s reader (device/lm_import.py), an unsided LM could be either leg's part of
+    a bilateral one, so the file is refused, saying why, rather than scored wrong. A two-leg night
+    that says its legs reads back whole (tests/web/test_edf_legs.py)."""
+    from device.errors import EventsFormatError
     from device.lm_import import read_events
 
     night = seeded.last_night
     path = tmp_path / "night.edf"
     path.write_bytes(staff.get(f"/devices/dev-a/nights/{night}/annotations.edf").content)
-    events = read_events(path)
-    lms = make_night("dev-a", night, 19)["lm_events"]
-    (leg,) = events.legs
-    assert [round(m.onset_s, 2) for m in leg] == [lm["onset_s"] for lm in lms if not lm["bilateral"]]
-    assert set(events.unknown_labels) == {"PLM", "PLM bilateral", "LM bilateral", "PLM series",
-                                          "In bed"}
+    with pytest.raises(EventsFormatError, match="without a side among .* with one"):
+        read_events(path)
