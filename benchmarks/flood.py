@@ -1,11 +1,12 @@
 """One device floods the server: the collector's peak RSS and the database's growth (issue 10, item 3).
 
 A real mosquitto (the production config: TLS, passwords, ACL, its 4 MiB message_size_limit) and the
-real collector, run as systemd runs it (`rlsmon-server collect`, default settings: one validator
-process, a 16 MiB inbox, 4 KiB of at most 100 refused payloads per device and day). One device sends
-`--messages` payloads of junk just under 4 MiB at QoS 1, another as many at QoS 0, then a valid night
-each, which marks the end of its flood. Printed: the peak RSS (VmHWM) of the collector and of its
-validator process, the database's growth (with its WAL), the rows kept and the messages counted.
+real collector, run as systemd runs it (`rlsmon-server collect`, default settings: validation on the
+writer thread, a 16 MiB inbox, 4 KiB of at most 100 refused payloads per device and day). One device
+sends `--messages` payloads of junk just under 4 MiB at QoS 1, another as many at QoS 0, then a valid
+night each, which marks the end of its flood. Printed: the peak RSS (VmHWM) of the collector and of
+its validator processes, if any, the database's growth (with its WAL), the rows kept and the messages
+counted.
 
 Before the bounds (issue 10): 240 such messages grew the database by 1.6 GB and the collector to
 1.2 GB RSS.
@@ -144,7 +145,8 @@ def main() -> None:
         print(f"flood: {args.messages} junk messages of {(MAX_PAYLOAD_BYTES - 1024) / MIB:.2f} MiB at QoS 1 "
               f"and as many at QoS 0 ({total_mib:,.0f} MiB), then a valid night each")
         print(f"  sent in {seconds['flood-qos1']:.1f} s (QoS 1) and {seconds['flood-qos0']:.1f} s (QoS 0)")
-        print(f"collector peak RSS: {collector_mib:.0f} MiB; validator process peak RSS: {validator_mib:.0f} MiB")
+        print(f"collector peak RSS: {collector_mib:.0f} MiB"
+              + (f"; validator process peak RSS: {validator_mib:.0f} MiB" if validator_pids else " (no validator process)"))
         print(f"database growth: {growth_mib:.2f} MiB (with its WAL)")
         print(f"rejected rows kept: {rows}; refused messages counted: {counted}")
         warnings = [line for line in log_text.splitlines() if line.startswith("WARNING")]

@@ -148,7 +148,7 @@ def _touch_device(db: Database, device_id: str, now: str, *, seen: bool) -> None
 _NIGHT_COLUMNS = (
     "device_id", "night", "summary_id", "generated_at", "received_at", "rules", "plm_index", "lm_index",
     "lm_count", "clm_count", "plm_count", "plm_series_count", "time_in_bed_s", "recorded_s",
-    "periodicity_index", "severity", "clinically_significant", "summary_json",
+    "periodicity_index", "severity", "clinically_significant", "duration_s", "summary_json",
 )
 _UPSERT_NIGHT = (
     f"INSERT INTO nights ({', '.join(_NIGHT_COLUMNS)}) VALUES ({', '.join(':' + c for c in _NIGHT_COLUMNS)}) "
@@ -198,6 +198,7 @@ def _check_summary(device_id: str, payload: bytes, now: datetime) -> dict[str, A
         "plm_series_count": night.plm_series_count,
         "time_in_bed_s": night.time_in_bed_s,
         "recorded_s": night.coverage.recorded_s,
+        "duration_s": night.duration_s,
         "periodicity_index": night.periodicity_index,
         "severity": night.severity,
         "clinically_significant": night.clinically_significant,

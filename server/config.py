@@ -90,10 +90,11 @@ class MqttConfig:
 class CollectorConfig:
     """How the collector spends the machine's cores."""
 
-    # Worker processes that parse and validate summaries; 0 validates on the writer thread.
-    # Validation is most of a night's cost, so one worker lets the collector use a second core
-    # (benchmarks/server_load.py); on a big fleet, use the number of cores minus one.
-    validators: int = field(default=1, metadata={"check": lambda v: 0 <= v <= 64, "expected": "0–64"})
+    # Worker processes that parse and validate summaries; 0 validates on the writer thread. Handing
+    # a night to a worker and its verdict back costs about 0.4 ms of CPU, as much as validating
+    # it (0.45 ms), so on 2 cores 0 carries as many nights for less CPU (benchmarks/server_load.py,
+    # docs/architecture.md); try more on a machine with cores to spare.
+    validators: int = field(default=0, metadata={"check": lambda v: 0 <= v <= 64, "expected": "0–64"})
     # Messages received but not yet stored, in MiB. Past it, paho's thread waits for the writer
     # (QoS 1: the broker holds the rest, unacknowledged) or drops and counts a QoS 0 message.
     inbox_mib: int = field(default=16, metadata={"check": lambda v: 1 <= v <= 1024, "expected": "1–1024"})

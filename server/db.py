@@ -428,10 +428,7 @@ def _latest_nights(db: Database) -> None:
         END""",
         # A new night, or a replaced one (the collector's upsert): it becomes the latest unless
         # the device has a later night already.
-        *(f"""CREATE TRIGGER nights_latest_{event.lower()} AFTER {event} ON nights BEGIN
-            UPDATE device_latest SET ({figures}) = ({news})
-            WHERE device_id = new.device_id AND (night IS NULL OR night <= new.night);
-        END""" for event in ("INSERT", "UPDATE")),
+        *_sqlite_nights_latest(news),
         # An erased night (`forget`): when it was the latest, the one before it (or none) is.
         f"""CREATE TRIGGER nights_latest_delete AFTER DELETE ON nights BEGIN
             UPDATE device_latest SET ({figures}) = {_latest_of("old.device_id")}
@@ -441,6 +438,19 @@ def _latest_nights(db: Database) -> None:
             WHERE device_id = old.device_id AND night = old.night;
         END""",
     )
+
+
+def _latest_from_new(news: str) -> str:
+    """The statement making the night `new` its device's latest (its figures `news`), unless the
+    device has a later night already."""
+    return (f"UPDATE device_latest SET ({', '.join(_LATEST_FIGURES)}) = ({news}) "
+            "WHERE device_id = new.device_id AND (night IS NULL OR night <= new.night);")
+
+
+def _sqlite_nights_latest(news: str) -> tuple[str, str]:
+    """SQLite's triggers setting device_latest from a stored or replaced night (`news`: its figures)."""
+    return tuple(f"CREATE TRIGGER nights_latest_{event.lower()} AFTER {event} ON nights BEGIN "
+                 f"{_latest_from_new(news)} END" for event in ("INSERT", "UPDATE"))  # type: ignore[return-value]
 
 
 # The classes a medication entry may have (issue 12, item 4): the drugs used for RLS and PLMD
@@ -510,6 +520,22 @@ def _nights_summary_id(db: Database) -> None:
     _ddl(db, "CREATE INDEX idx_nights_summary ON nights(device_id, summary_id)")
 
 
+@MIGRATIONS(name="0010_nights_duration")
+def _nights_duration(db: Database) -> None:
+    # Issue 14, item 3: device_latest's coverage (recorded_s / duration_s) read duration_s out of
+    # the night's JSON (~64 kB for 500 LMs) on every night stored, about a third of the store's
+    # CPU (docs/architecture.md). The collector now writes it as a column. Nights stored before,
+    # or by bulk SQL that leaves it NULL, still give it from their JSON (coalesce reads that only
+    # when the column is NULL): the column is not back-filled, which would rewrite every night.
+    news = ", ".join(f"new.{c}" for c in _LATEST_FIGURES[:-1]) + ", new.recorded_s / nullif(coalesce(" \
+        f"new.duration_s, {json_number(db, 'new.summary_json', 'duration_s')}), 0)"
+    _ddl(db, "ALTER TABLE nights ADD COLUMN duration_s REAL")
+    if is_postgres(db):
+        _ddl(db, _pg_function("nights_latest", _latest_from_new(news)))
+        return
+    _ddl(db, "DROP TRIGGER nights_latest_insert", "DROP TRIGGER nights_latest_update", *_sqlite_nights_latest(news))
+
+
 def _count_change(row: str, sign: str) -> str:
     """The statement moving fleet_counts by the device_latest row `row` (`new`/`old`)."""
     return "UPDATE fleet_counts SET " + ", ".join(
@@ -529,10 +555,14 @@ _PG_COUNTED = {
 _PG_COVERAGE = "{n}.recorded_s / nullif(({n}.summary_json::json->>'duration_s')::float8, 0)"
 
 
+def _pg_function(name: str, body: str) -> str:
+    """The PL/pgSQL trigger function `name`() running `body` (made, or replaced by a later migration)."""
+    return f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} RETURN NULL; END $$"
+
+
 def _pg_trigger(name: str, when: str, body: str, condition: str = "TRUE") -> tuple[str, str]:
     """A PL/pgSQL function `name`() running `body` and the row trigger `name` calling it."""
-    return (f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} "
-            "RETURN NULL; END $$",
+    return (_pg_function(name, body),
             f"CREATE TRIGGER {name} {when} FOR EACH ROW WHEN ({condition}) EXECUTE FUNCTION {name}()")
 
 
@@ -605,9 +635,7 @@ def _latest_nights_pg(db: Database) -> None:
             END IF;"""),
         *_pg_trigger("patients_latest_rename", "AFTER UPDATE OF pseudonym ON patients", """
             UPDATE device_latest SET pseudonym = new.pseudonym WHERE patient_id = new.id;"""),
-        *_pg_trigger("nights_latest", "AFTER INSERT OR UPDATE ON nights", f"""
-            UPDATE device_latest SET ({figures}) = ({news})
-            WHERE device_id = new.device_id AND (night IS NULL OR night <= new.night);"""),
+        *_pg_trigger("nights_latest", "AFTER INSERT OR UPDATE ON nights", _latest_from_new(news)),
         *_pg_trigger("nights_latest_delete", "AFTER DELETE ON nights", f"""
             UPDATE device_latest SET ({figures}) = {latest_of.format("old.device_id")}
             WHERE device_id = old.device_id AND night = old.night

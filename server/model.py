@@ -81,8 +81,11 @@ class LM(TypedDict):
     """
 
     # A TypedDict, not a model: a night has hundreds of LMs and the collector validates hundreds of
-    # nights a second; dicts validate about a third faster than model instances.
-    __pydantic_config__ = _RECORD_CONFIG  # type: ignore[misc]
+    # nights a second; dicts validate about a third faster than model instances. Unknown keys are
+    # allowed (the schema says so) but not copied into each dict, a third faster again: they are
+    # kept where every reader finds them, in the stored JSON (nights.summary_json).
+    __pydantic_config__ = ConfigDict(  # type: ignore[misc]
+        strict=True, extra="ignore", json_schema_extra={"additionalProperties": True})
 
     onset_s: TimeS
     offset_s: TimeS

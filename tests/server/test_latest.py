@@ -12,7 +12,7 @@ import pytest
 from sqlite_utils import Database
 
 from server import audit
-from server.collector import ingest
+from server.collector import check, ingest
 from server.db import MIGRATIONS, assign_device, json_number, open_db
 from server.lifecycle import forget
 from tests.pgserver import BOTH_DATABASES
@@ -153,12 +153,21 @@ def test_bulk_sql_in_any_order_keeps_it_right(db):
     assert assert_consistent(db)[0][2] == "P-0009"
 
 
+def store_as_before_0010(db: Database, summary: dict) -> None:
+    """Store `summary` as the collector did before migration 0010: without a duration_s column."""
+    payload = json.dumps(summary).encode()
+    row = dict(check(f"rlsmon/v1/{summary['device_id']}/summary", payload, now=NOW).night)
+    del row["duration_s"]
+    db["devices"].insert({"device_id": summary["device_id"], "created_at": NOW.isoformat()}, ignore=True)
+    db["nights"].insert({**row, "summary_json": payload.decode(), "received_at": NOW.isoformat()})
+
+
 def test_the_migration_fills_it_from_the_nights_already_stored(tmp_path):
     old = Database(tmp_path / "server.db")
     MIGRATIONS.apply(old, stop_before="0005_latest_nights")
-    store(old, make_night("dev-a", LAST - timedelta(days=1), 30.0), received_at=NOW)
-    store(old, make_night("dev-a", LAST, 3.0), received_at=NOW)
-    store(old, make_night("dev-b", LAST - timedelta(days=4), 20.0), received_at=NOW)
+    store_as_before_0010(old, make_night("dev-a", LAST - timedelta(days=1), 30.0))
+    store_as_before_0010(old, make_night("dev-a", LAST, 3.0))
+    store_as_before_0010(old, make_night("dev-b", LAST - timedelta(days=4), 20.0))
     old.execute("INSERT INTO devices (device_id, status, created_at) "
                 "VALUES ('dev-new', 'online', ?)", [NOW.isoformat()])
     old.execute("INSERT INTO patients (id, pseudonym, created_at) VALUES (7, 'P-0007', 'x')")
@@ -171,6 +180,24 @@ def test_the_migration_fills_it_from_the_nights_already_stored(tmp_path):
         ("dev-a", None, LAST.isoformat()), ("dev-b", "P-0007", (LAST - timedelta(days=4)).isoformat()),
         ("dev-new", None, None)]
     assert db.execute("SELECT * FROM fleet_counts").fetchone() == (1, 3, 1, 1, 1, 1)
+
+
+def test_coverage_comes_from_the_duration_column_or_else_from_the_json(tmp_path):
+    # Migration 0010: the collector writes duration_s as a column and the triggers read it, not
+    # the JSON; a night stored before it (duration_s NULL) still gives its coverage from the JSON.
+    old = Database(tmp_path / "server.db")
+    MIGRATIONS.apply(old, stop_before="0010_nights_duration")
+    store_as_before_0010(old, make_night("dev-a", LAST - timedelta(days=1), 30.0))
+    old.conn.commit()
+    old.close()
+    db = open_db(tmp_path / "server.db")
+    assert db.execute("SELECT duration_s FROM nights").fetchall() == [(None,)]
+    assert assert_consistent(db)[0][9] == pytest.approx((8 * 3600 - 420) / (8 * 3600))
+    store(db, make_night("dev-a", LAST, 3.0), received_at=NOW)
+    assert db.execute("SELECT duration_s FROM nights WHERE night = ?", [LAST.isoformat()]).fetchone() == (8 * 3600,)
+    # The column, not the JSON, once it is set.
+    db.execute("UPDATE nights SET duration_s = 2 * duration_s WHERE night = ?", [LAST.isoformat()])
+    assert db.execute("SELECT coverage FROM device_latest").fetchone()[0] == pytest.approx((8 * 3600 - 420) / (16 * 3600))
 
 
 def test_quiet_since_is_the_latest_night_or_the_first_day_seen(db):

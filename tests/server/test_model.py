@@ -42,13 +42,21 @@ def test_core_alone_passes_core_and_fails_published():
         NightSummary.model_validate_json(json.dumps(core))
 
 
-def test_extra_keys_are_kept_for_additive_evolution():
+def test_extra_keys_are_kept_for_additive_evolution(tmp_path):
+    from server.collector import ingest
+    from server.db import open_db
+
     summary = make_summary()
     summary["future_field"] = {"x": 1}
     summary["lm_events"][0]["peak_dps"] = 1
     night = NightSummary.model_validate_json(encode(summary))
-    dumped = night.model_dump(mode="json", by_alias=True)
-    assert dumped["future_field"] == {"x": 1} and dumped["lm_events"][0]["peak_dps"] == 1
+    assert night.model_dump(mode="json", by_alias=True)["future_field"] == {"x": 1}
+    jsonschema_rs.validator_for(json.loads(SCHEMA_FILE.read_text())).validate(summary)
+    # An LM's added keys are accepted but not copied into the model (for speed): the stored JSON keeps them.
+    db = open_db(tmp_path / "server.db")
+    assert ingest(db, "rlsmon/v1/dev-a/summary", encode(summary)).kind == "stored"
+    stored = json.loads(db["nights"].get(("dev-a", "2026-01-05"))["summary_json"])
+    assert stored["future_field"] == {"x": 1} and stored["lm_events"][0]["peak_dps"] == 1
 
 
 def insufficient() -> dict:

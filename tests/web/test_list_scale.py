@@ -37,7 +37,7 @@ def fleet_rows(patients: int) -> dict[str, list[tuple]]:
             nights.append((f"dev-{i:05d}", (last - timedelta(days=k)).isoformat(), f"{i}-{k}",
                            created, created, "WASM2016", plmi, plmi, 1, 1, 1, 1, 25000.0,
                            27000.0, 0.5, "moderate" if plmi > 15 else "normal",
-                           int(plmi > 15), summary))
+                           int(plmi > 15), summary, 28800.0))
     return {
         "patients": [(i, f"P-{i:05d}", created) for i in range(1, patients + 1)],
         "devices": [(f"dev-{i:05d}", i if i % 100 else None, "online" if i % 7 else "offline", created)
@@ -57,7 +57,7 @@ def build(path: Path, patients: int) -> Database:
         db.conn.executemany(
             "INSERT INTO devices (device_id, patient_id, status, created_at) VALUES (?, ?, ?, ?)",
             rows["devices"])
-        db.conn.executemany(f"INSERT INTO nights VALUES ({', '.join('?' * 18)})", rows["nights"])
+        db.conn.executemany(f"INSERT INTO nights VALUES ({', '.join('?' * 19)})", rows["nights"])
     db.execute("ANALYZE")
     return db
 
