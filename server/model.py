@@ -272,16 +272,26 @@ def json_schema() -> dict[str, Any]:
     core = NightCore.model_json_schema(by_alias=True)
     schema["$defs"].update(core.pop("$defs"))
     schema["$defs"]["NightCore"] = core
+    return schema_document(SCHEMA_ID, schema)
+
+
+def schema_document(contract: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON Schema as a draft 2020-12 document named by its contract, e.g. `rlsmon.sit/1`."""
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://rlsmon.invalid/schema/rlsmon.night/1",
+        "$id": f"https://rlsmon.invalid/schema/{contract}",
         **schema,
     }
 
 
+def render_schema(document: dict[str, Any]) -> str:
+    """A schema document as the text checked in beside its model (sorted, so diffs stay small)."""
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
 def render_json_schema() -> str:
     """`json_schema()` as the text checked in at `server/nightly-summary.schema.json`."""
-    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+    return render_schema(json_schema())
 
 
 def write_json_schema(path: Path = SCHEMA_FILE) -> None:

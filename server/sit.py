@@ -24,7 +24,8 @@ from pydantic import AwareDatetime, Field, ValidationError, model_validator
 from sqlite_utils import Database
 
 from server.consistency import CLOCK_SKEW
-from server.model import DEVICE_ID_PATTERN, Count, ShortText, TimeS, _Record
+from server.model import (DEVICE_ID_PATTERN, Count, ShortText, TimeS, _Record, render_schema,
+                          schema_document)
 
 SCHEMA_ID = "rlsmon.sit/1"
 SCHEMA_FILE = Path(__file__).with_name("sit-result.schema.json")
@@ -132,16 +133,12 @@ class SitResult(_Record):
 
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of `SitResult`, as checked in at `server/sit-result.schema.json`."""
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://rlsmon.invalid/schema/rlsmon.sit/1",
-        **SitResult.model_json_schema(by_alias=True),
-    }
+    return schema_document(SCHEMA_ID, SitResult.model_json_schema(by_alias=True))
 
 
 def render_json_schema() -> str:
     """`json_schema()` as the checked-in text."""
-    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+    return render_schema(json_schema())
 
 
 def write_json_schema(path: Path = SCHEMA_FILE) -> None:
