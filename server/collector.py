@@ -27,7 +27,10 @@ the broker enforces with `use_username_as_clientid`; `clean_start=False`, sessio
 QoS 1 subscriptions renewed in `on_connect`, TLS and a password. paho's network thread only queues
 messages (and hands them to validator processes, if any); one writer thread owns the database
 connection, commits a batch and only then acknowledges it (`manual_ack`), so the broker forgets a
-night only once it is on disk. After the commit, each stored or duplicate summary gets a receipt
+night only once it is on disk. The commit runs on a committer thread while the writer checks the
+next batch (a commit's write and fsync hold no GIL). On SQLite the writer never checkpoints the WAL
+itself: a checkpointer thread does (server/db.py, `checkpoint_wal`), beside the next batch instead
+of inside a commit. After the commit, each stored or duplicate summary gets a receipt
 (`receipt()`, QoS 1) on its device's `rlsmon/v1/<id>/receipt`: the device keeps a summary until then
 (docs/receipts.md). A crash between commit and PUBACK or receipt means a redelivery or a re-send,
 which the `summary_id` rule makes a no-op that is receipted again.
@@ -44,7 +47,7 @@ import re
 import ssl
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,7 +58,7 @@ from sqlite_utils import Database
 
 from server.config import MqttConfig
 from server.consistency import CLOCK_SKEW, check_not_future
-from server.db import open_db, utc_now
+from server.db import checkpoint_wal, is_postgres, open_db, utc_now
 from server.model import NightSummary
 from server.rejected import RefusalLog, RejectLimits, count_refused, expire_rejected, keep_rejected, topic_device
 from server.sit import check_sit, store_sit
@@ -373,6 +376,16 @@ class _Received:
         return self.checking.result() if self.checking is not None else check(self.topic, self.payload, self.retained)
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """Messages stored in one transaction, whose commit is `commit`."""
+
+    messages: list[_Received]
+    checked: list[Checked]
+    outcomes: list[Outcome]
+    commit: Future
+
+
 _STOP = object()
 
 
@@ -484,6 +497,10 @@ class Collector:
         self._connection = 0
         self._client: mqtt.Client | None = None
         self._writer: threading.Thread | None = None
+        self._committer: ThreadPoolExecutor | None = None  # the writer's commits, see _write_loop()
+        self._checkpointer: threading.Thread | None = None  # SQLite only: see checkpoint_wal()
+        self._checkpoint_due = threading.Event()
+        self._checkpoint_done = threading.Event()
         self._validators = validators
         self._pool: ProcessPoolExecutor | None = None
         self._receipt_refused = False
@@ -510,6 +527,12 @@ class Collector:
             self._pool = ProcessPoolExecutor(self._validators, mp_context=multiprocessing.get_context("spawn"))
             # Start the workers now: a validator that cannot start fails here, not on the first night.
             self._pool.submit(check, "", b"").result()
+        if not is_postgres(db) and str(self.db_path) != ":memory:":
+            db.execute("PRAGMA wal_autocheckpoint = 0")
+            self._checkpoint_done.clear()
+            self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="rlsmon-checkpoint", daemon=True)
+            self._checkpointer.start()
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="rlsmon-commit")
         self._writer = threading.Thread(target=self._write_loop, args=(db,), name="rlsmon-writer", daemon=True)
         self._writer.start()
         client = mqtt.Client(
@@ -551,9 +574,25 @@ class Collector:
             self._inbox.put(_STOP)
             self._writer.join()
             self._writer = None
+        if self._committer is not None:
+            self._committer.shutdown()
+            self._committer = None
+        if self._checkpointer is not None:
+            self._checkpoint_done.set()
+            self._checkpoint_due.set()
+            self._checkpointer.join()
+            self._checkpointer = None
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
+
+    def _checkpoint_loop(self) -> None:
+        try:
+            checkpoint_wal(self.db_path, self._checkpoint_due, self._checkpoint_done)
+        except Exception:
+            # Without checkpoints the WAL would grow for ever: stop, and let systemd start afresh.
+            log.exception("the WAL checkpointer failed; the collector stops")
+            self.failed.set()
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if reason_code.is_failure:
@@ -603,42 +642,54 @@ class Collector:
 
     def _write_loop(self, db: Database) -> None:
         refusals = RefusalLog(log)
-        next_expiry_s = 0.0
+        committing: _Batch | None = None  # stored, its commit running on the committer thread
         try:
+            expire_rejected(db, datetime.now(timezone.utc), self._limits.retention_days)
+            next_expiry_s = time.monotonic() + EXPIRY_INTERVAL_S
             while True:
+                # While a batch commits, take what is queued without waiting, and check it: the
+                # commit's write and fsync hold no GIL. Otherwise wait, with a timeout now and
+                # then to count dropped messages and summarise warnings when idle.
+                messages, stopping = self._take(wait_s=0.0 if committing is not None else 1.0)
+                checked = [m.checked() for m in messages]  # before the transaction: it holds the write lock
+                if committing is not None:
+                    self._acknowledge(committing, refusals)
+                    committing = None
+                refusals.flush()
                 if time.monotonic() >= next_expiry_s:
                     expire_rejected(db, datetime.now(timezone.utc), self._limits.retention_days)
                     next_expiry_s = time.monotonic() + EXPIRY_INTERVAL_S
-                # A timeout now and then, to count dropped messages and summarise warnings when idle.
-                item = self._inbox.get(timeout_s=1.0)
-                refusals.flush()
-                if item is None:
-                    self._count_dropped(db, refusals)
-                    continue
-                if item is _STOP:
-                    return
-                batch = [item]
-                while len(batch) < MAX_BATCH:
-                    item = self._inbox.get(timeout_s=0)
-                    if item is None:
-                        break
-                    if item is _STOP:
-                        self._inbox.put(_STOP)  # finish this batch first, then stop
-                        break
-                    batch.append(item)
                 # QoS 0 drops before this batch was queued are on record before its outcomes are.
                 self._count_dropped(db, refusals)
-                self._commit_and_ack(db, batch, refusals)
-                self._inbox.release(sum(len(m.payload) for m in batch))
+                if messages:
+                    committing = self._store_batch(db, messages, checked)
+                if stopping:
+                    if committing is not None:
+                        self._acknowledge(committing, refusals)
+                    return
         except Exception:
             # A database error (disk full, corruption) or a bug. Nothing of the failed batch was
             # acknowledged, so the broker delivers it again once the collector is restarted.
             log.exception("the writer failed; the collector stops without acknowledging the batch")
             self.failed.set()
         finally:
+            if committing is not None:
+                wait([committing.commit])  # a failed writer still lets a running commit end before closing
             self._inbox.close()
             refusals.flush(all_windows=True)
             db.close()
+
+    def _take(self, wait_s: float) -> tuple[list[_Received], bool]:
+        """Up to MAX_BATCH queued messages, waiting up to `wait_s` for the first; and whether the
+        collector is stopping (after these)."""
+        messages: list[_Received] = []
+        item = self._inbox.get(timeout_s=wait_s)
+        while item is not None and item is not _STOP:
+            messages.append(item)
+            if len(messages) == MAX_BATCH:
+                break
+            item = self._inbox.get(timeout_s=0)
+        return messages, item is _STOP
 
     def _count_dropped(self, db: Database, refusals: RefusalLog) -> None:
         dropped = self._inbox.take_dropped()
@@ -651,20 +702,27 @@ class Collector:
         for device_id, (count, _) in dropped.items():
             refusals.refused(device_id, "QoS 0, dropped as the inbox was full", count)
 
-    def _commit_and_ack(self, db: Database, batch: list[_Received], refusals: RefusalLog) -> None:
-        checked = [m.checked() for m in batch]  # before the transaction: it holds the write lock
+    def _store_batch(self, db: Database, messages: list[_Received], checked: list[Checked]) -> _Batch:
+        """Store the messages in one transaction and start its commit on the committer thread."""
         received_at = utc_now()
         # IMMEDIATE takes the write lock up front, so a second collector (MQTT shared subscription)
         # or the dashboard waits its turn instead of failing on a lock upgrade.
         db.execute("BEGIN IMMEDIATE")
         try:
-            outcomes = [store(db, m.topic, m.payload, c, received_at, self._limits) for m, c in zip(batch, checked)]
+            outcomes = [store(db, m.topic, m.payload, c, received_at, self._limits) for m, c in zip(messages, checked)]
         except BaseException:
             db.conn.rollback()
             raise
-        db.conn.commit()
+        assert self._committer is not None
+        return _Batch(messages, checked, outcomes, self._committer.submit(db.conn.commit))
+
+    def _acknowledge(self, batch: _Batch, refusals: RefusalLog) -> None:
+        """Once the batch is committed (a failed commit raises here), receipt and acknowledge it."""
+        batch.commit.result()
+        self._checkpoint_due.set()
+        self._inbox.release(sum(len(m.payload) for m in batch.messages))
         client = self._client
-        for message, verdict, outcome in zip(batch, checked, outcomes):
+        for message, verdict, outcome in zip(batch.messages, batch.checked, batch.outcomes):
             # The receipt first: should we die before it, the broker redelivers the summary (not yet
             # acknowledged) and it is receipted then; paho queues it while we are disconnected.
             committed = verdict.night or verdict.sit
@@ -678,7 +736,6 @@ class Collector:
                 refusals.refused(outcome.device_id or topic_device(message.topic), _cause(outcome))
             if self.on_outcome is not None:
                 self.on_outcome(message.topic, outcome)
-
 
 def run_collector(config_path: str | Path) -> int:
     """Run the collector from the config file until SIGTERM or SIGINT; return the exit code."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import threading
 import time
 from datetime import datetime, timezone
 
@@ -84,6 +85,35 @@ def _enable_wal(db: Database) -> None:
             if "locked" not in str(e) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+# A flood may outrun the checkpointer's PASSIVE checkpoints; past this much WAL it waits for the
+# writer and empties it, so the WAL (and a reader's replay of it) stays bounded.
+MAX_WAL_BYTES = 64 * 1024 * 1024
+
+
+def checkpoint_wal(path: str | os.PathLike[str], due: threading.Event, done: threading.Event) -> None:
+    """Copy the WAL of the SQLite database at `path` into the database file each time `due` is set,
+    until `due` is set with `done` set. For a writer that turned its own checkpoints off
+    (`PRAGMA wal_autocheckpoint = 0`) and sets `due` after each commit: the copying and its fsync
+    then run on this thread, beside the writer, instead of inside one of its commits.
+
+    PASSIVE, so the writer is never blocked, until the WAL passes `MAX_WAL_BYTES`: then TRUNCATE
+    waits for the writer's transaction to end, copies everything and empties the WAL.
+    """
+    conn = sqlite3.connect(os.fspath(path), timeout=BUSY_TIMEOUT_S)
+    try:
+        page_bytes = conn.execute("PRAGMA page_size").fetchone()[0]
+        stopping = False
+        while not stopping:
+            due.wait()
+            due.clear()
+            stopping = done.is_set()
+            _, wal_pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if wal_pages * page_bytes > MAX_WAL_BYTES:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
 
 
 def _ddl(db: Database, *statements: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -125,6 +126,36 @@ def test_a_night_is_acknowledged_only_once_committed(start_collector, device, tm
     topic, outcome = second.next()
     assert outcome.kind == "stored"
     assert open_db(tmp_path / "server.db")["nights"].get(("dev-a", "2026-05-01"))["summary_id"] == night["summary_id"]
+
+
+def test_committed_nights_reach_the_database_file_while_the_collector_runs(start_collector, device, tmp_path):
+    """The writer leaves checkpoints to its checkpointer thread: the nights move from the WAL into
+    the database file without waiting for the collector to stop."""
+    import shutil
+    import sqlite3
+
+    collector = start_collector()
+    reader = sqlite3.connect(tmp_path / "server.db")  # keeps the WAL from being checkpointed on close
+    reader.execute("SELECT 1").fetchone()
+    dev = device("dev-a")
+    for day in (1, 2, 3):
+        assert not dev.summary(encode(make_summary("dev-a", f"2026-05-0{day}", n_lms=200))).is_failure
+    assert [collector.next()[1].kind for _ in range(3)] == ["stored"] * 3
+
+    def nights_in_file() -> int:
+        copy = tmp_path / "file-only.db"
+        shutil.copyfile(tmp_path / "server.db", copy)  # without its WAL
+        try:
+            with sqlite3.connect(copy) as conn:
+                return conn.execute("SELECT count(*) FROM nights").fetchone()[0]
+        except sqlite3.DatabaseError:  # copied halfway through a checkpoint
+            return -1
+
+    deadline = time.monotonic() + 60
+    while nights_in_file() != 3:
+        assert time.monotonic() < deadline, "the nights never left the WAL"
+        time.sleep(0.01)
+    reader.close()
 
 
 def test_validator_processes_keep_arrival_order_and_the_same_rules(start_collector, device, tmp_path):

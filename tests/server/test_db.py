@@ -9,7 +9,7 @@ import pytest
 
 from sqlite_utils import Database
 
-from server.db import MIGRATIONS, open_db, schema_version, utc_now
+from server.db import MIGRATIONS, checkpoint_wal, open_db, schema_version, utc_now
 
 ALL_MIGRATIONS = ["0001_initial", "0002_lm_events_view", "0003_rejected_bounds",
                   "0004_staff_roles_audit", "0005_latest_nights", "0006_medications",
@@ -122,3 +122,44 @@ def test_a_medication_has_a_known_class_and_stops_after_it_starts(tmp_path):
     for bad in (["antihistamine", "2026-11-01", None], ["iron", "2026-11-02", "2026-11-01"]):
         with pytest.raises(sqlite3.IntegrityError):
             db.execute(row, bad)
+
+
+def _rows_in_database_file(path, table: str) -> int:
+    """Rows of `table` in the database file alone, as if its WAL were lost: what is checkpointed."""
+    copy = path.with_name("file-only.db")
+    copy.write_bytes(path.read_bytes())
+    try:
+        with sqlite3.connect(copy) as conn:
+            return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        copy.unlink()
+
+
+@pytest.mark.parametrize("wal_limit_bytes, wal_left", [(64 * 1024 * 1024, "kept"), (64 * 1024, "emptied")])
+def test_the_checkpointer_copies_a_writers_wal_and_empties_it_past_the_limit(
+        tmp_path, monkeypatch, wal_limit_bytes, wal_left):
+    import server.db
+
+    monkeypatch.setattr(server.db, "MAX_WAL_BYTES", wal_limit_bytes)
+    path = tmp_path / "server.db"
+    writer = open_db(path)
+    writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the schema into the file
+    writer.execute("PRAGMA wal_autocheckpoint = 0")  # as the collector's writer does
+    reader = sqlite3.connect(path)  # keeps the WAL from being checkpointed on close
+    reader.execute("SELECT 1").fetchone()
+    with writer.conn:
+        writer.conn.executemany("INSERT INTO rejected_daily (device_id, day, count, bytes) VALUES (?, ?, ?, ?)",
+                                [(f"dev-{i}", "2026-01-01", 1, 10) for i in range(3000)])
+    wal = path.with_name("server.db-wal")
+    assert _rows_in_database_file(path, "rejected_daily") == 0 and wal.stat().st_size > 64 * 1024
+
+    due, done = threading.Event(), threading.Event()
+    checkpointer = threading.Thread(target=checkpoint_wal, args=(path, due, done))
+    checkpointer.start()
+    due.set()
+    done.set()
+    checkpointer.join()
+    assert _rows_in_database_file(path, "rejected_daily") == 3000
+    assert (wal.stat().st_size == 0) == (wal_left == "emptied")
+    reader.close()
+    writer.close()
