@@ -10,6 +10,12 @@ only count them. Then the collectors: the same again, and the clock stops when t
 (and acknowledged) the last night. `ratio` is collectors / broker_only. The two alternate for
 `--rounds` rounds (each round's collectors store new nights), and the medians are reported.
 
+`--prechecked` adds a third phase to each round: the same collectors, except that `check()` (the
+JSON parse, the contract and the consistency rules) was run on every payload before the clock
+started and is a dictionary lookup during it. It is not a way to run: it measures the ceiling
+that any faster validation could reach, with the receiving, storing, committing and receipts as
+they are (`prechecked_ratio`).
+
 The clock starts when the 4 publisher processes are connected and released together. The
 publishers are separate processes, as devices are separate machines, but they share this machine's
 cores with mosquitto and the consumers, and with whatever else runs on the machine: the rate
@@ -17,7 +23,7 @@ printed is what was left for us. So it also prints the CPU time per night of eac
 rate of `ingest()` alone (no MQTT).
 
     .venv/bin/python benchmarks/server_load.py [--collectors 1] [--rounds 3] [--nights-per-device 250]
-        [--database URL] [--json]
+        [--database URL] [--prechecked] [--json]
 
 `--database postgresql://…` stores into that (empty) PostgreSQL database instead of a new SQLite
 file; `ingest()` alone is still measured on SQLite.
@@ -61,14 +67,13 @@ def night_payloads(device_id: str, nights: int, lms: int, first: int = 0) -> lis
     ]
 
 
-def publisher(host: str, port: int, ca_file: str, device_id: str, password: str, nights: int, lms: int,
-              first: int, ready, go, done, cpu_s) -> None:
+def publisher(host: str, port: int, ca_file: str, device_id: str, password: str, payloads: list[bytes],
+              ready, go, done, cpu_s) -> None:
     """One device: connect, wait for the start, publish every night at QoS 1, wait for every PUBACK."""
     import ssl
 
     import paho.mqtt.client as mqtt
 
-    payloads = night_payloads(device_id, nights, lms, first)
     acked = threading.Semaphore(0)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{device_id}", protocol=mqtt.MQTTv5)
     client.tls_set_context(ssl.create_default_context(cafile=ca_file))
@@ -118,12 +123,20 @@ def _counter(count, total: int, finished) -> None:
 
 
 def consumer(kind: str, host: str, port: int, ca_file: str, user: str, password: str, share_group: str,
-             validators: int, db_path: str, total: int, count, finished, ready, stop) -> None:
+             validators: int, db_path: str, total: int, count, finished, ready, stop,
+             payloads: dict[str, list[bytes]] | None = None) -> None:
     """One consumer process: a bare paho subscriber that counts messages (`broker_only`), or a
-    collector that counts the nights it committed (`collector`)."""
+    collector that counts the nights it committed (`collector`; `prechecked`: with the verdicts of
+    `check()` on `payloads` computed before it subscribes)."""
     import ssl
 
-    if kind == "collector":
+    if kind == "prechecked":
+        import server.collector
+
+        verdicts = {p: server.collector.check(f"rlsmon/v1/{device_id}/summary", p)
+                    for device_id, nights in (payloads or {}).items() for p in nights}
+        server.collector.check = lambda topic, payload, retained=False, now=None: verdicts[payload]
+    if kind in ("collector", "prechecked"):
         # No session left behind once stopped, so that the next round's broker_only phase is not
         # also queued for it (deployed collectors keep theirs for days).
         config = MqttConfig(host=host, port=port, ca_file=ca_file, username=user, share_group=share_group,
@@ -162,6 +175,7 @@ def phase(kind: str, broker: Broker, users: dict[str, str], passwords: dict[str,
     """Run the 4 publishers (nights from number `first`) against K consumers of `kind`; nights/s and
     CPU ms per night of each part."""
     total = DEVICES * args.nights_per_device
+    payloads = {device_id: night_payloads(device_id, args.nights_per_device, args.lms, first) for device_id in passwords}
     ctx = mp.get_context("spawn")
     count, finished, stop = ctx.Value("l", 0), ctx.Event(), ctx.Event()
     share_group = SHARE_GROUP if len(users) > 1 else ""
@@ -170,7 +184,7 @@ def phase(kind: str, broker: Broker, users: dict[str, str], passwords: dict[str,
         ready = ctx.Event()
         p = ctx.Process(target=consumer, args=(kind, broker.host, broker.port, str(broker.ca_file), user, password,
                                                share_group, args.validators, str(db_path), total, count, finished,
-                                               ready, stop))
+                                               ready, stop, payloads if kind == "prechecked" else None))
         p.start()
         consumers.append((p, ready))
     for _, ready in consumers:
@@ -181,8 +195,7 @@ def phase(kind: str, broker: Broker, users: dict[str, str], passwords: dict[str,
     for device_id, password in passwords.items():
         ready, done, cpu_s = ctx.Event(), ctx.Event(), ctx.Value("d", 0.0)
         p = ctx.Process(target=publisher, args=(broker.host, broker.port, str(broker.ca_file), device_id,
-                                               password, args.nights_per_device, args.lms, first, ready, go, done,
-                                               cpu_s))
+                                               password, payloads[device_id], ready, go, done, cpu_s))
         p.start()
         publishers.append((p, ready, done, cpu_s))
     for _, ready, _, _ in publishers:
@@ -232,6 +245,8 @@ def main() -> None:
                         help="validator processes per collector ([collector] validators; default as shipped)")
     parser.add_argument("--database", metavar="URL",
                         help="an empty PostgreSQL database (postgresql://…) instead of a new SQLite file")
+    parser.add_argument("--prechecked", action="store_true",
+                        help="also run the collectors with check() done before the clock: the ceiling of faster validation")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args()
     total = DEVICES * args.nights_per_device
@@ -257,14 +272,21 @@ def main() -> None:
                                   r * args.nights_per_device)
                 rounds.append({"broker_only": broker_only, "collector": collector,
                                "ratio": round(collector["nights_per_s"] / broker_only["nights_per_s"], 3)})
+                if args.prechecked:
+                    prechecked = phase("prechecked", broker, users, passwords, args, target,
+                                       (args.rounds + r) * args.nights_per_device)
+                    rounds[-1].update(prechecked=prechecked, prechecked_ratio=round(
+                        prechecked["nights_per_s"] / broker_only["nights_per_s"], 3))
         finally:
             broker.kill()
         with open_db(target) as db:
             stored, rejected = db["nights"].count, db["rejected"].count
-        if stored != args.rounds * total or rejected:
-            raise SystemExit(f"expected {args.rounds * total} stored nights and none rejected, got {stored}")
+        expected = args.rounds * total * (2 if args.prechecked else 1)
+        if stored != expected or rejected:
+            raise SystemExit(f"expected {expected} stored nights and none rejected, got {stored}")
         ingest_only = ingest_only_rate(workdir, args.lms)
-    medians = {key: statistics.median(r[key]["nights_per_s"] for r in rounds) for key in ("broker_only", "collector")}
+    phases = ("broker_only", "collector", "prechecked") if args.prechecked else ("broker_only", "collector")
+    medians = {key: statistics.median(r[key]["nights_per_s"] for r in rounds) for key in phases}
     ratio = statistics.median(r["ratio"] for r in rounds)
     figures = {"database": "postgresql" if args.database else "sqlite",
                "collectors": args.collectors, "validators": args.validators, "nights_per_round": total,
@@ -272,6 +294,8 @@ def main() -> None:
                "load_average_before": round(load_before, 2), "rounds": rounds,
                "median_nights_per_s": medians, "median_ratio": ratio,
                "ingest_only_nights_per_s": round(ingest_only, 1),
+               **({"median_prechecked_ratio": statistics.median(r["prechecked_ratio"] for r in rounds)}
+                  if args.prechecked else {}),
                "ok": medians["collector"] >= 500 and ratio >= 0.5}
     if args.json:
         print(json.dumps(figures, indent=1))
@@ -280,10 +304,13 @@ def main() -> None:
           f"({os.cpu_count()} cores, load average before {load_before:.2f})")
     for i, r in enumerate(rounds, 1):
         for name, f in (("broker_only (paho subscribers)", r["broker_only"]),
-                        (f"{args.collectors} collector(s), {args.validators} validators each", r["collector"])):
-            cpu = ", ".join(f"{k} {v:.2f} ms" for k, v in f["cpu_ms_per_night"].items())
-            print(f"round {i}: {name:<44} {f['nights_per_s']:7.0f} nights/s   CPU per night: {cpu}")
-        print(f"round {i}: ratio {r['ratio']:.2f}")
+                        (f"{args.collectors} collector(s), {args.validators} validators each", r["collector"]),
+                        ("the same, prechecked (ceiling)", r.get("prechecked"))):
+            if f is not None:
+                cpu = ", ".join(f"{k} {v:.2f} ms" for k, v in f["cpu_ms_per_night"].items())
+                print(f"round {i}: {name:<44} {f['nights_per_s']:7.0f} nights/s   CPU per night: {cpu}")
+        print(f"round {i}: ratio {r['ratio']:.2f}"
+              + (f", prechecked {r['prechecked_ratio']:.2f}" if "prechecked_ratio" in r else ""))
     print(f"median ratio {ratio:.2f} (bar >= 0.5), median collector rate {medians['collector']:.0f}/s "
           f"(bar >= 500/s): {'ok' if figures['ok'] else 'OVER'}")
     print(f"ingest() alone (validate + SQLite): {ingest_only:.0f} nights/s")
