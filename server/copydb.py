@@ -85,17 +85,12 @@ def check_source(source: str | os.PathLike[str], target: str) -> None:
 def open_target(target: str) -> Database:
     """The database `target` (a SQLite path or a PostgreSQL URL), made or brought to the current
     schema by `open_db`; CopyError naming it when it cannot be opened."""
-    errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
-    if is_url(target):
-        try:
-            import psycopg
-        except ImportError:
-            raise CopyError(f"{redacted(target)} is a PostgreSQL database, and psycopg is not "
-                            "installed: pip install 'rlsmon[server,postgres]'") from None
-        errors += (psycopg.Error,)
     try:
         return open_db(target)
-    except errors as e:
+    except ImportError:
+        raise CopyError(f"{redacted(target)} is a PostgreSQL database, and psycopg is not "
+                        "installed: pip install 'rlsmon[server,postgres]'") from None
+    except (*_database_errors(), OSError) as e:
         raise CopyError(f"cannot open the target {redacted(target)}: {str(e).strip()}") from None
 
 
@@ -217,6 +212,30 @@ def _writer(db: Database, table: str, names: Sequence[str]) -> Iterator[Callable
     yield lambda rows: db.conn.executemany(sql, rows)
 
 
+def _database_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.Error,)
+    return (sqlite3.Error, psycopg.Error)
+
+
+def _copy_table(source: Database, target: Database, table: str) -> int:
+    """Copy the rows of `table`; returns how many. A row the target refuses is a CopyError naming
+    the table and the kind of error, never the row's values (health data)."""
+    names = columns(target, table)
+    copied = 0
+    try:
+        with _writer(target, table, names) as write:
+            for batch in batches(source, table, names):
+                write(batch)
+                copied += len(batch)
+    except _database_errors() as e:
+        raise CopyError(f"copying table {table} failed ({type(e).__name__}: a value "
+                        "the target's column does not take, or a broken source); nothing was copied") from e
+    return copied
+
+
 def _count(db: Database, table: str) -> int:
     return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
@@ -283,12 +302,7 @@ def copy_database(source: Database, target: Database, at: datetime, actor: audit
             if is_postgres(target):
                 _user_triggers(target, enabled=False)
             for table in copied:
-                names = columns(target, table)
-                rows[table] = 0
-                with _writer(target, table, names) as write:
-                    for batch in batches(source, table, names):
-                        write(batch)
-                        rows[table] += len(batch)
+                rows[table] = _copy_table(source, target, table)
                 progress(table, rows[table])
             if is_postgres(target):
                 refill_latest_pg(target)
