@@ -72,7 +72,10 @@ class Copied:
 
 
 def check_source(source: str | os.PathLike[str], target: str) -> None:
-    """Refuse (CopyError) a copy of `source` onto itself, or while another process uses it."""
+    """Refuse (CopyError) a copy of a SQLite `source` that does not exist or onto itself, or of
+    a source that another process uses."""
+    if not is_url(source) and not os.path.exists(source):
+        raise CopyError(f"there is no database at {source}: check [database] in the config")
     if not is_url(target) and not is_url(source) and os.path.exists(source) \
             and os.path.exists(target) and os.path.samefile(source, target):
         raise CopyError(f"{target} is the configured database itself: copy into a new one")
