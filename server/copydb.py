@@ -76,8 +76,8 @@ def check_source(source: str | os.PathLike[str], target: str) -> None:
     a source that another process uses."""
     if not is_url(source) and not os.path.exists(source):
         raise CopyError(f"there is no database at {source}: check [database] in the config")
-    if not is_url(target) and not is_url(source) and os.path.exists(source) \
-            and os.path.exists(target) and os.path.samefile(source, target):
+    if not is_url(source) and not is_url(target) and os.path.exists(target) \
+            and os.path.samefile(source, target):
         raise CopyError(f"{target} is the configured database itself: copy into a new one")
     user = in_use(source)
     if user is not None:
@@ -106,6 +106,10 @@ def in_use(source: str | os.PathLike[str]) -> str | None:
     return _sqlite_holder(Path(source))
 
 
+# struct flock (l_type, l_whence, l_start, l_len, l_pid) in native alignment, off_t of 64 bits.
+_FLOCK = "hhqqi4x"
+
+
 def _sqlite_holder(path: Path) -> str | None:
     # Every connection to a WAL database holds a shared lock on the "DMS" byte (offset 128) of its
     # -shm file while it is open (SQLite's os_unix.c, UNIX_SHM_DMS): F_GETLK names one holder
@@ -115,8 +119,8 @@ def _sqlite_holder(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     try:
-        flock = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 128, 1, 0)
-        kind, _, _, _, pid = struct.unpack("hhqqi4x", fcntl.fcntl(fd, fcntl.F_GETLK, flock))
+        wanted = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, 128, 1, 0)
+        kind, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, wanted))
     finally:
         os.close(fd)
     if kind == fcntl.F_UNLCK:
@@ -131,11 +135,14 @@ def _sqlite_holder(path: Path) -> str | None:
 def _pg_sessions(url: str) -> str | None:
     from server import pg
 
-    db = pg.connect(url)
     try:
-        rows = db.execute("SELECT pid, application_name FROM pg_stat_activity WHERE datname = "
-                          "current_database() AND pid <> pg_backend_pid() AND backend_type = "
-                          "'client backend' ORDER BY pid").fetchall()
+        db = pg.connect(url)
+    except _database_errors() as e:
+        raise CopyError(f"cannot open the database {redacted(url)}: {str(e).strip()}") from None
+    try:
+        rows = db.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                          "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
+                          "ORDER BY pid").fetchall()
     finally:
         db.close()
     if not rows:
@@ -270,8 +277,8 @@ def _check_derived(source: Database, target: Database, table: str) -> int:
         if expected is None or not all(map(_same, ours, expected)):
             at = ", ".join(f"{k}={ours[names.index(k)]}" for k in key)
             raise CopyError(f"{table} recomputed on the target differs from the source's at {at}: "
-                            "the source's is not what its nights give (`rlsmon-server migrate` "
-                            "cannot fix it; report it); nothing was copied")
+                            "one of them does not follow from the copied rows (please report it); "
+                            "nothing was copied")
     if next(theirs, None) is not None:
         raise CopyError(f"{table} has more rows on the source than recomputed on the target; "
                         "nothing was copied")
@@ -322,6 +329,10 @@ def copy_database(source: Database, target: Database, at: datetime, actor: audit
             audit.record(target, at, actor, "database.copy", target_kind="database",
                          detail=f"from={redacted(source_name)} tables={len(copied)} "
                          f"rows={sum(rows[t] for t in copied)}")
+        except _database_errors() as e:
+            # Not a row (_copy_table names those): e.g. a role that does not own the tables.
+            target.conn.rollback()
+            raise CopyError(f"the copy failed and nothing was copied: {str(e).strip()}") from e
         except BaseException:
             target.conn.rollback()
             raise

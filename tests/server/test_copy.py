@@ -135,10 +135,20 @@ def test_the_copy_serves_the_same_clinic(tmp_path, db_target, other_kind):
     _close_idle()
 
 
+def _owned_database(postgres) -> str:
+    """A new database owned by a role that is not a superuser, as the README makes it."""
+    postgres.admin("DO $$ BEGIN CREATE ROLE clinic LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    url = postgres.create_database()
+    name = url.rsplit("/", 1)[1]
+    postgres.admin(f"ALTER DATABASE {name} OWNER TO clinic")
+    return url.replace("rlsmon@", "clinic@")
+
+
 def test_the_copy_takes_new_nights_notes_and_ids(tmp_path, postgres):
-    source, target = tmp_path / "server.db", postgres.create_database()
+    source, target = tmp_path / "server.db", _owned_database(postgres)
     _clinic(source)
-    assert _copy(tmp_path, source, target).exit_code == 0
+    result = _copy(tmp_path, source, target)
+    assert result.exit_code == 0, result.output
     db = open_db(target)
     try:
         # New ids after the copied ones (the identity sequences were moved past them).
@@ -232,3 +242,9 @@ def test_the_configured_database_is_not_its_own_target(tmp_path):
     open_db(source).conn.close()
     result = _copy(tmp_path, source, source)
     assert result.exit_code == 1 and "is the configured database itself" in result.output
+
+
+def test_a_missing_source_is_not_made_empty_and_copied(tmp_path):
+    result = _copy(tmp_path, tmp_path / "typo.db", tmp_path / "copy.db")
+    assert result.exit_code == 1 and "there is no database at" in result.output
+    assert not (tmp_path / "typo.db").exists() and not (tmp_path / "copy.db").exists()
