@@ -292,6 +292,53 @@ def backup(config_path: str, file: str) -> None:
     click.echo(f"backed up {config.database.path} to {file}")
 
 
+@cli.command("copy-to")
+@_CONFIG_OPTION
+@click.argument("target")
+def copy_to(config_path: str, target: str) -> None:
+    """Copy the whole configured database into TARGET, a new empty database: a postgresql:// URL
+    (a clinic outgrowing SQLite) or a SQLite file (back from PostgreSQL). The configured one is
+    only read; then point [database] in server.toml at TARGET.
+
+    Stop rlsmon-collector and rlsmon-web first: what they write during the copy would not be
+    copied. The copy refuses to start while another process has a SQLite database open, or
+    while other sessions are connected to a PostgreSQL one. TARGET is migrated, must hold no
+    data, and is written in one transaction (a failure leaves it empty); the row counts are
+    checked and an audit entry on TARGET records the copy. Login sessions are not copied.
+
+    \b
+    Example:
+        systemctl stop rlsmon-collector rlsmon-web
+        rlsmon-server copy-to 'postgresql://rlsmon@db.example.org/rlsmon?passfile=/etc/rlsmon/pgpass'
+    """
+    from server import copydb
+    from server.db import is_url, redacted
+
+    config = _load_config(config_path)
+    source_name = config.database.target
+    try:
+        copydb.check_source(source_name, target)  # before this process opens it (see in_use)
+        source = _open_db(config, config_path)
+        try:
+            with copydb.open_target(target) as dest:
+                done = copydb.copy_database(
+                    source, dest, _now(), _cli_actor(), source_name,
+                    progress=lambda table, rows: click.echo(f"  {table:18} {rows:>12,} rows", err=True))
+        finally:
+            source.conn.close()
+    except copydb.CopyError as e:
+        raise click.ClickException(str(e)) from None
+    rate = done.copied_rows / max(done.seconds, 1e-6)
+    click.echo(f"copied {redacted(source_name)} to {redacted(target)}: {len(done.rows) - len(copydb.DERIVED)} "
+               f"tables, {done.copied_rows:,} rows in {done.seconds:.1f} s ({rate:,.0f} rows/s); "
+               f"{' and '.join(copydb.DERIVED)} recomputed and checked against the source")
+    for table, why in copydb.SKIPPED.items():
+        click.echo(f"not copied: {table} ({why})")
+    setting = "url" if is_url(target) else "path (and no url)"
+    click.echo(f"Next: in {config_path}, set [database] {setting} to {redacted(target)}, then start "
+               "rlsmon-collector and rlsmon-web.", err=True)
+
+
 @cli.command()
 @_CONFIG_OPTION
 @click.argument("pseudonym")
