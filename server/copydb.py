@@ -47,8 +47,9 @@ from server.db import is_postgres, is_url, open_db, redacted, refill_latest_pg, 
 SKIPPED = {"sessions": "login sessions: staff log in again on the new database"}
 # Kept by migration 0005's triggers from devices, patients and nights: recomputed on the target.
 DERIVED = ("device_latest", "fleet_counts")
-# Rows per read and per write: a night's JSON is up to ~64 kB (500 LMs), so a batch of nights
-# holds tens of MB at most, whatever the size of the database.
+# Rows per read and per write: a night's JSON is about 64 kB at 500 LMs, so a batch of nights holds
+# tens of MB, whatever the size of the database (a batch of nights at the 4 MiB limit would be 2 GB;
+# no real night comes near it).
 BATCH_ROWS = 500
 _MIGRATION_TABLES = ("_sqlite_migrations", "rlsmon_migrations")
 
