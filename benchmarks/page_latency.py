@@ -80,9 +80,12 @@ def build(path: Path | str, patients: int, nights: int, measured: set[tuple[str,
             " VALUES (?, ?, ?, ?, ?, ?)",
             [(f"dev-{i:05d}", i, "online" if i % 7 else "offline", now, now, "2025-01-01T00:00:00+00:00")
              for i in range(1, patients + 1)])
-        # What the pages read of a stand-in (night quality reads in_bed and clock_synced too).
-        small_json = json.dumps({"duration_s": 28800.0, "in_bed": [{"start_s": 600.0,
-                                 "end_s": 27600.0}], "clock_synced": True, "lm_events": []})
+        # What the pages read of a stand-in: night quality reads in_bed and clock_synced too, and
+        # the trend's regularity card the whole night's quality (time in bed, coverage).
+        small_json = json.dumps({"duration_s": 28800.0, "time_in_bed_s": 27000.0,
+                                 "in_bed": [{"start_s": 600.0, "end_s": 27600.0}],
+                                 "coverage": {"recorded_s": 28400.0, "gaps": []},
+                                 "clock_synced": True, "lm_events": []})
         stale = (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()
         for i in range(1, patients + 1):
             device = f"dev-{i:05d}"
@@ -232,35 +235,37 @@ def main() -> int:
         results.append(ok)
         say(line)
 
-    with httpx.Client(base_url=base, timeout=60) as client:
-        login = client.get("/login")
-        token = re.search(r'name="csrf_token" value="([^"]+)"', login.text).group(1)
-        client.post("/login", data={"username": USER, "password": PASSWORD, "csrf_token": token})
-        pid = proc.pid
-        timed(client, ["/"] * 3, pid)  # warm up the process (imports, first connections)
-        record("patients list (page 1)", timed(client, ["/"] * 60, pid))
-        # The pager's links: the page after (or before) a device anywhere in the list.
-        record("patients list (any page)", timed(client, [
-            f"/?{rng.choice(('after', 'before'))}=dev-{rng.randint(1, args.patients):05d}&page=2"
-            for _ in range(60)], pid))
-        # Nights received days ago, never opened since the dashboard started.
-        night_urls = [f"/devices/{d}/nights/{n}" for d, n in older]
-        record("night, first view (old night)", timed(client, night_urls, pid),
-               BAR_FIRST_NIGHT_CPU_MS)
-        record("night, later view", timed(client, night_urls * 2, pid))
-        # A clinician's path: a patient's trend, then last night (received this morning).
-        trends, nights = [], []
-        for patient, (device, night) in zip(devices, latest):
-            trends.append(timed(client, [f"/patients/{patient}"], pid))
-            nights.append(timed(client, [f"/devices/{device}/nights/{night}"], pid))
-        record(f"trend ({args.nights} nights), first view",
-               ([t for ms, _ in trends for t in ms], statistics.fmean(c for _, c in trends)))
-        record("night, first view (last night)",
-               ([t for ms, _ in nights for t in ms], statistics.fmean(c for _, c in nights)),
-               BAR_FIRST_NIGHT_CPU_MS)
-        record("trend, later view", timed(client, [f"/patients/{d}" for d in devices] * 2, pid))
-    proc.terminate()
-    proc.wait(timeout=30)
+    try:  # the server stops even when a page fails
+        with httpx.Client(base_url=base, timeout=60) as client:
+            login = client.get("/login")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', login.text).group(1)
+            client.post("/login", data={"username": USER, "password": PASSWORD, "csrf_token": token})
+            pid = proc.pid
+            timed(client, ["/"] * 3, pid)  # warm up the process (imports, first connections)
+            record("patients list (page 1)", timed(client, ["/"] * 60, pid))
+            # The pager's links: the page after (or before) a device anywhere in the list.
+            record("patients list (any page)", timed(client, [
+                f"/?{rng.choice(('after', 'before'))}=dev-{rng.randint(1, args.patients):05d}&page=2"
+                for _ in range(60)], pid))
+            # Nights received days ago, never opened since the dashboard started.
+            night_urls = [f"/devices/{d}/nights/{n}" for d, n in older]
+            record("night, first view (old night)", timed(client, night_urls, pid),
+                   BAR_FIRST_NIGHT_CPU_MS)
+            record("night, later view", timed(client, night_urls * 2, pid))
+            # A clinician's path: a patient's trend, then last night (received this morning).
+            trends, nights = [], []
+            for patient, (device, night) in zip(devices, latest):
+                trends.append(timed(client, [f"/patients/{patient}"], pid))
+                nights.append(timed(client, [f"/devices/{device}/nights/{night}"], pid))
+            record(f"trend ({args.nights} nights), first view",
+                   ([t for ms, _ in trends for t in ms], statistics.fmean(c for _, c in trends)))
+            record("night, first view (last night)",
+                   ([t for ms, _ in nights for t in ms], statistics.fmean(c for _, c in nights)),
+                   BAR_FIRST_NIGHT_CPU_MS)
+            record("trend, later view", timed(client, [f"/patients/{d}" for d in devices] * 2, pid))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
     if args.keep is None:
         shutil.rmtree(path.parent)
     if args.json:
