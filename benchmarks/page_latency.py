@@ -1,8 +1,9 @@
 """Page latency and server CPU of the dashboard (issue 5's bar: p95 ≤ 200 ms; issue 14's: the first
 view of any night costs ≤ 30 ms of server CPU).
 
-Builds the database with bulk inserts (headline columns, and a small summary JSON), then stores
-the nights that the benchmark opens through the collector's real `ingest`, each with ~500 LMs.
+Builds the database with bulk inserts (headline columns, and a small summary JSON, but a whole
+one of ~500 LMs for each device's latest night, which the patients list reads), then stores the
+nights that the benchmark opens through the collector's real `ingest`, each with ~500 LMs.
 Serves it with uvicorn on a free loopback port, logs in like a browser, and times the patients
 list, night pages and trend pages over HTTP, each on first view and on a later view. Server CPU is
 the server process's user + system time (/proc) over the requests, per request: other load on the
@@ -86,6 +87,10 @@ def build(path: Path | str, patients: int, nights: int, measured: set[tuple[str,
                                  "in_bed": [{"start_s": 600.0, "end_s": 27600.0}],
                                  "coverage": {"recorded_s": 28400.0, "gaps": []},
                                  "clock_synced": True, "lm_events": []})
+        # Each device's latest night, whose quality the patients list reads from its summary,
+        # is as large as a real one (~500 LMs, 46 kB): one real summary stands in for them all.
+        full_json = json.dumps(make_night("dev-00000", today - timedelta(days=1), 55.0,
+                                          sporadic_per_h=12.0))
         stale = (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()
         for i in range(1, patients + 1):
             device = f"dev-{i:05d}"
@@ -93,7 +98,8 @@ def build(path: Path | str, patients: int, nights: int, measured: set[tuple[str,
             missing = rng.randint(1, 6) if i % 50 == 0 else 0
             base = rng.uniform(2, 60)
             rows = []
-            for k in range(nights - missing):
+            last = nights - missing - 1
+            for k in range(last + 1):
                 night = (today - timedelta(days=nights - k)).isoformat()
                 if (device, night) in measured:
                     continue
@@ -103,7 +109,7 @@ def build(path: Path | str, patients: int, nights: int, measured: set[tuple[str,
                 rows.append((device, night, f"{i:05d}-{k:04d}", morning, morning, "WASM2016", plmi,
                              plmi * 1.3, int(plmi * 9), int(plmi * 8.5), int(plmi * 7.5),
                              int(plmi / 4), 27000.0, 28400.0, 0.7, _severity(plmi),
-                             int(plmi > 15), small_json))
+                             int(plmi > 15), full_json if k == last else small_json))
             _bulk(
                 db,
                 "INSERT INTO nights (device_id, night, summary_id, generated_at, received_at,"
