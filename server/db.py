@@ -66,8 +66,14 @@ def json_array_of(db: Database, column: str, *keys: str) -> str:
     """SQL making a JSON array (as text) of the values at `keys` (top-level, or dotted paths such
     as `wear.not_worn`) of the JSON text in `column`, parsed once: `[1, null, true]`."""
     if is_postgres(db):
-        values = ", ".join(f"j#>'{{{k.replace('.', ',')}}}'" for k in keys)
-        return f"(SELECT json_build_array({values})::text FROM (SELECT {column}::json AS j) AS doc)"
+        # The text parsed once into the top-level fields asked for (json_to_record), not once per
+        # key: json's operators parse the whole text again each time, 0.35 ms for a night of
+        # 500 LMs here, and the patients list asks five keys of 100 nights.
+        tops = list(dict.fromkeys(k.split(".")[0] for k in keys))
+        values = ", ".join(f'r."{top}"' + (f" #> '{{{rest[0].replace('.', ',')}}}'" if rest else "")
+                           for top, *rest in (k.split(".", 1) for k in keys))
+        fields = ", ".join(f'"{top}" json' for top in tops)
+        return f"(SELECT json_build_array({values})::text FROM json_to_record({column}::json) AS r({fields}))"
     paths = ", ".join(f"'$.{k}'" for k in keys)
     return f"json_extract({column}, {paths})"
 

@@ -14,12 +14,12 @@ from server.db import json_array_of
 
 Key = tuple[str, str]  # (device_id, night)
 
-def _select(db: Database) -> str:
+def _select(db: Database, source: str = "nights n") -> str:
     return f"""
 SELECT n.device_id, n.night, n.time_in_bed_s, n.recorded_s,
        {json_array_of(db, "n.summary_json", "duration_s", "in_bed", "clock_synced", "min_time_in_bed_s",
                        "wear.not_worn")}
-FROM nights n """
+FROM {source} """
 
 
 def _assess(rows: Iterable[tuple[Any, ...]]) -> dict[Key, quality.Quality]:
@@ -40,10 +40,16 @@ def of_patient(db: Database, patient_id: int) -> dict[Key, quality.Quality]:
 
 
 def of_nights(db: Database, keys: Iterable[Key]) -> dict[Key, quality.Quality]:
-    """The quality of the given nights (e.g. the last nights on one page of the patients list);
-    each is found by the nights' primary key."""
-    out: dict[Key, quality.Quality] = {}
-    for key in keys:
-        out.update(_assess(db.execute(_select(db) + "WHERE n.device_id = ? AND n.night = ?",
-                                      list(key)).fetchall()))
-    return out
+    """The quality of the given nights (e.g. the last nights on one page of the patients list), in
+    one query: the keys are a VALUES list that the nights' primary key is probed with, one index
+    lookup per key, so a page costs one round trip to PostgreSQL whatever its size."""
+    keys = list(dict.fromkeys(keys))
+    if not keys:
+        return {}
+    # VALUES names its columns column1, column2 on both databases; CROSS JOIN keeps the keys the
+    # outer loop on SQLite (PostgreSQL's planner finds that order itself).
+    values = ", ".join(["(?, ?)"] * len(keys))
+    return _assess(db.execute(
+        _select(db, f"(VALUES {values}) k CROSS JOIN nights n")
+        + "ON n.device_id = k.column1 AND n.night = k.column2",
+        [part for key in keys for part in key]).fetchall())

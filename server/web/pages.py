@@ -267,6 +267,8 @@ def night_page(request: Request, night: date, device_id: str = DeviceId,
                 if start else None) for lm in summary["lm_events"]]
     return render(request, "night.html", {
         "device_id": device_id, "night": night, "s": summary, "found": found, "lms": lms,
+        # An LM's leg (docs/summary.md) is shown when the night names any; none is "–".
+        "legs_known": any("leg" in lm for lm in lms),
         "charts": charts.night_charts(summary), "caveats": caveats,
         "recording_start": start, "previous": previous, "next": following,
         "coverage": (summary["coverage"]["recorded_s"] / summary["duration_s"]

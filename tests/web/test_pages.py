@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections import Counter
 from datetime import timedelta
 
 from server.db import open_db
 from tests.pgserver import BOTH_DATABASES
 from tests.web import seed
 from tests.web.conftest import NOW, USER, csrf_of, log_in
+from tests.web.test_edf_legs import NIGHT as LEGS_NIGHT
+from tests.web.test_edf_legs import two_leg_night
 
 pytestmark = BOTH_DATABASES
 
@@ -91,6 +94,33 @@ def test_a_night_page_has_its_charts_table_and_caveats(staff, seeded):
     assert table.count('class="plm"') == summary["plm_count"]
     assert "Respiratory-related leg movements are not excluded" in html
     assert "per hour in bed" in html
+
+
+def _lm_cells(html: str) -> tuple[list[str], list[list[str]]]:
+    """The LM table's headers, and each row's cells."""
+    table = html.split('<table class="lms">')[1].split("</table>")[0]
+    rows = re.findall(r"<tr class=\"[^\"]*\">(.*?)</tr>", table, re.S)
+    return (re.findall(r"<th[^>]*>(.*?)</th>", table),
+            [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in rows])
+
+
+def test_the_lm_table_shows_each_lms_leg_when_the_night_names_any(staff, seeded):
+    # A night from two sensors names each LM's leg; one LM here has none (docs/summary.md: left
+    # out when unknown).
+    summary = two_leg_night()
+    lone = max(summary["lm_events"], key=lambda lm: lm["onset_s"])
+    del lone["leg"]
+    _store(seeded, summary)
+    headers, rows = _lm_cells(staff.get(f"/devices/dev-a/nights/{LEGS_NIGHT}").text)
+    column = headers.index("Which leg")
+    assert headers[column - 1] == "Legs" and len(rows) == len(summary["lm_events"])
+    legs = [row[column] for row in rows]
+    assert Counter(legs) == {"left": 6, "right": 7, "both": 4, '<span class="muted">–</span>': 1}
+    assert legs[-1] == '<span class="muted">–</span>'
+    assert all((leg == "both") == (row[column - 1] == "both") for leg, row in zip(legs, rows))
+    # A night from one sensor without a side names no leg: no column.
+    headers, rows = _lm_cells(staff.get(f"/devices/dev-a/nights/{seeded.last_night}").text)
+    assert "Which leg" not in headers and rows and all(len(r) == len(headers) for r in rows)
 
 
 def test_standing_caveats_are_added_when_the_device_omits_them(staff, seeded):

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from server.web import night_quality, queries, trend
+from server.web import queries, trend
 from tests.web.test_list_scale import LIST_CALLS, OVERVIEW, PAGE, SEARCH_CALLS, TODAY, fleet_rows
 
 DEVICES = 20_000
@@ -68,7 +68,6 @@ def plans(db, call) -> list[str]:
 PAGES = {
     **{name: (lambda c: lambda db: c(db, DEVICES))(call) for name, call in LIST_CALLS.items()},
     "overview": lambda db: OVERVIEW(db, DEVICES),
-    "night quality of a page": lambda db: night_quality.of_nights(db, [("dev-00003", "2026-03-09")]),
     "trend": lambda db: trend.load_trend(db, 3),
     "device nights": lambda db: queries.device_nights(db, "dev-00003"),
     "neighbours": lambda db: queries.neighbour_nights(db, "dev-00003", "2026-03-08"),
