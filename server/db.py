@@ -236,33 +236,34 @@ def _lm_events_view(db: Database) -> None:
     # the same columns. Measured (benchmarks/server_load.py): a row per LM capped ingest at ~110
     # nights/s of 500 LMs on the 2-core test machine, far below the 500/s bar, and a replaced
     # night's events now go with its row, in the same single-row upsert.
+    _ddl(db, "DROP TABLE lm_events", _lm_events_view_sql(db, _LM_COLUMNS))
+
+
+# On PostgreSQL json_array_elements counts from 1, json_each's key from 0; the booleans come out
+# as 0/1 as SQLite's json_extract gives them.
+_PG_LM_TYPES = {"onset_s": "float8", "offset_s": "float8", "duration_s": "float8", "periodic": "boolean::int",
+                "clm": "boolean::int", "bilateral": "boolean::int", "series": "bigint", "imi_s": "float8",
+                "leg": "text"}
+
+
+def _lm_events_view_sql(db: Database, lm_columns: tuple[str, ...]) -> str:
+    """CREATE VIEW lm_events: a row per LM of every stored night, (device_id, night, idx) and the
+    LM's `lm_columns` (null where an LM has no such key), in `db`'s dialect."""
     if is_postgres(db):
-        _ddl(db, "DROP TABLE lm_events", _PG_LM_EVENTS_VIEW)
-        return
-    columns = ",\n".join(f"json_extract(e.value, '$.{c}') AS {c}" for c in _LM_COLUMNS)
-    _ddl(
-        db,
-        "DROP TABLE lm_events",
-        f"""CREATE VIEW lm_events AS SELECT
+        return f"""CREATE VIEW lm_events AS SELECT
+    n.device_id AS device_id,
+    n.night AS night,
+    e.ord - 1 AS idx,
+    {", ".join(f"(e.value->>'{c}')::{_PG_LM_TYPES[c]} AS {c}" for c in lm_columns)}
+FROM nights AS n
+CROSS JOIN LATERAL json_array_elements(n.summary_json::json->'lm_events') WITH ORDINALITY AS e(value, ord)"""
+    columns = ",\n".join(f"json_extract(e.value, '$.{c}') AS {c}" for c in lm_columns)
+    return f"""CREATE VIEW lm_events AS SELECT
             n.device_id AS device_id,
             n.night AS night,
             e.key AS idx,
             {columns}
-        FROM nights AS n, json_each(n.summary_json, '$.lm_events') AS e""",
-    )
-
-
-# The same view on PostgreSQL: json_array_elements counts from 1, json_each's key from 0; the
-# booleans come out as 0/1 as SQLite's json_extract gives them.
-_PG_LM_TYPES = {"onset_s": "float8", "offset_s": "float8", "duration_s": "float8", "periodic": "boolean::int",
-                "clm": "boolean::int", "bilateral": "boolean::int", "series": "bigint", "imi_s": "float8"}
-_PG_LM_EVENTS_VIEW = f"""CREATE VIEW lm_events AS SELECT
-    n.device_id AS device_id,
-    n.night AS night,
-    e.ord - 1 AS idx,
-    {", ".join(f"(e.value->>'{c}')::{_PG_LM_TYPES[c]} AS {c}" for c in _LM_COLUMNS)}
-FROM nights AS n
-CROSS JOIN LATERAL json_array_elements(n.summary_json::json->'lm_events') WITH ORDINALITY AS e(value, ord)"""
+        FROM nights AS n, json_each(n.summary_json, '$.lm_events') AS e"""
 
 
 @MIGRATIONS(name="0003_rejected_bounds")
@@ -571,6 +572,13 @@ def _nights_duration(db: Database) -> None:
         return
     _ddl(db, "DROP TRIGGER nights_latest_insert", "DROP TRIGGER nights_latest_update", *_sqlite_nights_latest(news))
 
+
+
+@MIGRATIONS(name="0011_lm_events_leg")
+def _lm_events_leg(db: Database) -> None:
+    # An LM's optional `leg` (rlsmon.night/1, added with two sensors: "left", "right", "both"),
+    # for the LM export; null for LMs that do not say.
+    _ddl(db, "DROP VIEW lm_events", _lm_events_view_sql(db, (*_LM_COLUMNS, "leg")))
 
 def _count_change(row: str, sign: str) -> str:
     """The statement moving fleet_counts by the device_latest row `row` (`new`/`old`)."""

@@ -434,7 +434,7 @@ NIGHT_COLUMNS = ["night", "device_id", "plm_index", "lm_index", "lm_count", "plm
                  "plm_series_count", "time_in_bed_s", "recorded_s", "periodicity_index", "severity",
                  "clinically_significant", "rules", "summary_id", "generated_at", "received_at"]
 LM_COLUMNS = ["night", "device_id", "idx", "onset_s", "offset_s", "duration_s", "periodic", "clm",
-              "bilateral", "series", "imi_s"]
+              "bilateral", "series", "imi_s", "leg"]
 
 
 # Each CSV export is an entry here: what it reads and its columns, in order.

@@ -234,7 +234,7 @@ def night_summary(db: Database, device_id: str, night: str) -> dict[str, Any] | 
 def patient_lm_events(db: Database, patient_id: int) -> list[dict[str, Any]]:
     """Every LM of every night of the patient's devices, night by night."""
     cols = ("device_id", "night", "idx", "onset_s", "offset_s", "duration_s", "periodic", "clm",
-            "bilateral", "series", "imi_s")
+            "bilateral", "series", "imi_s", "leg")
     rows = db.execute(f"""
         SELECT {", ".join("e." + c for c in cols)} FROM devices d
         JOIN lm_events e ON e.device_id = d.device_id

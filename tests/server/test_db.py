@@ -13,7 +13,8 @@ from server.db import MIGRATIONS, checkpoint_wal, open_db, schema_version, utc_n
 
 ALL_MIGRATIONS = ["0001_initial", "0002_lm_events_view", "0003_rejected_bounds",
                   "0004_staff_roles_audit", "0005_latest_nights", "0006_medications",
-                  "0008_sit", "0009_nights_summary_id", "0010_nights_duration"]
+                  "0008_sit", "0009_nights_summary_id", "0010_nights_duration",
+                  "0011_lm_events_leg"]
 TABLES = {
     "patients", "devices", "nights", "rejected", "rejected_daily",
     "users", "sessions", "api_tokens", "treatment_notes", "login_throttle", "audit",

@@ -181,6 +181,17 @@ def test_csv_exports(staff, seeded):
     assert staff.get(f"/patients/{pid}/other.csv").status_code == 422
 
 
+def test_the_lm_export_names_each_lms_leg_when_known(staff, seeded):
+    summary = two_leg_night()
+    del max(summary["lm_events"], key=lambda lm: lm["onset_s"])["leg"]
+    _store(seeded, summary)  # dev-a is the flagged patient's
+    lms = list(csv.DictReader(io.StringIO(staff.get(f"/patients/{seeded.flagged_patient}/lms.csv").text)))
+    assert list(lms[0])[-1] == "leg"  # added last: the columns before it keep their places
+    legs = Counter(r["leg"] for r in lms if r["night"] == str(LEGS_NIGHT))
+    assert legs == {"left": 6, "right": 7, "both": 4, "": 1}
+    assert {r["leg"] for r in lms if r["night"] == str(seeded.last_night)} == {""}
+
+
 def test_json_exports(staff, seeded):
     body = staff.get(f"/patients/{seeded.calm_patient}/nights.json").json()
     assert body["patient"]["pseudonym"] == "P-0002" and len(body["nights"]) == 5
