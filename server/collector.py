@@ -737,6 +737,7 @@ class Collector:
             if self.on_outcome is not None:
                 self.on_outcome(message.topic, outcome)
 
+
 def run_collector(config_path: str | Path) -> int:
     """Run the collector from the config file until SIGTERM or SIGINT; return the exit code."""
     import signal
