@@ -247,10 +247,6 @@ def _copy_table(source: Database, target: Database, table: str) -> int:
     return copied
 
 
-def _count(db: Database, table: str) -> int:
-    return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-
-
 def _user_triggers(db: Database, enabled: bool) -> None:
     # PostgreSQL: ALTER TABLE … DISABLE TRIGGER USER needs only the tables' owner (the role that
     # ran the migrations), unlike session_replication_role, and is undone by a rollback. Foreign
@@ -320,7 +316,7 @@ def copy_database(source: Database, target: Database, at: datetime, actor: audit
                 _user_triggers(target, enabled=True)
                 _move_sequences(target, copied)
             for table in copied:
-                counts = (rows[table], _count(source, table), _count(target, table))
+                counts = (rows[table], source[table].count, target[table].count)
                 if len(set(counts)) > 1:
                     raise CopyError(f"table {table}: {counts[0]} rows copied, {counts[1]} on the source "
                                     f"and {counts[2]} on the target; nothing was copied")
